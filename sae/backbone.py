@@ -1,0 +1,254 @@
+"""An open_clip vision transformer split at layer L.
+
+``prefix(pixels)`` runs the patch embedding and blocks ``0..L-1`` and returns the residual
+stream ``[B, 1+P, d]`` (class token first); ``suffix(residual)`` runs blocks ``L..N-1``, the
+final norm, the pooling and the projection exactly as open_clip's ``VisionTransformer.forward``
+does, so ``suffix(prefix(x)) == model.encode_image(x)``.
+
+Models load through open_clip itself, by built-in name and pretrained tag
+(``ViT-bigG-14:laion2b_s39b_b160k``) or from a folder in open_clip's ``local-dir:`` layout
+(``open_clip_config.json`` + ``open_clip_model.safetensors``, as ``save_for_hf`` writes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.push_to_hf_hub import save_for_hf
+from open_clip.transformer import VisionTransformer
+
+from sae.errors import UserError
+
+CONFIG_NAME = "open_clip_config.json"
+WEIGHTS_NAME = "open_clip_model.safetensors"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Where a model comes from: an open_clip name with a pretrained tag, or a local folder."""
+
+    name: str
+    pretrained: str | None = None
+    local_dir: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> BackboneSpec:
+        """``NAME:TAG``, ``NAME`` (random init), ``local-dir:PATH`` or a path to such a folder."""
+        text = str(text)
+        if text.startswith("local-dir:"):
+            return cls(name=text, local_dir=Path(text[len("local-dir:"):]).expanduser())
+        path = Path(text).expanduser()
+        if path.is_dir() or "/" in text or text.startswith("."):
+            return cls(name=f"local-dir:{path}", local_dir=path)
+        name, _, tag = text.partition(":")
+        return cls(name=name, pretrained=tag or None)
+
+    @property
+    def model_id(self) -> str:
+        if self.local_dir is not None:
+            return f"local-dir:{self.local_dir.resolve()}"
+        return f"{self.name}:{self.pretrained}" if self.pretrained else self.name
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A short hash that tells one set of weights from another without reading all of them.
+
+    Hashes every tensor's name, shape and dtype and up to 4,096 evenly strided values, so
+    it costs milliseconds even for ViT-bigG-14 yet changes with any retraining.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = flat[::step][:4096].to("cpu", torch.float32).contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Backbone:
+    """An open_clip CLIP model whose image tower is split at ``layer``."""
+
+    model: Any  # open_clip.CLIP or CustomTextCLIP
+    model_id: str
+    layer: int
+    preprocess: Any = None  # open_clip's eval transform: PIL image -> [3, H, W]
+    tokenizer: Any = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        visual = self.model.visual
+        if not isinstance(visual, VisionTransformer):
+            raise UserError(
+                f"Model {self.model_id} has a {type(visual).__name__} image tower; sae-studio splits "
+                "only open_clip VisionTransformer towers (ViT-*), so pick a ViT model."
+            )
+        if not 0 <= self.layer <= self.n_layers:
+            raise UserError(
+                f"Layer {self.layer} does not exist in {self.model_id}, which has "
+                f"{self.n_layers} blocks; choose a layer from 0 to {self.n_layers}."
+            )
+
+    # -- shape facts -------------------------------------------------------------------------
+    @property
+    def visual(self) -> VisionTransformer:
+        return self.model.visual
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def width(self) -> int:
+        """d, the residual width at every layer."""
+        return self.visual.transformer.width
+
+    @property
+    def n_tokens(self) -> int:
+        """1 + P: the class token and the patches."""
+        return self.visual.positional_embedding.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        size = self.visual.image_size
+        return size[0] if isinstance(size, tuple | list) else int(size)
+
+    @property
+    def embed_dim(self) -> int:
+        proj = self.visual.proj
+        return proj.shape[1] if proj is not None else self.width
+
+    @property
+    def device(self) -> torch.device:
+        return self.visual.positional_embedding.device
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model)
+        return self._fingerprint
+
+    def at_layer(self, layer: int) -> Backbone:
+        """The same model split at another layer (weights are shared, not copied)."""
+        return Backbone(self.model, self.model_id, layer, self.preprocess, self.tokenizer, self._fingerprint)
+
+    # -- the split -----------------------------------------------------------------------------
+    def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        transformer = self.visual.transformer
+        if not transformer.batch_first:
+            x = x.transpose(0, 1)
+        for block in transformer.resblocks[start:stop]:
+            x = block(x, attn_mask=None)
+        if not transformer.batch_first:
+            x = x.transpose(0, 1)
+        return x
+
+    def prefix(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, 3, H, W] (preprocessed) -> residual [B, 1+P, d] entering block ``layer``."""
+        x = self.visual._embeds(pixels)
+        return self._blocks(x, 0, self.layer)
+
+    def suffix(self, residual: torch.Tensor) -> torch.Tensor:
+        """residual [B, 1+P, d] entering block ``layer`` -> image embedding [B, embed_dim]."""
+        x = self._blocks(residual, self.layer, self.n_layers)
+        pooled, _tokens = self.visual._pool(x)
+        if self.visual.proj is not None:
+            pooled = pooled @ self.visual.proj
+        return pooled
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The unsplit open_clip image embedding (not normalised), for reference."""
+        return self.model.encode_image(pixels)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Text embeddings [T, embed_dim] (not normalised) through the model's own tokenizer."""
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens)
+
+    def token_positions(self, token_set: str) -> slice:
+        """Which tokens of the residual a token set keeps: all, patches (no class token) or cls."""
+        return {"all": slice(0, None), "patches": slice(1, None), "cls": slice(0, 1)}[token_set]
+
+
+TOKEN_SETS = ("all", "patches", "cls")
+
+
+def _check_local_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise UserError(f"Model folder {path} does not exist; pass an open_clip NAME:TAG or a folder with {CONFIG_NAME}.")
+    if not (path / CONFIG_NAME).is_file():
+        raise UserError(f"Model folder {path} has no {CONFIG_NAME}; save models with sae.backbone.save_local_dir.")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise UserError(
+            f"Model folder {path} has no {WEIGHTS_NAME}; sae-studio loads weights from safetensors "
+            "only and never unpickles .bin or .pth files."
+        )
+    try:
+        json.loads((path / CONFIG_NAME).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path / CONFIG_NAME} is not valid JSON ({e}); restore or re-save the model folder.") from e
+
+
+def load_backbone(
+    spec: str | BackboneSpec,
+    layer: int | None = None,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> Backbone:
+    """Load an open_clip model through open_clip and split it at ``layer`` (default: the middle)."""
+    if isinstance(spec, str):
+        spec = BackboneSpec.parse(spec)
+    if spec.local_dir is not None:
+        _check_local_dir(spec.local_dir)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.name, pretrained=spec.pretrained, device=device, precision=precision
+        )
+        tokenizer = open_clip.get_tokenizer(spec.name)
+    except UserError:
+        raise
+    except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError with long texts
+        raise UserError(
+            f"Could not load model {spec.model_id}: {str(e).splitlines()[0][:300]}; check the name "
+            "and tag (open_clip.list_pretrained()) and that the weights can be downloaded or are cached."
+        ) from e
+    model.eval()
+    n = len(getattr(getattr(model.visual, "transformer", None), "resblocks", []))
+    return Backbone(model, spec.model_id, n // 2 if layer is None else layer, preprocess, tokenizer)
+
+
+def save_local_dir(
+    model: Any,
+    model_cfg: dict,
+    path: str | Path,
+    tokenizer: Any = None,
+    image_mean: tuple[float, float, float] = open_clip.OPENAI_DATASET_MEAN,
+    image_std: tuple[float, float, float] = open_clip.OPENAI_DATASET_STD,
+) -> Path:
+    """Save a model in open_clip's ``local-dir:`` layout with open_clip's own ``save_for_hf``.
+
+    ``model_cfg`` is the open_clip config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``).
+    A tokenizer without ``save_pretrained`` (open_clip's default ``SimpleTokenizer``) needs no
+    files: open_clip rebuilds it from the config when the folder is loaded.
+    """
+
+    class _ConfigOnlyTokenizer:
+        def save_pretrained(self, dest: Any) -> None:
+            pass
+
+    # Models built directly from a config (not by create_model) lack the preprocess fields.
+    if getattr(model.visual, "image_mean", None) is None:
+        model.visual.image_mean = tuple(image_mean)
+        model.visual.image_std = tuple(image_std)
+    if tokenizer is None or not hasattr(tokenizer, "save_pretrained"):
+        tokenizer = _ConfigOnlyTokenizer()
+    path = Path(path)
+    save_for_hf(model, tokenizer, model_cfg, path, safe_serialization=True)
+    return path

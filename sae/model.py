@@ -1,0 +1,306 @@
+"""The sparse autoencoder: TopK (default) or ReLU, its encode/decode, and its folder on disk.
+
+Shapes: x [B, d_in]; pre-activations and codes [B, d_sae]; a TopK code is also kept sparse as
+``SparseCode(values [B, k], indices [B, k])``.
+
+Math (``s`` is the input scale that brings activations to mean norm sqrt(d_in)):
+    f     = topk(W_enc^T (s x - b_dec) + b_enc)            TopK, then ReLU on the k kept
+    f     = relu(W_enc^T (s x - b_dec) + b_enc)            ReLU
+    x_hat = (W_dec^T f + b_dec) / s
+
+On disk the folder is SAELens' layout (``cfg.json`` + ``sae_weights.safetensors`` with
+``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``, ``b_dec``) with ``s`` folded into
+the weights, so SAELens or any other consumer gets the same features with no extra step. The
+project's own facts (backbone, layer, token set, training metrics) sit in ``cfg.json`` under
+``metadata.sae_studio``; feature labels live in ``labels.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from sae import atomic
+from sae.errors import UserError
+
+CFG_NAME = "cfg.json"
+WEIGHTS_NAME = "sae_weights.safetensors"
+LABELS_NAME = "labels.json"
+ARCHS = ("topk", "relu")
+# SAELens names the ReLU SAE "standard".
+_SAELENS_ARCH = {"topk": "topk", "relu": "standard"}
+_FROM_SAELENS_ARCH = {v: k for k, v in _SAELENS_ARCH.items()}
+# The cfg.json format version we write; SAELens reads >= 6.0 configs without conversion.
+_SAELENS_FORMAT = "6.0.0"
+
+
+class SparseCode(NamedTuple):
+    values: torch.Tensor  # [B, k], >= 0
+    indices: torch.Tensor  # [B, k], int64 latent ids
+
+
+class ForwardOutput(NamedTuple):
+    reconstruction: torch.Tensor  # [B, d_in], in the input's own scale
+    code: torch.Tensor  # [B, d_sae], dense
+
+
+@dataclass
+class SaeConfig:
+    d_in: int
+    d_sae: int
+    arch: str = "topk"
+    k: int = 32
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise UserError(f"SAE architecture '{self.arch}' is unknown; use one of {', '.join(ARCHS)}.")
+        if self.d_in <= 0 or self.d_sae <= 0:
+            raise UserError(f"SAE sizes must be positive (got d_in={self.d_in}, d_sae={self.d_sae}).")
+        if self.arch == "topk" and not 0 < self.k <= self.d_sae:
+            raise UserError(f"TopK k must be between 1 and the width {self.d_sae} (got {self.k}).")
+
+
+@dataclass
+class SaeMetadata:
+    """What the SAE was trained on and how well it does; saved in cfg.json under sae_studio."""
+
+    backbone: str = ""  # open_clip model id, e.g. "ViT-bigG-14:laion2b_s39b_b160k"
+    backbone_fingerprint: str = ""  # sae.backbone.weights_fingerprint of its weights
+    layer: int = -1  # residual entering block `layer` (hook point blocks.{layer}.hook_resid_pre)
+    token_set: str = "all"  # all | patches | cls
+    input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SaeMetadata:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class SparseAutoencoder(nn.Module):
+    """A TopK or ReLU SAE. ``W_enc_T`` is stored as [d_sae, d_in] (one row per latent) because
+    the training kernels gather and scatter whole rows; ``W_enc`` is its [d_in, d_sae] view."""
+
+    def __init__(self, cfg: SaeConfig, metadata: SaeMetadata | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.metadata = metadata or SaeMetadata()
+        self.W_enc_T = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        # Multiply inputs by this before encoding (1.0 once folded, as every saved SAE is).
+        self.register_buffer("input_scale", torch.tensor(1.0), persistent=False)
+
+    # -- shapes -----------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def W_enc(self) -> torch.Tensor:
+        """[d_in, d_sae], SAELens' orientation."""
+        return self.W_enc_T.T
+
+    # -- init --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def initialize(self, sample: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Unit-norm random decoder rows, encoder = decoder transpose, b_dec = the data mean.
+
+        ``sample`` [N, d_in] is raw activations; it also sets the input scale so the scaled
+        inputs have mean norm sqrt(d_in).
+        """
+        sample = sample.float()
+        mean_norm = sample.norm(dim=-1).mean().clamp_min(1e-8)
+        self.input_scale.fill_(math.sqrt(self.d_in) / mean_norm.item())
+        w = torch.randn(self.d_sae, self.d_in, generator=generator)
+        w /= w.norm(dim=-1, keepdim=True)
+        self.W_dec.copy_(w)
+        self.W_enc_T.copy_(w)
+        self.b_enc.zero_()
+        self.b_dec.copy_((sample * self.input_scale).mean(0))
+
+    # -- the maps ----------------------------------------------------------------------------
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., d_in] -> [..., d_sae]."""
+        x = x.to(self.W_enc_T.dtype) * self.input_scale
+        return F.linear(x - self.b_dec, self.W_enc_T, self.b_enc)
+
+    def encode_sparse(self, x: torch.Tensor) -> SparseCode:
+        """TopK code as (values, indices), without building the dense [.., d_sae] tensor."""
+        pre = self.pre_activations(x)
+        if self.cfg.arch != "topk":
+            raise ValueError("encode_sparse is for TopK SAEs; use encode for a ReLU SAE.")
+        values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
+        return SparseCode(values.relu(), indices)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., d_in] -> dense code f [..., d_sae] (the SAELens feature activations)."""
+        pre = self.pre_activations(x)
+        if self.cfg.arch == "relu":
+            return pre.relu()
+        values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter_(-1, indices, values.relu())
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        """Dense code f [..., d_sae] -> reconstruction [..., d_in] in the input's scale."""
+        return (f @ self.W_dec + self.b_dec) / self.input_scale
+
+    def decode_sparse(self, code: SparseCode) -> torch.Tensor:
+        """SparseCode -> reconstruction [B, d_in], gathering only the k decoder rows used."""
+        shape = code.indices.shape
+        out = F.embedding_bag(
+            code.indices.reshape(-1, shape[-1]), self.W_dec,
+            per_sample_weights=code.values.reshape(-1, shape[-1]).to(self.W_dec.dtype), mode="sum",
+        )
+        return ((out + self.b_dec) / self.input_scale).reshape(*shape[:-1], self.d_in)
+
+    def forward(self, x: torch.Tensor) -> ForwardOutput:
+        f = self.encode(x)
+        return ForwardOutput(self.decode(f), f)
+
+    # -- normalisation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def fold_input_scale(self) -> None:
+        """Fold ``input_scale`` into the weights so the SAE takes raw inputs (scale becomes 1).
+
+        (s x - b_dec) W_enc = (x - b_dec/s)(s W_enc), and (f W_dec + b_dec)/s = f (W_dec/s) + b_dec/s.
+        """
+        s = float(self.input_scale)
+        if s == 1.0:
+            return
+        self.W_enc_T.mul_(s)
+        self.W_dec.div_(s)
+        self.b_dec.div_(s)
+        self.metadata.input_scale = s
+        self.input_scale.fill_(1.0)
+
+    # -- disk --------------------------------------------------------------------------------
+    def saelens_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "reshape_activations": "none",
+            "architecture": _SAELENS_ARCH[self.cfg.arch],
+            "metadata": {
+                "sae_lens_version": _SAELENS_FORMAT,
+                "sae_lens_training_version": None,
+                "model_name": self.metadata.backbone,
+                "hook_name": f"blocks.{self.metadata.layer}.hook_resid_pre",
+                "sae_studio": asdict(self.metadata),
+            },
+        }
+        if self.cfg.arch == "topk":
+            cfg["k"] = self.cfg.k
+            cfg["rescale_acts_by_decoder_norm"] = False
+        return cfg
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the SAE folder atomically (a crash leaves the previous version whole)."""
+        folder = Path(folder)
+        copy = SparseAutoencoder(self.cfg, SaeMetadata(**asdict(self.metadata)))
+        copy.load_state_dict(self.state_dict())
+        copy.input_scale.fill_(float(self.input_scale))
+        copy.fold_input_scale()
+        tensors = {
+            "W_enc": copy.W_enc.detach().float().contiguous().cpu(),
+            "b_enc": copy.b_enc.detach().float().contiguous().cpu(),
+            "W_dec": copy.W_dec.detach().float().contiguous().cpu(),
+            "b_dec": copy.b_dec.detach().float().contiguous().cpu(),
+        }
+        labels = folder / LABELS_NAME
+        with atomic.atomic_dir(folder) as tmp:
+            save_file(tensors, str(tmp / WEIGHTS_NAME))
+            (tmp / CFG_NAME).write_text(json.dumps(copy.saelens_config(), indent=2) + "\n")
+            (tmp / LABELS_NAME).write_text(labels.read_text() if labels.is_file() else "{}\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+        """Load an SAE folder in SAELens' layout. Never unpickles: JSON and safetensors only."""
+        folder = Path(folder)
+        atomic.recover_dir(folder)
+        cfg_path, weights_path = folder / CFG_NAME, folder / WEIGHTS_NAME
+        if not folder.is_dir():
+            raise UserError(f"SAE folder {folder} does not exist; pass a folder with {CFG_NAME} and {WEIGHTS_NAME}.")
+        if not cfg_path.is_file():
+            raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
+        if not weights_path.is_file():
+            pickles = [p.name for p in folder.iterdir() if p.suffix in {".pt", ".pth", ".bin", ".pkl", ".ckpt"}]
+            hint = f" (found {pickles[0]}, which sae-studio never unpickles)" if pickles else ""
+            raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}{hint}; save the weights as safetensors.")
+        try:
+            raw = json.loads(cfg_path.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("top level is not an object")
+        except (OSError, ValueError) as e:
+            raise UserError(f"{cfg_path} is not a valid JSON config ({e}); restore it or re-save the SAE.") from e
+        arch = _FROM_SAELENS_ARCH.get(raw.get("architecture", "standard"))
+        if arch is None:
+            raise UserError(
+                f"{cfg_path} has architecture '{raw.get('architecture')}', which sae-studio cannot edit "
+                "yet; it reads topk and standard (ReLU) SAEs."
+            )
+        if raw.get("normalize_activations", "none") not in ("none", None):
+            raise UserError(
+                f"{cfg_path} asks for input normalisation '{raw['normalize_activations']}', which "
+                "sae-studio does not apply; fold the scale into the weights and set it to 'none'."
+            )
+        try:
+            cfg = SaeConfig(d_in=int(raw["d_in"]), d_sae=int(raw["d_sae"]), arch=arch, k=int(raw.get("k", 32)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{cfg_path} lacks a valid {e} field; it is not a complete SAE config.") from e
+        meta = SaeMetadata.from_dict(raw.get("metadata", {}).get("sae_studio", {}) or {})
+        if not meta.backbone:
+            meta.backbone = raw.get("metadata", {}).get("model_name") or ""
+        sae = cls(cfg, meta)
+        expected = {
+            "W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,),
+            "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,),
+        }
+        try:
+            with safe_open(str(weights_path), framework="pt") as f:
+                tensors = {name: f.get_tensor(name) for name in expected if name in f.keys()}
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise UserError(f"{weights_path} is not a readable safetensors file ({e}); re-save the SAE.") from e
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise UserError(f"{weights_path} has no tensor '{name}'; it is not a complete SAE.")
+            if tuple(tensors[name].shape) != shape:
+                raise UserError(
+                    f"{weights_path}: '{name}' has shape {tuple(tensors[name].shape)} but cfg.json "
+                    f"says {shape}; the weights and the config do not belong together."
+                )
+        with torch.no_grad():
+            sae.W_enc_T.copy_(tensors["W_enc"].T.float())
+            sae.b_enc.copy_(tensors["b_enc"].float())
+            sae.W_dec.copy_(tensors["W_dec"].float())
+            sae.b_dec.copy_(tensors["b_dec"].float())
+        return sae.to(device)
+
+
+def check_fits_layer(sae: SparseAutoencoder, d_model: int, where: str) -> None:
+    """One clear sentence when an SAE's width does not match the residual it is meant for."""
+    if sae.d_in != d_model:
+        raise UserError(
+            f"The SAE has d_in={sae.d_in} but {where} has width {d_model}; load an SAE trained "
+            "on this model and layer."
+        )

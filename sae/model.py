@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -213,8 +214,12 @@ class SparseAutoencoder(nn.Module):
             cfg["rescale_acts_by_decoder_norm"] = False
         return cfg
 
-    def save(self, folder: str | Path) -> Path:
-        """Write the SAE folder atomically (a crash leaves the previous version whole)."""
+    def save(self, folder: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
+        """Write the SAE folder atomically (a crash leaves the previous version whole).
+
+        ``extra(tmp_folder)`` may write more files into the same atomic swap (the trainer's
+        resumable state lives beside the weights this way).
+        """
         folder = Path(folder)
         copy = SparseAutoencoder(self.cfg, SaeMetadata(**asdict(self.metadata)))
         copy.load_state_dict(self.state_dict())
@@ -231,6 +236,8 @@ class SparseAutoencoder(nn.Module):
             save_file(tensors, str(tmp / WEIGHTS_NAME))
             (tmp / CFG_NAME).write_text(json.dumps(copy.saelens_config(), indent=2) + "\n")
             (tmp / LABELS_NAME).write_text(labels.read_text() if labels.is_file() else "{}\n")
+            if extra is not None:
+                extra(tmp)
         return folder
 
     @classmethod

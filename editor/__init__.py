@@ -1,0 +1,1 @@
+"""The sae-studio desktop editor (PySide6). It only drives ``sae``; see the design notes."""

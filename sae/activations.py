@@ -1,0 +1,313 @@
+"""Activation store: residuals at layer L written to fixed-size shards with a manifest.
+
+Layout of an activations folder::
+
+    manifest.json        what made the shards (model id + fingerprint, layer, token set, d,
+                         dtype) and what they hold (per shard: file, rows, image range)
+    shard-00000.npy      [shard_images * tokens_per_image, d] float16 or float32
+
+Every shard and every manifest update is written atomically, and the manifest is written
+after its shard, so an interrupted extraction resumes at the first image of the first
+missing shard. ``ActivationStore.batches`` streams shuffled batches with memory bounded by
+``buffer_shards`` shards, as a pure function of (seed, batch index) so training can resume
+at any batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sae import atomic
+from sae.backbone import TOKEN_SETS, Backbone
+from sae.errors import UserError
+from sae.images import find_images, load_image
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "sae-studio-activations"
+VERSION = 1
+DTYPES = {"fp16": np.float16, "fp32": np.float32}
+
+
+@dataclass
+class ExtractConfig:
+    """Options of ``sae-studio extract`` (the CLI is generated from these fields)."""
+
+    model: str = field(metadata={"help": "open_clip NAME:TAG or a local-dir model folder"})
+    images: str = field(metadata={"help": "folder of images, searched recursively"})
+    out: str = field(metadata={"help": "activations folder to write (resumes if it exists)"})
+    layer: int | None = field(default=None, metadata={"help": "residual entering this block (default: the middle)"})
+    tokens: str = field(default="all", metadata={"help": "token set: all, patches or cls"})
+    dtype: str = field(default="fp16", metadata={"help": "shard dtype: fp16 or fp32"})
+    shard_mb: float = field(default=64.0, metadata={"help": "target size of one shard in MB"})
+    batch_size: int = field(default=32, metadata={"help": "images per forward pass"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
+
+
+@dataclass
+class ShardInfo:
+    file: str
+    rows: int
+    first_image: int  # index into manifest["sources"]
+    end_image: int  # one past the last image index
+
+
+@dataclass
+class Manifest:
+    model: str
+    fingerprint: str
+    layer: int
+    token_set: str
+    d: int
+    dtype: str
+    tokens_per_image: int
+    shard_images: int
+    sources: list[str]
+    images_root: str = ""
+    shards: list[ShardInfo] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    @property
+    def next_image(self) -> int:
+        return self.shards[-1].end_image if self.shards else 0
+
+    def to_json(self) -> dict:
+        d = {"format": FORMAT, "version": VERSION, **self.__dict__}
+        d["shards"] = [s.__dict__ for s in self.shards]
+        d["rows"] = self.rows
+        return d
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_NAME
+        if not path.is_file():
+            raise UserError(f"{folder} has no {MANIFEST_NAME}; it is not an activations folder (make one with sae-studio extract).")
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != FORMAT:
+                raise ValueError(f"format is {d.get('format')!r}")
+            if int(d.get("version", 0)) > VERSION:
+                raise UserError(f"{path} was written by a newer sae-studio (version {d['version']}); upgrade to read it.")
+            fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+            fields["shards"] = [ShardInfo(**s) for s in d.get("shards", [])]
+            return cls(**fields)
+        except UserError:
+            raise
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise UserError(f"{path} is not a valid activations manifest ({e}); extract again into a new folder.") from e
+
+
+def _write_shard(path: Path, rows: np.ndarray) -> None:
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, rows, allow_pickle=False)
+
+
+def extract(
+    backbone: Backbone,
+    images: str | Path,
+    out: str | Path,
+    token_set: str = "all",
+    dtype: str = "fp16",
+    shard_mb: float = 64.0,
+    batch_size: int = 32,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Manifest:
+    """Run ``backbone.prefix`` over every image under ``images`` and write shards to ``out``.
+
+    Resumes when ``out`` already holds a manifest from the same model, layer and image list.
+    ``on_progress(done, total)`` is called after each batch; ``should_stop()`` returning True
+    stops after the current shard is safe on disk (a GUI's cancel).
+    """
+    if token_set not in TOKEN_SETS:
+        raise UserError(f"Token set '{token_set}' is unknown; use one of {', '.join(TOKEN_SETS)}.")
+    if dtype not in DTYPES:
+        raise UserError(f"Shard dtype '{dtype}' is unknown; use fp16 or fp32.")
+    images, out = Path(images), Path(out)
+    paths = find_images(images)
+    sources = [p.relative_to(images).as_posix() for p in paths]
+    positions = backbone.token_positions(token_set)
+    tokens_per_image = len(range(backbone.n_tokens)[positions])
+    row_bytes = tokens_per_image * backbone.width * np.dtype(DTYPES[dtype]).itemsize
+    shard_images = max(1, int(shard_mb * 2**20) // row_bytes)
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.recover_dir(out / MANIFEST_NAME)  # clears stale temporaries of a killed run
+    for stale in out.glob(".tmp-*"):
+        stale.unlink(missing_ok=True)
+    fresh = Manifest(
+        model=backbone.model_id, fingerprint=backbone.fingerprint, layer=backbone.layer,
+        token_set=token_set, d=backbone.width, dtype=dtype, tokens_per_image=tokens_per_image,
+        shard_images=shard_images, sources=sources, images_root=str(images.resolve()),
+    )
+    if (out / MANIFEST_NAME).exists():
+        manifest = Manifest.read(out)
+        for key in ("fingerprint", "layer", "token_set", "d", "dtype"):
+            if getattr(manifest, key) != getattr(fresh, key):
+                raise UserError(
+                    f"{out} holds activations with {key}={getattr(manifest, key)!r}, not "
+                    f"{getattr(fresh, key)!r}; extract into a new folder or delete this one."
+                )
+        if manifest.sources != sources:
+            raise UserError(
+                f"{out} was extracted from a different list of images than {images} holds now; "
+                "extract into a new folder."
+            )
+        if manifest.complete:
+            return manifest
+    else:
+        manifest = fresh
+        atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
+
+    device = backbone.device
+    total = len(paths)
+    bar = tqdm(total=total, initial=manifest.next_image, unit="img", desc="extract", disable=not progress)
+    shard_rows: list[np.ndarray] = []
+    shard_first = manifest.next_image
+    skipped_here: list[dict[str, str]] = []
+
+    def flush(end_image: int) -> None:
+        nonlocal shard_rows, shard_first, skipped_here
+        name = f"shard-{len(manifest.shards):05d}.npy"
+        rows = np.concatenate(shard_rows) if shard_rows else np.zeros((0, backbone.width), DTYPES[dtype])
+        _write_shard(out / name, rows)
+        manifest.shards.append(ShardInfo(name, int(rows.shape[0]), shard_first, end_image))
+        manifest.skipped.extend(skipped_here)
+        atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
+        shard_rows, shard_first, skipped_here = [], end_image, []
+
+    i = manifest.next_image
+    while i < total:
+        shard_end = min(total, shard_first + shard_images)
+        batch_end = min(shard_end, i + batch_size)
+        pixels = []
+        for j in range(i, batch_end):
+            try:
+                pixels.append(backbone.preprocess(load_image(paths[j])))
+            except UserError as e:
+                tqdm.write(f"warning: skipping {e}")
+                skipped_here.append({"file": sources[j], "reason": str(e)})
+        if pixels:
+            with torch.inference_mode():
+                resid = backbone.prefix(torch.stack(pixels).to(device))[:, positions]
+            shard_rows.append(resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype]))
+        bar.update(batch_end - i)
+        i = batch_end
+        if on_progress:
+            on_progress(i, total)
+        if i == shard_end:
+            flush(shard_end)
+            if should_stop and should_stop() and i < total:
+                bar.close()
+                return manifest
+    bar.close()
+    manifest.complete = True
+    atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
+    return manifest
+
+
+class ActivationStore:
+    """Read-only view of an activations folder: shards by memory map, shuffled batch streams."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = Manifest.read(self.folder)
+        if not self.manifest.shards or self.manifest.rows == 0:
+            raise UserError(f"{self.folder} holds no activations yet; run sae-studio extract to completion first.")
+        for s in self.manifest.shards:
+            if not (self.folder / s.file).is_file():
+                raise UserError(f"{self.folder / s.file} is missing; the activations folder is damaged, extract again.")
+
+    @property
+    def d(self) -> int:
+        return self.manifest.d
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows
+
+    def shard(self, i: int) -> np.ndarray:
+        """Shard ``i`` as a read-only memory map [rows, d]."""
+        path = self.folder / self.manifest.shards[i].file
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} is not a readable shard ({e}); extract again into a new folder.") from e
+        if arr.ndim != 2 or arr.shape[1] != self.d or arr.shape[0] != self.manifest.shards[i].rows:
+            raise UserError(f"{path} has shape {arr.shape}, not what the manifest says; extract again.")
+        return arr
+
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` rows drawn uniformly (without replacement) from the whole store, as fp32."""
+        rng = np.random.default_rng([seed, 7])
+        n = min(n, self.rows)
+        picks = np.sort(rng.choice(self.rows, size=n, replace=False))
+        bounds = np.cumsum([0] + [s.rows for s in self.manifest.shards])
+        out = []
+        for i in range(len(self.manifest.shards)):
+            sel = picks[(picks >= bounds[i]) & (picks < bounds[i + 1])] - bounds[i]
+            if len(sel):
+                out.append(np.asarray(self.shard(i)[sel], dtype=np.float32))
+        return torch.from_numpy(np.concatenate(out))
+
+    def batches(
+        self, batch_size: int, seed: int, start_batch: int = 0, buffer_shards: int = 8
+    ) -> Iterator[torch.Tensor]:
+        """Endless stream of shuffled fp32 batches [batch_size, d], batch ``start_batch`` first.
+
+        Epoch e visits the shards in a seeded order, ``buffer_shards`` at a time; the rows of
+        each group are shuffled together. The stream is a pure function of ``seed``, so
+        resuming at batch b yields exactly what an uninterrupted run yields from b on.
+        """
+        sizes = [s.rows for s in self.manifest.shards]
+        n = len(sizes)
+        per_epoch = sum(sizes)
+        pos = start_batch * batch_size
+        epoch, offset = divmod(pos, per_epoch)
+        carry = np.zeros((0, self.d), np.float32)
+        while True:
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            groups = [order[g:g + buffer_shards] for g in range(0, n, buffer_shards)]
+            for gi, group in enumerate(groups):
+                group_rows = sum(sizes[i] for i in group)
+                if offset >= group_rows:
+                    offset -= group_rows
+                    continue
+                rows = np.concatenate([np.asarray(self.shard(i), dtype=np.float32) for i in group])
+                rows = rows[np.random.default_rng([seed, epoch, gi]).permutation(len(rows))]
+                rows = rows[offset:]
+                offset = 0
+                if len(carry):
+                    rows = np.concatenate([carry, rows])
+                full = len(rows) // batch_size * batch_size
+                for b in range(0, full, batch_size):
+                    yield torch.from_numpy(rows[b:b + batch_size])
+                carry = rows[full:]
+            epoch += 1
+
+
+def check_matches(store: ActivationStore, backbone: Backbone) -> None:
+    """One clear sentence when activations come from another model or layer than ``backbone``."""
+    m = store.manifest
+    if m.fingerprint != backbone.fingerprint or m.layer != backbone.layer:
+        raise UserError(
+            f"{store.folder} holds activations of {m.model} at layer {m.layer}, not of "
+            f"{backbone.model_id} at layer {backbone.layer}; extract activations for this model and layer."
+        )
+
+
+def tokens_to_batches(tokens: int, batch_size: int) -> int:
+    return math.ceil(tokens / batch_size)

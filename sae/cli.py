@@ -1,0 +1,154 @@
+"""``sae-studio``: the command line. Subcommand options are generated from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from sae.errors import UserError
+
+DESCRIPTION = """\
+sae-studio: find the features a sparse autoencoder (SAE) sees inside a CLIP vision encoder,
+and edit images by them.
+
+Typical run on your own images:
+  sae-studio extract --model ViT-B-16:openai --images photos/ --out acts/
+  sae-studio train --acts acts/ --out my-sae/ --k 32 --expansion 16
+
+Every long command shows progress, can be stopped with Ctrl+C, and resumes
+(extract: run it again; train: add --resume).
+"""
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--option`` per field of ``cls``, with the field's help, type and default."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+            typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if typ is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+            continue
+        default = None if required else f.default
+        if not required and default is not None:
+            help_text += f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
+        parser.add_argument(flag, dest=f.name, type=typ, required=required, default=default, help=help_text)
+
+
+def _config_from(cls: type, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sae.activations import ExtractConfig
+    from sae.train import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="sae-studio", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "extract", help="write a model's layer-L activations over an image folder to shards",
+        description="Run the encoder up to --layer over every image under --images and write the "
+        "residual stream to fixed-size shards in --out. Run it again to resume.",
+    )
+    add_dataclass_options(p, ExtractConfig)
+
+    p = sub.add_parser(
+        "train", help="train a TopK or ReLU SAE on extracted activations",
+        description="Train an SAE on an activations folder and save it in SAELens' layout. "
+        "Checkpoints are written as it goes; --resume continues a stopped run exactly.",
+    )
+    add_dataclass_options(p, TrainConfig)
+    p.add_argument("--eval-images", type=int, default=64, help="images for the splice cosine at the end (0: skip)")
+    return parser
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from sae.activations import ExtractConfig, extract
+    from sae.backbone import load_backbone
+    from sae.device import pick_device
+
+    cfg = _config_from(ExtractConfig, args)
+    backbone = load_backbone(cfg.model, cfg.layer, device=pick_device(cfg.device))
+    manifest = extract(
+        backbone, cfg.images, cfg.out, token_set=cfg.tokens, dtype=cfg.dtype,
+        shard_mb=cfg.shard_mb, batch_size=cfg.batch_size,
+    )
+    print(
+        f"{manifest.rows:,} activations of {backbone.model_id} at layer {backbone.layer} "
+        f"({len(manifest.shards)} shards, {len(manifest.skipped)} files skipped) in {cfg.out}"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sae.train import TrainConfig, Trainer
+
+    cfg = _config_from(TrainConfig, args)
+    trainer = Trainer(cfg)
+    model = trainer.run()
+    metrics = model.metadata.metrics
+    if args.eval_images > 0:
+        cos = _splice_cosine(trainer, args.eval_images)
+        if cos is not None:
+            metrics["splice_cosine"] = cos
+            model.save(cfg.out)
+    print(f"SAE saved to {cfg.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return 0
+
+
+def _splice_cosine(trainer, n_images: int) -> float | None:
+    from sae.backbone import load_backbone
+    from sae.evaluate import load_pixels, splice_cosine
+
+    m = trainer.store.manifest
+    try:
+        backbone = load_backbone(m.model, m.layer, device=trainer.device)
+        paths = [Path(m.images_root) / s for s in m.sources[-n_images:]]
+        pixels = load_pixels(backbone, paths, limit=n_images)
+    except UserError as e:
+        print(f"warning: splice cosine skipped: {e}", file=sys.stderr)
+        return None
+    return splice_cosine(backbone, trainer.model, pixels, m.token_set)
+
+
+COMMANDS = {"extract": cmd_extract, "train": cmd_train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again (train: with --resume) to continue.", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: say so briefly, traceback on --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Quality figures of an SAE that need the encoder: the splice cosine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sae.backbone import Backbone
+from sae.errors import UserError
+from sae.images import load_image
+from sae.model import SparseAutoencoder
+
+
+@torch.inference_mode()
+def splice_cosine(backbone: Backbone, sae: SparseAutoencoder, pixels: torch.Tensor, token_set: str = "all") -> float:
+    """Mean cosine between the final image embedding with and without the SAE spliced in.
+
+    The residual entering block ``backbone.layer`` is replaced by its SAE reconstruction at the
+    tokens of ``token_set`` (the others pass through), then the rest of the encoder runs.
+    """
+    resid = backbone.prefix(pixels)
+    clean = backbone.suffix(resid)
+    positions = backbone.token_positions(token_set)
+    spliced = resid.clone()
+    spliced[:, positions] = sae(resid[:, positions].float()).reconstruction.to(resid.dtype)
+    return float(F.cosine_similarity(backbone.suffix(spliced), clean, dim=-1).mean())
+
+
+def load_pixels(backbone: Backbone, paths: Sequence[Path], limit: int = 64) -> torch.Tensor:
+    """Preprocessed pixels [N, 3, H, W] of up to ``limit`` readable images among ``paths``."""
+    out = []
+    for p in paths:
+        if len(out) == limit:
+            break
+        try:
+            out.append(backbone.preprocess(load_image(p)))
+        except UserError:
+            continue
+    if not out:
+        raise UserError("None of the evaluation images could be read.")
+    return torch.stack(out).to(backbone.device)

@@ -1,0 +1,70 @@
+"""Finding and opening the images people hand the program, with one clear sentence when they can't be used."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sae.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Refuse images above this many pixels before decoding them (a 16k x 16k photo is 268M).
+MAX_PIXELS = 100_000_000
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Every image under ``folder`` (recursively), sorted by relative path so runs are repeatable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"Image folder {folder} does not exist or is not a folder.")
+    found = [
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    ]
+    if not found:
+        raise UserError(
+            f"No images in {folder}; put .jpg, .png, .webp or .bmp files there (sub-folders are searched too)."
+        )
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open ``path`` as an RGB image: first frame, EXIF rotation applied, alpha over white.
+
+    Raises UserError with one sentence for files that are missing, unreadable, not images,
+    truncated, or larger than ``max_pixels`` (checked from the header, before decoding).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist or is not a file.")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path} cannot be read (permission denied).")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes), so it is not an image.")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise UserError(
+                    f"{path} is {w}x{h} pixels, more than the {max_pixels:,} sae-studio opens; scale it down first."
+                )
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            elif im.mode == "I;16" or im.mode.startswith("I"):
+                im = im.point(lambda v: v / 256).convert("L")
+            return im.convert("RGB")
+    except UserError:
+        raise
+    except UnidentifiedImageError as e:
+        raise UserError(f"{path} is not an image sae-studio can read (unknown or damaged format).") from e
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{path} is too large to open safely ({e}); scale it down first.") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path} could not be decoded ({e}); the file may be truncated or damaged.") from e

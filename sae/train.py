@@ -1,0 +1,316 @@
+"""The SAE trainer: TopK with AuxK (OpenAI's k-sparse recipe) or ReLU + L1, resumable bit for bit.
+
+The output folder is a loadable SAE after the first checkpoint; while training it also holds
+``trainer_state.safetensors`` (weights in training form, Adam moments, dead-latent counters)
+and ``trainer_state.json`` (config and step). Both are written in one atomic swap, and the
+data stream is a pure function of (seed, step), so ``--resume`` after a ``kill -9`` at any
+moment ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from sae import atomic, kernels
+from sae.activations import ActivationStore
+from sae.device import pick_device
+from sae.errors import UserError
+from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
+
+STATE_TENSORS = "trainer_state.safetensors"
+STATE_JSON = "trainer_state.json"
+# Settings that may not change between a run and its resumption.
+_FIXED_ON_RESUME = ("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul")
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``sae-studio train`` (the CLI and the GUI form are generated from these)."""
+
+    acts: str = field(metadata={"help": "activations folder made by sae-studio extract"})
+    out: str = field(metadata={"help": "SAE folder to write (SAELens layout)"})
+    arch: str = field(default="topk", metadata={"help": "topk (default) or relu (ReLU + L1)"})
+    expansion: int = field(default=8, metadata={"help": "latents per input dimension (ignored with --width)"})
+    width: int | None = field(default=None, metadata={"help": "number of latents, d_sae"})
+    k: int = field(default=32, metadata={"help": "active latents per token (topk)"})
+    l1: float = field(default=5.0, metadata={"help": "L1 coefficient, scaled by decoder norms (relu)"})
+    tokens: int = field(default=10_000_000, metadata={"help": "training tokens"})
+    batch_size: int = field(default=1024, metadata={"help": "tokens per step"})
+    lr: float | None = field(default=None, metadata={"help": "Adam learning rate (default 2e-4 / sqrt(width / 16384))"})
+    seed: int = field(default=0, metadata={"help": "seed of the init and the data order"})
+    auxk_alpha: float = field(default=1 / 32, metadata={"help": "weight of the AuxK loss on dead latents (topk)"})
+    dead_tokens: int = field(default=10_000_000, metadata={"help": "a latent silent this many tokens is dead"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints"})
+    matmul: str = field(default="auto", metadata={"help": "encoder GEMM dtype: auto, fp32 or bf16"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
+    resume: bool = field(default=False, metadata={"help": "continue the run saved in --out"})
+
+    @property
+    def d_sae_for(self) -> Callable[[int], int]:
+        return lambda d_in: self.width or self.expansion * d_in
+
+    def learning_rate(self, d_sae: int) -> float:
+        return self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
+
+
+class TrainMetrics(dict):
+    """fvu, l0, dead_fraction, aux_loss (and splice_cosine when evaluated), by name."""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX); on AVX2 bf16 GEMMs
+    are emulated and several times slower than fp32."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def matmul_dtype(choice: str, device: torch.device) -> torch.dtype:
+    if choice == "fp32":
+        return torch.float32
+    if choice == "bf16":
+        return torch.bfloat16
+    if choice != "auto":
+        raise UserError(f"--matmul '{choice}' is unknown; use auto, fp32 or bf16.")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+class Trainer:
+    """One training run. ``run()`` trains to ``cfg.tokens`` and saves the SAE folder."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        metadata: SaeMetadata | None = None,
+        on_step: Callable[[int, int, dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        progress: bool = True,
+        log_every: int = 50,
+    ):
+        if cfg.arch not in ARCHS:
+            raise UserError(f"--arch '{cfg.arch}' is unknown; use topk or relu.")
+        if cfg.batch_size <= 0 or cfg.tokens <= 0:
+            raise UserError("--batch-size and --tokens must be positive.")
+        self.cfg = cfg
+        self.store = ActivationStore(cfg.acts)
+        self.device = pick_device(cfg.device)
+        self.mm_dtype = matmul_dtype(cfg.matmul, self.device)
+        self.on_step, self.should_stop, self.progress, self.log_every = on_step, should_stop, progress, log_every
+        self.out = Path(cfg.out)
+        m = self.store.manifest
+        self.metadata = metadata or SaeMetadata(
+            backbone=m.model, backbone_fingerprint=m.fingerprint, layer=m.layer, token_set=m.token_set
+        )
+        d_in = self.store.d
+        self.sae_cfg = SaeConfig(d_in=d_in, d_sae=cfg.d_sae_for(d_in), arch=cfg.arch, k=cfg.k)
+        self.model = SparseAutoencoder(self.sae_cfg, self.metadata).to(self.device)
+        self.total_steps = math.ceil(cfg.tokens / cfg.batch_size)
+        self.step = 0
+        # Tokens since each latent last fired; a latent at or past the threshold is dead.
+        self.silent_tokens = torch.zeros(self.sae_cfg.d_sae, dtype=torch.int64, device=self.device)
+        self.aux_dead_tokens = min(cfg.dead_tokens, max(self.total_steps // 10, 10) * cfg.batch_size)
+        self.history: list[dict] = []
+        self._start()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Adam:
+        params = [self.model.W_enc_T, self.model.b_enc, self.model.W_dec, self.model.b_dec]
+        fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(
+            params, lr=self.cfg.learning_rate(self.sae_cfg.d_sae), betas=(0.9, 0.999), eps=6.25e-10, fused=fused
+        )
+
+    def _start(self) -> None:
+        atomic.recover_dir(self.out)
+        has_state = (self.out / STATE_JSON).is_file()
+        if self.cfg.resume and has_state:
+            self.optimizer = self._make_optimizer()
+            self._load_state()
+            return
+        if self.cfg.resume and not has_state:
+            if (self.out / "cfg.json").is_file():
+                raise UserError(f"{self.out} holds a finished SAE with no training state to resume; train into a new --out.")
+            # Nothing saved yet (killed before the first checkpoint): start from scratch.
+        elif has_state or (self.out / "cfg.json").is_file():
+            raise UserError(f"{self.out} already holds an SAE or a run; pass --resume to continue it or choose a new --out.")
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        sample = self.store.sample(min(self.store.rows, 65_536), seed=self.cfg.seed)
+        self.model.initialize(sample, generator=gen)
+        self.model.to(self.device)
+        self.optimizer = self._make_optimizer()
+
+    # -- state on disk -------------------------------------------------------------------------
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        t["model.input_scale"] = self.model.input_scale.detach().cpu().reshape(1)
+        t["silent_tokens"] = self.silent_tokens.cpu()
+        names = ["W_enc_T", "b_enc", "W_dec", "b_dec"]
+        for name, p in zip(names, self.optimizer.param_groups[0]["params"], strict=True):
+            for key, v in self.optimizer.state.get(p, {}).items():
+                t[f"opt.{name}.{key}"] = v.detach().cpu().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
+        return t
+
+    def _write_state(self, folder: Path) -> None:
+        save_file(self._state_tensors(), str(folder / STATE_TENSORS))
+        state = {"step": self.step, "config": asdict(self.cfg), "history": self.history[-200:]}
+        (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
+
+    def checkpoint(self) -> None:
+        self.model.metadata.metrics = dict(self.history[-1]) if self.history else {}
+        self.model.save(self.out, extra=self._write_state)
+
+    def _load_state(self) -> None:
+        try:
+            state = json.loads((self.out / STATE_JSON).read_text())
+            with safe_open(str(self.out / STATE_TENSORS), framework="pt") as f:
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise UserError(
+                f"The training state in {self.out} is damaged ({e}); delete {STATE_JSON} and "
+                f"{STATE_TENSORS} there to start over."
+            ) from e
+        saved = state.get("config", {})
+        for key in _FIXED_ON_RESUME:
+            if saved.get(key) != getattr(self.cfg, key):
+                raise UserError(
+                    f"{self.out} was trained with {key}={saved.get(key)!r}, not {getattr(self.cfg, key)!r}; "
+                    "resume with the same settings (only --tokens may grow)."
+                )
+        if saved.get("acts") and Path(saved["acts"]).resolve() != Path(self.cfg.acts).resolve():
+            raise UserError(f"{self.out} was trained on {saved['acts']}, not {self.cfg.acts}; resume on the same activations.")
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.") and k != "model.input_scale"}
+        self.model.load_state_dict(model_state)
+        self.model.input_scale.fill_(tensors["model.input_scale"].item())
+        self.model.to(self.device)
+        self.silent_tokens = tensors["silent_tokens"].to(self.device)
+        self.optimizer = self._make_optimizer()
+        names = ["W_enc_T", "b_enc", "W_dec", "b_dec"]
+        opt_state = self.optimizer.state_dict()
+        for i, name in enumerate(names):
+            entry = {}
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                v = tensors.get(f"opt.{name}.{key}")
+                if v is not None:
+                    entry[key] = v.reshape(()) if key == "step" else v
+            opt_state["state"][i] = entry
+        self.optimizer.load_state_dict(opt_state)
+        self.step = int(state["step"])
+        self.history = state.get("history", [])
+
+    # -- steps -------------------------------------------------------------------------------
+    def _lr_scale(self) -> float:
+        warmup = min(1000, max(1, self.total_steps // 20))
+        return min(1.0, (self.step + 1) / warmup)
+
+    def _step_topk(self, x: torch.Tensor) -> dict:
+        m = self.model
+        xn = x * m.input_scale
+        xc = xn - m.b_dec
+        dead = self.silent_tokens >= self.aux_dead_tokens
+        n_dead = int(dead.sum())
+        k_aux = min(self.sae_cfg.d_in // 2, n_dead)
+        values, indices, aux_values, aux_indices = kernels.TopKEncode.apply(
+            xc, m.W_enc_T, m.b_enc, self.cfg.k, self.mm_dtype, dead if k_aux else None, k_aux
+        )
+        recon = kernels.decode_rows(indices, values, m.W_dec) + m.b_dec
+        total_var = (xn - xn.mean(0)).pow(2).sum()
+        fvu = (recon - xn).pow(2).sum() / total_var
+        loss = fvu
+        aux = torch.zeros(())
+        if k_aux:
+            e = (xn - recon).detach()
+            e_hat = kernels.decode_rows(aux_indices, aux_values, m.W_dec)
+            aux = (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum().clamp_min(1e-12)
+            loss = loss + self.cfg.auxk_alpha * min(1.0, n_dead / max(1, k_aux)) * aux
+        loss.backward()
+        kernels.remove_parallel_grad_(m.W_dec)
+        with torch.no_grad():
+            fired = torch.zeros_like(self.silent_tokens, dtype=torch.bool)
+            fired[indices[values > 0]] = True
+            l0 = float((values > 0).sum()) / x.shape[0]
+        return {"fvu": float(fvu.detach()), "l0": l0, "aux_loss": float(aux.detach()), "fired": fired}
+
+    def _step_relu(self, x: torch.Tensor) -> dict:
+        m = self.model
+        xn = x * m.input_scale
+        pre = torch.addmm(m.b_enc, (xn - m.b_dec), m.W_enc_T.T)
+        f = pre.relu()
+        recon = f @ m.W_dec + m.b_dec
+        total_var = (xn - xn.mean(0)).pow(2).sum()
+        fvu = (recon - xn).pow(2).sum() / total_var
+        l1_warmup = min(1.0, (self.step + 1) / max(1, self.total_steps // 20))
+        sparsity = (f * m.W_dec.norm(dim=-1)).sum(-1).mean() / self.sae_cfg.d_in
+        loss = fvu + self.cfg.l1 * l1_warmup * sparsity
+        loss.backward()
+        with torch.no_grad():
+            active = f > 0
+            return {"fvu": float(fvu.detach()), "l0": float(active.sum()) / x.shape[0], "aux_loss": 0.0, "fired": active.any(0)}
+
+    def train_step(self, x: torch.Tensor) -> dict:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.learning_rate(self.sae_cfg.d_sae) * self._lr_scale()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self._step_topk(x) if self.cfg.arch == "topk" else self._step_relu(x)
+        self.optimizer.step()
+        if self.cfg.arch == "topk":
+            kernels.normalize_rows_(self.model.W_dec.data)
+        fired = out.pop("fired")
+        self.silent_tokens += x.shape[0]
+        self.silent_tokens[fired] = 0
+        seen = (self.step + 1) * self.cfg.batch_size
+        window = min(self.cfg.dead_tokens, seen)
+        out["dead_fraction"] = float((self.silent_tokens >= window).float().mean())
+        self.step += 1
+        return out
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self) -> SparseAutoencoder:
+        """Train from the current step to the end; returns the model (saved in ``cfg.out``)."""
+        stream = self.store.batches(self.cfg.batch_size, seed=self.cfg.seed, start_batch=self.step)
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc="train", disable=not self.progress)
+        started, start_step = time.perf_counter(), self.step
+        metrics: dict = {}
+        while self.step < self.total_steps:
+            x = next(stream).to(self.device, non_blocking=True)
+            metrics = self.train_step(x)
+            bar.update(1)
+            if self.step % self.log_every == 0 or self.step == self.total_steps:
+                elapsed = max(1e-9, time.perf_counter() - started)
+                metrics["tokens_per_s"] = (self.step - start_step) * self.cfg.batch_size / elapsed
+                metrics["step"] = self.step
+                self.history.append(dict(metrics))
+                bar.set_postfix(fvu=f"{metrics['fvu']:.3f}", l0=f"{metrics['l0']:.1f}", dead=f"{metrics['dead_fraction']:.3f}")
+            if self.on_step:
+                self.on_step(self.step, self.total_steps, metrics)
+            if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
+                self.checkpoint()
+            if self.should_stop and self.should_stop():
+                self.checkpoint()
+                bar.close()
+                return self.model
+        bar.close()
+        final = {k: v for k, v in metrics.items() if k in ("fvu", "l0", "dead_fraction", "aux_loss")}
+        final["tokens"] = self.step * self.cfg.batch_size
+        self.model.metadata.metrics = final
+        self.model.metadata.train_config = {k: v for k, v in asdict(self.cfg).items() if k not in ("resume",)}
+        self.model.save(self.out)  # the finished folder drops the optimizer state
+        return self.model

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +199,7 @@ def extract(
             try:
                 pixels.append(backbone.preprocess(load_image(paths[j])))
             except UserError as e:
-                tqdm.write(f"warning: skipping {e}")
+                tqdm.write(f"warning: skipping {e}", file=sys.stderr)
                 skipped_here.append({"file": sources[j], "reason": str(e)})
         if pixels:
             with torch.inference_mode():

@@ -1,0 +1,156 @@
+"""The trainer: it learns, it stores its metrics, and a kill -9 at any moment resumes bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sae import atomic
+from sae.activations import MANIFEST_NAME, Manifest, ShardInfo, _write_shard, extract
+from sae.backbone import load_backbone
+from sae.errors import UserError
+from sae.model import SparseAutoencoder
+from sae.train import TrainConfig, Trainer
+
+CLI = [sys.executable, "-m", "sae"]
+
+
+def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int = 3, rows: int = 2048) -> Path:
+    """Activations that truly are sparse sums of ``n_latents`` unit directions, plus an offset."""
+    g = torch.Generator().manual_seed(0)
+    dictionary = torch.randn(n_latents, d, generator=g)
+    dictionary /= dictionary.norm(dim=1, keepdim=True)
+    folder.mkdir(parents=True)
+    infos = []
+    for i in range(shards):
+        codes = (torch.rand(rows, n_latents, generator=g) < 4 / n_latents) * torch.rand(rows, n_latents, generator=g) * 4
+        x = codes @ dictionary + 2.0
+        _write_shard(folder / f"shard-{i:05d}.npy", x.numpy().astype(np.float32))
+        infos.append(ShardInfo(f"shard-{i:05d}.npy", rows, i, i + 1))
+    m = Manifest(model="synthetic", fingerprint="0", layer=0, token_set="all", d=d, dtype="fp32",
+                 tokens_per_image=rows, shard_images=1, sources=[str(i) for i in range(shards)], shards=infos,
+                 complete=True)
+    atomic.write_json(folder / MANIFEST_NAME, m.to_json())
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    return synthetic_store(tmp_path / "acts")
+
+
+def test_topk_training_recovers_sparse_structure(store, tmp_path):
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=300_000,
+                      batch_size=256, lr=2e-3)
+    model = Trainer(cfg, progress=False).run()
+    m = model.metadata.metrics
+    assert m["fvu"] < 0.15 and m["l0"] <= 4 and m["dead_fraction"] < 0.5
+    saved = SparseAutoencoder.load(tmp_path / "sae")
+    assert saved.metadata.metrics["fvu"] == pytest.approx(m["fvu"])
+    assert not (tmp_path / "sae" / "trainer_state.safetensors").exists()
+
+
+def test_relu_training_learns(store, tmp_path):
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), arch="relu", expansion=4, l1=0.5,
+                      tokens=200_000, batch_size=256, lr=2e-3)
+    model = Trainer(cfg, progress=False).run()
+    assert model.metadata.metrics["fvu"] < 0.5
+    assert model.metadata.metrics["l0"] < 64
+
+
+def _train_args(store: Path, out: Path) -> list[str]:
+    return [*CLI, "train", "--acts", str(store), "--out", str(out), "--expansion", "4", "--k", "4",
+            "--tokens", "200000", "--batch-size", "128", "--checkpoint-every", "7", "--seed", "5",
+            "--eval-images", "0"]
+
+
+def test_kill_9_then_resume_ends_bit_identical(store, tmp_path):
+    ref = subprocess.run(_train_args(store, tmp_path / "ref"), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    args = _train_args(store, out)
+    state = out / "trainer_state.json"
+
+    def step() -> int:
+        try:
+            return json.loads(state.read_text())["step"]
+        except (OSError, ValueError):
+            return 0
+
+    rng = np.random.default_rng(0)
+    kills = 0
+    for target in (100, 600, 1200):
+        proc = subprocess.Popen(args + (["--resume"] if kills else []), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        while proc.poll() is None and step() < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))  # land anywhere, also inside a checkpoint write
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a = load_file(str(tmp_path / "ref" / "sae_weights.safetensors"))
+    b = load_file(str(out / "sae_weights.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_existing_run_needs_resume_and_same_settings(store, tmp_path):
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=2, k=4, tokens=20_000,
+                      batch_size=128, checkpoint_every=10)
+    trainer = Trainer(cfg, progress=False, should_stop=lambda: True)
+    trainer.run()  # stops (and checkpoints) after one step, like a GUI cancel
+    with pytest.raises(UserError, match="pass --resume"):
+        Trainer(cfg, progress=False)
+    cfg.resume, cfg.k = True, 8
+    with pytest.raises(UserError, match="k=4, not 8"):
+        Trainer(cfg, progress=False)
+    cfg.k = 4
+    resumed = Trainer(cfg, progress=False)
+    assert resumed.step == 1
+
+
+def test_damaged_training_state_is_one_sentence(store, tmp_path):
+    out = tmp_path / "sae"
+    cfg = TrainConfig(acts=str(store), out=str(out), expansion=2, k=4, tokens=20_000, batch_size=128)
+    Trainer(cfg, progress=False, should_stop=lambda: True).run()
+    (out / "trainer_state.safetensors").write_bytes(b"half a file")
+    r = subprocess.run([*CLI, "train", "--acts", str(store), "--out", str(out), "--expansion", "2", "--k", "4",
+                        "--tokens", "20000", "--batch-size", "128", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "is damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_not_an_activations_folder_is_one_sentence(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    r = subprocess.run([*CLI, "train", "--acts", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and "not an activations folder" in r.stderr
+
+
+def test_cli_end_to_end_on_a_tiny_vit_reports_splice_cosine(tiny_clip, image_dir, tmp_path):
+    bb = load_backbone(str(tiny_clip))
+    extract(bb, image_dir, tmp_path / "acts", progress=False)
+    r = subprocess.run([*CLI, "train", "--acts", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"),
+                        "--expansion", "4", "--k", "8", "--tokens", "30000", "--batch-size", "64"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sae = SparseAutoencoder.load(tmp_path / "sae")
+    assert sae.metadata.backbone == bb.model_id and sae.metadata.layer == bb.layer
+    assert sae.metadata.backbone_fingerprint == bb.fingerprint
+    assert 0.5 < sae.metadata.metrics["splice_cosine"] <= 1.0
+    assert "splice_cosine" in r.stdout

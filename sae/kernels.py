@@ -65,8 +65,8 @@ def remove_parallel_grad_(W_dec: torch.nn.Parameter) -> None:
     """Project each decoder row's gradient onto the row's tangent space (rows stay unit norm)."""
     if W_dec.grad is None:
         return
-    parallel = (W_dec.grad * W_dec).sum(-1, keepdim=True)
-    W_dec.grad.sub_(parallel * W_dec)
+    parallel = torch.linalg.vecdot(W_dec.grad, W_dec)  # [F], no [F, d] temporary
+    W_dec.grad.addcmul_(parallel.unsqueeze(1), W_dec, value=-1.0)
 
 
 @torch.no_grad()

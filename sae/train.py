@@ -240,7 +240,8 @@ class Trainer:
             e = (xn - recon).detach()
             e_hat = kernels.decode_rows(aux_indices, aux_values, m.W_dec)
             aux = (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum().clamp_min(1e-12)
-            loss = loss + self.cfg.auxk_alpha * min(1.0, n_dead / max(1, k_aux)) * aux
+            # Fewer dead latents than d_in/2 get a proportionally smaller loss (as sparsify does).
+            loss = loss + self.cfg.auxk_alpha * min(1.0, n_dead / (self.sae_cfg.d_in // 2)) * aux
         loss.backward()
         kernels.remove_parallel_grad_(m.W_dec)
         with torch.no_grad():

@@ -1,0 +1,169 @@
+"""The tiny CLIP of the demo world: an open_clip custom ViT (64x64 images, 8x8 patches, 6 blocks)
+with a small text tower, trained contrastively on world images and captions.
+
+Saved with open_clip's own ``save_for_hf`` layout, so ``sae.backbone.load_backbone`` loads it
+exactly as it loads a real model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from sae import atomic
+from sae.backbone import save_local_dir
+from sae.demo import world
+from sae.demo.data import WorldData, world_data
+
+CONFIG = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 6, "head_width": 32, "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3},
+}
+QUICK_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 32, "layers": 4, "head_width": 16, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+MEAN = open_clip.OPENAI_DATASET_MEAN
+STD = open_clip.OPENAI_DATASET_STD
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, 64, 64, 3] -> normalised float [N, 3, 64, 64], as open_clip's transform gives."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def concept_prompts(background_words: bool = False) -> dict[str, str]:
+    if background_words:
+        return {b: f"a picture {world.BACKGROUND_PHRASES[b][0]}" for b in world.BACKGROUNDS}
+    return {k: f"a picture of a {world.NAMES.get(k, k)}" for k in world.KINDS}
+
+
+@torch.no_grad()
+def zero_shot(model, tokenizer, data: WorldData, batch: int = 512) -> dict[str, float]:
+    """Zero-shot accuracy per concept.
+
+    Objects: on held-out scenes with one object, the object's prompt must score highest of the
+    ten ("which object is this?"); the figure per kind is the share of its scenes named right.
+    Backgrounds: the top background prompt of six over all scenes.
+    """
+    model.eval()
+    texts = tokenizer(list(concept_prompts().values()))
+    t_obj = torch.nn.functional.normalize(model.encode_text(texts), dim=-1)
+    t_bg = torch.nn.functional.normalize(model.encode_text(tokenizer(list(concept_prompts(True).values()))), dim=-1)
+    feats = []
+    for i in range(0, len(data), batch):
+        feats.append(torch.nn.functional.normalize(model.encode_image(to_pixels(data.images[i:i + batch])), dim=-1))
+    f = torch.cat(feats)
+    single = data.present.sum(1) == 1
+    pred = (f @ t_obj.T).argmax(1).numpy()
+    truth = data.present.argmax(1)
+    out = {}
+    for i, k in enumerate(world.KINDS):
+        sel = single & (truth == i)
+        out[k] = float((pred[sel] == i).mean()) if sel.any() else float("nan")
+    bg_pred = (f @ t_bg.T).argmax(1).numpy()
+    out["background"] = float((bg_pred == data.background).mean())
+    return out
+
+
+def _param_groups(model: torch.nn.Module, wd: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_clip(
+    out: Path, work: Path, samples: int = 360_000, batch: int = 256, lr: float = 1e-3, seed: int = 0,
+    quick: bool = False, n_train: int = 120_000, checkpoint_every: int = 200, progress: bool = True,
+) -> dict:
+    """Train (resuming from ``work`` if a checkpoint is there) and save to ``out``; returns figures."""
+    cfg = QUICK_CONFIG if quick else CONFIG
+    if quick:
+        samples, n_train, batch = 6_000, 2_000, 128
+    data = world_data(n_train, seed=seed + 1)
+    held = world_data(2_000, seed=seed + 2) if not quick else world_data(400, seed=seed + 2)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**cfg)
+    tokenizer = open_clip.SimpleTokenizer(context_length=cfg["text_cfg"]["context_length"])
+    tokens = tokenizer(data.captions)
+    opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    loss_fn = open_clip.ClipLoss()
+    steps = samples // batch
+    warmup = min(500, steps // 10)
+    ckpt = work / "clip-checkpoint"
+    step, seconds = 0, 0.0
+    atomic.recover_dir(ckpt)
+    if (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        tensors = load_file(str(ckpt / "state.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state = opt.state_dict()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for i, _p in enumerate(params):
+            if f"opt.{i}.exp_avg" in tensors:
+                opt_state["state"][i] = {
+                    "step": tensors[f"opt.{i}.step"].reshape(()),
+                    "exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
+                }
+        opt.load_state_dict(opt_state)
+        step, seconds = state["step"], state["seconds"]
+
+    def save_checkpoint() -> None:
+        t = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for i, p in enumerate(params):
+            st = opt.state.get(p)
+            if st:
+                t[f"opt.{i}.step"] = st["step"].reshape(1).float()
+                t[f"opt.{i}.exp_avg"], t[f"opt.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
+        with atomic.atomic_dir(ckpt) as tmp:
+            save_file(t, str(tmp / "state.safetensors"))
+            (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds, "steps": steps}))
+
+    rng = np.random.default_rng([seed, step])
+    bar = tqdm(total=steps, initial=step, desc="tiny CLIP", unit="step", disable=not progress)
+    model.train()
+    while step < steps:
+        t0 = time.perf_counter()
+        lr_now = lr * min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for g in opt.param_groups:
+            g["lr"] = lr_now
+        idx = rng.integers(0, len(data), batch)
+        img = model.encode_image(to_pixels(data.images[idx]), normalize=True)
+        txt = model.encode_text(tokens[idx], normalize=True)
+        loss = loss_fn(img, txt, model.logit_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        seconds += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if step % checkpoint_every == 0 and step < steps:
+            save_checkpoint()
+            rng = np.random.default_rng([seed, step])  # the data order resumes from the step alone
+    bar.close()
+    model.eval()
+    figures = zero_shot(model, tokenizer, held)
+    half = open_clip.CLIP(**cfg)
+    half.load_state_dict(model.state_dict())
+    half.half() if not quick else None
+    with atomic.atomic_dir(out) as tmp:
+        save_local_dir(half, cfg, tmp, image_mean=MEAN, image_std=STD)
+    save_checkpoint()
+    return {"zero_shot": figures, "train_seconds": seconds, "samples": steps * batch,
+            "params": sum(p.numel() for p in model.parameters())}

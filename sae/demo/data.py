@@ -1,0 +1,60 @@
+"""World datasets made once and cached on disk (``.npz``: images, labels, captions)."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from platformdirs import user_cache_dir
+
+from sae import atomic
+from sae.demo import world
+
+CHUNK = 2000
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SAE_STUDIO_CACHE", user_cache_dir("sae-studio"))) / "demo-data"
+
+
+def _chunk(args: tuple[int, int]) -> tuple:
+    n, seed = args
+    images, lab, captions = world.dataset(n, seed)
+    return images, lab.present, lab.colour, lab.background, captions
+
+
+class WorldData:
+    """Images uint8 [N, 64, 64, 3] with presence [N, 10], colour [N, 10], background [N], captions."""
+
+    def __init__(self, images, present, colour, background, captions):
+        self.images, self.present, self.colour, self.background = images, present, colour, background
+        self.captions = list(captions)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def world_data(n: int, seed: int, workers: int = 2) -> WorldData:
+    """``n`` scenes for ``seed``, generated in chunks (in parallel) and cached."""
+    path = cache_dir() / f"world-{n}-{seed}.npz"
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return WorldData(z["images"], z["present"], z["colour"], z["background"], json.loads(str(z["captions"])))
+    jobs = [(min(CHUNK, n - i), seed * 100_003 + i // CHUNK) for i in range(0, n, CHUNK)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_chunk, jobs))
+    else:
+        parts = [_chunk(j) for j in jobs]
+    data = WorldData(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+        [c for p in parts for c in p[4]],
+    )
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=data.images, present=data.present, colour=data.colour, background=data.background,
+                 captions=np.array(json.dumps(data.captions)))
+    return data

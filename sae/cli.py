@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dataclass_options(p, TrainConfig)
     p.add_argument("--eval-images", type=int, default=64, help="images for the splice cosine at the end (0: skip)")
+
+    demo = sub.add_parser("demo", help="build or evaluate the shipped demo models",
+                          description="The demo world's models: a tiny CLIP, a judge and the default SAE.")
+    demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
+    b = demo_sub.add_parser("build", help="rebuild the demo models from their seeds (resumable)",
+                            description="Train the demo models stage by stage. Stages whose output exists are "
+                            "skipped; an interrupted stage resumes from its checkpoint.")
+    b.add_argument("--quick", action="store_true", help="toy-sized models in under two minutes (for tests)")
+    b.add_argument("--stages", default="clip,judge,sae", help="comma-separated stages (default: all)")
+    b.add_argument("--out", default=None, help="folder for the models (default: the shipped assets/demo)")
+    b.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")
+    e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
+                            description="Evaluate the demo models on held-out world scenes; writes eval.json.")
+    e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")
+    e.add_argument("--images", type=int, default=2000, help="held-out scenes")
     return parser
 
 
@@ -124,7 +140,31 @@ def _splice_cosine(trainer, n_images: int) -> float | None:
     return splice_cosine(backbone, trainer.model, pixels, m.token_set)
 
 
-COMMANDS = {"extract": cmd_extract, "train": cmd_train}
+def cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from sae.demo.build import DEMO, STAGES, build
+
+    out = Path(args.out) if args.out else DEMO
+    if args.demo_command == "build":
+        stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise UserError(f"Unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}.")
+        done = build(stages, out=out, quick=args.quick, threads=args.threads, force=args.force)
+        print(json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds).")
+        return 0
+    from sae.demo.evaluate import evaluate, table
+
+    for stage in STAGES:
+        if not (out / stage).exists():
+            raise UserError(f"{out / stage} is missing; run sae-studio demo build first.")
+    print(table(evaluate(out, n_held_out=args.images)))
+    print(f"(written to {out / 'eval.json'})")
+    return 0
+
+
+COMMANDS = {"extract": cmd_extract, "train": cmd_train, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

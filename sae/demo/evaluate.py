@@ -1,0 +1,70 @@
+"""``sae-studio demo eval``: every figure of the shipped demo models, measured anew."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sae import atomic
+from sae.demo import world
+from sae.demo.build import DEMO
+from sae.demo.data import world_data
+
+HELD_OUT_SEED = 2  # scenes no demo model trained on
+
+TARGETS = {
+    "clip.zero_shot": 0.90,
+    "judge.presence": 0.97, "judge.colour": 0.97, "judge.background": 0.97,
+    "sae.fvu": 0.1, "sae.dead_fraction": 0.01, "sae.splice_cosine": 0.97, "sae.auroc": 0.95,
+}
+
+
+def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
+    from sae.backbone import load_backbone
+    from sae.demo.clip import zero_shot
+    from sae.demo.judge import Judge, accuracy
+    from sae.demo.metrics import auroc_per_column
+    from sae.demo.sae_recipe import image_codes
+    from sae.model import SparseAutoencoder
+
+    held = world_data(n_held_out, seed=HELD_OUT_SEED)
+    figures: dict = {"held_out_images": n_held_out}
+    backbone = load_backbone(str(demo / "clip"))
+    figures["clip"] = {"zero_shot": zero_shot(backbone.model, backbone.tokenizer, held)}
+    figures["judge"] = accuracy(Judge.load(demo / "judge"), held)
+    sae = SparseAutoencoder.load(demo / "sae")
+    backbone = backbone.at_layer(sae.metadata.layer)
+    codes = image_codes(backbone, sae, held.images)
+    auroc = {}
+    for i, kind in enumerate(world.KINDS):
+        scores = auroc_per_column(codes, held.present[:, i])
+        best = int(np.nanargmax(scores))
+        auroc[kind] = {"latent": best, "auroc": float(scores[best])}
+    figures["sae"] = {**{k: float(v) for k, v in sae.metadata.metrics.items()}, "concepts": auroc,
+                      "d_sae": sae.d_sae, "layer": sae.metadata.layer}
+    atomic.write_json(demo / "eval.json", figures)
+    return figures
+
+
+def table(f: dict) -> str:
+    rows = [("figure", "value", "target", "")]
+
+    def row(name, value, target, higher=True):
+        ok = "" if target is None else ("ok" if (value >= target if higher else value < target) else "MISS")
+        rows.append((name, f"{value:.4f}", "" if target is None else f"{'>=' if higher else '<'} {target}", ok))
+
+    for k, v in f["clip"]["zero_shot"].items():
+        row(f"clip zero-shot {k}", v, TARGETS["clip.zero_shot"])
+    for k in ("presence", "colour", "background"):
+        row(f"judge {k}", f["judge"][k], TARGETS[f"judge.{k}"])
+    s = f["sae"]
+    row("sae fvu", s["fvu"], TARGETS["sae.fvu"], higher=False)
+    row("sae dead fraction", s["dead_fraction"], TARGETS["sae.dead_fraction"], higher=False)
+    row("sae l0", s["l0"], None)
+    if "splice_cosine" in s:
+        row("sae splice cosine", s["splice_cosine"], TARGETS["sae.splice_cosine"])
+    for k, v in s["concepts"].items():
+        row(f"sae best-latent AUROC {k} (#{v['latent']})", v["auroc"], TARGETS["sae.auroc"])
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)).rstrip() for r in rows)

@@ -1,0 +1,62 @@
+"""The default SAE: TopK on the tiny CLIP's middle-layer residual (all tokens), 16x expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sae.activations import extract
+from sae.backbone import load_backbone
+from sae.demo.data import world_data
+from sae.train import TrainConfig, Trainer
+
+SAE_SEED = 3  # world seed of the images the SAE is trained on (the CLIP saw seed 1)
+
+
+def write_world_images(folder: Path, n: int, seed: int) -> Path:
+    """Save ``n`` world scenes as PNG files (once), so extraction runs its ordinary folder path."""
+    if folder.is_dir() and len(list(folder.glob("*.png"))) == n:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    data = world_data(n, seed=seed)
+    for i, im in enumerate(data.images):
+        Image.fromarray(im).save(folder / f"{i:06d}.png", compress_level=1)
+    return folder
+
+
+def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, progress: bool = True) -> dict:
+    n_images = 2_000 if quick else 40_000
+    backbone = load_backbone(str(clip_dir))
+    images = write_world_images(work / f"sae-images-{n_images}", n_images, SAE_SEED)
+    acts = work / f"sae-acts-{n_images}"
+    extract(backbone, images, acts, token_set="all", dtype="fp16", progress=progress)
+    cfg = TrainConfig(
+        acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,
+        tokens=300_000 if quick else 30_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),
+    )
+    trainer = Trainer(cfg, progress=progress)
+    model = trainer.run()
+    from sae.evaluate import splice_cosine
+    from sae.demo.clip import to_pixels
+
+    held = world_data(400 if quick else 2_000, seed=2)
+    cos = splice_cosine(backbone, model, to_pixels(held.images[:256]), "all")
+    model.metadata.metrics["splice_cosine"] = cos
+    model.save(out)
+    return {k: float(v) for k, v in model.metadata.metrics.items()} | {"images": n_images}
+
+
+def image_codes(backbone, sae, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Image-level SAE activations [N, d_sae]: the max over tokens of each latent."""
+    import torch
+
+    from sae.demo.clip import to_pixels
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            resid = backbone.prefix(to_pixels(images[i:i + batch]))
+            out.append(sae.encode(resid).amax(1).numpy())
+    return np.concatenate(out)

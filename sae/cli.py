@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train the demo models stage by stage. Stages whose output exists are "
                             "skipped; an interrupted stage resumes from its checkpoint.")
     b.add_argument("--quick", action="store_true", help="toy-sized models in under two minutes (for tests)")
-    b.add_argument("--stages", default="clip,judge,sae", help="comma-separated stages (default: all)")
+    b.add_argument("--stages", default="clip,judge,sae,movq,decoder", help="comma-separated stages (default: all)")
+    b.add_argument("--max-minutes", type=float, default=None,
+                   help="stop the decoder's training at a checkpoint after this many minutes (resumable)")
     b.add_argument("--out", default=None, help="folder for the models (default: the shipped assets/demo)")
     b.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")
@@ -151,12 +153,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"Unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}.")
-        done = build(stages, out=out, quick=args.quick, threads=args.threads, force=args.force)
+        done = build(stages, out=out, quick=args.quick, threads=args.threads, force=args.force,
+                     max_minutes=args.max_minutes)
         print(json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds).")
         return 0
     from sae.demo.evaluate import evaluate, table
 
-    for stage in STAGES:
+    for stage in ("clip", "judge", "sae"):
         if not (out / stage).exists():
             raise UserError(f"{out / stage} is missing; run sae-studio demo build first.")
     print(table(evaluate(out, n_held_out=args.images)))

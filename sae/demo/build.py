@@ -1,6 +1,6 @@
 """``sae-studio demo build``: rebuild every shipped demo model from its seed, stage by stage.
 
-Stages run in order (clip, judge, sae); each is resumable (its checkpoints live in the work
+Stages run in order (clip, judge, sae, movq, decoder); each is resumable (its checkpoints live in the work
 folder) and is skipped when its output already exists. Each stage's wall time and figures are
 recorded in ``assets/demo/build.json``, from which the model card's numbers come.
 """
@@ -18,7 +18,7 @@ from sae import atomic
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO = ASSETS / "demo"
-STAGES = ("clip", "judge", "sae")
+STAGES = ("clip", "judge", "sae", "movq", "decoder")
 
 
 def work_dir() -> Path:
@@ -33,7 +33,9 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
-          force: bool = False) -> dict:
+          force: bool = False, max_minutes: float | None = None) -> dict:
+    """Run ``stages``; ``max_minutes`` stops the decoder's training at a checkpoint after that long
+    (run the same command again to continue)."""
     if threads:
         torch.set_num_threads(threads)
     work = work_dir() / ("quick" if quick else "full")
@@ -58,6 +60,19 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             from sae.demo.sae_recipe import train_demo_sae
 
             figures = train_demo_sae(target, out / "clip", work, quick=quick)
+        elif stage == "movq":
+            from sae.demo.decoder import train_movq
+
+            figures = train_movq(target, work, quick=quick)
+        elif stage == "decoder":
+            from sae.demo.decoder import train_unet
+
+            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick,
+                                 should_stop=None if deadline is None else (lambda: time.monotonic() > deadline))
+            if "stopped_at" in figures:
+                print(f"decoder: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
+                continue
         figures["wall_seconds"] = time.perf_counter() - t0
         _record(out, stage, figures)
         done[stage] = figures

@@ -1,0 +1,275 @@
+"""The demo decoder: a tiny latent diffusion model in Kandinsky 2.2's shape.
+
+It *is* a diffusers ``KandinskyV22Pipeline`` / ``KandinskyV22Img2ImgPipeline``: a ``VQModel``
+("movq") between 64x64 world images and a 4x16x16 latent grid, and a ``UNet2DConditionModel``
+conditioned on the tiny CLIP's image embedding (``addition_embed_type="image"``,
+``encoder_hid_dim_type="image_proj"``), with a DDIM scheduler (v-prediction, cosine schedule).
+Saved with ``save_pretrained`` and loaded with ``from_pretrained``, so the demo runs the very
+code path of the real Kandinsky 2.2 decoder.
+
+Two resumable stages: ``train_movq`` (the autoencoder, L1 + MSE) and ``train_unet``
+(denoising on cached latents and CLIP embeddings, embedding dropout to the embedding of a blank
+image for classifier-free guidance, EMA weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from sae import atomic
+from sae.demo.data import world_data
+
+LATENT_CHANNELS = 4
+
+
+def movq_config(quick: bool = False) -> dict:
+    return dict(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32) if quick else (32, 64, 64), layers_per_block=1,
+        latent_channels=LATENT_CHANNELS, vq_embed_dim=LATENT_CHANNELS, num_vq_embeddings=256,
+        norm_num_groups=16, sample_size=64, scaling_factor=1.0, mid_block_add_attention=False,
+    )
+
+
+def unet_config(embed_dim: int, quick: bool = False) -> dict:
+    return dict(
+        sample_size=16, in_channels=LATENT_CHANNELS, out_channels=2 * LATENT_CHANNELS,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 32, 64) if quick else (64, 96, 128), layers_per_block=1,
+        attention_head_dim=16 if quick else 32, norm_num_groups=16 if quick else 32,
+        encoder_hid_dim=embed_dim, encoder_hid_dim_type="image_proj", addition_embed_type="image",
+        cross_attention_dim=64 if quick else 128, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+    )
+
+
+def scheduler_config() -> dict:
+    return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing", steps_offset=0)
+
+
+def to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, 64, 64, 3] -> float [N, 3, 64, 64] in [-1, 1] (what the pipeline feeds movq)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# -- resumable state ---------------------------------------------------------------------------------
+
+def _save_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, meta: dict) -> None:
+    t = {}
+    for name, m in modules.items():
+        t.update({f"{name}.{k}": v.detach().contiguous() for k, v in m.state_dict().items()})
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = opt.state.get(p)
+        if st:
+            t[f"opt.{i}.step"] = st["step"].reshape(1).float()
+            t[f"opt.{i}.exp_avg"], t[f"opt.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
+    with atomic.atomic_dir(folder) as tmp:
+        save_file(t, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(meta))
+
+
+def _load_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict | None:
+    atomic.recover_dir(folder)
+    if not (folder / "state.json").is_file():
+        return None
+    t = load_file(str(folder / "state.safetensors"))
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")})
+    state = opt.state_dict()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i in range(len(params)):
+        if f"opt.{i}.exp_avg" in t:
+            state["state"][i] = {"step": t[f"opt.{i}.step"].reshape(()), "exp_avg": t[f"opt.{i}.exp_avg"],
+                                 "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"]}
+    opt.load_state_dict(state)
+    return json.loads((folder / "state.json").read_text())
+
+
+# -- the autoencoder -----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def fold_latent_scale(movq, images: np.ndarray) -> dict:
+    """Make movq's raw latents zero-mean, unit-variance per channel by folding the affine map into
+    ``quant_conv`` and ``post_quant_conv`` (both 1x1): Kandinsky's img2img uses raw latents."""
+    z = torch.cat([movq.encode(to_unit(images[i:i + 256])).latents for i in range(0, len(images), 256)])
+    m = z.mean(dim=(0, 2, 3))
+    s = z.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    qc, pq = movq.quant_conv, movq.post_quant_conv
+    qc.weight.div_(s.view(-1, 1, 1, 1))
+    qc.bias.sub_(m).div_(s)
+    pq.bias.add_((pq.weight[:, :, 0, 0] * m).sum(1))
+    pq.weight.mul_(s.view(1, -1, 1, 1))
+    return {"latent_mean": m.tolist(), "latent_std": s.tolist()}
+
+
+def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: float = 5e-4, seed: int = 0,
+               quick: bool = False, checkpoint_every: int = 250, progress: bool = True) -> dict:
+    from diffusers import VQModel
+
+    if quick:
+        steps, batch = 60, 16
+    data = world_data(2_000 if quick else 120_000, seed=1)
+    torch.manual_seed(seed)
+    movq = VQModel(**movq_config(quick))
+    opt = torch.optim.AdamW(movq.parameters(), lr=lr, weight_decay=0.0)
+    ckpt = work / "movq-checkpoint"
+    meta = _load_state(ckpt, {"movq": movq}, opt) or {"step": 0, "seconds": 0.0}
+    step, seconds = meta["step"], meta["seconds"]
+    bar = tqdm(total=steps, initial=step, desc="movq", unit="step", disable=not progress)
+    gen = torch.Generator().manual_seed(seed + step)
+    movq.train()
+    while step < steps:
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+        idx = torch.randint(0, len(data), (batch,), generator=gen).numpy()
+        x = to_unit(data.images[idx])
+        z = movq.encode(x).latents
+        z = z + 0.05 * z.detach().std() * torch.randn(z.shape, generator=gen)  # robust to small latent noise
+        rec = movq.decode(z, force_not_quantize=True).sample
+        loss = (rec - x).abs().mean() + (rec - x).pow(2).mean() + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(movq.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % checkpoint_every == 0 and step < steps:
+            _save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
+            gen = torch.Generator().manual_seed(seed + step)
+    bar.close()
+    movq.eval()
+    figures = fold_latent_scale(movq, data.images[:4096])
+    with atomic.atomic_dir(out) as tmp:
+        movq.save_pretrained(tmp)
+    _save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
+    held = world_data(400 if quick else 2_000, seed=2)
+    with torch.no_grad():
+        x = to_unit(held.images[:256])
+        rec = movq.decode(movq.encode(x).latents, force_not_quantize=True).sample
+    figures.update(l1=float((rec - x).abs().mean()), train_seconds=seconds, steps=step, batch=batch)
+    return figures
+
+
+# -- the diffusion UNet ----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def cache_latents_and_embeddings(movq, backbone, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    from sae.demo.clip import to_pixels
+
+    zs, es = [], []
+    for i in range(0, len(images), batch):
+        zs.append(movq.encode(to_unit(images[i:i + batch])).latents.half())
+        es.append(backbone.encode_image(to_pixels(images[i:i + batch])).half())
+    return torch.cat(zs), torch.cat(es)
+
+
+@torch.no_grad()
+def blank_embedding(backbone) -> torch.Tensor:
+    """The embedding of a mid-grey image: the 'no conditioning' embedding for guidance, as
+    Kandinsky's prior uses the embedding of a blank image for its negative."""
+    from sae.demo.clip import to_pixels
+
+    return backbone.encode_image(to_pixels(np.full((1, 64, 64, 3), 128, np.uint8)))[0]
+
+
+def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = 30_000, batch: int = 128,
+               lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
+               ema_decay: float = 0.999, cond_dropout: float = 0.1, progress: bool = True,
+               should_stop=None) -> dict:
+    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
+
+    from sae.backbone import load_backbone
+
+    if quick:
+        steps, batch = 40, 16
+    n_images = 2_000 if quick else 120_000
+    movq = VQModel.from_pretrained(movq_dir).eval()
+    backbone = load_backbone(str(clip_dir))
+    cache = work / f"unet-cache-{n_images}.safetensors"
+    if not cache.is_file():
+        data = world_data(n_images, seed=1)
+        z, e = cache_latents_and_embeddings(movq, backbone, data.images)
+        with atomic.atomic_path(cache) as tmp:
+            save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
+    t = load_file(str(cache))
+    latents, embeds = t["latents"], t["embeds"]
+    null = blank_embedding(backbone)
+    sched = DDIMScheduler(**scheduler_config())
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    ckpt = work / "unet-checkpoint"
+    meta = _load_state(ckpt, {"unet": unet, "ema": ema}, opt) or {"step": 0, "seconds": 0.0, "losses": []}
+    step, seconds, losses = meta["step"], meta["seconds"], meta.get("losses", [])
+    alphas = sched.alphas_cumprod
+    bar = tqdm(total=steps, initial=step, desc="unet", unit="step", disable=not progress)
+    gen = torch.Generator().manual_seed(seed + step)
+    unet.train()
+    while step < steps:
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 500)
+        idx = torch.randint(0, len(latents), (batch,), generator=gen)
+        z0 = latents[idx].float()
+        e = embeds[idx].float()
+        drop = torch.rand(batch, generator=gen) < cond_dropout
+        e[drop] = null
+        ts = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        a = alphas[ts].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        v = a.sqrt() * noise - (1 - a).sqrt() * z0
+        pred = unet(zt, ts, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": e}).sample
+        loss = F.mse_loss(pred[:, :LATENT_CHANNELS], v)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(ema_decay, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                pe.lerp_(p, 1 - d)
+        step += 1
+        seconds += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % 50 == 0:
+            losses.append([step, float(loss)])
+        if (step % checkpoint_every == 0 and step < steps) or (should_stop and should_stop()):
+            _save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+            gen = torch.Generator().manual_seed(seed + step)
+            if should_stop and should_stop():
+                bar.close()
+                return {"stopped_at": step}
+    bar.close()
+    _save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+    save_pipeline(out, ema.eval(), movq, sched, null)
+    return {"train_seconds": seconds, "steps": step, "batch": batch, "final_loss": losses[-1][1] if losses else None}
+
+
+def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:
+    """A ``KandinskyV22Pipeline`` folder (fp16 weights) plus the blank-image negative embedding."""
+    from diffusers import KandinskyV22Pipeline
+
+    pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    with atomic.atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp, variant=None, safe_serialization=True)
+        save_file({"negative_image_embeds": null_embed.float().contiguous()}, str(tmp / "negative_image_embeds.safetensors"))

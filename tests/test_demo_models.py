@@ -1,0 +1,98 @@
+"""The shipped demo models: they load from assets/ with no network and meet their figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sae.backbone import load_backbone
+from sae.demo import world
+from sae.demo.build import ASSETS, DEMO
+from sae.demo.data import world_data
+from sae.demo.judge import Judge, accuracy
+from sae.demo.metrics import auroc_per_column
+from sae.demo.sae_recipe import image_codes
+from sae.model import SparseAutoencoder
+
+HELD_OUT = 2  # world seed no shipped model trained on
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return world_data(600, seed=HELD_OUT)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return Judge.load(DEMO / "judge")
+
+
+def test_assets_stay_under_60_mb():
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total < 60 * 2**20, f"assets/ holds {total / 2**20:.1f} MB"
+
+
+def test_shipped_clip_loads_through_open_clip_and_splits_mid_way():
+    bb = load_backbone(str(DEMO / "clip"))
+    assert (bb.n_layers, bb.layer, bb.image_size, bb.n_tokens) == (6, 3, 64, 65)
+    image = bb.preprocess(Image.open(ASSETS / "samples" / "cat-on-grass.png"))[None]
+    with torch.no_grad():
+        assert torch.allclose(bb.suffix(bb.prefix(image)), bb.encode_image(image), atol=1e-5)
+        text = bb.encode_text(["a picture of a cat", "a picture of a car"])
+        img = torch.nn.functional.normalize(bb.encode_image(image), dim=-1)
+        sims = img @ torch.nn.functional.normalize(text, dim=-1).T
+    assert sims[0, 0] > sims[0, 1]  # it sees the cat in the cat sample
+
+
+def test_judge_meets_its_accuracy_on_a_fixed_held_out_set(judge, held_out):
+    figures = accuracy(judge, held_out)
+    assert figures["presence"] >= 0.97 and figures["background"] >= 0.97 and figures["colour"] >= 0.95, figures
+
+
+def test_judge_reads_the_shipped_samples(judge):
+    names = ["cat-on-grass", "dog-in-a-hat", "empty-desert"]
+    images = np.stack([np.asarray(Image.open(ASSETS / "samples" / f"{n}.png").convert("RGB")) for n in names])
+    out = judge.predict(images)
+    seen = [{world.KINDS[i] for i in np.flatnonzero(p > 0.5)} for p in out.present]
+    assert "cat" in seen[0] and {"dog", "hat"} <= seen[1] and seen[2] == set()
+    assert [world.BACKGROUNDS[b] for b in out.background] == ["day", "desert", "desert"]
+
+
+def test_judge_survives_blur_and_noise(judge, held_out):
+    """Robust to a decoder's softness: a blurred, noisy copy keeps most labels."""
+    x = torch.from_numpy(held_out.images[:300]).permute(0, 3, 1, 2).float()
+    soft = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    soft = (soft + torch.randn(soft.shape, generator=torch.Generator().manual_seed(0)) * 6).clamp(0, 255)
+    damaged = soft.permute(0, 2, 3, 1).round().to(torch.uint8).numpy()
+    a, b = judge.predict(held_out.images[:300]), judge.predict(damaged)
+    assert ((a.present > 0.5) == (b.present > 0.5)).mean() > 0.95
+
+
+def test_default_sae_has_a_latent_for_every_object(held_out):
+    sae = SparseAutoencoder.load(DEMO / "sae")
+    bb = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer)
+    assert sae.d_in == bb.width and sae.metadata.backbone_fingerprint == bb.fingerprint
+    codes = image_codes(bb, sae, held_out.images)
+    for i, kind in enumerate(world.KINDS):
+        best = np.nanmax(auroc_per_column(codes, held_out.present[:, i]))
+        assert best >= 0.95, f"{kind}: best latent AUROC {best:.3f}"
+
+
+def test_default_sae_loads_in_saelens_with_the_same_activations():
+    sae_lens = pytest.importorskip("sae_lens")
+    ours = SparseAutoencoder.load(DEMO / "sae")
+    theirs = sae_lens.SAE.load_from_disk(str(DEMO / "sae"))
+    x = torch.randn(64, ours.d_in, generator=torch.Generator().manual_seed(0)) * 3
+    with torch.no_grad():
+        assert torch.allclose(theirs.encode(x), ours.encode(x), atol=1e-5)
+
+
+def test_every_shipped_model_has_a_card_line():
+    card = (DEMO / "README.md").read_text()
+    for word in ("tiny CLIP", "judge", "SAE", "zero-shot", "AUROC", "training time"):
+        assert word in card
+    assert Path(DEMO / "build.json").is_file()

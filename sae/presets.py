@@ -1,0 +1,179 @@
+"""Presets: slider settings as versioned JSON that replay on any image.
+
+    {
+      "format": "sae-studio-preset", "version": 1,
+      "sae": {"sha256": "...", "d_sae": 2048, "d_in": 128, "backbone": "...", "layer": 3},
+      "decoder": {"name": "demo", "steps": 12, "strength": 0.5, "guidance": 3.0, "seed": 0},
+      "edits": [{"latent": 17, "label": "cat", "mode": "add", "value": 4.0, "mask": null}]
+    }
+
+Reading validates against a JSON schema, then checks what a schema cannot: finite values, a
+latent id the SAE has, the SAE itself (by the sha256 of its weights). Every refusal is one
+sentence. Writing is atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from sae import atomic
+from sae.errors import UserError
+from sae.steer import MODES, Edit
+
+FORMAT = "sae-studio-preset"
+VERSION = 1
+MAX_EDITS = 256
+MAX_ABS_VALUE = 1e4
+MAX_BYTES = 4 * 2**20
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "version", "sae", "edits"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "version": {"type": "integer", "minimum": 1},
+        "sae": {
+            "type": "object",
+            "required": ["sha256", "d_sae"],
+            "properties": {
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "d_sae": {"type": "integer", "minimum": 1},
+                "d_in": {"type": "integer", "minimum": 1},
+                "backbone": {"type": "string"},
+                "layer": {"type": "integer"},
+            },
+        },
+        "decoder": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "steps": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "strength": {"type": "number", "minimum": 0, "maximum": 1},
+                "guidance": {"type": "number", "minimum": 0, "maximum": 100},
+                "seed": {"type": "integer", "minimum": 0},
+            },
+        },
+        "edits": {
+            "type": "array",
+            "maxItems": MAX_EDITS,
+            "items": {
+                "type": "object",
+                "required": ["latent", "mode", "value"],
+                "properties": {
+                    "latent": {"type": "integer", "minimum": 0},
+                    "label": {"type": "string", "maxLength": 200},
+                    "mode": {"enum": list(MODES)},
+                    "value": {"type": "number"},
+                    "mask": {"anyOf": [{"type": "null"},
+                                       {"type": "array", "maxItems": 65536, "items": {"type": "integer", "minimum": 0}}]},
+                },
+            },
+        },
+    },
+}
+
+
+def sae_sha256(folder: str | Path) -> str:
+    """sha256 of an SAE folder's weights file: the identity a preset is bound to."""
+    h = hashlib.sha256()
+    with open(Path(folder) / "sae_weights.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class SaeIdentity:
+    sha256: str
+    d_sae: int
+    d_in: int = 0
+    backbone: str = ""
+    layer: int = -1
+
+
+@dataclass
+class DecoderSettings:
+    name: str = "demo"
+    steps: int = 12
+    strength: float = 0.5
+    guidance: float = 3.0
+    seed: int = 0
+
+
+@dataclass
+class Preset:
+    sae: SaeIdentity
+    edits: list[Edit] = field(default_factory=list)
+    decoder: DecoderSettings = field(default_factory=DecoderSettings)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION,
+            "sae": self.sae.__dict__,
+            "decoder": self.decoder.__dict__,
+            "edits": [{"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value,
+                       "mask": list(e.mask) if e.mask is not None else None} for e in self.edits],
+        }
+
+    def save(self, path: str | Path) -> None:
+        atomic.write_json(path, self.to_json())
+
+
+def _reject_constants(token: str) -> float:
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+def parse(text: str | bytes, source: str = "preset") -> Preset:
+    """Validate preset JSON text; one UserError sentence for anything wrong with it."""
+    if len(text) > MAX_BYTES:
+        raise UserError(f"{source} is {len(text):,} bytes, too large to be a preset (limit {MAX_BYTES:,}).")
+    try:
+        raw = json.loads(text, parse_constant=_reject_constants)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{source} is not valid JSON ({e}).") from e
+    if isinstance(raw, dict) and isinstance(raw.get("version"), int) and raw.get("format") == FORMAT and raw["version"] > VERSION:
+        raise UserError(f"{source} is a version {raw['version']} preset from a newer sae-studio; this one reads up to version {VERSION}.")
+    try:
+        jsonschema.validate(raw, SCHEMA)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "the top level"
+        raise UserError(f"{source} is not a valid preset: at {where}, {e.message}.") from e
+    edits = []
+    for i, ed in enumerate(raw["edits"]):
+        value = float(ed["value"])
+        if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+            raise UserError(f"{source}: edit {i} has value {value}, outside the allowed -{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
+        if ed["latent"] >= raw["sae"]["d_sae"]:
+            raise UserError(f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents.")
+        mask = tuple(ed["mask"]) if ed.get("mask") is not None else None
+        edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", "")))
+    known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
+    dec = {k: raw.get("decoder", {})[k] for k in DecoderSettings.__dataclass_fields__ if k in raw.get("decoder", {})}
+    return Preset(SaeIdentity(**known), edits, DecoderSettings(**dec))
+
+
+def load(path: str | Path) -> Preset:
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"Preset {path} cannot be read ({e.strerror}).") from e
+    return parse(text, source=f"Preset {path}")
+
+
+def check_for(preset: Preset, sha256: str, d_sae: int, source: str = "The preset") -> None:
+    """Refuse a preset made for another SAE, naming both."""
+    if preset.sae.sha256 != sha256:
+        made_for = preset.sae.backbone or "another model"
+        raise UserError(
+            f"{source} was made for another SAE ({preset.sae.d_sae} latents on {made_for}, layer "
+            f"{preset.sae.layer}, sha256 {preset.sae.sha256[:12]}…), not the loaded one "
+            f"({d_sae} latents, sha256 {sha256[:12]}…); load that SAE to use it."
+        )

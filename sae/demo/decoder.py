@@ -182,11 +182,9 @@ def cache_latents_and_embeddings(movq, backbone, images: np.ndarray, batch: int 
 
 @torch.no_grad()
 def blank_embedding(backbone) -> torch.Tensor:
-    """The embedding of a mid-grey image: the 'no conditioning' embedding for guidance, as
-    Kandinsky's prior uses the embedding of a blank image for its negative."""
-    from sae.demo.clip import to_pixels
-
-    return backbone.encode_image(to_pixels(np.full((1, 64, 64, 3), 128, np.uint8)))[0]
+    """The embedding of an all-zero (normalised) image: the 'no conditioning' embedding for
+    guidance, as Kandinsky's prior makes its negative embedding."""
+    return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size))[0]
 
 
 def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = 30_000, batch: int = 128,

@@ -1,0 +1,11 @@
+"""Diffusion decoders behind one small protocol: image embedding in, image out.
+
+``Decoder.decode(image_embeds, init_image, settings, on_step)``: ``image_embeds`` [1, e] is the
+(edited) CLIP image embedding; ``init_image`` (optional) is the image to start from, noised to
+``settings.strength`` (img2img); ``on_step(step, total)`` reports progress and may raise
+``DecodeCancelled`` to stop. The same settings and seed give the same pixels.
+"""
+
+from sae.decoders.base import DecodeCancelled, Decoder, DecodeSettings
+
+__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder"]

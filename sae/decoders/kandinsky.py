@@ -1,0 +1,91 @@
+"""Kandinsky 2.2's decoder (diffusers ``KandinskyV22Pipeline`` / ``KandinskyV22Img2ImgPipeline``).
+
+The real one is ``kandinsky-community/kandinsky-2-2-decoder``, conditioned on ViT-bigG-14
+(``laion2b_s39b_b160k``) image embeddings; the demo decoder is the same classes, tiny. The
+negative embedding for guidance is the encoder's embedding of an all-zero image, as Kandinsky's
+prior makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from sae.decoders.base import DecodeSettings
+from sae.errors import UserError
+
+HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
+ENCODER = "ViT-bigG-14:laion2b_s39b_b160k"
+
+
+class KandinskyDecoder:
+    def __init__(
+        self,
+        source: str | Path,
+        negative_embeds: torch.Tensor,
+        name: str = "kandinsky-2.2",
+        size: int = 512,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        cpu_offload: bool = False,
+    ):
+        from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22Pipeline
+
+        try:
+            self.text2img = KandinskyV22Pipeline.from_pretrained(str(source), dtype=dtype)
+        except Exception as e:  # offline, missing files, wrong folder: one sentence
+            raise UserError(
+                f"Could not load the Kandinsky 2.2 decoder from {source}: {str(e).splitlines()[0][:200]}; "
+                "check the folder, or the network and disk space for a first download."
+            ) from e
+        self.img2img = KandinskyV22Img2ImgPipeline(**self.text2img.components)
+        for pipe in (self.text2img, self.img2img):
+            pipe.set_progress_bar_config(disable=True)
+            if cpu_offload:
+                pipe.enable_model_cpu_offload()
+            else:
+                pipe.to(device)
+        self.name, self.size, self.dtype = name, size, dtype
+        self.negative_embeds = negative_embeds.reshape(1, -1)
+        self.embed_dim = int(self.negative_embeds.shape[1])
+
+    def decode(
+        self,
+        image_embeds: torch.Tensor,
+        init_image: Image.Image | None,
+        settings: DecodeSettings,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> Image.Image:
+        if image_embeds.shape[-1] != self.embed_dim:
+            raise UserError(
+                f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
+                f"{image_embeds.shape[-1]}-d; pair it with its own encoder."
+            )
+        size = self.size if init_image is None else _multiple_of_8(init_image.size)
+        generator = torch.Generator("cpu").manual_seed(settings.seed)
+        img2img = init_image is not None and settings.strength < 1.0
+        total = max(1, int(settings.steps * settings.strength)) if img2img else settings.steps
+
+        def callback(pipe, step, timestep, kwargs):
+            if on_step is not None:
+                on_step(step + 1, total)
+            return kwargs
+
+        common = dict(
+            image_embeds=image_embeds.reshape(1, -1).to(self.dtype),
+            negative_image_embeds=self.negative_embeds.to(self.dtype),
+            num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator,
+            output_type="pil", callback_on_step_end=callback,
+        )
+        if img2img:
+            w, h = size
+            return self.img2img(image=init_image.convert("RGB"), strength=settings.strength, height=h, width=w, **common).images[0]
+        w, h = (size, size) if isinstance(size, int) else size
+        return self.text2img(height=h, width=w, **common).images[0]
+
+
+def _multiple_of_8(size: tuple[int, int]) -> tuple[int, int]:
+    return tuple(max(8, (s // 8) * 8) for s in size)

@@ -1,0 +1,133 @@
+"""Feature labels: automatic ones from the CLIP text tower, renames by people, and text search.
+
+A latent's *effect direction* is the mean change of the final (normalised) image embedding when
+its decoder row is added at layer L to a set of neutral images. Labelling ranks a vocabulary of
+prompts by cosine with that direction through the CLIP text tower; search ranks latents by
+cosine between a query's text embedding and their directions, plus a bonus when the query
+matches the label.
+
+``labels.json`` in the SAE folder::
+
+    {"format": "sae-studio-labels", "version": 1,
+     "labels": {"17": {"label": "cat", "source": "auto", "score": 0.41}, "18": {"label": "my hat", "source": "user"}}}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from sae import atomic
+from sae.backbone import Backbone
+from sae.errors import UserError
+from sae.model import LABELS_NAME, SparseAutoencoder
+
+FORMAT = "sae-studio-labels"
+
+
+# -- labels.json ---------------------------------------------------------------------------------
+
+def read_label_entries(folder: str | Path) -> dict[int, dict]:
+    path = Path(folder) / LABELS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); delete it to relabel the SAE.") from e
+    entries = raw.get("labels", {}) if isinstance(raw, dict) else {}
+    out = {}
+    for k, v in entries.items():
+        if str(k).isdigit() and isinstance(v, dict) and isinstance(v.get("label"), str):
+            out[int(k)] = v
+    return out
+
+
+def read_labels(folder: str | Path) -> dict[int, str]:
+    return {k: v["label"] for k, v in read_label_entries(folder).items()}
+
+
+def write_label_entries(folder: str | Path, entries: dict[int, dict]) -> None:
+    atomic.write_json(Path(folder) / LABELS_NAME, {
+        "format": FORMAT, "version": 1, "labels": {str(k): v for k, v in sorted(entries.items())},
+    })
+
+
+def rename(folder: str | Path, latent: int, label: str) -> None:
+    """A person's name for a latent; it outranks automatic labels and survives relabelling."""
+    label = label.strip()
+    if not label:
+        raise UserError("A label cannot be empty.")
+    entries = read_label_entries(folder)
+    entries[latent] = {"label": label[:200], "source": "user"}
+    write_label_entries(folder, entries)
+
+
+# -- effect directions ------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def effect_directions(backbone: Backbone, sae: SparseAutoencoder, neutral_pixels: torch.Tensor,
+                      strengths: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """[d_sae, e] unit vectors: mean change of the normalised image embedding when each latent's
+    decoder row, times its ``strengths`` (e.g. its typical max activation), is added at layer L
+    to every token of the neutral images."""
+    resid = backbone.prefix(neutral_pixels).float()  # [N, T, d]
+    base = F.normalize(backbone.suffix(resid), dim=-1)  # [N, e]
+    positions = backbone.token_positions(sae.metadata.token_set)
+    out = []
+    rows = sae.W_dec / sae.input_scale  # [F, d] in the residual's scale
+    for start in range(0, sae.d_sae, batch):
+        idx = torch.arange(start, min(sae.d_sae, start + batch))
+        add = rows[idx] * strengths[idx, None]  # [b, d]
+        r = resid[None].repeat(len(idx), 1, 1, 1)  # [b, N, T, d]
+        r[:, :, positions] += add[:, None, None, :]
+        e = F.normalize(backbone.suffix(r.flatten(0, 1)), dim=-1).view(len(idx), resid.shape[0], -1)
+        out.append((e - base[None]).mean(1))
+    return F.normalize(torch.cat(out), dim=-1)
+
+
+@torch.inference_mode()
+def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256) -> torch.Tensor:
+    return F.normalize(torch.cat([backbone.encode_text(list(prompts[i:i + batch])) for i in range(0, len(prompts), batch)]), dim=-1)
+
+
+def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor) -> dict[int, dict]:
+    """Best vocabulary entry per latent by cosine with its effect direction."""
+    sims = directions @ vocab_dirs.T  # [F, V]
+    score, best = sims.max(1)
+    return {i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
+            for i, (s, b) in enumerate(zip(score, best, strict=True))}
+
+
+def merge_labels(auto: dict[int, dict], existing: dict[int, dict]) -> dict[int, dict]:
+    """New automatic labels, keeping every label a person gave."""
+    merged = dict(auto)
+    merged.update({k: v for k, v in existing.items() if v.get("source") == "user"})
+    return merged
+
+
+class SearchHit(NamedTuple):
+    latent: int
+    score: float
+    label: str
+
+
+def search(query: str, query_dir: torch.Tensor, directions: torch.Tensor, labels: dict[int, str],
+           top: int = 20, label_bonus: float = 0.25) -> list[SearchHit]:
+    """Latents ranked by cosine(query text, effect direction) + a bonus when the label matches."""
+    q = query.strip().lower()
+    score = directions @ query_dir  # [F]
+    if q:
+        for latent, label in labels.items():
+            words = label.lower()
+            if q == words:
+                score[latent] += label_bonus
+            elif q in words or words in q:
+                score[latent] += label_bonus / 2
+    order = torch.argsort(score, descending=True)[:top]
+    return [SearchHit(int(i), float(score[i]), labels.get(int(i), f"latent {int(i)}")) for i in order]

@@ -1,0 +1,134 @@
+"""The cached per-image pipeline that the editor and the CLI both drive.
+
+``set_image`` runs the encoder's prefix once and caches the residual at layer L and its SAE
+code; each slider state then costs only ``steer_residual`` + the encoder's suffix + the decoder:
+
+    session.set_image(img)                       # prefix + SAE encode, cached
+    session.embedding(edits)                     # steer + suffix  -> [e]
+    session.render(edits, settings, on_step)     # + decoder       -> PIL image
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+
+from sae.backbone import Backbone, load_backbone
+from sae.decoders import Decoder, DecodeSettings
+from sae.errors import UserError
+from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
+from sae.steer import Edit, latent_column, steer_residual
+
+
+class Firing(NamedTuple):
+    latent: int
+    activation: float  # max over the image's tokens
+    label: str
+
+
+@dataclass
+class CachedImage:
+    image: Image.Image  # RGB, as given
+    resid: torch.Tensor  # [T, d] residual entering block L
+    code: SparseCode | torch.Tensor  # SAE code of resid[positions]
+    embedding: torch.Tensor  # [e] unedited image embedding
+
+
+class Session:
+    def __init__(self, backbone: Backbone, sae: SparseAutoencoder, decoder: Decoder | None = None,
+                 labels: dict[int, str] | None = None):
+        if sae.metadata.layer >= 0 and sae.metadata.layer != backbone.layer:
+            backbone = backbone.at_layer(sae.metadata.layer)
+        check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+        self.backbone, self.sae, self.decoder = backbone, sae.eval(), decoder
+        self.labels = labels or {}
+        self.positions = backbone.token_positions(sae.metadata.token_set)
+        self.current: CachedImage | None = None
+
+    # -- the image ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_image(self, image: Image.Image) -> CachedImage:
+        image = image.convert("RGB")
+        pixels = self.backbone.preprocess(image)[None].to(self.backbone.device)
+        resid = self.backbone.prefix(pixels)[0].float()
+        tokens = resid[self.positions]
+        code = self.sae.encode_sparse(tokens) if self.sae.cfg.arch == "topk" else self.sae.encode(tokens)
+        embedding = self.backbone.suffix(resid[None])[0]
+        self.current = CachedImage(image, resid, code, embedding)
+        return self.current
+
+    def _need_image(self) -> CachedImage:
+        if self.current is None:
+            raise UserError("No image is loaded; open an image first.")
+        return self.current
+
+    # -- features -----------------------------------------------------------------------------
+    def label(self, latent: int) -> str:
+        return self.labels.get(latent, f"latent {latent}")
+
+    @torch.inference_mode()
+    def image_activations(self) -> torch.Tensor:
+        """[d_sae]: each latent's max activation over the image's tokens."""
+        cur = self._need_image()
+        code = cur.code
+        if isinstance(code, SparseCode):
+            out = torch.zeros(self.sae.d_sae)
+            return out.scatter_reduce_(0, code.indices.reshape(-1).cpu(), code.values.reshape(-1).float().cpu(), "amax")
+        return code.amax(0).float().cpu()
+
+    def fires(self, n: int = 20) -> list[Firing]:
+        """The latents that fire most on the current image, strongest first."""
+        acts = self.image_activations()
+        top = torch.topk(acts, min(n, int((acts > 0).sum())))
+        return [Firing(int(i), float(v), self.label(int(i))) for v, i in zip(top.values, top.indices, strict=True)]
+
+    @torch.inference_mode()
+    def heatmap(self, latent: int) -> torch.Tensor:
+        """[grid, grid] activation of ``latent`` on each patch of the current image."""
+        cur = self._need_image()
+        col = latent_column(cur.code, latent).float().cpu()
+        n_patches = self.backbone.n_tokens - 1
+        grid = int(round(n_patches**0.5))
+        patches = col[-n_patches:] if col.shape[0] >= n_patches else torch.zeros(n_patches)
+        return patches.reshape(grid, grid)
+
+    # -- edits --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embedding(self, edits: Sequence[Edit]) -> torch.Tensor:
+        """[e]: the image embedding after ``edits`` (exactly the unedited one for no edits)."""
+        cur = self._need_image()
+        edited = steer_residual(cur.resid, self.sae, cur.code, edits, self.positions)
+        if edited is cur.resid:
+            return cur.embedding
+        return self.backbone.suffix(edited[None])[0]
+
+    def render(self, edits: Sequence[Edit], settings: DecodeSettings,
+               on_step: Callable[[int, int], None] | None = None) -> Image.Image:
+        """The edited image: the decoder paints the edited embedding, starting from the input."""
+        if self.decoder is None:
+            raise UserError("No decoder is loaded; choose one in the generation settings.")
+        cur = self._need_image()
+        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step)
+
+
+def default_session(decoder: bool = True, device: str = "cpu") -> Session:
+    """The shipped demo: tiny CLIP, default SAE with its labels, demo decoder."""
+    from sae.decoders.demo import load_demo_decoder
+    from sae.demo.build import DEMO
+    from sae.labels import read_labels
+
+    sae = SparseAutoencoder.load(DEMO / "sae", device=device)
+    backbone = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer, device=device)
+    dec = load_demo_decoder(device=device) if decoder and (DEMO / "decoder").exists() else None
+    return Session(backbone, sae, dec, read_labels(DEMO / "sae"))
+
+
+def open_image(path: str | Path) -> Image.Image:
+    from sae.images import load_image
+
+    return load_image(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -246,6 +247,8 @@ class SparseAutoencoder(nn.Module):
             save_file(tensors, str(tmp / WEIGHTS_NAME))
             (tmp / CFG_NAME).write_text(json.dumps(copy.saelens_config(), indent=2) + "\n")
             (tmp / LABELS_NAME).write_text(labels.read_text() if labels.is_file() else "{}\n")
+            if (folder / "index").is_dir():  # the feature index stays with the SAE
+                shutil.copytree(folder / "index", tmp / "index")
             if extra is not None:
                 extra(tmp)
         return folder

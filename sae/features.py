@@ -1,0 +1,186 @@
+"""The feature index: per-latent statistics and top images over an image folder.
+
+``<sae>/index/index.safetensors`` holds, per latent: token firing count, images fired on, sum
+and max of activations, a histogram over log-spaced bins, the 16 images with the highest
+image-level activation (max over tokens) and those activations; its safetensors metadata holds
+the JSON facts (source list, folder, counts). It is written in one atomic replace after every
+chunk, so an interrupted run resumes where it stopped and a reader never sees half an index.
+Indexing again over a folder with more images adds only the new ones. Thumbnails of top images
+are saved under ``index/thumbs``; a top image's patch heatmap is recomputed on demand (one
+prefix pass), which is exact and keeps the index small for wide SAEs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from sae import atomic
+from sae.backbone import Backbone
+from sae.errors import UserError
+from sae.images import find_images, load_image
+from sae.model import SparseAutoencoder
+
+INDEX_DIR = "index"
+INDEX_FILE = "index.safetensors"
+TOP = 16
+BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
+THUMB = 96
+
+
+@dataclass
+class FeatureIndex:
+    sources: list[str]  # image paths relative to root
+    root: str
+    tokens: int
+    count: torch.Tensor  # [F] token firings
+    images: torch.Tensor  # [F] images with any firing
+    total: torch.Tensor  # [F] sum of activations
+    max: torch.Tensor  # [F]
+    hist: torch.Tensor  # [F, 32]
+    top_values: torch.Tensor  # [F, TOP] image-level activation, descending
+    top_images: torch.Tensor  # [F, TOP] index into sources (-1: empty)
+
+    @classmethod
+    def empty(cls, d_sae: int, root: str) -> FeatureIndex:
+        z = torch.zeros(d_sae)
+        return cls([], root, 0, z.clone(), z.clone(), z.clone(), z.clone(), torch.zeros(d_sae, len(BINS) - 1),
+                   torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long))
+
+    @property
+    def frequency(self) -> torch.Tensor:
+        """Share of tokens on which each latent fires."""
+        return self.count / max(1, self.tokens)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Mean activation when firing."""
+        return self.total / self.count.clamp_min(1)
+
+    def typical_max(self) -> torch.Tensor:
+        """A slider unit per latent: the median of its top image activations (robust to one outlier)."""
+        v = self.top_values.clone()
+        v[v < 0] = float("nan")
+        med = v.nanmedian(dim=1).values
+        return torch.nan_to_num(med, nan=0.0)
+
+    def top(self, latent: int) -> list[tuple[str, float]]:
+        return [(self.sources[int(i)], float(v)) for i, v in zip(self.top_images[latent], self.top_values[latent], strict=True) if i >= 0]
+
+    # -- disk ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        tensors = {k: getattr(self, k).contiguous() for k in ("count", "images", "total", "max", "hist", "top_values", "top_images")}
+        meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
+        with atomic.atomic_path(folder / INDEX_DIR / INDEX_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FeatureIndex:
+        path = Path(folder) / INDEX_DIR / INDEX_FILE
+        if not path.is_file():
+            raise UserError(f"{Path(folder)} has no feature index yet; run sae-studio index --sae {folder} --images DIR.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                t = {k: f.get_tensor(k) for k in f.keys()}
+            facts = json.loads(meta["facts"])
+            return cls(facts["sources"], facts["root"], int(facts["tokens"]), t["count"], t["images"], t["total"],
+                       t["max"], t["hist"], t["top_values"], t["top_images"])
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{path} is damaged ({e}); delete it and index again.") from e
+
+
+def _save_thumb(folder: Path, i: int, image: Image.Image) -> None:
+    path = folder / INDEX_DIR / "thumbs" / f"{i:07d}.png"
+    if path.is_file():
+        return
+    thumb = image.copy()
+    thumb.thumbnail((THUMB, THUMB))
+    with atomic.atomic_path(path) as tmp:
+        thumb.save(tmp, format="PNG")
+
+
+def thumbnail_path(folder: str | Path, image_id: int) -> Path:
+    return Path(folder) / INDEX_DIR / "thumbs" / f"{image_id:07d}.png"
+
+
+@torch.inference_mode()
+def build_index(
+    sae_folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, images: str | Path,
+    batch_size: int = 32, chunk: int = 512, progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
+) -> FeatureIndex:
+    """Index every image under ``images`` not indexed yet; saves after each ``chunk`` images."""
+    sae_folder, images = Path(sae_folder), Path(images)
+    paths = find_images(images)
+    sources = [p.relative_to(images).as_posix() for p in paths]
+    try:
+        index = FeatureIndex.load(sae_folder)
+        if Path(index.root) != images.resolve():
+            raise UserError(f"The index of {sae_folder} covers {index.root}, not {images}; delete {sae_folder / INDEX_DIR} to index another folder.")
+    except UserError as e:
+        if "no feature index" not in str(e):
+            raise
+        index = FeatureIndex.empty(sae.d_sae, str(images.resolve()))
+    done = set(index.sources)
+    todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
+    positions = backbone.token_positions(sae.metadata.token_set)
+    bar = tqdm(total=len(todo), unit="img", desc="index", disable=not progress)
+    since_save = 0
+    for start in range(0, len(todo), batch_size):
+        part = todo[start:start + batch_size]
+        pixels, ids, pil = [], [], []
+        for path, source in part:
+            try:
+                im = load_image(path)
+            except UserError as e:
+                tqdm.write(f"warning: skipping {e}")
+                continue
+            pixels.append(backbone.preprocess(im))
+            ids.append(len(index.sources))
+            index.sources.append(source)
+            pil.append(im)
+        if pixels:
+            resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions].float()
+            f = sae.encode(resid).cpu()  # [B, T, F]
+            fired = f > 0
+            index.tokens += f.shape[0] * f.shape[1]
+            index.count += fired.sum((0, 1))
+            index.images += fired.any(1).sum(0)
+            index.total += f.sum((0, 1))
+            img_max = f.amax(1)  # [B, F]
+            index.max = torch.maximum(index.max, img_max.amax(0))
+            vals = f[fired]
+            lat = fired.nonzero()[:, 2]
+            b = torch.bucketize(vals, BINS[1:-1])
+            index.hist.index_put_((lat, b), torch.ones_like(vals), accumulate=True)
+            cand_v = torch.cat([index.top_values, img_max.T], 1)
+            cand_i = torch.cat([index.top_images, torch.tensor(ids).expand(sae.d_sae, -1)], 1)
+            best = cand_v.topk(TOP, dim=1)
+            index.top_values, index.top_images = best.values, cand_i.gather(1, best.indices)
+            in_top = set(index.top_images[index.top_values > 0].tolist())
+            for i, im in zip(ids, pil, strict=True):
+                if i in in_top:
+                    _save_thumb(sae_folder, i, im)
+        bar.update(len(part))
+        since_save += len(part)
+        if on_progress:
+            on_progress(start + len(part), len(todo))
+        if since_save >= chunk:
+            index.save(sae_folder)
+            since_save = 0
+            if should_stop and should_stop():
+                break
+    bar.close()
+    index.save(sae_folder)
+    return index

@@ -73,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_options(p, TrainConfig)
     p.add_argument("--eval-images", type=int, default=64, help="images for the splice cosine at the end (0: skip)")
 
+    p = sub.add_parser(
+        "index", help="index an SAE's latents over an image folder, and label them",
+        description="Per latent: firing frequency, mean and max activation, a histogram and the top 16 "
+        "images (thumbnails saved); then an automatic label from the CLIP text tower. Incremental: run it "
+        "again after adding images. Without --sae it indexes the shipped demo SAE.",
+    )
+    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    p.add_argument("--images", required=True, help="folder of images, searched recursively")
+    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--no-labels", action="store_true", help="skip the automatic labels")
+
+    p = sub.add_parser(
+        "features", help="search an SAE's latents by text, or list what fires on an image",
+        description="Rank latents by how well their effect matches a text (--search) or by how strongly "
+        "they fire on an image (--image). Without --sae it uses the shipped demo SAE.",
+    )
+    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    p.add_argument("--search", default=None, help="text to search for, e.g. 'cat'")
+    p.add_argument("--image", default=None, help="list the latents that fire on this image")
+    p.add_argument("--top", type=int, default=10, help="rows to print")
+    p.add_argument("--rename", nargs=2, metavar=("LATENT", "LABEL"), help="give a latent a label of your own")
+
     demo = sub.add_parser("demo", help="build or evaluate the shipped demo models",
                           description="The demo world's models: a tiny CLIP, a judge and the default SAE.")
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
@@ -142,6 +166,99 @@ def _splice_cosine(trainer, n_images: int) -> float | None:
     return splice_cosine(backbone, trainer.model, pixels, m.token_set)
 
 
+def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: str = "cpu"):
+    from sae.backbone import load_backbone
+    from sae.demo.build import DEMO
+    from sae.device import pick_device
+    from sae.model import SparseAutoencoder, check_fits_layer
+
+    folder = Path(sae_arg) if sae_arg else DEMO / "sae"
+    dev = pick_device(device)
+    sae = SparseAutoencoder.load(folder, device=dev)
+    model = model_arg or sae.metadata.backbone
+    if not model:
+        raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
+    if not sae_arg and not model_arg:
+        model = str(DEMO / "clip")
+    backbone = load_backbone(model, layer=max(sae.metadata.layer, 0), device=dev)
+    check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+    return folder, sae, backbone
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import torch
+
+    from sae.features import build_index
+    from sae.labels import label_sae
+    from sae.vocabulary import demo_vocabulary, everyday_vocabulary
+
+    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
+    index = build_index(folder, backbone, sae, args.images)
+    print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
+    if args.no_labels:
+        return 0
+    demo = args.sae is None
+    neutral = _neutral_pixels(backbone, index, demo)
+    strengths = index.typical_max()
+    strengths = torch.where(strengths > 0, strengths, index.max.clamp_min(1e-3))
+    entries = label_sae(folder, backbone, sae, strengths, neutral, demo_vocabulary() if demo else everyday_vocabulary())
+    print(f"labelled {len(entries):,} latents in {folder / 'labels.json'}")
+    return 0
+
+
+def _neutral_pixels(backbone, index, demo: bool):
+    """Neutral images for effect directions: the demo world's empty scenes, or 16 indexed images."""
+    import torch
+
+    if demo:
+        import numpy as np
+
+        from sae.demo import world
+        from sae.demo.clip import to_pixels
+
+        scenes = [world.render(world.Scene(b), seed=s) for b in world.BACKGROUNDS for s in (0, 1)]
+        return to_pixels(np.stack(scenes)).to(backbone.device)
+    from sae.evaluate import load_pixels
+
+    paths = [Path(index.root) / s for s in index.sources[:: max(1, len(index.sources) // 16)]]
+    return load_pixels(backbone, paths, limit=16).to(torch.float32)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from sae.labels import load_directions, read_labels, rename, search
+
+    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model)
+    if args.rename:
+        latent, label = args.rename
+        if not latent.isdigit() or int(latent) >= sae.d_sae:
+            raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {sae.d_sae - 1}.")
+        rename(folder, int(latent), label)
+        print(f"latent {latent} is now labelled {label!r}")
+        return 0
+    labels = read_labels(folder)
+    if args.search:
+        import torch
+
+        with torch.inference_mode():
+            q = torch.nn.functional.normalize(backbone.encode_text([args.search]), dim=-1)[0]
+        hits = search(args.search, q, load_directions(folder), labels, top=args.top)
+        print(f"{'latent':>7}  {'score':>6}  label")
+        for h in hits:
+            print(f"{h.latent:>7}  {h.score:>6.3f}  {h.label}")
+        return 0
+    if args.image:
+        from sae.images import load_image
+        from sae.session import Session
+
+        session = Session(backbone, sae, None, labels)
+        session.set_image(load_image(args.image))
+        print(f"{'latent':>7}  {'max act':>8}  label")
+        for f in session.fires(args.top):
+            print(f"{f.latent:>7}  {f.activation:>8.3f}  {f.label}")
+        return 0
+    raise UserError("Say what to list: --search TEXT, --image PATH or --rename LATENT LABEL.")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
@@ -167,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "train": cmd_train, "demo": cmd_demo}
+COMMANDS = {"extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,3 +131,36 @@ def search(query: str, query_dir: torch.Tensor, directions: torch.Tensor, labels
                 score[latent] += label_bonus / 2
     order = torch.argsort(score, descending=True)[:top]
     return [SearchHit(int(i), float(score[i]), labels.get(int(i), f"latent {int(i)}")) for i in order]
+
+
+# -- the labelling run ------------------------------------------------------------------------------
+
+DIRECTIONS_FILE = "directions.safetensors"
+
+
+def save_directions(folder: str | Path, directions: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    with atomic.atomic_path(Path(folder) / "index" / DIRECTIONS_FILE) as tmp:
+        save_file({"directions": directions.contiguous()}, str(tmp))
+
+
+def load_directions(folder: str | Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "index" / DIRECTIONS_FILE
+    if not path.is_file():
+        raise UserError(f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR.")
+    return load_file(str(path))["directions"]
+
+
+def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,
+              neutral_pixels: torch.Tensor, vocabulary: Sequence[tuple[str, str]]) -> dict[int, dict]:
+    """Compute effect directions, label every latent from ``vocabulary``, keep renames; saves both."""
+    directions = effect_directions(backbone, sae, neutral_pixels, strengths)
+    save_directions(folder, directions)
+    words = [label for label, _ in vocabulary]
+    vocab_dirs = text_directions(backbone, [prompt for _, prompt in vocabulary])
+    entries = merge_labels(auto_label(directions, words, vocab_dirs), read_label_entries(folder))
+    write_label_entries(folder, entries)
+    return entries

@@ -1,0 +1,42 @@
+"""Decoders by name: ``demo``, ``kandinsky-2.2``, or a local folder holding a Kandinsky 2.2 pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sae.backbone import Backbone
+from sae.decoders.kandinsky import HUB_ID, KandinskyDecoder
+from sae.errors import UserError
+
+NAMES = ("demo", "kandinsky-2.2")
+
+
+@torch.inference_mode()
+def zero_image_embedding(backbone: Backbone) -> torch.Tensor:
+    """The encoder's embedding of an all-zero image: Kandinsky's negative embedding."""
+    return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device))
+
+
+def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cpu", fp16: bool = False,
+                 cpu_offload: bool = False) -> KandinskyDecoder:
+    if name == "demo":
+        from sae.decoders.demo import load_demo_decoder
+
+        return load_demo_decoder(device=str(device))
+    dtype = torch.float16 if fp16 else torch.float32
+    if name == "kandinsky-2.2":
+        return KandinskyDecoder(HUB_ID, zero_image_embedding(backbone).float().cpu(), name=name, size=512,
+                                device=device, dtype=dtype, cpu_offload=cpu_offload)
+    path = Path(name)
+    if (path / "model_index.json").is_file():
+        neg_file = path / "negative_image_embeds.safetensors"
+        if neg_file.is_file():
+            from safetensors.torch import load_file
+
+            negative = load_file(str(neg_file))["negative_image_embeds"]
+        else:
+            negative = zero_image_embedding(backbone).float().cpu()
+        return KandinskyDecoder(path, negative, name=path.name, size=backbone.image_size, device=device, dtype=dtype)
+    raise UserError(f"Decoder '{name}' is unknown; use {', '.join(NAMES)} or a folder with a Kandinsky 2.2 pipeline.")

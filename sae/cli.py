@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--no-labels", action="store_true", help="skip the automatic labels")
+    p.add_argument("--vocabulary", default="auto",
+                   help="label words: demo, everyday (ImageNet classes, colours, styles, scenes), a text file "
+                   "with one concept per line, or auto (demo for the demo world's CLIP, else everyday)")
 
     p = sub.add_parser(
         "features", help="search an SAE's latents by text, or list what fires on an image",
@@ -218,11 +221,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
     if args.no_labels:
         return 0
-    demo = args.sae is None
+    from sae.vocabulary import is_demo_backbone, read_vocabulary
+
+    demo = is_demo_backbone(backbone)
+    if args.vocabulary == "auto":
+        vocabulary = demo_vocabulary() if demo else everyday_vocabulary()
+    elif args.vocabulary in ("demo", "everyday"):
+        vocabulary = demo_vocabulary() if args.vocabulary == "demo" else everyday_vocabulary()
+    else:
+        vocabulary = read_vocabulary(args.vocabulary)
     neutral = _neutral_pixels(backbone, index, demo)
     strengths = index.typical_max()
     strengths = torch.where(strengths > 0, strengths, index.max.clamp_min(1e-3))
-    entries = label_sae(folder, backbone, sae, strengths, neutral, demo_vocabulary() if demo else everyday_vocabulary())
+    entries = label_sae(folder, backbone, sae, strengths, neutral, vocabulary)
     print(f"labelled {len(entries):,} latents in {folder / 'labels.json'}")
     return 0
 

@@ -41,7 +41,7 @@ SCHEMA: dict[str, Any] = {
         "version": {"type": "integer", "minimum": 1},
         "sae": {
             "type": "object",
-            "required": ["sha256", "d_sae"],
+            "required": ["sha256", "d_sae", "d_in"],
             "properties": {
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "d_sae": {"type": "integer", "minimum": 1},
@@ -93,7 +93,7 @@ def sae_sha256(folder: str | Path) -> str:
 class SaeIdentity:
     sha256: str
     d_sae: int
-    d_in: int = 0
+    d_in: int
     backbone: str = ""
     layer: int = -1
 

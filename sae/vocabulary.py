@@ -37,3 +37,34 @@ def everyday_vocabulary() -> list[tuple[str, str]]:
             seen.add(label)
             unique.append((label, prompt))
     return unique
+
+
+DEMO_MARKER = "demo_world.json"
+
+
+def is_demo_backbone(backbone) -> bool:
+    """True for a CLIP trained on the demo world (its folder carries the recipe's marker file)."""
+    from pathlib import Path
+
+    model_id = backbone.model_id
+    return model_id.startswith("local-dir:") and (Path(model_id[len("local-dir:"):]) / DEMO_MARKER).is_file()
+
+
+def read_vocabulary(path: str) -> list[tuple[str, str]]:
+    """A text file, one concept per line: ``label`` or ``label<TAB>prompt``."""
+    from pathlib import Path
+
+    from sae.errors import UserError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"Vocabulary {path} cannot be read ({e}); give a UTF-8 text file, one concept per line.") from e
+    out = []
+    for line in lines:
+        if line.strip() and not line.startswith("#"):
+            label, _, prompt = line.partition("\t")
+            out.append((label.strip(), prompt.strip() or f"a photo of a {label.strip()}"))
+    if not out:
+        raise UserError(f"Vocabulary {path} has no concepts; put one per line.")
+    return out

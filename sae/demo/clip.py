@@ -164,6 +164,7 @@ def train_clip(
     half.half() if not quick else None
     with atomic.atomic_dir(out) as tmp:
         save_local_dir(half, cfg, tmp, image_mean=MEAN, image_std=STD)
+        (tmp / "demo_world.json").write_text(json.dumps({"world": "sae-studio demo world", "recipe": "sae.demo.clip"}) + "\n")
     save_checkpoint()
     return {"zero_shot": figures, "train_seconds": seconds, "samples": steps * batch,
             "params": sum(p.numel() for p in model.parameters())}

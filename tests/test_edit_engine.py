@@ -1,0 +1,145 @@
+"""The edit engine end to end on quick demo models and a tiny Kandinsky-shaped decoder:
+index, labels, search, what fires, presets and the batch edit command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sae import presets
+from sae.backbone import load_backbone
+from sae.demo import world
+from sae.demo.sae_recipe import write_world_images
+from sae.model import SparseAutoencoder
+from sae.png import preset_in
+from sae.session import Session
+from sae.steer import Edit
+
+CLI = [sys.executable, "-m", "sae"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Quick demo CLIP + SAE, a tiny random decoder of the demo's shape, and some world images."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
+
+    from sae.demo.build import build
+    from sae.demo.decoder import blank_embedding, movq_config, save_pipeline, scheduler_config, unet_config
+
+    root = tmp_path_factory.mktemp("quick")
+    os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
+    os.environ["SAE_STUDIO_WORK"] = str(root / "work")
+    build(("clip", "sae"), out=root / "demo", quick=True)
+    bb = load_backbone(str(root / "demo" / "clip"))
+    torch.manual_seed(0)
+    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
+    images = write_world_images(root / "images", 64, seed=9)
+    return root, images
+
+
+def _cli(*args, **kw):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), **kw)
+
+
+def test_index_labels_and_search(quick):
+    root, images = quick
+    sae_dir = root / "demo" / "sae"
+    r = _cli("index", "--sae", sae_dir, "--images", images)
+    assert r.returncode == 0, r.stderr
+    labels = json.loads((sae_dir / "labels.json").read_text())["labels"]
+    assert len(labels) == SparseAutoencoder.load(sae_dir).d_sae
+    vocab = {"cat", "dog", "cowboy hat", "night", "red object", "moon", "room"}
+    assert any(v["label"] in vocab for v in labels.values())
+    r = _cli("features", "--sae", sae_dir, "--search", "cat", "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 4
+    # incremental: a second run over the same folder adds nothing and keeps the stats
+    from sae.features import FeatureIndex
+
+    before = FeatureIndex.load(sae_dir)
+    assert _cli("index", "--sae", sae_dir, "--images", images, "--no-labels").returncode == 0
+    after = FeatureIndex.load(sae_dir)
+    assert after.tokens == before.tokens == 64 * 65 and torch.equal(after.top_values, before.top_values)
+
+
+def test_rename_persists_and_outranks_relabelling(quick):
+    root, images = quick
+    sae_dir = root / "demo" / "sae"
+    if not (sae_dir / "index").exists():
+        assert _cli("index", "--sae", sae_dir, "--images", images).returncode == 0
+    assert _cli("features", "--sae", sae_dir, "--rename", "5", "my favourite").returncode == 0
+    assert _cli("index", "--sae", sae_dir, "--images", images).returncode == 0
+    labels = json.loads((sae_dir / "labels.json").read_text())["labels"]
+    assert labels["5"] == {"label": "my favourite", "source": "user"}
+
+
+def test_what_fires_lists_active_latents(quick):
+    root, images = quick
+    r = _cli("features", "--sae", root / "demo" / "sae", "--image", next(images.glob("*.png")), "--top", "5")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.strip().splitlines()[1:]
+    acts = [float(line.split()[1]) for line in rows]
+    assert len(rows) == 5 and acts == sorted(acts, reverse=True) and acts[0] > 0
+
+
+def test_session_empty_edit_is_the_unedited_embedding(quick):
+    root, images = quick
+    sae = SparseAutoencoder.load(root / "demo" / "sae")
+    bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
+    s = Session(bb, sae)
+    s.set_image(Image.open(next(images.glob("*.png"))))
+    with torch.no_grad():
+        reference = bb.encode_image(bb.preprocess(s.current.image)[None])[0]
+    assert torch.equal(s.embedding([]), s.current.embedding)
+    assert torch.allclose(s.embedding([]), reference, atol=1e-5)
+    assert not torch.equal(s.embedding([Edit(s.fires(1)[0].latent, "set", 0.0)]), s.current.embedding)
+
+
+def test_batch_edit_is_bit_identical_and_carries_its_preset(quick):
+    root, images = quick
+    sae_dir = root / "demo" / "sae"
+    pics = sorted(images.glob("*.png"))[:2]
+    sha = presets.sae_sha256(sae_dir)
+    sae = SparseAutoencoder.load(sae_dir)
+    preset = presets.Preset(presets.SaeIdentity(sha, sae.d_sae, sae.d_in),
+                            [Edit(3, "add", 2.0, None, "x"), Edit(9, "set", 0.0, (0, 1, 2))],
+                            presets.DecoderSettings(name=str(root / "decoder"), steps=4, seed=3))
+    preset.save(root / "p.json")
+    for out in ("a", "b"):
+        r = _cli("edit", *pics, "--preset", root / "p.json", "--sae", sae_dir, "-o", root / out)
+        assert r.returncode == 0, r.stderr
+    for p in pics:
+        assert (root / "a" / p.name).read_bytes() == (root / "b" / p.name).read_bytes()
+        carried = preset_in(root / "a" / p.name)
+        assert carried.edits == preset.edits and carried.decoder.seed == 3
+    r = _cli("edit", pics[0], "--preset", root / "p.json", "--sae", sae_dir, "-o", root / "c", "--seed", "4")
+    assert (root / "c" / pics[0].name).read_bytes() != (root / "a" / pics[0].name).read_bytes()
+
+
+def test_batch_edit_refuses_a_preset_for_another_sae(quick):
+    root, images = quick
+    p = presets.Preset(presets.SaeIdentity("0" * 64, 16, 8, "other", 1), [Edit(1, "add", 1.0)])
+    p.save(root / "other.json")
+    r = _cli("edit", next(images.glob("*.png")), "--preset", root / "other.json", "--sae", root / "demo" / "sae",
+             "-o", root / "x", "--decoder", root / "decoder")
+    assert r.returncode == 2 and "made for another SAE" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_quick_edit_flags_and_bad_flag(quick):
+    root, images = quick
+    r = _cli("edit", next(images.glob("*.png")), "--add", "7=3", "--sae", root / "demo" / "sae", "-o", root / "q",
+             "--decoder", root / "decoder", "--steps", "3")
+    assert r.returncode == 0, r.stderr
+    assert preset_in(next((root / "q").glob("*.png"))).edits[0].latent == 7
+    r = _cli("edit", next(images.glob("*.png")), "--add", "seven", "--sae", root / "demo" / "sae", "-o", root / "q",
+             "--decoder", root / "decoder")
+    assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr

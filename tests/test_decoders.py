@@ -60,3 +60,69 @@ def test_wrong_embedding_width_and_missing_folder_are_one_sentence(tiny_kandinsk
         dec.decode(torch.zeros(1, 1280), None, DecodeSettings(steps=2))
     with pytest.raises(UserError, match="Could not load the Kandinsky 2.2 decoder"):
         KandinskyDecoder(tmp_path / "nothing", torch.zeros(1, 24))
+
+
+def _tiny_clip_tokenizer(folder):
+    """A character-level CLIPTokenizer written from scratch (no hub): every byte symbol, with and
+    without the end-of-word mark, and the two special tokens."""
+    import json
+
+    from transformers import CLIPTokenizer
+    from open_clip.tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+@pytest.fixture(scope="module")
+def tiny_unclip(tmp_path_factory):
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    root = tmp_path_factory.mktemp("unclip")
+    torch.manual_seed(0)
+    d = 32
+    tok = _tiny_clip_tokenizer(root / "tok")
+    pipe = StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=d, projection_dim=d, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+            intermediate_size=37, patch_size=4)),
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=d),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=tok,
+        text_encoder=CLIPTextModel(CLIPTextConfig(
+            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=d, projection_dim=d, intermediate_size=37,
+            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tok), max_position_embeddings=77)),
+        unet=UNet2DConditionModel(
+            sample_size=8, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), attention_head_dim=(2, 4),
+            class_embed_type="projection", projection_class_embeddings_input_dim=2 * d, cross_attention_dim=d,
+            layers_per_block=1, upcast_attention=True, use_linear_projection=True, norm_num_groups=16),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                prediction_type="v_prediction", set_alpha_to_one=False, steps_offset=1),
+        vae=AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                          up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=16),
+    )
+    pipe.save_pretrained(root / "pipe")
+    return root / "pipe"
+
+
+def test_unclip_decodes_an_embedding_from_the_saved_folder(tiny_unclip):
+    from sae.decoders.unclip import UnclipDecoder
+
+    dec = UnclipDecoder(tiny_unclip, size=32)
+    emb = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
+    a = np.asarray(dec.decode(emb, None, DecodeSettings(steps=2, guidance=1.0, seed=1)))
+    b = np.asarray(dec.decode(emb, None, DecodeSettings(steps=2, guidance=1.0, seed=1)))
+    assert a.shape == (32, 32, 3) and np.array_equal(a, b)
+    with pytest.raises(UserError, match="takes 32-d image embeddings"):
+        dec.decode(torch.zeros(1, 1024), None, DecodeSettings(steps=2))

@@ -10,7 +10,7 @@ from sae.backbone import Backbone
 from sae.decoders.kandinsky import HUB_ID, KandinskyDecoder
 from sae.errors import UserError
 
-NAMES = ("demo", "kandinsky-2.2")
+NAMES = ("demo", "kandinsky-2.2", "sd21-unclip")
 
 
 @torch.inference_mode()
@@ -29,7 +29,15 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
     if name == "kandinsky-2.2":
         return KandinskyDecoder(HUB_ID, zero_image_embedding(backbone).float().cpu(), name=name, size=512,
                                 device=device, dtype=dtype, cpu_offload=cpu_offload)
+    if name == "sd21-unclip":
+        from sae.decoders.unclip import UnclipDecoder
+
+        return UnclipDecoder(device=device, dtype=dtype, cpu_offload=cpu_offload)
     path = Path(name)
+    if (path / "model_index.json").is_file() and "StableUnCLIP" in (path / "model_index.json").read_text():
+        from sae.decoders.unclip import UnclipDecoder
+
+        return UnclipDecoder(path, name=path.name, size=backbone.image_size, device=device, dtype=dtype)
     if (path / "model_index.json").is_file():
         neg_file = path / "negative_image_embeds.safetensors"
         if neg_file.is_file():
@@ -39,4 +47,4 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
         else:
             negative = zero_image_embedding(backbone).float().cpu()
         return KandinskyDecoder(path, negative, name=path.name, size=backbone.image_size, device=device, dtype=dtype)
-    raise UserError(f"Decoder '{name}' is unknown; use {', '.join(NAMES)} or a folder with a Kandinsky 2.2 pipeline.")
+    raise UserError(f"Decoder '{name}' is unknown; use {', '.join(NAMES)} or a folder with a saved pipeline.")

@@ -1,0 +1,50 @@
+"""Slider latency on the demo models: a slider change on a cached image to a finished image,
+against the uncached full pipeline (load, prefix, SAE encode, suffix, decode), in one run.
+
+    python bench/edit_latency.py [--reps 20] [--steps 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from PIL import Image  # noqa: E402
+
+from sae.decoders import DecodeSettings  # noqa: E402
+from sae.demo.build import ASSETS  # noqa: E402
+from sae.session import default_session  # noqa: E402
+from sae.steer import Edit  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=12)
+    a = p.parse_args()
+    session = default_session()
+    image = Image.open(ASSETS / "samples" / "cat-on-grass.png").convert("RGB")
+    settings = DecodeSettings(steps=a.steps, strength=0.5, seed=0)
+    session.set_image(image)
+    latent = session.fires(1)[0].latent
+    cached, full = [], []
+    for i in range(a.reps):
+        t = time.perf_counter()
+        session.render([Edit(latent, "add", 0.1 * (i + 1))], settings)
+        cached.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        session.set_image(image)
+        session.render([Edit(latent, "add", 0.1 * (i + 1))], settings)
+        full.append(time.perf_counter() - t)
+    c, f = statistics.median(cached), statistics.median(full)
+    print(f"slider change on a cached image: median {c * 1000:.0f} ms ({a.steps} steps at strength 0.5)")
+    print(f"uncached full pipeline:          median {f * 1000:.0f} ms")
+    print(f"cached_ms={c * 1000:.0f} ratio_vs_uncached={c / f:.2f}")
+
+
+if __name__ == "__main__":
+    main()

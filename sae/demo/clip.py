@@ -92,7 +92,7 @@ def train_clip(
     cfg = QUICK_CONFIG if quick else CONFIG
     if quick:
         samples, n_train, batch = 6_000, 2_000, 128
-    data = world_data(n_train, seed=seed + 1)
+    data = world_data(n_train, seed=seed + 1, twins=True)
     held = world_data(2_000, seed=seed + 2) if not quick else world_data(400, seed=seed + 2)
     torch.manual_seed(seed)
     model = open_clip.CLIP(**cfg)
@@ -140,7 +140,8 @@ def train_clip(
         lr_now = lr * min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = lr_now
-        idx = rng.integers(0, len(data), batch)
+        pairs = rng.integers(0, len(data) // 2, batch // 2)  # minimal pairs side by side in a batch
+        idx = np.stack([2 * pairs, 2 * pairs + 1], 1).reshape(-1)
         img = model.encode_image(to_pixels(data.images[idx]), normalize=True)
         txt = model.encode_text(tokens[idx], normalize=True)
         loss = loss_fn(img, txt, model.logit_scale.exp())

@@ -134,7 +134,7 @@ def train_judge(out: Path, work: Path, samples: int = 200_000, batch: int = 128,
                 seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
     if quick:
         samples, batch = 4_000, 64
-    data = world_data(2_000 if quick else 120_000, seed=seed + 1)
+    data = world_data(2_000 if quick else 120_000, seed=seed + 1, twins=True)
     held = world_data(400 if quick else 2_000, seed=seed + 2)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

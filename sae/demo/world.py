@@ -336,20 +336,30 @@ def _name(t: Thing, background: str) -> str:
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A varied English caption, e.g. 'a red cat wearing a blue cowboy hat in the desert'."""
+    """A varied English caption, e.g. 'a red cat wearing a blue cowboy hat in the desert'.
+
+    Colours are left out of a third of the captions and the place out of a quarter, so that a
+    model trained on them cannot match captions by colours and background alone: it has to
+    learn what the objects are.
+    """
     parts = []
     hat = scene.get("hat")
+    with_colour = rng.random() >= 0.35
     for t in scene.things:
         if t.kind == "hat" and t.on:
             continue
         size = f"{t.size} " if rng.random() < 0.3 else ""
-        words = f"{size}{t.colour} {_name(t, scene.background)}"
+        colour = f"{t.colour} " if with_colour else ""
+        words = f"{size}{colour}{_name(t, scene.background)}"
         phrase = f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
         if hat is not None and hat.on == t.kind:
-            phrase += f" wearing a {hat.colour} cowboy hat" if rng.random() < 0.7 else f" with a {hat.colour} cowboy hat on its head"
+            hat_words = f"{hat.colour} cowboy hat" if with_colour else "cowboy hat"
+            phrase += f" wearing a {hat_words}" if rng.random() < 0.7 else f" with a {hat_words} on its head"
         parts.append(phrase)
     rng.shuffle(parts)
     things = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    if rng.random() < 0.25:
+        return things if rng.random() < 0.5 else f"a picture of {things}"
     place = BACKGROUND_PHRASES[scene.background][int(rng.integers(3))]
     template = int(rng.integers(4))
     if template == 0:
@@ -380,16 +390,39 @@ def labels(scene: Scene) -> Labels:
     return Labels(present, colour, BACKGROUNDS.index(scene.background))
 
 
-def dataset(n: int, seed: int) -> tuple[np.ndarray, Labels, list[str]]:
-    """``n`` scenes: images uint8 [n, 64, 64, 3], stacked labels, and captions."""
+def twin(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same scene with one object turned into another kind (same place, size and, where
+    allowed, colour): a minimal pair that only the object's kind tells apart."""
+    movable = [t for t in scene.things if t.kind != "hat" and not (scene.get("hat") and scene.get("hat").on == t.kind)]
+    if not movable:
+        return scene
+    old = movable[int(rng.integers(len(movable)))]
+    banned = scene.kinds() | {"hat"} | ({"sun"} if scene.background == "indoor" else set())
+    choices = [k for k in KINDS if k not in banned]
+    if not choices:
+        return scene
+    kind = choices[int(rng.integers(len(choices)))]
+    colours = ALLOWED_COLOURS.get(kind, COLOURS)
+    colour = old.colour if old.colour in colours else colours[int(rng.integers(len(colours)))]
+    new = Thing(kind, colour, old.size, old.x, old.y if kind != "sun" else min(old.y, 0.3))
+    return Scene(scene.background, [new if t is old else t for t in scene.things])
+
+
+def dataset(n: int, seed: int, twins: bool = False) -> tuple[np.ndarray, Labels, list[str]]:
+    """``n`` scenes: images uint8 [n, 64, 64, 3], stacked labels, and captions.
+
+    With ``twins``, scenes come in minimal pairs (2i, 2i+1): see :func:`twin`.
+    """
     rng = np.random.default_rng(seed)
     images = np.zeros((n, SIZE, SIZE, 3), np.uint8)
     present = np.zeros((n, len(KINDS)), np.int64)
     colour = np.zeros((n, len(KINDS)), np.int64)
     background = np.zeros(n, np.int64)
     captions = []
+    previous = None
     for i in range(n):
-        scene = sample_scene(rng)
+        scene = twin(previous, rng) if twins and i % 2 == 1 else sample_scene(rng)
+        previous = scene
         images[i] = render(scene, seed=int(rng.integers(2**31)))
         lab = labels(scene)
         present[i], colour[i], background[i] = lab.present, lab.colour, lab.background

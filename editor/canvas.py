@@ -1,0 +1,132 @@
+"""The canvas: the input and the edited result, side by side or as a before/after split to drag."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import QPoint, QRect, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+
+def to_qimage(image: Image.Image) -> QImage:
+    rgb = image.convert("RGB")
+    data = rgb.tobytes("raw", "RGB")
+    q = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888)
+    return q.copy()  # own the pixels
+
+
+class BeforeAfterView(QWidget):
+    """Paints ``before`` and ``after`` scaled to fit; small images are enlarged without smoothing
+    so the demo world's pixels stay crisp. In split mode a vertical divider can be dragged."""
+
+    mask_painted = Signal(int)  # patch index painted with the region brush
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.before: QPixmap | None = None
+        self.after: QPixmap | None = None
+        self.split_mode = False
+        self.split = 0.5
+        self.mask: set[int] = set()
+        self.grid = 8
+        self.brush = False
+        self.busy_text = ""
+        self.setMinimumSize(320, 200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMouseTracking(True)
+
+    def set_before(self, image: Image.Image | None) -> None:
+        self.before = QPixmap.fromImage(to_qimage(image)) if image is not None else None
+        self.after = None
+        self.update()
+
+    def set_after(self, image: Image.Image | None) -> None:
+        self.after = QPixmap.fromImage(to_qimage(image)) if image is not None else None
+        self.update()
+
+    def toggle_split(self) -> None:
+        self.split_mode = not self.split_mode
+        self.update()
+
+    # -- geometry ---------------------------------------------------------------------------------
+    def _panes(self) -> tuple[QRect, QRect]:
+        r = self.rect().adjusted(8, 8, -8, -24)
+        if self.split_mode:
+            side = min(r.width(), r.height())
+            box = QRect(0, 0, side, side)
+            box.moveCenter(r.center())
+            return box, box
+        half = (r.width() - 8) // 2
+        side = min(half, r.height())
+        left = QRect(r.left() + (half - side) // 2, r.top() + (r.height() - side) // 2, side, side)
+        right = QRect(left.left() + half + 8, left.top(), side, side)
+        return left, right
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(38, 38, 42))
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        left, right = self._panes()
+        p.setPen(QColor(200, 200, 205))
+        if self.before is None:
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       "Drop an image here, or File ▸ Open (Ctrl+O)")
+            return
+        if self.split_mode:
+            p.drawPixmap(left, self.before)
+            if self.after is not None:
+                x = left.left() + int(left.width() * self.split)
+                clip = QRect(x, left.top(), left.right() - x + 1, left.height())
+                p.save()
+                p.setClipRect(clip)
+                p.drawPixmap(left, self.after)
+                p.restore()
+                p.setPen(QPen(QColor(255, 210, 60), 2))
+                p.drawLine(x, left.top(), x, left.bottom())
+            p.setPen(QColor(200, 200, 205))
+            p.drawText(left.left(), left.bottom() + 18, "before  |  after (drag the line, B toggles)")
+        else:
+            p.drawPixmap(left, self.before)
+            p.drawText(left.left(), left.bottom() + 18, "input")
+            if self.after is not None:
+                p.drawPixmap(right, self.after)
+            else:
+                p.drawRect(right.adjusted(0, 0, -1, -1))
+                p.drawText(right, Qt.AlignmentFlag.AlignCenter, self.busy_text or "the edited image appears here")
+            p.drawText(right.left(), right.bottom() + 18, "edited" + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
+        if self.mask or self.brush:
+            cell = left.width() / self.grid
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(255, 210, 60, 90))
+            for i in self.mask:
+                r, c = divmod(i, self.grid)
+                p.drawRect(int(left.left() + c * cell), int(left.top() + r * cell), int(cell), int(cell))
+
+    # -- interaction ------------------------------------------------------------------------------
+    def _patch_at(self, pos: QPoint) -> int | None:
+        left, _ = self._panes()
+        if not left.contains(pos):
+            return None
+        c = int((pos.x() - left.left()) / left.width() * self.grid)
+        r = int((pos.y() - left.top()) / left.height() * self.grid)
+        return r * self.grid + c
+
+    def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+        self._drag(e)
+
+    def mouseMoveEvent(self, e: QMouseEvent) -> None:  # noqa: N802
+        if e.buttons() & Qt.MouseButton.LeftButton:
+            self._drag(e)
+
+    def _drag(self, e: QMouseEvent) -> None:
+        pos = e.position().toPoint()
+        if self.brush:
+            patch = self._patch_at(pos)
+            if patch is not None and patch not in self.mask:
+                self.mask.add(patch)
+                self.mask_painted.emit(patch)
+                self.update()
+        elif self.split_mode:
+            left, _ = self._panes()
+            self.split = min(1.0, max(0.0, (pos.x() - left.left()) / max(1, left.width())))
+            self.update()

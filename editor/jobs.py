@@ -1,0 +1,111 @@
+"""Render jobs off the GUI thread: the newest slider state wins, older work is cancelled or dropped.
+
+Where a slider value travels: ``SliderPanel.edits_changed`` -> ``RenderScheduler.request`` (new
+job id) -> a worker thread runs ``Session.render`` -> ``finished(job_id, image)`` -> the window
+shows it only if ``job_id`` is still the newest. A running decode checks its job id at every
+denoising step and stops (``DecodeCancelled``) as soon as a newer request exists.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+from PySide6.QtCore import QObject, Signal
+from superqt.utils import create_worker
+
+from sae.decoders import DecodeCancelled, DecodeSettings
+from sae.errors import UserError
+from sae.session import Session
+from sae.steer import Edit
+
+
+@dataclass
+class RenderRequest:
+    job_id: int
+    edits: list[Edit]
+    settings: DecodeSettings
+    preview: bool  # a quick low-step render while a slider is dragged
+
+
+class RenderScheduler(QObject):
+    """Runs at most one render at a time; keeps only the newest pending request."""
+
+    started = Signal(int)  # job id
+    progress = Signal(int, int, int)  # job id, step, total
+    finished = Signal(int, object)  # job id, PIL image
+    failed = Signal(int, str)  # job id, one-sentence message
+
+    def __init__(self, session_getter: Callable[[], Session | None], parent: QObject | None = None):
+        super().__init__(parent)
+        self._session = session_getter
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.latest = 0
+        self._pending: RenderRequest | None = None
+        self._running = False
+        self._worker = None
+
+    def request(self, edits: list[Edit], settings: DecodeSettings, preview: bool = False) -> int:
+        with self._lock:
+            job = RenderRequest(next(self._ids), list(edits), settings, preview)
+            self.latest = job.job_id
+            self._pending = job
+            start = not self._running
+        if start:
+            self._start_next()
+        return job.job_id
+
+    def is_stale(self, job_id: int) -> bool:
+        return job_id != self.latest
+
+    def _start_next(self) -> None:
+        with self._lock:
+            job, self._pending = self._pending, None
+            if job is None:
+                self._running = False
+                return
+            self._running = True
+        self._worker = create_worker(self._run, job, _start_thread=False)
+        self._worker.returned.connect(self._done)
+        self._worker.errored.connect(lambda e, job=job: self._error(job, e))
+        self._worker.finished.connect(self._start_next)
+        self.started.emit(job.job_id)
+        self._worker.start()
+
+    def _run(self, job: RenderRequest) -> tuple[int, Image.Image | None]:
+        session = self._session()
+        if session is None or session.current is None:
+            return job.job_id, None
+
+        def on_step(step: int, total: int) -> None:
+            if self.is_stale(job.job_id):
+                raise DecodeCancelled()
+            self.progress.emit(job.job_id, step, total)
+
+        try:
+            return job.job_id, session.render(job.edits, job.settings, on_step)
+        except DecodeCancelled:
+            return job.job_id, None
+
+    def _done(self, result: tuple[int, Image.Image | None]) -> None:
+        job_id, image = result
+        if image is not None and not self.is_stale(job_id):
+            self.finished.emit(job_id, image)
+
+    def _error(self, job: RenderRequest, error: Exception) -> None:
+        message = str(error) if isinstance(error, UserError) else f"Rendering failed: {type(error).__name__}: {error}"
+        self.failed.emit(job.job_id, message)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until no render is running (tests and shutdown)."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QThread
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while self._running and not deadline.hasExpired():
+            QCoreApplication.processEvents()
+            QThread.msleep(5)
+        return not self._running

@@ -1,0 +1,26 @@
+"""``sae-studio`` with no command (or with an image): the desktop editor on the shipped demo models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def run(image: str | None = None) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from editor.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("sae-studio")
+    app.setOrganizationName("sae-studio")
+    window = MainWindow()
+    window.show()
+    if image is None:
+        from sae.demo.build import ASSETS
+
+        sample = ASSETS / "samples" / "cat-on-grass.png"
+        image = str(sample) if sample.is_file() else None
+    if image is not None:
+        window.open_image(Path(image))
+    return app.exec()

@@ -1,0 +1,441 @@
+"""The main window: canvas in the middle, features on the left, sliders and generation settings on the right."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QCheckBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QLabel, QMainWindow, QMessageBox,
+    QProgressBar, QSpinBox, QWidget,
+)
+from superqt.utils import create_worker
+
+from editor.canvas import BeforeAfterView
+from editor.features import FeaturePanel
+from editor.jobs import RenderScheduler
+from editor.model import EditorModel
+from editor.sliders import SliderPanel, SliderRow
+from sae import presets
+from sae.decoders import DecodeSettings
+from sae.errors import UserError
+from sae.images import IMAGE_SUFFIXES, load_image
+from sae.png import preset_in, save_with_preset
+
+PREVIEW_STEPS = 4
+
+
+class _Move(QUndoCommand):
+    def __init__(self, window: MainWindow, latent: int, before: float, after: float):
+        super().__init__(f"move slider #{latent}")
+        self.w, self.latent, self.before, self.after = window, latent, before, after
+        self._first = True
+
+    def _set(self, value: float) -> None:
+        row = self.w.sliders.row_for(self.latent)
+        if row is not None:
+            row.set_value(value, quiet=True)
+            self.w.request_render(preview=False)
+
+    def redo(self) -> None:
+        if self._first:  # the slider already shows the new value
+            self._first = False
+            return
+        self._set(self.after)
+
+    def undo(self) -> None:
+        self._set(self.before)
+
+
+class _AddRemove(QUndoCommand):
+    def __init__(self, window: MainWindow, latent: int, adding: bool, value: float = 0.0, mode: str = "add"):
+        super().__init__(("add" if adding else "remove") + f" slider #{latent}")
+        self.w, self.latent, self.adding, self.value, self.mode = window, latent, adding, value, mode
+
+    def _add(self) -> None:
+        row = self.w._make_row(self.latent)
+        row.mode.blockSignals(True)
+        row.mode.setCurrentText(self.mode)
+        row._apply_range(self.mode)
+        row._last_mode = self.mode
+        row.mode.blockSignals(False)
+        row.set_value(self.value, quiet=True)
+        self.w.request_render(preview=False)
+
+    def _remove(self) -> None:
+        row = self.w.sliders.row_for(self.latent)
+        if row is not None:
+            self.value, self.mode = row.slider.value(), row.mode.currentText()
+            self.w.sliders.remove(row)
+
+    def redo(self) -> None:
+        self._add() if self.adding else self._remove()
+
+    def undo(self) -> None:
+        self._remove() if self.adding else self._add()
+
+
+class _Mask(QUndoCommand):
+    def __init__(self, window: MainWindow, latent: int, before: tuple | None, after: tuple | None):
+        super().__init__(f"paint region of #{latent}")
+        self.w, self.latent, self.before, self.after = window, latent, before, after
+
+    def _set(self, mask) -> None:
+        row = self.w.sliders.row_for(self.latent)
+        if row is not None:
+            row.mask = mask
+            if self.w.sliders.selected is row:
+                self.w.canvas.mask = set(mask or ())
+                self.w.canvas.update()
+            self.w.request_render(preview=False)
+
+    def redo(self) -> None:
+        self._set(self.after)
+
+    def undo(self) -> None:
+        self._set(self.before)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, load_model: Callable[[], EditorModel] = EditorModel.demo, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("sae-studio")
+        self.resize(1280, 760)
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings("sae-studio", "sae-studio")
+        self.model: EditorModel | None = None
+        self.result: Image.Image | None = None
+        self.image_path: Path | None = None
+        self.undo = QUndoStack(self)
+        self.canvas = BeforeAfterView()
+        self.setCentralWidget(self.canvas)
+        self.features = FeaturePanel()
+        self.sliders = SliderPanel()
+        self._docks()
+        self._menus()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setVisible(False)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.scheduler = RenderScheduler(lambda: self.model.session if self.model else None, self)
+        self.scheduler.progress.connect(self._progress)
+        self.scheduler.finished.connect(self._rendered)
+        self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
+        self.features.add_requested.connect(self.add_slider)
+        self.features.rename_requested.connect(self.rename_feature)
+        self.features.search_changed.connect(self.run_search)
+        self.features.latent_selected.connect(self._show_latent)
+        self.sliders.edits_changed.connect(lambda dragging: self.request_render(preview=dragging))
+        self.sliders.committed.connect(lambda row, a, b: self.undo.push(_Move(self, row.latent, a, b)))
+        self.sliders.selected_changed.connect(self._selected_row)
+        self.canvas.mask_painted.connect(self._painted)
+        self.statusBar().showMessage("Loading models…")
+        self._loader = create_worker(load_model, _start_thread=False)
+        self._loader.returned.connect(self._model_ready)
+        self._loader.errored.connect(lambda e: self.show_error(f"Could not load the models: {e}"))
+        self._pending_image: Path | None = None
+        self._loader.start()
+
+    # -- layout -------------------------------------------------------------------------------
+    def _docks(self) -> None:
+        left = QDockWidget("Features", self)
+        left.setWidget(self.features)
+        left.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, left)
+        right = QDockWidget("Sliders", self)
+        right.setWidget(self.sliders)
+        right.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+        gen = QWidget()
+        form = QFormLayout(gen)
+        self.steps = QSpinBox(minimum=1, maximum=200, value=int(self.settings.value("steps", 12)))
+        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=float(self.settings.value("strength", 0.5)))
+        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
+        self.lock_seed = QCheckBox("lock seed", checked=self.settings.value("lock_seed", "true") in ("true", True))
+        form.addRow("Decoder", QLabel("demo (tiny Kandinsky 2.2)"))
+        form.addRow("Steps", self.steps)
+        form.addRow("Strength", self.strength)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Seed", self.seed)
+        form.addRow("", self.lock_seed)
+        for w in (self.steps, self.seed):
+            w.valueChanged.connect(lambda _v: self.request_render(preview=False))
+        for w in (self.strength, self.guidance):
+            w.valueChanged.connect(lambda _v: self.request_render(preview=False))
+        dock = QDockWidget("Generation", self)
+        dock.setWidget(gen)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            a.setShortcut(QKeySequence(shortcut))
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "&Open image…", self.open_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self._refresh_recent()
+        self._action(m, "&Save result…", self.save_dialog, QKeySequence.StandardKey.Save)
+        m.addSeparator()
+        self._action(m, "&Export preset…", self.export_dialog, "Ctrl+E")
+        self._action(m, "&Import preset…", self.import_dialog, "Ctrl+I")
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        e = self.menuBar().addMenu("&Edit")
+        undo = self.undo.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence("Ctrl+Z"))
+        redo = self.undo.createRedoAction(self, "&Redo")
+        redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
+        e.addAction(undo)
+        e.addAction(redo)
+        e.addSeparator()
+        self._action(e, "Reset all sliders", self.sliders.reset_all)
+        v = self.menuBar().addMenu("&View")
+        self._action(v, "Toggle &before/after split", self.canvas.toggle_split, "B")
+        self.brush_action = self._action(v, "&Region brush for the selected slider", self.toggle_brush, "R")
+        self.brush_action.setCheckable(True)
+        self._action(v, "&Clear the selected slider's region", self.clear_mask, "Shift+R")
+
+    # -- models and images --------------------------------------------------------------------
+    def _model_ready(self, model: EditorModel) -> None:
+        self.model = model
+        has_decoder = model.session.decoder is not None
+        self.statusBar().showMessage("Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000)
+        if self._pending_image is not None:
+            self.open_image(self._pending_image)
+
+    def open_image(self, path: str | Path) -> None:
+        path = Path(path)
+        if self.model is None:
+            self._pending_image = path
+            return
+        try:
+            image = load_image(path)
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        carried = None
+        if path.suffix.lower() == ".png":
+            try:
+                carried = preset_in(path)
+            except UserError as e:
+                self.show_error(str(e))
+        self.image_path = path
+        self.canvas.set_before(image)
+        self.model.session.set_image(image)
+        self.canvas.grid = int(round((self.model.session.backbone.n_tokens - 1) ** 0.5))
+        self.features.show_fires(self.model.session.fires(20))
+        self._remember(path)
+        self.statusBar().showMessage(f"Opened {path.name}", 4000)
+        if carried is not None:
+            self.apply_preset(carried, f"The preset inside {path.name}")
+        else:
+            self.request_render(preview=False)
+
+    def show_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "sae-studio", message, QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.show()
+        self._last_error = message
+
+    # -- sliders ------------------------------------------------------------------------------
+    def _make_row(self, latent: int) -> SliderRow:
+        m = self.model
+        return self.sliders.add(latent, m.label(latent), m.unit(latent), m.current_activation(latent))
+
+    def add_slider(self, latent: int) -> None:
+        if self.model is None or self.sliders.row_for(latent) is not None:
+            return
+        self.undo.push(_AddRemove(self, latent, adding=True))
+
+    def remove_slider(self, row: SliderRow) -> None:
+        self.undo.push(_AddRemove(self, row.latent, adding=False))
+
+    def rename_feature(self, latent: int, label: str) -> None:
+        try:
+            self.model.rename(latent, label)
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        row = self.sliders.row_for(latent)
+        if row is not None:
+            row.label = label
+        if self.model.session.current is not None:
+            self.features.show_fires(self.model.session.fires(20))
+        self.statusBar().showMessage(f"Latent #{latent} is now “{label}”", 4000)
+
+    def run_search(self, query: str) -> None:
+        if self.model is None:
+            return
+        try:
+            self.features.show_results(self.model.search(query))
+        except UserError as e:
+            self.statusBar().showMessage(str(e), 8000)
+
+    def _show_latent(self, latent: int) -> None:
+        if self.model is not None:
+            self.features.show_top_images(latent, self.model.top_thumbnails(latent))
+
+    def _selected_row(self, row: SliderRow | None) -> None:
+        self.canvas.mask = set(row.mask or ()) if row is not None else set()
+        self.canvas.update()
+
+    def toggle_brush(self) -> None:
+        self.canvas.brush = self.brush_action.isChecked() and self.sliders.selected is not None
+        if self.brush_action.isChecked() and self.sliders.selected is None:
+            self.brush_action.setChecked(False)
+            self.statusBar().showMessage("Select a slider first: the brush paints where that slider acts.", 5000)
+        self.canvas.update()
+
+    def _painted(self, patch: int) -> None:
+        row = self.sliders.selected
+        if row is None:
+            return
+        before = row.mask
+        after = tuple(sorted(set(before or ()) | {patch}))
+        self.undo.push(_Mask(self, row.latent, before, after))
+
+    def clear_mask(self) -> None:
+        row = self.sliders.selected
+        if row is not None and row.mask is not None:
+            self.undo.push(_Mask(self, row.latent, row.mask, None))
+
+    # -- rendering ----------------------------------------------------------------------------
+    def decode_settings(self, preview: bool = False) -> DecodeSettings:
+        steps = min(PREVIEW_STEPS, self.steps.value()) if preview else self.steps.value()
+        return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value())
+
+    def request_render(self, preview: bool = False) -> None:
+        if self.model is None or self.model.session.current is None or self.model.session.decoder is None:
+            return
+        if not self.lock_seed.isChecked() and not preview:
+            self.seed.blockSignals(True)
+            self.seed.setValue((self.seed.value() * 1103515245 + 12345) % 2**31)
+            self.seed.blockSignals(False)
+        self.canvas.busy_text = "preview…" if preview else "rendering…"
+        self.canvas.update()
+        self.scheduler.request(self.sliders.edits(), self.decode_settings(preview), preview)
+
+    def _progress(self, job_id: int, step: int, total: int) -> None:
+        if job_id == self.scheduler.latest:
+            self.progress.setVisible(step < total)
+            self.progress.setRange(0, total)
+            self.progress.setValue(step)
+
+    def _rendered(self, job_id: int, image: Image.Image) -> None:
+        self.result = image
+        self.canvas.busy_text = ""
+        self.canvas.set_after(image)
+        self.progress.setVisible(False)
+
+    # -- files --------------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        pattern = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", f"Images ({pattern})")
+        if path:
+            self.open_image(path)
+
+    def save_dialog(self) -> None:
+        if self.result is None:
+            self.show_error("There is no edited image to save yet.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save result", "edited.png", "PNG (*.png)")
+        if path:
+            self.save_result(path)
+
+    def save_result(self, path: str | Path) -> None:
+        save_with_preset(self.result, path, self.current_preset())
+        self.statusBar().showMessage(f"Saved {Path(path).name} (with its preset inside)", 5000)
+
+    def current_preset(self) -> presets.Preset:
+        return self.model.make_preset(self.sliders.edits(), self.decode_settings())
+
+    def export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export preset", "preset.json", "Preset (*.json)")
+        if path:
+            self.current_preset().save(path)
+            self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
+
+    def import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import preset", "", "Preset (*.json)")
+        if path:
+            self.import_preset(path)
+
+    def import_preset(self, path: str | Path) -> None:
+        try:
+            preset = presets.load(path)
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        self.apply_preset(preset, f"Preset {Path(path).name}")
+
+    def apply_preset(self, preset: presets.Preset, source: str) -> None:
+        try:
+            self.model.check_preset(preset, source)
+        except UserError as e:
+            self.show_error(str(e))
+            return
+        self.undo.clear()
+        for row in list(self.sliders.rows):
+            self.sliders.remove(row)
+        for e in preset.edits:
+            row = self.sliders.row_for(e.latent) or self._make_row(e.latent)
+            row.mode.blockSignals(True)
+            row.mode.setCurrentText(e.mode)
+            row._apply_range(e.mode)
+            row._last_mode = e.mode
+            row.mode.blockSignals(False)
+            row.set_value(e.value, quiet=True)
+            row.mask = e.mask
+        d = preset.decoder
+        for w, v in ((self.steps, d.steps), (self.strength, d.strength), (self.guidance, d.guidance), (self.seed, d.seed)):
+            w.blockSignals(True)
+            w.setValue(v)
+            w.blockSignals(False)
+        self.statusBar().showMessage(f"Applied {source[0].lower() + source[1:]}", 5000)
+        self.request_render(preview=False)
+
+    def _remember(self, path: Path) -> None:
+        recent = [p for p in (self.settings.value("recent", []) or []) if p != str(path)]
+        self.settings.setValue("recent", [str(path), *recent][:8])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.settings.value("recent", []) or []:
+            a = QAction(Path(p).name, self)
+            a.triggered.connect(lambda _c=False, p=p: self.open_image(p))
+            self.recent_menu.addAction(a)
+
+    # -- drag and drop --------------------------------------------------------------------------
+    def dragEnterEvent(self, e) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802
+        for url in e.mimeData().urls():
+            path = Path(url.toLocalFile())
+            if path.suffix.lower() == ".json":
+                self.import_preset(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                self.open_image(path)
+            else:
+                self.show_error(f"{path.name} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a preset (.json).")
+            return
+
+    def closeEvent(self, e) -> None:  # noqa: N802
+        for key, w in (("steps", self.steps), ("strength", self.strength), ("guidance", self.guidance), ("seed", self.seed)):
+            self.settings.setValue(key, w.value())
+        self.settings.setValue("lock_seed", self.lock_seed.isChecked())
+        self.scheduler.wait(5000)
+        super().closeEvent(e)

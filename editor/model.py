@@ -1,0 +1,87 @@
+"""What the window shows, gathered in one place: the session and its SAE folder's index, labels,
+feature directions and identity. No Qt here: the window calls this from worker threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sae import presets
+from sae.decoders import DecodeSettings
+from sae.errors import UserError
+from sae.features import FeatureIndex, thumbnail_path
+from sae.labels import load_directions, read_labels, rename, search
+from sae.session import Session
+from sae.steer import Edit
+
+
+class EditorModel:
+    def __init__(self, session: Session, sae_folder: str | Path):
+        self.session = session
+        self.sae_folder = Path(sae_folder)
+        self.sha256 = presets.sae_sha256(self.sae_folder)
+        try:
+            self.index: FeatureIndex | None = FeatureIndex.load(self.sae_folder)
+        except UserError:
+            self.index = None
+        try:
+            self.directions: torch.Tensor | None = load_directions(self.sae_folder)
+        except UserError:
+            self.directions = None
+        self.session.labels = read_labels(self.sae_folder)
+
+    @classmethod
+    def demo(cls) -> EditorModel:
+        from sae.demo.build import DEMO
+        from sae.session import default_session
+
+        return cls(default_session(), DEMO / "sae")
+
+    # -- features -----------------------------------------------------------------------------
+    def label(self, latent: int) -> str:
+        return self.session.label(latent)
+
+    def unit(self, latent: int) -> float:
+        """The slider unit: the latent's typical max activation over the indexed images."""
+        if self.index is not None:
+            u = float(self.index.typical_max()[latent])
+            if u > 0:
+                return u
+        if self.session.current is not None:
+            a = float(self.session.image_activations()[latent])
+            if a > 0:
+                return a
+        return 1.0
+
+    def current_activation(self, latent: int) -> float:
+        return float(self.session.image_activations()[latent]) if self.session.current is not None else 0.0
+
+    @torch.inference_mode()
+    def search(self, query: str, top: int = 20):
+        if not query:
+            return []
+        if self.directions is None:
+            raise UserError("This SAE has no feature index yet; run sae-studio index on it to search its features.")
+        q = torch.nn.functional.normalize(self.session.backbone.encode_text([query]), dim=-1)[0]
+        return search(query, q, self.directions, self.session.labels, top=top)
+
+    def top_thumbnails(self, latent: int) -> list[Path]:
+        if self.index is None:
+            return []
+        return [p for i in self.index.top_images[latent].tolist() if i >= 0 and (p := thumbnail_path(self.sae_folder, i)).is_file()]
+
+    def rename(self, latent: int, label: str) -> None:
+        rename(self.sae_folder, latent, label)
+        self.session.labels[latent] = label.strip()
+
+    # -- presets ------------------------------------------------------------------------------
+    def make_preset(self, edits: list[Edit], settings: DecodeSettings, decoder: str = "demo") -> presets.Preset:
+        sae = self.session.sae
+        return presets.Preset(
+            presets.SaeIdentity(self.sha256, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer),
+            list(edits), presets.DecoderSettings(decoder, settings.steps, settings.strength, settings.guidance, settings.seed),
+        )
+
+    def check_preset(self, preset: presets.Preset, source: str) -> None:
+        presets.check_for(preset, self.sha256, self.session.sae.d_sae, source=source)

@@ -1,0 +1,149 @@
+"""The desktop editor driven through real widgets (offscreen Qt), on quick demo models and a tiny decoder."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from sae.backbone import load_backbone
+from sae.model import SparseAutoencoder
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(scope="module")
+def quick_models(tmp_path_factory):
+    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
+
+    from sae.demo.build import build
+    from sae.demo.decoder import blank_embedding, movq_config, save_pipeline, scheduler_config, unet_config
+    from sae.demo.sae_recipe import write_world_images
+    from sae.features import build_index
+
+    root = tmp_path_factory.mktemp("editor")
+    os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
+    os.environ["SAE_STUDIO_WORK"] = str(root / "work")
+    build(("clip", "sae"), out=root / "demo", quick=True)
+    bb = load_backbone(str(root / "demo" / "clip"))
+    torch.manual_seed(0)
+    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
+    images = write_world_images(root / "images", 32, seed=9)
+    sae = SparseAutoencoder.load(root / "demo" / "sae")
+    split = bb.at_layer(sae.metadata.layer)
+    index = build_index(root / "demo" / "sae", split, sae, images, progress=False)
+    from sae.demo.clip import to_pixels
+    from sae.demo.data import world_data
+    from sae.labels import label_sae
+    from sae.vocabulary import demo_vocabulary
+
+    label_sae(root / "demo" / "sae", split, sae, index.max.clamp_min(1e-3), to_pixels(world_data(8, seed=5).images),
+              demo_vocabulary())
+    return root, images
+
+
+@pytest.fixture
+def window(qtbot, quick_models, tmp_path):
+    from editor.main_window import MainWindow
+    from editor.model import EditorModel
+    from sae.decoders.registry import load_decoder
+    from sae.session import Session
+
+    root, _images = quick_models
+
+    def load():
+        sae = SparseAutoencoder.load(root / "demo" / "sae")
+        bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
+        return EditorModel(Session(bb, sae, load_decoder(str(root / "decoder"), bb)), root / "demo" / "sae")
+
+    w = MainWindow(load, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.steps.setValue(3)
+    qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
+    return w
+
+
+def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
+    _root, images = quick_models
+    path = sorted(images.glob("*.png"))[0]
+    window.open_image(path)
+    assert window.features.fires.count() > 0
+    qtbot.waitUntil(lambda: window.result is not None, timeout=30_000)
+    first = np.asarray(window.result)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    row = window.sliders.row_for(latent)
+    assert row is not None and row.unit > 0
+    window.result = None
+    row.slider.setValue(-row.unit * 2)  # lower the strongest feature a lot
+    row.committed.emit(row, 0.0, row.slider.value())
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    edited = np.asarray(window.result)
+    assert not np.array_equal(first, edited)
+    window.undo.undo()  # the slider move
+    assert row.slider.value() == pytest.approx(0.0)
+    window.undo.undo()  # the add
+    assert window.sliders.row_for(latent) is None
+
+
+def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick_models, tmp_path):
+    from sae.cli import main
+
+    root, images = quick_models
+    pics = sorted(images.glob("*.png"))
+    window.open_image(pics[1])
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    row = window.sliders.row_for(latent)
+    row.slider.setValue(row.unit)
+    row.committed.emit(row, 0.0, row.slider.value())
+    qtbot.waitUntil(lambda: window.scheduler.wait(1) and window.result is not None, timeout=30_000)
+    window.request_render()
+    assert window.scheduler.wait(30_000)
+    preset = window.current_preset()
+    preset.decoder.name = str(root / "decoder")
+    preset.save(tmp_path / "p.json")
+    gui = np.asarray(window.result)
+    assert main(["edit", str(pics[1]), "--preset", str(tmp_path / "p.json"), "--sae", str(root / "demo" / "sae"),
+                 "--model", str(root / "demo" / "clip"), "-o", str(tmp_path / "out")]) == 0
+    cli = np.asarray(Image.open(tmp_path / "out" / pics[1].name).convert("RGB"))
+    assert np.array_equal(gui, cli)
+
+
+def _drop(window, path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def test_bad_drops_leave_a_message_and_a_live_window(window, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    _drop(window, tmp_path / "notes.txt")
+    assert "neither an image" in window._last_error
+    (tmp_path / "fake.png").write_text("not a png")
+    _drop(window, tmp_path / "fake.png")
+    assert "not an image" in window._last_error or "could not be decoded" in window._last_error
+    (tmp_path / "bad.json").write_text("{")
+    _drop(window, tmp_path / "bad.json")
+    assert "not valid JSON" in window._last_error
+    window.run_search("cat")  # the window still works
+    assert window.features.results.count() > 0
+
+
+def test_preset_for_another_sae_is_refused(window, tmp_path, quick_models):
+    from sae import presets
+    from sae.steer import Edit
+
+    _root, images = quick_models
+    window.open_image(sorted(images.glob("*.png"))[2])
+    presets.Preset(presets.SaeIdentity("0" * 64, 16, 8, "other", 1), [Edit(1, "add", 1.0)]).save(tmp_path / "o.json")
+    window.import_preset(tmp_path / "o.json")
+    assert "made for another SAE" in window._last_error
+    assert window.sliders.rows == []

@@ -14,7 +14,8 @@ from sae.errors import UserError
 
 DESCRIPTION = """\
 sae-studio: find the features a sparse autoencoder (SAE) sees inside a CLIP vision encoder,
-and edit images by them.
+and edit images by them. With no command it opens the editor (sae-studio IMAGE opens it
+with that image).
 
 Typical run on your own images:
   sae-studio extract --model ViT-B-16:openai --images photos/ --out acts/
@@ -382,8 +383,31 @@ COMMANDS = {"extract": cmd_extract, "train": cmd_train, "index": cmd_index, "fea
             "demo": cmd_demo}
 
 
+def _has_display() -> bool:
+    import os
+
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_editor(image: str | None = None) -> int:
+    if not _has_display():
+        print("error: no display found, so the editor cannot open a window; run sae-studio on a desktop, "
+              "under Xvfb, or use the command line (sae-studio --help).", file=sys.stderr)
+        return 2
+    from editor.app import run
+
+    return run(image)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if not argv:
+        return open_editor()
+    if len(argv) == 1 and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return open_editor(argv[0])  # sae-studio IMAGE
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

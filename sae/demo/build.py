@@ -34,8 +34,8 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
           force: bool = False, max_minutes: float | None = None) -> dict:
-    """Run ``stages``; ``max_minutes`` stops the decoder's training at a checkpoint after that long
-    (run the same command again to continue)."""
+    """Run ``stages``; ``max_minutes`` stops the movq's or decoder's training at a checkpoint after
+    that long (run the same command again to continue)."""
     if threads:
         torch.set_num_threads(threads)
     work = work_dir() / ("quick" if quick else "full")
@@ -63,7 +63,12 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         elif stage == "movq":
             from sae.demo.decoder import train_movq
 
-            figures = train_movq(target, work, quick=quick)
+            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+            figures = train_movq(target, work, quick=quick,
+                                 should_stop=None if deadline is None else (lambda: time.monotonic() > deadline))
+            if "stopped_at" in figures:
+                print(f"movq: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
+                continue
         elif stage == "decoder":
             from sae.demo.decoder import train_unet
 

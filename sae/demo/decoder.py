@@ -117,7 +117,7 @@ def fold_latent_scale(movq, images: np.ndarray) -> dict:
 
 
 def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: float = 5e-4, seed: int = 0,
-               quick: bool = False, checkpoint_every: int = 250, progress: bool = True) -> dict:
+               quick: bool = False, checkpoint_every: int = 250, progress: bool = True, should_stop=None) -> dict:
     from diffusers import VQModel
 
     if quick:
@@ -153,6 +153,9 @@ def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: fl
         if step % checkpoint_every == 0 and step < steps:
             _save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
             gen = torch.Generator().manual_seed(seed + step)
+            if should_stop and should_stop():
+                bar.close()
+                return {"stopped_at": step}
     bar.close()
     movq.eval()
     figures = fold_latent_scale(movq, data.images[:4096])

@@ -9,8 +9,17 @@ from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QDockWidget, QDoubleSpinBox, QFileDialog, QFormLayout, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QSpinBox, QWidget,
+    QCheckBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSpinBox,
+    QWidget,
 )
 from superqt.utils import create_worker
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from sae.decoders import DecodeCancelled, DecodeSettings
 from sae.decoders.kandinsky import KandinskyDecoder
-from sae.demo.decoder import save_pipeline, scheduler_config, movq_config, unet_config
+from sae.demo.decoder import movq_config, save_pipeline, scheduler_config, unet_config
 from sae.errors import UserError
 
 
@@ -67,8 +67,8 @@ def _tiny_clip_tokenizer(folder):
     without the end-of-word mark, and the two special tokens."""
     import json
 
-    from transformers import CLIPTokenizer
     from open_clip.tokenizer import bytes_to_unicode
+    from transformers import CLIPTokenizer
 
     chars = list(bytes_to_unicode().values())
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -83,9 +83,23 @@ def _tiny_clip_tokenizer(folder):
 
 @pytest.fixture(scope="module")
 def tiny_unclip(tmp_path_factory):
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableUnCLIPImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+        StableUnCLIPImageNormalizer,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     root = tmp_path_factory.mktemp("unclip")
     torch.manual_seed(0)

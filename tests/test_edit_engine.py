@@ -7,16 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from sae import presets
 from sae.backbone import load_backbone
-from sae.demo import world
 from sae.demo.sae_recipe import write_world_images
 from sae.model import SparseAutoencoder
 from sae.png import preset_in
@@ -32,7 +29,13 @@ def quick(tmp_path_factory):
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.demo.build import build
-    from sae.demo.decoder import blank_embedding, movq_config, save_pipeline, scheduler_config, unet_config
+    from sae.demo.decoder import (
+        blank_embedding,
+        movq_config,
+        save_pipeline,
+        scheduler_config,
+        unet_config,
+    )
 
     root = tmp_path_factory.mktemp("quick")
     os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")

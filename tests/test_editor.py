@@ -22,7 +22,13 @@ def quick_models(tmp_path_factory):
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.demo.build import build
-    from sae.demo.decoder import blank_embedding, movq_config, save_pipeline, scheduler_config, unet_config
+    from sae.demo.decoder import (
+        blank_embedding,
+        movq_config,
+        save_pipeline,
+        scheduler_config,
+        unet_config,
+    )
     from sae.demo.sae_recipe import write_world_images
     from sae.features import build_index
 

@@ -65,7 +65,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
             figures = train_movq(target, work, quick=quick,
-                                 should_stop=None if deadline is None else (lambda: time.monotonic() > deadline))
+                                 should_stop=None if deadline is None else (lambda d=deadline: time.monotonic() > d))
             if "stopped_at" in figures:
                 print(f"movq: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
                 continue
@@ -74,7 +74,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick,
-                                 should_stop=None if deadline is None else (lambda: time.monotonic() > deadline))
+                                 should_stop=None if deadline is None else (lambda d=deadline: time.monotonic() > d))
             if "stopped_at" in figures:
                 print(f"decoder: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
                 continue

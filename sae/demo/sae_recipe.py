@@ -38,8 +38,8 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     )
     trainer = Trainer(cfg, progress=progress)
     model = trainer.run()
-    from sae.evaluate import splice_cosine
     from sae.demo.clip import to_pixels
+    from sae.evaluate import splice_cosine
 
     held = world_data(400 if quick else 2_000, seed=2)
     cos = splice_cosine(backbone, model, to_pixels(held.images[:256]), "all")

@@ -57,7 +57,8 @@ class FeaturePanel(QWidget):
 
     @staticmethod
     def _item(latent: int, label: str, value: float, unit: str) -> QListWidgetItem:
-        item = QListWidgetItem(f"{label}   #{latent}   {unit} {value:.2f}")
+        name = f"#{latent}" if label == f"latent {latent}" else f"{label}   #{latent}"
+        item = QListWidgetItem(f"{name}   {unit} {value:.2f}")
         item.setData(ROLE_LATENT, latent)
         return item
 

@@ -219,6 +219,9 @@ class MainWindow(QMainWindow):
         self.model = model
         has_decoder = model.session.decoder is not None
         self.statusBar().showMessage("Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000)
+        if not has_decoder:
+            self.canvas.busy_text = "no decoder loaded: the demo decoder is not shipped yet"
+            self.canvas.update()
         if self._pending_image is not None:
             self.open_image(self._pending_image)
 

@@ -66,11 +66,7 @@ class _AddRemove(QUndoCommand):
 
     def _add(self) -> None:
         row = self.w._make_row(self.latent)
-        row.mode.blockSignals(True)
-        row.mode.setCurrentText(self.mode)
-        row._apply_range(self.mode)
-        row._last_mode = self.mode
-        row.mode.blockSignals(False)
+        row.set_mode(self.mode)
         row.set_value(self.value, quiet=True)
         self.w.request_render(preview=False)
 
@@ -402,11 +398,7 @@ class MainWindow(QMainWindow):
             self.sliders.remove(row)
         for e in preset.edits:
             row = self.sliders.row_for(e.latent) or self._make_row(e.latent)
-            row.mode.blockSignals(True)
-            row.mode.setCurrentText(e.mode)
-            row._apply_range(e.mode)
-            row._last_mode = e.mode
-            row.mode.blockSignals(False)
+            row.set_mode(e.mode)
             row.set_value(e.value, quiet=True)
             row.mask = e.mask
         d = preset.decoder

@@ -95,6 +95,14 @@ class SliderRow(QFrame):
         self.slider.setValue(self.identity_value(mode))
         self.mode_changed.emit(self, old, mode)
 
+    def set_mode(self, mode: str) -> None:
+        """Switch mode without emitting signals (undo and presets restore a row this way)."""
+        self.mode.blockSignals(True)
+        self.mode.setCurrentText(mode)
+        self.mode.blockSignals(False)
+        self._apply_range(mode)
+        self._last_mode = mode
+
     def set_value(self, value: float, quiet: bool = False) -> None:
         self.slider.blockSignals(quiet)
         self.slider.setValue(value)

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sae import atomic
 from sae.backbone import save_local_dir
 from sae.demo import world
+from sae.demo.checkpoint import load_state, save_state
 from sae.demo.data import WorldData, world_data
 
 CONFIG = {
@@ -103,34 +103,11 @@ def train_clip(
     steps = samples // batch
     warmup = min(500, steps // 10)
     ckpt = work / "clip-checkpoint"
-    step, seconds = 0, 0.0
-    atomic.recover_dir(ckpt)
-    if (ckpt / "state.json").is_file():
-        state = json.loads((ckpt / "state.json").read_text())
-        tensors = load_file(str(ckpt / "state.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        opt_state = opt.state_dict()
-        params = [p for g in opt.param_groups for p in g["params"]]
-        for i, _p in enumerate(params):
-            if f"opt.{i}.exp_avg" in tensors:
-                opt_state["state"][i] = {
-                    "step": tensors[f"opt.{i}.step"].reshape(()),
-                    "exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
-                }
-        opt.load_state_dict(opt_state)
-        step, seconds = state["step"], state["seconds"]
+    meta = load_state(ckpt, {"model": model}, opt) or {"step": 0, "seconds": 0.0}
+    step, seconds = meta["step"], meta["seconds"]
 
     def save_checkpoint() -> None:
-        t = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-        params = [p for g in opt.param_groups for p in g["params"]]
-        for i, p in enumerate(params):
-            st = opt.state.get(p)
-            if st:
-                t[f"opt.{i}.step"] = st["step"].reshape(1).float()
-                t[f"opt.{i}.exp_avg"], t[f"opt.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
-        with atomic.atomic_dir(ckpt) as tmp:
-            save_file(t, str(tmp / "state.safetensors"))
-            (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds, "steps": steps}))
+        save_state(ckpt, {"model": model}, opt, {"step": step, "seconds": seconds, "steps": steps})
 
     rng = np.random.default_rng([seed, step])
     bar = tqdm(total=steps, initial=step, desc="tiny CLIP", unit="step", disable=not progress)

@@ -15,7 +15,6 @@ image for classifier-free guidance, EMA weights).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sae import atomic
+from sae.demo.checkpoint import load_state, save_state
 from sae.demo.data import world_data
 
 LATENT_CHANNELS = 4
@@ -65,40 +65,6 @@ def to_unit(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-# -- resumable state ---------------------------------------------------------------------------------
-
-def _save_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, meta: dict) -> None:
-    t = {}
-    for name, m in modules.items():
-        t.update({f"{name}.{k}": v.detach().contiguous() for k, v in m.state_dict().items()})
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        st = opt.state.get(p)
-        if st:
-            t[f"opt.{i}.step"] = st["step"].reshape(1).float()
-            t[f"opt.{i}.exp_avg"], t[f"opt.{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
-    with atomic.atomic_dir(folder) as tmp:
-        save_file(t, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta))
-
-
-def _load_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict | None:
-    atomic.recover_dir(folder)
-    if not (folder / "state.json").is_file():
-        return None
-    t = load_file(str(folder / "state.safetensors"))
-    for name, m in modules.items():
-        m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")})
-    state = opt.state_dict()
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i in range(len(params)):
-        if f"opt.{i}.exp_avg" in t:
-            state["state"][i] = {"step": t[f"opt.{i}.step"].reshape(()), "exp_avg": t[f"opt.{i}.exp_avg"],
-                                 "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"]}
-    opt.load_state_dict(state)
-    return json.loads((folder / "state.json").read_text())
-
-
 # -- the autoencoder -----------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -127,7 +93,7 @@ def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: fl
     movq = VQModel(**movq_config(quick))
     opt = torch.optim.AdamW(movq.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "movq-checkpoint"
-    meta = _load_state(ckpt, {"movq": movq}, opt) or {"step": 0, "seconds": 0.0}
+    meta = load_state(ckpt, {"movq": movq}, opt) or {"step": 0, "seconds": 0.0}
     step, seconds = meta["step"], meta["seconds"]
     bar = tqdm(total=steps, initial=step, desc="movq", unit="step", disable=not progress)
     gen = torch.Generator().manual_seed(seed + step)
@@ -151,7 +117,7 @@ def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: fl
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if step % checkpoint_every == 0 and step < steps:
-            _save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
+            save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
             gen = torch.Generator().manual_seed(seed + step)
             if should_stop and should_stop():
                 bar.close()
@@ -161,7 +127,7 @@ def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: fl
     figures = fold_latent_scale(movq, data.images[:4096])
     with atomic.atomic_dir(out) as tmp:
         movq.save_pretrained(tmp)
-    _save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
+    save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
     held = world_data(400 if quick else 2_000, seed=2)
     with torch.no_grad():
         x = to_unit(held.images[:256])
@@ -218,7 +184,7 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "unet-checkpoint"
-    meta = _load_state(ckpt, {"unet": unet, "ema": ema}, opt) or {"step": 0, "seconds": 0.0, "losses": []}
+    meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt) or {"step": 0, "seconds": 0.0, "losses": []}
     step, seconds, losses = meta["step"], meta["seconds"], meta.get("losses", [])
     alphas = sched.alphas_cumprod
     bar = tqdm(total=steps, initial=step, desc="unet", unit="step", disable=not progress)
@@ -255,13 +221,13 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         if step % 50 == 0:
             losses.append([step, float(loss)])
         if (step % checkpoint_every == 0 and step < steps) or (should_stop and should_stop()):
-            _save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+            save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
             gen = torch.Generator().manual_seed(seed + step)
             if should_stop and should_stop():
                 bar.close()
                 return {"stopped_at": step}
     bar.close()
-    _save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+    save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
     save_pipeline(out, ema.eval(), movq, sched, null)
     return {"train_seconds": seconds, "steps": step, "batch": batch, "final_loss": losses[-1][1] if losses else None}
 

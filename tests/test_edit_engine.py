@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from tiny_models import build_quick_demo
 
 from sae import presets
 from sae.backbone import load_backbone
-from sae.demo.sae_recipe import write_world_images
 from sae.model import SparseAutoencoder
 from sae.png import preset_in
 from sae.session import Session
@@ -26,27 +26,7 @@ CLI = [sys.executable, "-m", "sae"]
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """Quick demo CLIP + SAE, a tiny random decoder of the demo's shape, and some world images."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
-
-    from sae.demo.build import build
-    from sae.demo.decoder import (
-        blank_embedding,
-        movq_config,
-        save_pipeline,
-        scheduler_config,
-        unet_config,
-    )
-
-    root = tmp_path_factory.mktemp("quick")
-    os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
-    os.environ["SAE_STUDIO_WORK"] = str(root / "work")
-    build(("clip", "sae"), out=root / "demo", quick=True)
-    bb = load_backbone(str(root / "demo" / "clip"))
-    torch.manual_seed(0)
-    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
-                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
-    images = write_world_images(root / "images", 64, seed=9)
-    return root, images
+    return build_quick_demo(tmp_path_factory.mktemp("quick"), 64)
 
 
 def _cli(*args, **kw):

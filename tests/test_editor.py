@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from tiny_models import build_quick_demo
 
 from sae.backbone import load_backbone
 from sae.model import SparseAutoencoder
@@ -19,28 +17,10 @@ pytest.importorskip("pytestqt")
 
 @pytest.fixture(scope="module")
 def quick_models(tmp_path_factory):
-    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
-
-    from sae.demo.build import build
-    from sae.demo.decoder import (
-        blank_embedding,
-        movq_config,
-        save_pipeline,
-        scheduler_config,
-        unet_config,
-    )
-    from sae.demo.sae_recipe import write_world_images
     from sae.features import build_index
 
-    root = tmp_path_factory.mktemp("editor")
-    os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
-    os.environ["SAE_STUDIO_WORK"] = str(root / "work")
-    build(("clip", "sae"), out=root / "demo", quick=True)
+    root, images = build_quick_demo(tmp_path_factory.mktemp("editor"), 32)
     bb = load_backbone(str(root / "demo" / "clip"))
-    torch.manual_seed(0)
-    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
-                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
-    images = write_world_images(root / "images", 32, seed=9)
     sae = SparseAutoencoder.load(root / "demo" / "sae")
     split = bb.at_layer(sae.metadata.layer)
     index = build_index(root / "demo" / "sae", split, sae, images, progress=False)

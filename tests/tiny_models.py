@@ -38,3 +38,31 @@ def save_tiny_clip(name: str, folder: Path, seed: int = 0, **kw) -> Path:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return save_local_dir(model, cfg, folder)
+
+
+def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
+    """--quick demo CLIP + SAE under ``root/demo``, a tiny random decoder of the demo's shape
+    under ``root/decoder``, and ``n_images`` world scenes under ``root/images``."""
+    import os
+
+    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
+
+    from sae.backbone import load_backbone
+    from sae.demo.build import build
+    from sae.demo.decoder import (
+        blank_embedding,
+        movq_config,
+        save_pipeline,
+        scheduler_config,
+        unet_config,
+    )
+    from sae.demo.sae_recipe import write_world_images
+
+    os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
+    os.environ["SAE_STUDIO_WORK"] = str(root / "work")
+    build(("clip", "sae"), out=root / "demo", quick=True)
+    bb = load_backbone(str(root / "demo" / "clip"))
+    torch.manual_seed(0)
+    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
+    return root, write_world_images(root / "images", n_images, seed=9)

@@ -30,7 +30,7 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     n_images = 2_000 if quick else 40_000
     backbone = load_backbone(str(clip_dir))
     images = write_world_images(work / f"sae-images-{n_images}", n_images, SAE_SEED)
-    acts = work / f"sae-acts-{n_images}"
+    acts = work / f"sae-acts-{n_images}-{backbone.fingerprint[:12]}"  # a retrained CLIP gets new ones
     extract(backbone, images, acts, token_set="all", dtype="fp16", progress=progress)
     cfg = TrainConfig(
         acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,

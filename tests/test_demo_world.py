@@ -58,11 +58,11 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     env = {**os.environ, **env}
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out),
-                        "--stages", "clip,judge,sae"],
+                        "--stages", "clip,judge,sae,movq,decoder"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     build = json.loads((out / "build.json").read_text())
-    assert set(build) == {"clip", "judge", "sae"}
+    assert set(build) == {"clip", "judge", "sae", "movq", "decoder"}
     assert all(v["wall_seconds"] > 0 for v in build.values())
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],
                        capture_output=True, text=True, env=env)
@@ -71,3 +71,29 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     figures = json.loads((out / "eval.json").read_text())
     assert 0 <= figures["sae"]["concepts"]["cat"]["auroc"] <= 1
     assert figures["judge"]["background"] > 0.5  # even a toy judge tells skies apart
+    assert "decoder img2img 0.5: objects+background kept" in r.stdout
+    assert (out / "decoder-samples.png").is_file()
+    for row in ("autoencoder", "img2img", "from_noise"):
+        assert 0 <= figures["decoder"][row]["objects"] <= 1
+
+
+def test_fidelity_agreement_counts_whole_label_sets():
+    """The judge's reading of a scene agrees with itself; with other scenes it mostly does not."""
+    from sae.demo.data import world_data
+    from sae.demo.fidelity import _agreement
+
+    class ByPixels:  # a 'judge' that reads labels off the world's ground truth for known images
+        def __init__(self, data):
+            self.data = data
+
+        def predict(self, images):
+            rows = [int(np.flatnonzero((self.data.images == im).all(axis=(1, 2, 3)))[0]) for im in images]
+            return type("Out", (), {"present": self.data.present[rows].astype(float),
+                                    "background": self.data.background[rows]})()
+
+    data = world_data(40, seed=11)
+    judge = ByPixels(data)
+    same = _agreement(judge, data.images, data.images)
+    assert same == {"objects": 1.0, "background": 1.0, "both": 1.0}
+    other = _agreement(judge, data.images, data.images[::-1].copy())
+    assert other["objects"] < 0.5 and other["both"] <= min(other["objects"], other["background"])

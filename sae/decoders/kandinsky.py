@@ -87,5 +87,26 @@ class KandinskyDecoder:
         return self.text2img(height=h, width=w, **common).images[0]
 
 
+    @torch.no_grad()
+    def decode_many(self, image_embeds: torch.Tensor, init_images: list[Image.Image] | None,
+                    settings: DecodeSettings) -> list[Image.Image]:
+        """One batched call for many embeddings (and init images of one size): what batch
+        evaluation uses. Each image gets the generator of ``settings.seed``'s stream in turn."""
+        n = len(image_embeds)
+        common = dict(
+            image_embeds=image_embeds.reshape(n, -1).to(self.dtype),
+            negative_image_embeds=self.negative_embeds.to(self.dtype).expand(n, -1),
+            num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+            generator=torch.Generator("cpu").manual_seed(settings.seed), output_type="pil",
+        )
+        if init_images is not None and settings.strength < 1.0:
+            w, h = _multiple_of_8(init_images[0].size)
+            return self.img2img(image=[im.convert("RGB") for im in init_images], strength=settings.strength,
+                                height=h, width=w, **common).images
+        size = self.size if init_images is None else _multiple_of_8(init_images[0].size)
+        w, h = (size, size) if isinstance(size, int) else size
+        return self.text2img(height=h, width=w, **common).images
+
+
 def _multiple_of_8(size: tuple[int, int]) -> tuple[int, int]:
     return tuple(max(8, (s // 8) * 8) for s in size)

@@ -169,7 +169,10 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     n_images = 2_000 if quick else 120_000
     movq = VQModel.from_pretrained(movq_dir).eval()
     backbone = load_backbone(str(clip_dir))
-    cache = work / f"unet-cache-{n_images}.safetensors"
+    from sae.backbone import weights_fingerprint
+
+    # keyed by both models' weights, so a retrained CLIP or autoencoder never meets stale latents
+    cache = work / f"unet-cache-{n_images}-{backbone.fingerprint[:10]}-{weights_fingerprint(movq)[:10]}.safetensors"
     if not cache.is_file():
         data = world_data(n_images, seed=1)
         z, e = cache_latents_and_embeddings(movq, backbone, data.images)

@@ -17,7 +17,9 @@ TARGETS = {
     "clip.zero_shot": 0.90,
     "judge.presence": 0.97, "judge.colour": 0.97, "judge.background": 0.97,
     "sae.fvu": 0.1, "sae.dead_fraction": 0.01, "sae.splice_cosine": 0.97, "sae.auroc": 0.95,
+    "decoder.autoencoder": 0.99, "decoder.img2img": 0.95, "decoder.from_noise": 0.80,
 }
+DECODER_SCENES = 256  # decoding is the slow part: a quarter of a minute per 32 scenes
 
 
 def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
@@ -43,6 +45,15 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
         auroc[kind] = {"latent": best, "auroc": float(scores[best])}
     figures["sae"] = {**{k: float(v) for k, v in sae.metadata.metrics.items()}, "concepts": auroc,
                       "d_sae": sae.d_sae, "layer": sae.metadata.layer}
+    if (demo / "decoder" / "model_index.json").is_file():
+        from sae.decoders.demo import load_demo_decoder
+        from sae.demo.fidelity import decoder_fidelity, sample_grid
+
+        decoder = load_demo_decoder(demo / "decoder")
+        judge = Judge.load(demo / "judge")
+        full = load_backbone(str(demo / "clip"))
+        figures["decoder"] = decoder_fidelity(decoder, full, judge, held.images[:DECODER_SCENES])
+        sample_grid(decoder, full, held.images[:12], demo / "decoder-samples.png")
     atomic.write_json(demo / "eval.json", figures)
     return figures
 
@@ -66,5 +77,11 @@ def table(f: dict) -> str:
         row("sae splice cosine", s["splice_cosine"], TARGETS["sae.splice_cosine"])
     for k, v in s["concepts"].items():
         row(f"sae best-latent AUROC {k} (#{v['latent']})", v["auroc"], TARGETS["sae.auroc"])
+    if "decoder" in f:
+        d = f["decoder"]
+        row("decoder autoencoder: judge agrees (objects+background)", d["autoencoder"]["both"], TARGETS["decoder.autoencoder"])
+        row("decoder img2img 0.5: objects+background kept", d["img2img"]["both"], TARGETS["decoder.img2img"])
+        row("decoder from noise: objects kept", d["from_noise"]["objects"], TARGETS["decoder.from_noise"])
+        row("decoder from noise: background kept", d["from_noise"]["background"], None)
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)).rstrip() for r in rows)

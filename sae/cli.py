@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None, help="list the latents that fire on this image")
     p.add_argument("--top", type=int, default=10, help="rows to print")
     p.add_argument("--rename", nargs=2, metavar=("LATENT", "LABEL"), help="give a latent a label of your own")
+    p.add_argument("--preview", type=int, default=None, metavar="LATENT",
+                   help="causal preview: paint what LATENT does on its own on a neutral image (writes -o)")
+    p.add_argument("--value", type=float, default=None,
+                   help="how much to add for --preview (default: twice the latent's typical max activation)")
+    p.add_argument("-o", "--out", default="preview.png", help="PNG for --preview (default: preview.png)")
+    p.add_argument("--decoder", default="demo", help="decoder for --preview: demo, kandinsky-2.2 or a pipeline folder")
+    p.add_argument("--seed", type=int, default=0, help="noise seed for --preview")
 
     p = sub.add_parser(
         "edit", help="apply a preset or quick edits to images (batch, deterministic)",
@@ -244,13 +251,9 @@ def _neutral_pixels(backbone, index, demo: bool):
     import torch
 
     if demo:
-        import numpy as np
+        from sae.neutral import neutral_images
 
-        from sae.demo import world
-        from sae.demo.clip import to_pixels
-
-        scenes = [world.render(world.Scene(b), seed=s) for b in world.BACKGROUNDS for s in (0, 1)]
-        return to_pixels(np.stack(scenes)).to(backbone.device)
+        return torch.stack([backbone.preprocess(im) for im in neutral_images(backbone)]).to(backbone.device)
     from sae.evaluate import load_pixels
 
     paths = [Path(index.root) / s for s in index.sources[:: max(1, len(index.sources) // 16)]]
@@ -289,7 +292,33 @@ def cmd_features(args: argparse.Namespace) -> int:
         for f in session.fires(args.top):
             print(f"{f.latent:>7}  {f.activation:>8.3f}  {f.label}")
         return 0
-    raise UserError("Say what to list: --search TEXT, --image PATH or --rename LATENT LABEL.")
+    if args.preview is not None:
+        return _preview(args, folder, sae, backbone, labels)
+    raise UserError("Say what to do: --search TEXT, --image PATH, --preview LATENT or --rename LATENT LABEL.")
+
+
+def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict[int, str]) -> int:
+    from sae.decoders import DecodeSettings
+    from sae.decoders.registry import load_decoder
+    from sae.features import FeatureIndex
+    from sae.session import PREVIEW_STRENGTH, Session
+
+    latent = args.preview
+    value = args.value
+    if value is None:
+        try:
+            value = 2 * float(FeatureIndex.load(folder).typical_max()[latent]) if 0 <= latent < sae.d_sae else 1.0
+        except UserError:
+            value = 1.0
+        value = value or 1.0
+    session = Session(backbone, sae, load_decoder(args.decoder, backbone), labels)
+    image = session.causal_preview(latent, value, DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    print(f"latent {latent} ({session.label(latent)}) + {value:.3g} on a neutral image -> {out}")
+    return 0
+
 
 
 def _quick_edits(args: argparse.Namespace) -> list:

@@ -24,6 +24,8 @@ from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
 from sae.steer import Edit, latent_column, steer_residual
 
+PREVIEW_STRENGTH = 0.8  # causal previews paint something new on an empty canvas: more noise than an edit
+
 
 class Firing(NamedTuple):
     latent: int
@@ -49,17 +51,21 @@ class Session:
         self.labels = labels or {}
         self.positions = backbone.token_positions(sae.metadata.token_set)
         self.current: CachedImage | None = None
+        self._canvas: CachedImage | None = None  # the neutral canvas of causal previews, cached
 
     # -- the image ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def set_image(self, image: Image.Image) -> CachedImage:
+    def _cache(self, image: Image.Image) -> CachedImage:
         image = image.convert("RGB")
         pixels = self.backbone.preprocess(image)[None].to(self.backbone.device)
         resid = self.backbone.prefix(pixels)[0].float()
         tokens = resid[self.positions]
         code = self.sae.encode_sparse(tokens) if self.sae.cfg.arch == "topk" else self.sae.encode(tokens)
         embedding = self.backbone.suffix(resid[None])[0]
-        self.current = CachedImage(image, resid, code, embedding)
+        return CachedImage(image, resid, code, embedding)
+
+    def set_image(self, image: Image.Image) -> CachedImage:
+        self.current = self._cache(image)
         return self.current
 
     def _need_image(self) -> CachedImage:
@@ -114,6 +120,31 @@ class Session:
             raise UserError("No decoder is loaded; choose one in the generation settings.")
         cur = self._need_image()
         return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step)
+
+
+    # -- causal preview -------------------------------------------------------------------------
+    def causal_preview(self, latent: int, value: float, settings: DecodeSettings,
+                       on_step: Callable[[int, int], None] | None = None,
+                       canvas: Image.Image | None = None) -> Image.Image:
+        """What ``latent`` does on its own: ``value`` added to it on every token of a neutral
+        canvas (an empty scene for the demo), decoded from that canvas. Leaves the current image
+        alone."""
+        if self.decoder is None:
+            raise UserError("No decoder is loaded; choose one in the generation settings.")
+        if not 0 <= latent < self.sae.d_sae:
+            raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {self.sae.d_sae - 1}.")
+        if canvas is None:
+            if self._canvas is None:
+                from sae.neutral import preview_canvas
+
+                self._canvas = self._cache(preview_canvas(self.backbone))
+            cached = self._canvas
+        else:
+            cached = self._cache(canvas)
+        with torch.inference_mode():
+            edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value)], self.positions)
+            embedding = self.backbone.suffix(edited[None])[0]
+        return self.decoder.decode(embedding[None], cached.image, settings, on_step)
 
 
 def default_session(decoder: bool = True, device: str = "cpu") -> Session:

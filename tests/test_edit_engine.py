@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -126,3 +127,31 @@ def test_quick_edit_flags_and_bad_flag(quick):
     r = _cli("edit", next(images.glob("*.png")), "--add", "seven", "--sae", root / "demo" / "sae", "-o", root / "q",
              "--decoder", root / "decoder")
     assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr
+
+
+def test_causal_preview_paints_the_latent_alone_and_leaves_the_image(quick):
+    from sae.decoders import DecodeSettings
+    from sae.decoders.registry import load_decoder
+    from sae.neutral import preview_canvas
+
+    root, images = quick
+    sae = SparseAutoencoder.load(root / "demo" / "sae")
+    bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
+    s = Session(bb, sae, load_decoder(str(root / "decoder"), bb))
+    s.set_image(Image.open(next(images.glob("*.png"))))
+    before = s.current.embedding.clone()
+    settings = DecodeSettings(steps=4, strength=0.8, seed=1)
+    latent = int(torch.argmax(sae.W_dec.norm(dim=1)))
+    nothing = np.asarray(s.causal_preview(latent, 0.0, settings))
+    canvas = preview_canvas(bb)
+    plain = np.asarray(s.decoder.decode(s._cache(canvas).embedding[None], canvas, settings))
+    assert np.array_equal(nothing, plain)  # adding zero paints the canvas as it is
+    strong = np.asarray(s.causal_preview(latent, 50.0, settings))
+    assert not np.array_equal(strong, plain)
+    assert torch.equal(s.current.embedding, before)
+    r = _cli("features", "--sae", root / "demo" / "sae", "--preview", latent, "--decoder", root / "decoder",
+             "-o", root / "prev" / "p.png")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(root / "prev" / "p.png").size == (64, 64)
+    r = _cli("features", "--sae", root / "demo" / "sae", "--preview", 10**6, "--decoder", root / "decoder")
+    assert r.returncode == 2 and "does not exist" in r.stderr

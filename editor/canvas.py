@@ -31,6 +31,9 @@ class BeforeAfterView(QWidget):
         self.grid = 8
         self.brush = False
         self.busy_text = ""
+        self.heatmap = None  # [grid][grid] activations of the selected feature on the input, or None
+        self.heatmap_title = ""
+        self.show_heatmap = True
         self.setMinimumSize(320, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
@@ -44,13 +47,21 @@ class BeforeAfterView(QWidget):
         self.after = QPixmap.fromImage(to_qimage(image)) if image is not None else None
         self.update()
 
+    def set_heatmap(self, grid, title: str) -> None:
+        self.heatmap, self.heatmap_title = grid, title
+        self.update()
+
+    def toggle_heatmap(self) -> None:
+        self.show_heatmap = not self.show_heatmap
+        self.update()
+
     def toggle_split(self) -> None:
         self.split_mode = not self.split_mode
         self.update()
 
     # -- geometry ---------------------------------------------------------------------------------
     def _panes(self) -> tuple[QRect, QRect]:
-        r = self.rect().adjusted(8, 8, -8, -24)
+        r = self.rect().adjusted(8, 22, -8, -24)
         if self.split_mode:
             side = min(r.width(), r.height())
             box = QRect(0, 0, side, side)
@@ -94,6 +105,18 @@ class BeforeAfterView(QWidget):
                 p.drawRect(right.adjusted(0, 0, -1, -1))
                 p.drawText(right, Qt.AlignmentFlag.AlignCenter, self.busy_text or "the edited image appears here")
             p.drawText(right.left(), right.bottom() + 18, "edited" + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
+        if self.heatmap is not None and self.show_heatmap and not self.split_mode:
+            top = max((max(row) for row in self.heatmap), default=0.0)
+            cell = left.width() / len(self.heatmap)
+            p.setPen(Qt.PenStyle.NoPen)
+            for r, row in enumerate(self.heatmap):
+                for c, v in enumerate(row):
+                    if v > 0 and top > 0:
+                        p.setBrush(QColor(255, 40, 40, int(40 + 150 * v / top)))
+                        p.drawRect(int(left.left() + c * cell), int(left.top() + r * cell), int(cell) + 1, int(cell) + 1)
+            p.setPen(QColor(255, 120, 120))
+            p.drawText(left.left(), left.top() - 2, f"where {self.heatmap_title} fires (H hides)" if top > 0
+                       else f"{self.heatmap_title} does not fire here")
         if self.mask or self.brush:
             cell = left.width() / self.grid
             p.setPen(Qt.PenStyle.NoPen)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 ROLE_LATENT = Qt.ItemDataRole.UserRole
+CAUSAL_SIDE = 128
 
 
 class FeaturePanel(QWidget):
@@ -51,6 +52,15 @@ class FeaturePanel(QWidget):
         lay.addWidget(self.fires, 3)
         lay.addWidget(self.top_title)
         lay.addWidget(self.top_images)
+        self.causal_title = QLabel("What the selected feature paints on its own")
+        self.causal_title.setStyleSheet("color: gray")
+        self.causal_title.setWordWrap(True)
+        self.causal = QLabel()
+        self.causal.setFixedSize(CAUSAL_SIDE, CAUSAL_SIDE)
+        self.causal.setStyleSheet("background: #26262a")
+        self.causal.setToolTip("Causal preview: the feature added to an empty scene, decoded")
+        lay.addWidget(self.causal_title)
+        lay.addWidget(self.causal)
         self._debounce = QTimer(self, singleShot=True, interval=150)
         self._debounce.timeout.connect(lambda: self.search_changed.emit(self.search.text().strip()))
         self.search.textChanged.connect(lambda _t: self._debounce.start())
@@ -83,6 +93,17 @@ class FeaturePanel(QWidget):
             lab.setPixmap(QPixmap(str(p)).scaled(48, 48, Qt.AspectRatioMode.KeepAspectRatio))
             lab.setToolTip(p.name)
             self._grid.addWidget(lab, i // 4, i % 4)
+
+    def causal_pending(self, latent: int) -> None:
+        self.causal_title.setText(f"#{latent} on its own: painting…")
+        self.causal.clear()
+
+    def show_causal(self, latent: int, image) -> None:
+        from editor.canvas import to_qimage
+
+        self.causal_title.setText(f"#{latent} on its own (added to an empty scene)")
+        self.causal.setPixmap(QPixmap.fromImage(to_qimage(image)).scaled(
+            CAUSAL_SIDE, CAUSAL_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
 
     def _add(self, item: QListWidgetItem) -> None:
         self.add_requested.emit(item.data(ROLE_LATENT))

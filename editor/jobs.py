@@ -4,6 +4,9 @@ Where a slider value travels: ``SliderPanel.edits_changed`` -> ``RenderScheduler
 job id) -> a worker thread runs ``Session.render`` -> ``finished(job_id, image)`` -> the window
 shows it only if ``job_id`` is still the newest. A running decode checks its job id at every
 denoising step and stops (``DecodeCancelled``) as soon as a newer request exists.
+
+Causal previews (what a selected latent paints on its own) share the worker, since a diffusers
+pipeline must not run twice at once; they wait behind slider renders and the newest one wins.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class RenderRequest:
     edits: list[Edit]
     settings: DecodeSettings
     preview: bool  # a quick low-step render while a slider is dragged
+    causal: tuple[int, float] | None = None  # (latent, value): a causal preview instead of the edit
 
 
 class RenderScheduler(QObject):
@@ -38,6 +42,7 @@ class RenderScheduler(QObject):
     progress = Signal(int, int, int)  # job id, step, total
     finished = Signal(int, object)  # job id, PIL image
     failed = Signal(int, str)  # job id, one-sentence message
+    causal_ready = Signal(int, object)  # latent, PIL image
 
     def __init__(self, session_getter: Callable[[], Session | None], parent: QObject | None = None):
         super().__init__(parent)
@@ -46,6 +51,8 @@ class RenderScheduler(QObject):
         self._lock = threading.Lock()
         self.latest = 0
         self._pending: RenderRequest | None = None
+        self._pending_causal: RenderRequest | None = None
+        self.latest_causal = 0
         self._running = False
         self._worker = None
 
@@ -59,42 +66,65 @@ class RenderScheduler(QObject):
             self._start_next()
         return job.job_id
 
+    def request_causal(self, latent: int, value: float, settings: DecodeSettings) -> int:
+        with self._lock:
+            job = RenderRequest(next(self._ids), [], settings, False, (latent, value))
+            self.latest_causal = job.job_id
+            self._pending_causal = job
+            start = not self._running
+        if start:
+            self._start_next()
+        return job.job_id
+
     def is_stale(self, job_id: int) -> bool:
-        return job_id != self.latest
+        return job_id not in (self.latest, self.latest_causal)
 
     def _start_next(self) -> None:
         with self._lock:
-            job, self._pending = self._pending, None
+            if self._pending is not None:
+                job, self._pending = self._pending, None
+            else:
+                job, self._pending_causal = self._pending_causal, None
             if job is None:
                 self._running = False
                 return
             self._running = True
-        self._worker = create_worker(self._run, job, _start_thread=False)
+        self._worker = create_worker(self._run, job, _start_thread=False, _ignore_errors=True)
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(lambda e, job=job: self._error(job, e))
         self._worker.finished.connect(self._start_next)
         self.started.emit(job.job_id)
         self._worker.start()
 
-    def _run(self, job: RenderRequest) -> tuple[int, Image.Image | None]:
+    def _run(self, job: RenderRequest) -> tuple[RenderRequest, Image.Image | None]:
         session = self._session()
-        if session is None or session.current is None:
-            return job.job_id, None
+        if session is None or (session.current is None and job.causal is None):
+            return job, None
 
         def on_step(step: int, total: int) -> None:
-            if self.is_stale(job.job_id):
-                raise DecodeCancelled()
-            self.progress.emit(job.job_id, step, total)
+            if self.is_stale(job.job_id) or (job.causal is not None and self._pending is not None):
+                raise DecodeCancelled()  # a newer state, or a slider render waiting behind a preview
+            if job.causal is None:
+                self.progress.emit(job.job_id, step, total)
 
         try:
-            return job.job_id, session.render(job.edits, job.settings, on_step)
+            if job.causal is not None:
+                return job, session.causal_preview(*job.causal, job.settings, on_step)
+            return job, session.render(job.edits, job.settings, on_step)
         except DecodeCancelled:
-            return job.job_id, None
+            with self._lock:  # a preview that made way for a slider render runs again after it
+                if job.causal is not None and not self.is_stale(job.job_id) and self._pending_causal is None:
+                    self._pending_causal = job
+            return job, None
 
-    def _done(self, result: tuple[int, Image.Image | None]) -> None:
-        job_id, image = result
-        if image is not None and not self.is_stale(job_id):
-            self.finished.emit(job_id, image)
+    def _done(self, result: tuple[RenderRequest, Image.Image | None]) -> None:
+        job, image = result
+        if image is None or self.is_stale(job.job_id):
+            return
+        if job.causal is not None:
+            self.causal_ready.emit(job.causal[0], image)
+        else:
+            self.finished.emit(job.job_id, image)
 
     def _error(self, job: RenderRequest, error: Exception) -> None:
         message = str(error) if isinstance(error, UserError) else f"Rendering failed: {type(error).__name__}: {error}"

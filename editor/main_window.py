@@ -10,11 +10,11 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -30,11 +30,16 @@ from editor.model import EditorModel
 from editor.sliders import SliderPanel, SliderRow
 from sae import presets
 from sae.decoders import DecodeSettings
+from sae.device import available_devices
 from sae.errors import UserError
 from sae.images import IMAGE_SUFFIXES, load_image
 from sae.png import preset_in, save_with_preset
+from sae.session import PREVIEW_STRENGTH
 
 PREVIEW_STEPS = 4
+DECODERS = (("demo", "demo (tiny Kandinsky 2.2, shipped)"), ("kandinsky-2.2", "Kandinsky 2.2 (downloads 5 GB)"),
+            ("sd21-unclip", "SD 2.1 unCLIP (downloads 5 GB)"))
+FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
 
 class _Move(QUndoCommand):
@@ -129,6 +134,7 @@ class MainWindow(QMainWindow):
         self.scheduler.progress.connect(self._progress)
         self.scheduler.finished.connect(self._rendered)
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
+        self.scheduler.causal_ready.connect(self.features.show_causal)
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
@@ -138,10 +144,12 @@ class MainWindow(QMainWindow):
         self.sliders.selected_changed.connect(self._selected_row)
         self.canvas.mask_painted.connect(self._painted)
         self.statusBar().showMessage("Loading models…")
-        self._loader = create_worker(load_model, _start_thread=False)
+        self._loader = create_worker(load_model, _start_thread=False, _ignore_errors=True)
         self._loader.returned.connect(self._model_ready)
         self._loader.errored.connect(lambda e: self.show_error(f"Could not load the models: {e}"))
         self._pending_image: Path | None = None
+        self._train = None
+        self._loading = None
         self._loader.start()
 
     # -- layout -------------------------------------------------------------------------------
@@ -161,7 +169,20 @@ class MainWindow(QMainWindow):
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
         self.lock_seed = QCheckBox("lock seed", checked=self.settings.value("lock_seed", "true") in ("true", True))
-        form.addRow("Decoder", QLabel("demo (tiny Kandinsky 2.2)"))
+        self.decoder_box = QComboBox()
+        for name, text in DECODERS:
+            self.decoder_box.addItem(text, name)
+        self.decoder_box.addItem("Pipeline folder…", "folder")
+        self.decoder_box.setToolTip("The diffusion decoder that paints the edited embedding")
+        self.device_box = QComboBox()
+        for dev in available_devices():
+            self.device_box.addItem(dev, dev)
+        self.device_box.setCurrentIndex(max(0, self.device_box.findData(self.settings.value("device", "cpu"))))
+        self.decoder_box.activated.connect(lambda _i: self.choose_decoder(self.decoder_box.currentData()))
+        self.device_box.activated.connect(lambda _i: self.choose_decoder(self.decoder_name))
+        self.decoder_name = "demo"
+        form.addRow("Decoder", self.decoder_box)
+        form.addRow("Decoder device", self.device_box)
         form.addRow("Steps", self.steps)
         form.addRow("Strength", self.strength)
         form.addRow("Guidance", self.guidance)
@@ -206,9 +227,13 @@ class MainWindow(QMainWindow):
         self._action(e, "Reset all sliders", self.sliders.reset_all)
         v = self.menuBar().addMenu("&View")
         self._action(v, "Toggle &before/after split", self.canvas.toggle_split, "B")
+        self._action(v, "Show/hide the selected feature's &heatmap", self.canvas.toggle_heatmap, "H")
         self.brush_action = self._action(v, "&Region brush for the selected slider", self.toggle_brush, "R")
         self.brush_action.setCheckable(True)
         self._action(v, "&Clear the selected slider's region", self.clear_mask, "Shift+R")
+        mm = self.menuBar().addMenu("&Models")
+        self._action(mm, "&Load SAE folder…", self.load_sae_dialog, "Ctrl+L")
+        self._action(mm, "&Train SAE…", self.train_dialog, "Ctrl+T")
 
     # -- models and images --------------------------------------------------------------------
     def _model_ready(self, model: EditorModel) -> None:
@@ -218,8 +243,25 @@ class MainWindow(QMainWindow):
         if not has_decoder:
             self.canvas.busy_text = "no decoder loaded: the demo decoder is not shipped yet"
             self.canvas.update()
+        saved = self.settings.value("decoder", "demo")
+        if saved != "demo" or self.device_box.currentData() != "cpu":
+            self.choose_decoder(saved)
         if self._pending_image is not None:
             self.open_image(self._pending_image)
+            if not self.settings.value("first_run_done", False):
+                self.suggest_slider(FIRST_RUN_SLIDER)
+                self.settings.setValue("first_run_done", True)
+
+    def suggest_slider(self, query: str) -> None:
+        """Put the best match for ``query`` in the search box and add its slider (at zero)."""
+        self.features.search.setText(query)
+        try:
+            hits = self.model.search(query, top=1)
+        except UserError:
+            return
+        if hits:
+            self.add_slider(hits[0].latent)
+            self.statusBar().showMessage(f"Try the “{hits[0].label}” slider on the right: drag it to edit.", 10000)
 
     def open_image(self, path: str | Path) -> None:
         path = Path(path)
@@ -239,6 +281,7 @@ class MainWindow(QMainWindow):
                 self.show_error(str(e))
         self.image_path = path
         self.canvas.set_before(image)
+        self.canvas.set_heatmap(None, "")
         self.model.session.set_image(image)
         self.canvas.grid = int(round((self.model.session.backbone.n_tokens - 1) ** 0.5))
         self.features.show_fires(self.model.session.fires(20))
@@ -291,8 +334,16 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(str(e), 8000)
 
     def _show_latent(self, latent: int) -> None:
-        if self.model is not None:
-            self.features.show_top_images(latent, self.model.top_thumbnails(latent))
+        if self.model is None:
+            return
+        self.features.show_top_images(latent, self.model.top_thumbnails(latent))
+        session = self.model.session
+        if session.current is not None:
+            self.canvas.set_heatmap(session.heatmap(latent).tolist(), f"#{latent} {self.model.label(latent)}")
+        if session.decoder is not None:
+            self.features.causal_pending(latent)
+            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
+            self.scheduler.request_causal(latent, 2 * self.model.unit(latent), settings)
 
     def _selected_row(self, row: SliderRow | None) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()
@@ -345,6 +396,109 @@ class MainWindow(QMainWindow):
         self.canvas.busy_text = ""
         self.canvas.set_after(image)
         self.progress.setVisible(False)
+
+    # -- decoders and SAEs ------------------------------------------------------------------------
+    def choose_decoder(self, name: str) -> None:
+        """Load decoder ``name`` (demo, a hub name, a folder, or 'folder' to ask) on the chosen
+        device in the background; the previous decoder stays until the new one is ready."""
+        if self.model is None:
+            return
+        if name == "folder":
+            name = QFileDialog.getExistingDirectory(self, "Folder with a saved diffusers pipeline")
+            if not name:
+                self._show_decoder(self.decoder_name)
+                return
+        device = self.device_box.currentData()
+        backbone = self.model.session.backbone
+        self.statusBar().showMessage(f"Loading the {name} decoder on {device}… (a hub decoder downloads on first use)")
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+
+        def load():
+            from sae.decoders.registry import load_decoder
+
+            return load_decoder(name, backbone, device=device)
+
+        self._loading = create_worker(load, _start_thread=False, _ignore_errors=True)
+        self._loading.returned.connect(lambda dec, name=name: self._decoder_ready(name, dec))
+        self._loading.errored.connect(self._decoder_failed)
+        self._loading.start()
+
+    def _decoder_ready(self, name: str, decoder) -> None:
+        self.scheduler.wait(30_000)
+        self.model.session.decoder = decoder
+        self.model.decoder_name = name
+        self.decoder_name = name
+        self._show_decoder(name)
+        self.progress.setVisible(False)
+        self.canvas.busy_text = ""
+        self.statusBar().showMessage(f"Decoder: {name}", 5000)
+        self.request_render(preview=False)
+
+    def _decoder_failed(self, error: Exception) -> None:
+        self.progress.setVisible(False)
+        self._show_decoder(self.decoder_name)
+        self.show_error(str(error) if isinstance(error, UserError) else f"Could not load the decoder: {error}")
+
+    def _show_decoder(self, name: str) -> None:
+        i = self.decoder_box.findData(name)
+        if i < 0:
+            self.decoder_box.addItem(Path(name).name, name)
+            i = self.decoder_box.count() - 1
+        self.decoder_box.setCurrentIndex(i)
+
+    def load_sae_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "SAE folder (SAELens layout: cfg.json + sae_weights.safetensors)")
+        if path:
+            self.load_sae(path)
+
+    def load_sae(self, folder: str | Path) -> None:
+        """Switch to the SAE in ``folder`` on the current encoder (checked to fit its layer)."""
+        if self.model is None:
+            return
+        old = self.model
+
+        def load():
+            from sae.model import SparseAutoencoder
+            from sae.session import Session
+
+            sae = SparseAutoencoder.load(folder)
+            s = old.session
+            return EditorModel(Session(s.backbone, sae, s.decoder), folder, decoder_name=old.decoder_name)
+
+        self.statusBar().showMessage(f"Loading the SAE in {folder}…")
+        self._loading = create_worker(load, _start_thread=False, _ignore_errors=True)
+        self._loading.returned.connect(self._sae_ready)
+        self._loading.errored.connect(
+            lambda e: self.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"))
+        self._loading.start()
+
+    def _sae_ready(self, model: EditorModel) -> None:
+        self.scheduler.wait(30_000)
+        image = self.model.session.current.image if self.model.session.current is not None else None
+        self.model = model
+        self.undo.clear()
+        for row in list(self.sliders.rows):
+            self.sliders.remove(row)
+        self.features.show_results([])
+        self.canvas.set_heatmap(None, "")
+        if image is not None:
+            self.model.session.set_image(image)
+            self.features.show_fires(self.model.session.fires(20))
+            self.request_render(preview=False)
+        self.statusBar().showMessage(f"SAE: {model.sae_folder} ({model.session.sae.d_sae:,} latents)", 8000)
+
+    def train_dialog(self) -> None:
+        from editor.train_dialog import TrainDialog
+
+        if self.model is None:
+            return
+        if self._train is None:
+            b = self.model.session.backbone
+            self._train = TrainDialog(b.model_id, b.n_layers, b.layer, self)
+            self._train.trained.connect(self.load_sae)
+        self._train.show()
+        self._train.raise_()
 
     # -- files --------------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -441,5 +595,9 @@ class MainWindow(QMainWindow):
         for key, w in (("steps", self.steps), ("strength", self.strength), ("guidance", self.guidance), ("seed", self.seed)):
             self.settings.setValue(key, w.value())
         self.settings.setValue("lock_seed", self.lock_seed.isChecked())
+        self.settings.setValue("decoder", self.decoder_name)
+        self.settings.setValue("device", self.device_box.currentData())
+        if self._train is not None:
+            self._train.close()
         self.scheduler.wait(5000)
         super().closeEvent(e)

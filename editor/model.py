@@ -17,8 +17,9 @@ from sae.steer import Edit
 
 
 class EditorModel:
-    def __init__(self, session: Session, sae_folder: str | Path):
+    def __init__(self, session: Session, sae_folder: str | Path, decoder_name: str = "demo"):
         self.session = session
+        self.decoder_name = decoder_name
         self.sae_folder = Path(sae_folder)
         self.sha256 = presets.sae_sha256(self.sae_folder)
         try:
@@ -76,11 +77,11 @@ class EditorModel:
         self.session.labels[latent] = label.strip()
 
     # -- presets ------------------------------------------------------------------------------
-    def make_preset(self, edits: list[Edit], settings: DecodeSettings, decoder: str = "demo") -> presets.Preset:
+    def make_preset(self, edits: list[Edit], settings: DecodeSettings, decoder: str | None = None) -> presets.Preset:
         sae = self.session.sae
         return presets.Preset(
             presets.SaeIdentity(self.sha256, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer),
-            list(edits), presets.DecoderSettings(decoder, settings.steps, settings.strength, settings.guidance, settings.seed),
+            list(edits), presets.DecoderSettings(decoder or self.decoder_name, settings.steps, settings.strength, settings.guidance, settings.seed),
         )
 
     def check_preset(self, preset: presets.Preset, source: str) -> None:

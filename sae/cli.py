@@ -218,46 +218,17 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    import torch
-
     from sae.features import build_index
-    from sae.labels import label_sae
-    from sae.vocabulary import demo_vocabulary, everyday_vocabulary
+    from sae.make import index_and_label
 
     folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
-    index = build_index(folder, backbone, sae, args.images)
-    print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
     if args.no_labels:
+        index = build_index(folder, backbone, sae, args.images)
+        print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
         return 0
-    from sae.vocabulary import is_demo_backbone, read_vocabulary
-
-    demo = is_demo_backbone(backbone)
-    if args.vocabulary == "auto":
-        vocabulary = demo_vocabulary() if demo else everyday_vocabulary()
-    elif args.vocabulary in ("demo", "everyday"):
-        vocabulary = demo_vocabulary() if args.vocabulary == "demo" else everyday_vocabulary()
-    else:
-        vocabulary = read_vocabulary(args.vocabulary)
-    neutral = _neutral_pixels(backbone, index, demo)
-    strengths = index.typical_max()
-    strengths = torch.where(strengths > 0, strengths, index.max.clamp_min(1e-3))
-    entries = label_sae(folder, backbone, sae, strengths, neutral, vocabulary)
-    print(f"labelled {len(entries):,} latents in {folder / 'labels.json'}")
+    entries = index_and_label(folder, backbone, sae, args.images, args.vocabulary, progress=True)
+    print(f"indexed {args.images} into {folder / 'index'}; labelled {len(entries):,} latents in {folder / 'labels.json'}")
     return 0
-
-
-def _neutral_pixels(backbone, index, demo: bool):
-    """Neutral images for effect directions: the demo world's empty scenes, or 16 indexed images."""
-    import torch
-
-    if demo:
-        from sae.neutral import neutral_images
-
-        return torch.stack([backbone.preprocess(im) for im in neutral_images(backbone)]).to(backbone.device)
-    from sae.evaluate import load_pixels
-
-    paths = [Path(index.root) / s for s in index.sources[:: max(1, len(index.sources) // 16)]]
-    return load_pixels(backbone, paths, limit=16).to(torch.float32)
 
 
 def cmd_features(args: argparse.Namespace) -> int:

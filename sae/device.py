@@ -28,6 +28,16 @@ def pick_device(preference: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def available_devices() -> list[str]:
+    """Device names present on this machine, CPU first."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
 def supports_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -62,6 +62,19 @@ def test_wrong_embedding_width_and_missing_folder_are_one_sentence(tiny_kandinsk
         KandinskyDecoder(tmp_path / "nothing", torch.zeros(1, 24))
 
 
+def test_a_hub_decoder_for_the_wrong_encoder_is_refused_before_any_download(tmp_path, monkeypatch):
+    from tiny_models import save_tiny_clip
+
+    from sae.backbone import load_backbone
+    from sae.decoders.registry import load_decoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bb = load_backbone(str(save_tiny_clip("ViT-B-32", tmp_path / "clip")))
+    for name, width in (("kandinsky-2.2", 1280), ("sd21-unclip", 1024)):
+        with pytest.raises(UserError, match=f"paints {width}-d .* makes {bb.embed_dim}-d"):
+            load_decoder(name, bb)
+
+
 def _tiny_clip_tokenizer(folder):
     """A character-level CLIPTokenizer written from scratch (no hub): every byte symbol, with and
     without the end-of-word mark, and the two special tokens."""

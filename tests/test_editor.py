@@ -133,3 +133,67 @@ def test_preset_for_another_sae_is_refused(window, tmp_path, quick_models):
     window.import_preset(tmp_path / "o.json")
     assert "made for another SAE" in window._last_error
     assert window.sliders.rows == []
+
+
+def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qtbot, quick_models):
+    _root, images = quick_models
+    window.open_image(sorted(images.glob("*.png"))[3])
+    qtbot.waitUntil(lambda: window.scheduler.wait(1) and window.result is not None, timeout=30_000)
+    firing = window.model.session.fires(1)[0]
+    window.features.fires.setCurrentRow(0)
+    grid = window.canvas.heatmap
+    assert grid is not None and len(grid) == window.canvas.grid
+    assert max(max(r) for r in grid) == pytest.approx(firing.activation, rel=1e-5)
+    qtbot.waitUntil(lambda: window.features.causal.pixmap() is not None and not window.features.causal.pixmap().isNull(),
+                    timeout=30_000)
+    assert f"#{firing.latent} on its own" in window.features.causal_title.text()
+
+
+def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(window, qtbot, quick_models, monkeypatch):
+    root, images = quick_models
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    window.open_image(sorted(images.glob("*.png"))[4])
+    window.choose_decoder(str(root / "decoder"))
+    qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
+    assert window.current_preset().decoder.name == str(root / "decoder")
+    before = window.model.session.decoder
+    window._last_error = ""
+    window.choose_decoder("kandinsky-2.2")
+    qtbot.waitUntil(lambda: "paints 1280-d" in window._last_error, timeout=30_000)
+    assert window.model.session.decoder is before and window.decoder_name == str(root / "decoder")
+
+
+def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot, tmp_path):
+    from sae.model import SaeConfig
+
+    SparseAutoencoder(SaeConfig(d_in=7, d_sae=28, k=4)).save(tmp_path / "narrow")
+    old = window.model
+    window._last_error = ""
+    window.load_sae(tmp_path / "narrow")
+    qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
+    assert "7" in window._last_error and window.model is old
+
+
+def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window, qtbot, quick_models, tmp_path):
+    _root, images = quick_models
+    window.train_dialog()
+    dlg = window._train
+    dlg.images.setText(str(images))
+    dlg.out.setText(str(tmp_path / "mine"))
+    dlg.expansion.setValue(4)
+    dlg.k.setValue(4)
+    dlg.tokens.setValue(1)
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.chart.points() >= 3, timeout=120_000)
+    dlg.cancel()
+    assert dlg.wait(60_000)
+    assert "Stopped during training" in dlg.last_message
+    assert (tmp_path / "mine" / "trainer_state.json").is_file()  # a resumable checkpoint
+    assert dlg.start_button.text() == "Resume"
+    with qtbot.waitSignal(dlg.trained, timeout=300_000):
+        dlg.start()
+    qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "mine", timeout=30_000)
+    assert (tmp_path / "mine" / "labels.json").is_file() and window.model.index is not None
+    assert not (tmp_path / "mine" / "trainer_state.json").exists()
+    window.run_search("cat")
+    assert window.features.results.count() > 0

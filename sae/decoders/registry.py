@@ -11,6 +11,18 @@ from sae.decoders.kandinsky import HUB_ID, KandinskyDecoder
 from sae.errors import UserError
 
 NAMES = ("demo", "kandinsky-2.2", "sd21-unclip")
+# What the hub decoders paint: (embedding width, the encoder that makes it). Checked before any
+# download, so pairing a decoder with the wrong encoder costs one sentence, not gigabytes.
+PAIRS = {"kandinsky-2.2": (1280, "ViT-bigG-14:laion2b_s39b_b160k"), "sd21-unclip": (1024, "ViT-H-14:laion2b_s32b_b79k")}
+
+
+def check_pair(name: str, backbone: Backbone) -> None:
+    if name in PAIRS and backbone.embed_dim != PAIRS[name][0]:
+        width, encoder = PAIRS[name]
+        raise UserError(
+            f"The {name} decoder paints {width}-d {encoder} embeddings, but this encoder makes "
+            f"{backbone.embed_dim}-d ones; load an SAE trained on {encoder} first."
+        )
 
 
 @torch.inference_mode()
@@ -25,6 +37,7 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
         from sae.decoders.demo import load_demo_decoder
 
         return load_demo_decoder(device=str(device))
+    check_pair(name, backbone)
     dtype = torch.float16 if fp16 else torch.float32
     if name == "kandinsky-2.2":
         return KandinskyDecoder(HUB_ID, zero_image_embedding(backbone).float().cpu(), name=name, size=512,

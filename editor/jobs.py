@@ -33,6 +33,7 @@ class RenderRequest:
     settings: DecodeSettings
     preview: bool  # a quick low-step render while a slider is dragged
     causal: tuple[int, float] | None = None  # (latent, value): a causal preview instead of the edit
+    image: Image.Image | None = None  # a new input image to encode and cache (no render)
 
 
 class RenderScheduler(QObject):
@@ -43,6 +44,7 @@ class RenderScheduler(QObject):
     finished = Signal(int, object)  # job id, PIL image
     failed = Signal(int, str)  # job id, one-sentence message
     causal_ready = Signal(int, object)  # latent, PIL image
+    image_ready = Signal(int)  # job id: the session now holds the new image
 
     def __init__(self, session_getter: Callable[[], Session | None], parent: QObject | None = None):
         super().__init__(parent)
@@ -52,6 +54,7 @@ class RenderScheduler(QObject):
         self.latest = 0
         self._pending: RenderRequest | None = None
         self._pending_causal: RenderRequest | None = None
+        self._pending_image: RenderRequest | None = None
         self.latest_causal = 0
         self._running = False
         self._worker = None
@@ -61,6 +64,18 @@ class RenderScheduler(QObject):
             job = RenderRequest(next(self._ids), list(edits), settings, preview)
             self.latest = job.job_id
             self._pending = job
+            start = not self._running
+        if start:
+            self._start_next()
+        return job.job_id
+
+    def request_image(self, image: Image.Image) -> int:
+        """Encode and cache a new input image on the worker (the prefix of a large encoder takes
+        seconds); any render in flight is for the old image and is cancelled."""
+        with self._lock:
+            job = RenderRequest(next(self._ids), [], DecodeSettings(), False, image=image)
+            self.latest = job.job_id
+            self._pending_image, self._pending = job, None
             start = not self._running
         if start:
             self._start_next()
@@ -81,7 +96,9 @@ class RenderScheduler(QObject):
 
     def _start_next(self) -> None:
         with self._lock:
-            if self._pending is not None:
+            if self._pending_image is not None:
+                job, self._pending_image = self._pending_image, None
+            elif self._pending is not None:
                 job, self._pending = self._pending, None
             else:
                 job, self._pending_causal = self._pending_causal, None
@@ -98,11 +115,16 @@ class RenderScheduler(QObject):
 
     def _run(self, job: RenderRequest) -> tuple[RenderRequest, Image.Image | None]:
         session = self._session()
-        if session is None or (session.current is None and job.causal is None):
+        if session is None:
+            return job, None
+        if job.image is not None:
+            session.set_image(job.image)
+            return job, job.image
+        if session.current is None and job.causal is None:
             return job, None
 
         def on_step(step: int, total: int) -> None:
-            if self.is_stale(job.job_id) or (job.causal is not None and self._pending is not None):
+            if self.is_stale(job.job_id) or (job.causal is not None and (self._pending or self._pending_image)):
                 raise DecodeCancelled()  # a newer state, or a slider render waiting behind a preview
             if job.causal is None:
                 self.progress.emit(job.job_id, step, total)
@@ -119,6 +141,9 @@ class RenderScheduler(QObject):
 
     def _done(self, result: tuple[RenderRequest, Image.Image | None]) -> None:
         job, image = result
+        if job.image is not None:
+            self.image_ready.emit(job.job_id)  # even if newer work waits: the session changed
+            return
         if image is None or self.is_stale(job.job_id):
             return
         if job.causal is not None:

@@ -135,6 +135,10 @@ class MainWindow(QMainWindow):
         self.scheduler.finished.connect(self._rendered)
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
         self.scheduler.causal_ready.connect(self.features.show_causal)
+        self.scheduler.image_ready.connect(self._image_ready)
+        self.loading_image = False
+        self._image_job = 0
+        self._carried = (None, "")
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
@@ -282,13 +286,25 @@ class MainWindow(QMainWindow):
         self.image_path = path
         self.canvas.set_before(image)
         self.canvas.set_heatmap(None, "")
-        self.model.session.set_image(image)
+        self.canvas.busy_text = "reading the image…"
+        self._remember(path)
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        self.loading_image = True
+        self._carried = (carried, path.name)
+        self._image_job = self.scheduler.request_image(image)
+
+    def _image_ready(self, job_id: int) -> None:
+        if job_id != self._image_job:
+            return  # a newer image is on its way
+        self.loading_image = False
         self.canvas.grid = int(round((self.model.session.backbone.n_tokens - 1) ** 0.5))
         self.features.show_fires(self.model.session.fires(20))
-        self._remember(path)
-        self.statusBar().showMessage(f"Opened {path.name}", 4000)
+        for row in self.sliders.rows:
+            row.set_current(self.model.current_activation(row.latent))
+        carried, name = self._carried
+        self.statusBar().showMessage(f"Opened {name}", 4000)
         if carried is not None:
-            self.apply_preset(carried, f"The preset inside {path.name}")
+            self.apply_preset(carried, f"The preset inside {name}")
         else:
             self.request_render(preview=False)
 
@@ -375,7 +391,8 @@ class MainWindow(QMainWindow):
         return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value())
 
     def request_render(self, preview: bool = False) -> None:
-        if self.model is None or self.model.session.current is None or self.model.session.decoder is None:
+        if (self.model is None or self.model.session.current is None or self.model.session.decoder is None
+                or self.loading_image):
             return
         if not self.lock_seed.isChecked() and not preview:
             self.seed.blockSignals(True)
@@ -483,9 +500,9 @@ class MainWindow(QMainWindow):
         self.features.show_results([])
         self.canvas.set_heatmap(None, "")
         if image is not None:
-            self.model.session.set_image(image)
-            self.features.show_fires(self.model.session.fires(20))
-            self.request_render(preview=False)
+            self.loading_image = True
+            self._carried = (None, self.image_path.name if self.image_path else "the image")
+            self._image_job = self.scheduler.request_image(image)
         self.statusBar().showMessage(f"SAE: {model.sae_folder} ({model.session.sae.d_sae:,} latents)", 8000)
 
     def train_dialog(self) -> None:

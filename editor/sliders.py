@@ -103,6 +103,11 @@ class SliderRow(QFrame):
         self._apply_range(mode)
         self._last_mode = mode
 
+    def set_current(self, current: float) -> None:
+        """The latent's activation on a newly opened image."""
+        self.current = current
+        self.now.setText(f"fires here at {current:.2f}")
+
     def set_value(self, value: float, quiet: bool = False) -> None:
         self.slider.blockSignals(quiet)
         self.slider.setValue(value)

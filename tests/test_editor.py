@@ -55,10 +55,15 @@ def window(qtbot, quick_models, tmp_path):
     return w
 
 
+def _open(window, qtbot, path):
+    window.open_image(path)
+    qtbot.waitUntil(lambda: not window.loading_image, timeout=30_000)
+
+
 def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
     _root, images = quick_models
     path = sorted(images.glob("*.png"))[0]
-    window.open_image(path)
+    _open(window, qtbot, path)
     assert window.features.fires.count() > 0
     qtbot.waitUntil(lambda: window.result is not None, timeout=30_000)
     first = np.asarray(window.result)
@@ -83,7 +88,7 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
 
     root, images = quick_models
     pics = sorted(images.glob("*.png"))
-    window.open_image(pics[1])
+    _open(window, qtbot, pics[1])
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
     row = window.sliders.row_for(latent)
@@ -123,12 +128,12 @@ def test_bad_drops_leave_a_message_and_a_live_window(window, tmp_path):
     assert window.features.results.count() > 0
 
 
-def test_preset_for_another_sae_is_refused(window, tmp_path, quick_models):
+def test_preset_for_another_sae_is_refused(window, qtbot, tmp_path, quick_models):
     from sae import presets
     from sae.steer import Edit
 
     _root, images = quick_models
-    window.open_image(sorted(images.glob("*.png"))[2])
+    _open(window, qtbot, sorted(images.glob("*.png"))[2])
     presets.Preset(presets.SaeIdentity("0" * 64, 16, 8, "other", 1), [Edit(1, "add", 1.0)]).save(tmp_path / "o.json")
     window.import_preset(tmp_path / "o.json")
     assert "made for another SAE" in window._last_error
@@ -137,7 +142,7 @@ def test_preset_for_another_sae_is_refused(window, tmp_path, quick_models):
 
 def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qtbot, quick_models):
     _root, images = quick_models
-    window.open_image(sorted(images.glob("*.png"))[3])
+    _open(window, qtbot, sorted(images.glob("*.png"))[3])
     qtbot.waitUntil(lambda: window.scheduler.wait(1) and window.result is not None, timeout=30_000)
     firing = window.model.session.fires(1)[0]
     window.features.fires.setCurrentRow(0)
@@ -152,7 +157,7 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
 def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(window, qtbot, quick_models, monkeypatch):
     root, images = quick_models
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    window.open_image(sorted(images.glob("*.png"))[4])
+    _open(window, qtbot, sorted(images.glob("*.png"))[4])
     window.choose_decoder(str(root / "decoder"))
     qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
     assert window.current_preset().decoder.name == str(root / "decoder")

@@ -97,3 +97,16 @@ def test_fidelity_agreement_counts_whole_label_sets():
     assert same == {"objects": 1.0, "background": 1.0, "both": 1.0}
     other = _agreement(judge, data.images, data.images[::-1].copy())
     assert other["objects"] < 0.5 and other["both"] <= min(other["objects"], other["background"])
+
+
+def test_compact_checkpoint_round_trips_weights_in_fp16(tmp_path):
+    import torch
+
+    from sae.demo.checkpoint import load_compact, save_compact
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    save_compact(tmp_path / "c", {"net": a}, {"step": 7})
+    assert load_compact(tmp_path / "c", {"net": b}) == {"step": 7}
+    assert torch.allclose(a.weight, b.weight, atol=1e-3) and b.weight.dtype == torch.float32
+    assert load_compact(tmp_path / "missing", {"net": b}) is None

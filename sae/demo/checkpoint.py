@@ -42,3 +42,24 @@ def load_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.opt
                                  "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"]}
     opt.load_state_dict(state)
     return json.loads((folder / "state.json").read_text())
+
+
+def save_compact(folder: Path, modules: dict[str, torch.nn.Module], meta: dict) -> None:
+    """Weights only, in fp16, for a checkpoint small enough to commit between sessions; resuming
+    from it restarts Adam's moments (a short re-warm), which ``load_compact``'s caller accepts."""
+    t = {}
+    for name, m in modules.items():
+        t.update({f"{name}.{k}": v.detach().half().contiguous() for k, v in m.state_dict().items()})
+    with atomic.atomic_dir(folder) as tmp:
+        save_file(t, str(tmp / "weights.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(meta))
+
+
+def load_compact(folder: Path, modules: dict[str, torch.nn.Module]) -> dict | None:
+    if not (folder / "state.json").is_file():
+        return None
+    t = load_file(str(folder / "weights.safetensors"))
+    for name, m in modules.items():
+        ref = m.state_dict()
+        m.load_state_dict({k: t[f"{name}.{k}"].to(ref[k].dtype) for k in ref})
+    return json.loads((folder / "state.json").read_text())

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sae import atomic
-from sae.demo.checkpoint import load_state, save_state
+from sae.demo.checkpoint import load_compact, load_state, save_compact, save_state
 from sae.demo.data import world_data
 
 LATENT_CHANNELS = 4
@@ -36,7 +36,8 @@ def movq_config(quick: bool = False) -> dict:
     return dict(
         in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32) if quick else (32, 64, 64), layers_per_block=1,
+        # (32, 64, 64) cost 4 s a step on one core; flat cartoon scenes need fewer full-size channels
+        block_out_channels=(16, 32, 32) if quick else (16, 32, 64), layers_per_block=1,
         latent_channels=LATENT_CHANNELS, vq_embed_dim=LATENT_CHANNELS, num_vq_embeddings=256,
         norm_num_groups=16, sample_size=64, scaling_factor=1.0, mid_block_add_attention=False,
     )
@@ -82,7 +83,7 @@ def fold_latent_scale(movq, images: np.ndarray) -> dict:
     return {"latent_mean": m.tolist(), "latent_std": s.tolist()}
 
 
-def train_movq(out: Path, work: Path, steps: int = 4000, batch: int = 32, lr: float = 5e-4, seed: int = 0,
+def train_movq(out: Path, work: Path, steps: int = 1500, batch: int = 32, lr: float = 5e-4, seed: int = 0,
                quick: bool = False, checkpoint_every: int = 250, progress: bool = True, should_stop=None) -> dict:
     from diffusers import VQModel
 
@@ -156,17 +157,25 @@ def blank_embedding(backbone) -> torch.Tensor:
     return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size))[0]
 
 
-def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = 30_000, batch: int = 128,
+COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "unet"  # committed between sessions
+
+
+def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = 8_000, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
                ema_decay: float = 0.999, cond_dropout: float = 0.1, progress: bool = True,
-               should_stop=None) -> dict:
+               should_stop=None, compact: Path | None = COMPACT) -> dict:
+    """Denoising training (a step of 64 costs about 3.5 s on one core of this project's CPU, so
+    the full run spans sessions: on a stop it also writes a compact fp16 checkpoint to ``compact``,
+    which a fresh clone resumes from)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.backbone import load_backbone
 
     if quick:
         steps, batch = 40, 16
-    n_images = 2_000 if quick else 120_000
+    n_images = 2_000 if quick else 60_000
+    if quick:
+        compact = None
     movq = VQModel.from_pretrained(movq_dir).eval()
     backbone = load_backbone(str(clip_dir))
     from sae.backbone import weights_fingerprint
@@ -187,7 +196,18 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "unet-checkpoint"
-    meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt) or {"step": 0, "seconds": 0.0, "losses": []}
+    models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
+    meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt)
+    if meta is None and compact is not None:
+        meta = load_compact(compact, {"unet": unet, "ema": ema})
+    if meta is not None and meta.get("models") != models:
+        print("decoder: the saved UNet checkpoint belongs to another CLIP or autoencoder; starting afresh")
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
+        ema = copy.deepcopy(unet).requires_grad_(False)
+        opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+        meta = None
+    meta = meta or {"step": 0, "seconds": 0.0, "losses": []}
     step, seconds, losses = meta["step"], meta["seconds"], meta.get("losses", [])
     alphas = sched.alphas_cumprod
     bar = tqdm(total=steps, initial=step, desc="unet", unit="step", disable=not progress)
@@ -224,14 +244,20 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         if step % 50 == 0:
             losses.append([step, float(loss)])
         if (step % checkpoint_every == 0 and step < steps) or (should_stop and should_stop()):
-            save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+            save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models})
             gen = torch.Generator().manual_seed(seed + step)
             if should_stop and should_stop():
                 bar.close()
+                if compact is not None:
+                    save_compact(compact, {"unet": unet, "ema": ema}, {"step": step, "seconds": seconds, "losses": losses, "models": models})
                 return {"stopped_at": step}
     bar.close()
-    save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses})
+    save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models})
     save_pipeline(out, ema.eval(), movq, sched, null)
+    if compact is not None and compact.exists():
+        import shutil
+
+        shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
     return {"train_seconds": seconds, "steps": step, "batch": batch, "final_loss": losses[-1][1] if losses else None}
 
 

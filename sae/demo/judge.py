@@ -34,6 +34,10 @@ class JudgeOutput(NamedTuple):
 
 
 class JudgeNet(nn.Module):
+    """Convolutions down to an 8x8 map, then global max and mean pooling: presence is "fires
+    anywhere", so the heads see position-free features (a flattened 4x4 map, tried first, learnt
+    cats and hats far too slowly: 0.86 and 0.83 presence accuracy after 200k samples)."""
+
     def __init__(self, width: int = 24):
         super().__init__()
         self.width = w = width
@@ -42,18 +46,19 @@ class JudgeNet(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
         self.features = nn.Sequential(
-            block(3, w), nn.MaxPool2d(2),  # 32
+            block(3, w), block(w, w), nn.MaxPool2d(2),  # 32
             block(w, 2 * w), nn.MaxPool2d(2),  # 16
             block(2 * w, 4 * w), nn.MaxPool2d(2),  # 8
-            block(4 * w, 4 * w), nn.MaxPool2d(2),  # 4
+            block(4 * w, 8 * w),
         )
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.fc = nn.Sequential(nn.Linear(16 * w, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.present = nn.Linear(256, N_KINDS)
         self.colour = nn.Linear(256, N_KINDS * N_COLOURS)
         self.background = nn.Linear(256, N_BG)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.fc(self.features(x))
+        f = self.features(x)
+        h = self.fc(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
         return self.present(h), self.colour(h).view(-1, N_KINDS, N_COLOURS), self.background(h)
 
 
@@ -99,7 +104,7 @@ class Judge:
         with atomic.atomic_dir(folder) as tmp:
             save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp / "judge.safetensors"))
             (tmp / "config.json").write_text(json.dumps({
-                "format": "sae-studio-judge", "version": 1, "kinds": world.KINDS, "colours": world.COLOURS,
+                "format": "sae-studio-judge", "version": 2, "kinds": world.KINDS, "colours": world.COLOURS,
                 "backgrounds": world.BACKGROUNDS, "width": self.net.width,
             }, indent=2))
 
@@ -111,6 +116,8 @@ class Judge:
             state = load_file(str(folder / "judge.safetensors"))
         except (OSError, ValueError) as e:
             raise UserError(f"{folder} is not a judge folder ({e}); rebuild it with sae-studio demo build.") from e
+        if cfg.get("version") != 2:
+            raise UserError(f"{folder} holds a judge of an older recipe; rebuild it with sae-studio demo build --stages judge --force.")
         net = JudgeNet(cfg.get("width", 24))
         net.load_state_dict(state)
         return cls(net)

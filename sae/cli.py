@@ -129,6 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
 
+    p = sub.add_parser(
+        "import", help="make a SAELens or sparsify SAE folder a project SAE",
+        description="Read an SAE folder written by SAELens (cfg.json + sae_weights.safetensors) or sparsify "
+        "(cfg.json + sae.safetensors) and save it as a project SAE (SAELens layout) that names its encoder "
+        "and layer. The layer comes from the folder's hook point (blocks.9.hook_resid_pre -> 9, "
+        "blocks.9.hook_resid_post or layers.9 -> 10) unless --layer says.",
+    )
+    p.add_argument("source", help="SAE folder from SAELens or sparsify")
+    p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
+    p.add_argument("--layer", type=int, default=None, help="residual stream entering block L (default: from the hook point)")
+    p.add_argument("--model", default=None, help="encoder it belongs to, e.g. ViT-B-16:openai (default: what the folder says)")
+
+    p = sub.add_parser(
+        "export", help="write an SAE in SAELens' or sparsify's layout",
+        description="Export an SAE folder for other tools: --to saelens (what sae-studio writes anyway, "
+        "without its index) or --to sparsify (TopK SAEs; the folder is named after the hookpoint layers.L-1).",
+    )
+    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    p.add_argument("--to", choices=("saelens", "sparsify"), required=True, help="target layout")
+    p.add_argument("-o", "--out", required=True, help="folder to write")
+
     demo = sub.add_parser("demo", help="build or evaluate the shipped demo models",
                           description="The demo world's models: a tiny CLIP, a judge and the default SAE.")
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
@@ -212,7 +233,12 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
         raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
     if not sae_arg and not model_arg:
         model = str(DEMO / "clip")
-    backbone = load_backbone(model, layer=max(sae.metadata.layer, 0), device=dev)
+    if sae.metadata.layer < 0:
+        raise UserError(
+            f"{folder} does not say which layer it was trained on; make it a project SAE with "
+            f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
+        )
+    backbone = load_backbone(model, layer=sae.metadata.layer, device=dev)
     check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
     return folder, sae, backbone
 
@@ -379,7 +405,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit,
+def cmd_import(args: argparse.Namespace) -> int:
+    from sae.formats import detect, load_any
+
+    kind = detect(args.source)
+    sae = load_any(args.source, layer=args.layer)
+    if sae.metadata.layer < 0:
+        raise UserError(f"{args.source} does not name a residual-stream hook point; pass --layer L.")
+    if args.model:
+        sae.metadata.backbone = args.model
+    if args.model or sae.metadata.backbone:
+        from sae.backbone import load_backbone
+        from sae.model import check_fits_layer
+
+        backbone = load_backbone(sae.metadata.backbone, layer=sae.metadata.layer)
+        check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+        sae.metadata.backbone_fingerprint = backbone.fingerprint
+    sae.save(args.out)
+    print(f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
+          f"{', encoder ' + sae.metadata.backbone if sae.metadata.backbone else ''}) into {args.out}"
+          + ("" if sae.metadata.backbone else "; pass --model when you use it"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sae.demo.build import DEMO
+    from sae.formats import save_sparsify
+    from sae.model import SparseAutoencoder
+
+    sae = SparseAutoencoder.load(Path(args.sae) if args.sae else DEMO / "sae")
+    out = Path(args.out)
+    if args.to == "sparsify":
+        save_sparsify(sae, out)
+    else:
+        sae.save(out)
+    print(f"wrote {out} ({args.to} layout)")
+    return 0
+
+
+COMMANDS = {"import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit,
             "demo": cmd_demo}
 
 

@@ -83,7 +83,10 @@ SCHEMA: dict[str, Any] = {
 def sae_sha256(folder: str | Path) -> str:
     """sha256 of an SAE folder's weights file: the identity a preset is bound to."""
     h = hashlib.sha256()
-    with open(Path(folder) / "sae_weights.safetensors", "rb") as f:
+    weights = Path(folder) / "sae_weights.safetensors"
+    if not weights.is_file() and (Path(folder) / "sae.safetensors").is_file():
+        weights = Path(folder) / "sae.safetensors"  # a sparsify folder
+    with open(weights, "rb") as f:
         for block in iter(lambda: f.read(2**20), b""):
             h.update(block)
     return h.hexdigest()

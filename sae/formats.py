@@ -1,0 +1,138 @@
+"""SAE folders of other tools: sparsify's layout in and out, and hook names to layers.
+
+sae-studio's own folder *is* SAELens' layout (``sae.model``). sparsify (EleutherAI) writes
+``cfg.json`` (``k``, ``num_latents``/``expansion_factor``, ``d_in``, ...) and ``sae.safetensors``
+with ``encoder.weight [F, D]``, ``encoder.bias [F]``, ``W_dec [F, D]`` and ``b_dec [D]``; it encodes
+``topk(relu((x - b_dec) W_enc^T + b_enc))``, the same map as a SAELens TopK SAE.
+
+A folder from either tool names where it was trained by a hook point; ``layer_from_hook`` maps
+the usual spellings to sae-studio's layer L (the residual stream entering block L):
+
+    blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
+    blocks.9.hook_resid_post  -> 10
+    layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from sae import atomic
+from sae.errors import UserError
+from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder
+
+SPARSIFY_WEIGHTS = "sae.safetensors"
+_PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
+_POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")
+_BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
+
+
+def layer_from_hook(name: str) -> int | None:
+    """sae-studio's layer for a hook name, or None when the name is not a residual stream."""
+    name = name.strip()
+    if m := _PRE.search(name):
+        return int(m.group(1))
+    if m := _POST.search(name):
+        return int(m.group(1)) + 1
+    if m := _BLOCK_OUT.search(name):
+        return int(m.group(1)) + 1
+    return None
+
+
+def detect(folder: str | Path) -> str:
+    """'saelens' (sae-studio's own layout too) or 'sparsify'; one sentence otherwise."""
+    folder = Path(folder)
+    if (folder / WEIGHTS_NAME).is_file():
+        return "saelens"
+    if (folder / SPARSIFY_WEIGHTS).is_file() and (folder / CFG_NAME).is_file():
+        return "sparsify"
+    if (folder / CFG_NAME).is_file():
+        return "saelens"  # let the SAELens reader name what is missing
+    raise UserError(
+        f"{folder} is not an SAE folder: expected cfg.json with sae_weights.safetensors (SAELens, "
+        "sae-studio) or sae.safetensors (sparsify)."
+    )
+
+
+def load_sparsify(folder: str | Path, layer: int | None = None, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """A sparsify SAE as a project SAE. The layer comes from ``layer`` or the folder's name (the
+    hookpoint sparsify names it after); when neither says, one sentence asks for it."""
+    folder = Path(folder)
+    try:
+        raw = json.loads((folder / CFG_NAME).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("top level is not an object")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder / CFG_NAME} is not a valid JSON config ({e}).") from e
+    if raw.get("activation", "topk") != "topk" or raw.get("transcode") or raw.get("skip_connection"):
+        raise UserError(
+            f"{folder} is a sparsify {'transcoder' if raw.get('transcode') else 'coder'} with activation "
+            f"'{raw.get('activation', 'topk')}'{' and a skip connection' if raw.get('skip_connection') else ''}; "
+            "sae-studio edits plain TopK SAEs."
+        )
+    try:
+        with safe_open(str(folder / SPARSIFY_WEIGHTS), framework="pt") as f:
+            t = {k: f.get_tensor(k) for k in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if k in f.keys()}
+    except Exception as e:
+        raise UserError(f"{folder / SPARSIFY_WEIGHTS} is not a readable safetensors file ({e}).") from e
+    missing = [k for k in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if k not in t]
+    if missing:
+        raise UserError(f"{folder / SPARSIFY_WEIGHTS} has no '{missing[0]}'; it is not a complete sparsify SAE.")
+    d_sae, d_in = t["encoder.weight"].shape
+    if int(raw.get("d_in", d_in)) != d_in or tuple(t["W_dec"].shape) != (d_sae, d_in):
+        raise UserError(f"{folder}: the weights' shapes do not match its cfg.json; the folder is damaged.")
+    if layer is None:
+        layer = layer_from_hook(folder.name)
+    if layer is None:
+        raise UserError(
+            f"Cannot tell which layer the sparsify SAE in {folder} was trained on (its folder name "
+            f"'{folder.name}' is not a hookpoint such as layers.12); pass the layer explicitly."
+        )
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=int(raw.get("k", 32))),
+                            SaeMetadata(layer=layer, token_set="all"))
+    with torch.no_grad():
+        sae.W_enc_T.copy_(t["encoder.weight"].float())
+        sae.b_enc.copy_(t["encoder.bias"].float())
+        sae.W_dec.copy_(t["W_dec"].float())
+        sae.b_dec.copy_(t["b_dec"].float())
+    return sae.to(device)
+
+
+def save_sparsify(sae: SparseAutoencoder, folder: str | Path) -> Path:
+    """Write ``sae`` (TopK) in sparsify's layout, readable by ``sparsify.SparseCoder.load_from_disk``."""
+    if sae.cfg.arch != "topk":
+        raise UserError("sparsify reads TopK SAEs only; this SAE is a ReLU SAE (export it as SAELens instead).")
+    folder = Path(folder)
+    copy = SparseAutoencoder(sae.cfg, sae.metadata)
+    copy.load_state_dict(sae.state_dict())
+    copy.input_scale.fill_(float(sae.input_scale))
+    copy.fold_input_scale()
+    tensors = {
+        "encoder.weight": copy.W_enc_T.detach().float().contiguous().cpu(),
+        "encoder.bias": copy.b_enc.detach().float().contiguous().cpu(),
+        "W_dec": copy.W_dec.detach().float().contiguous().cpu(),
+        "b_dec": copy.b_dec.detach().float().contiguous().cpu(),
+    }
+    cfg = {"activation": "topk", "expansion_factor": max(1, sae.d_sae // sae.d_in), "normalize_decoder": True,
+           "num_latents": sae.d_sae, "k": sae.cfg.k, "multi_topk": False, "skip_connection": False,
+           "transcode": False, "d_in": sae.d_in}
+    with atomic.atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / SPARSIFY_WEIGHTS))
+        (tmp / CFG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+    return folder
+
+
+def load_any(folder: str | Path, layer: int | None = None, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """An SAE folder of any supported layout."""
+    if detect(folder) == "sparsify":
+        return load_sparsify(folder, layer, device)
+    sae = SparseAutoencoder.load(folder, device)
+    if layer is not None:
+        sae.metadata.layer = layer
+    return sae

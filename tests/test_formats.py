@@ -1,0 +1,116 @@
+"""Other tools' SAE folders: sparsify and SAELens in, both out, through the real packages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sae.errors import UserError
+from sae.formats import layer_from_hook, load_sparsify
+from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+
+
+def _sae(d_in=16, d_sae=64, k=4) -> tuple[SparseAutoencoder, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, d_in, generator=g) * 5 + 2
+    sae = SparseAutoencoder(SaeConfig(d_in, d_sae, "topk", k), SaeMetadata(backbone="tiny", layer=3))
+    sae.initialize(x, generator=g)
+    with torch.no_grad():
+        sae.b_enc.normal_(generator=g)
+    return sae, x
+
+
+def test_hook_names_map_to_layers():
+    assert layer_from_hook("blocks.9.hook_resid_pre") == 9
+    assert layer_from_hook("blocks.9.hook_resid_post") == 10
+    assert layer_from_hook("layers.9") == 10
+    assert layer_from_hook("vision_model.encoder.layers.11") == 12
+    assert layer_from_hook("visual.transformer.resblocks.3") == 4
+    assert layer_from_hook("blocks.9.attn.hook_z") is None
+    assert layer_from_hook("embedding") is None
+
+
+def test_export_to_sparsify_loads_in_sparsify_with_the_same_activations(tmp_path):
+    sparsify = pytest.importorskip("sparsify")
+    sae, x = _sae()
+    r = subprocess.run([sys.executable, "-m", "sae", "export", "--sae", str(_saved(sae, tmp_path)), "--to", "sparsify",
+                        "-o", str(tmp_path / "layers.2")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    theirs = sparsify.SparseCoder.load_from_disk(tmp_path / "layers.2")
+    with torch.no_grad():
+        ours = sae.encode_sparse(x)
+        out = theirs.encode(x)
+    mine = torch.zeros(100, 64).scatter_(1, ours.indices, ours.values)
+    them = torch.zeros(100, 64).scatter_(1, out.top_indices, out.top_acts)
+    assert torch.allclose(mine, them, atol=1e-5)
+    back = load_sparsify(tmp_path / "layers.2")  # and back, the layer read off the hookpoint
+    assert back.metadata.layer == 3
+    with torch.no_grad():
+        assert torch.allclose(back.encode(x), sae.encode(x), atol=1e-5)
+
+
+def _saved(sae, tmp_path):
+    sae.save(tmp_path / "ours")
+    return tmp_path / "ours"
+
+
+def test_a_sparsify_sae_opens_as_a_project_sae_and_imports_for_saelens(tmp_path):
+    sparsify = pytest.importorskip("sparsify")
+    sae_lens = pytest.importorskip("sae_lens")
+    torch.manual_seed(1)
+    coder = sparsify.SparseCoder(16, sparsify.SparseCoderConfig(num_latents=48, k=5))
+    with torch.no_grad():
+        coder.encoder.bias.normal_()
+        coder.b_dec.normal_()
+    coder.save_to_disk(tmp_path / "encoder.layers.5")
+    x = torch.randn(50, 16)
+    with torch.no_grad():
+        out = coder.encode(x)
+    expected = torch.zeros(50, 48).scatter_(1, out.top_indices, out.top_acts)
+    opened = SparseAutoencoder.load(tmp_path / "encoder.layers.5")  # the ordinary loader reads it too
+    assert opened.metadata.layer == 6 and opened.cfg.k == 5
+    with torch.no_grad():
+        assert torch.allclose(opened.encode(x), expected, atol=1e-5)
+    r = subprocess.run([sys.executable, "-m", "sae", "import", str(tmp_path / "encoder.layers.5"), "-o",
+                        str(tmp_path / "project")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "layer 6" in r.stdout
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "project"))
+    with torch.no_grad():
+        assert torch.allclose(theirs.encode(x), expected, atol=1e-5)
+
+
+def test_an_saelens_sae_of_another_tool_gets_its_layer_from_the_hook(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    cfg = TopKSAEConfig(d_in=16, d_sae=40, k=3)
+    cfg.metadata.hook_name = "blocks.4.hook_resid_post"
+    theirs = TopKSAE(cfg)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_()
+    theirs.save_model(tmp_path / "prisma")
+    ours = SparseAutoencoder.load(tmp_path / "prisma")
+    assert ours.metadata.layer == 5
+    x = torch.randn(30, 16)
+    with torch.no_grad():
+        assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-4)
+    del sae_lens
+
+
+def test_unmappable_folder_names_and_other_coders_get_one_sentence(tmp_path):
+    sparsify = pytest.importorskip("sparsify")
+    sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2)).save_to_disk(tmp_path / "my_sae")
+    with pytest.raises(UserError, match="Cannot tell which layer"):
+        load_sparsify(tmp_path / "my_sae")
+    assert load_sparsify(tmp_path / "my_sae", layer=2).metadata.layer == 2
+    r = subprocess.run([sys.executable, "-m", "sae", "import", str(tmp_path / "my_sae"), "-o", str(tmp_path / "p")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Cannot tell which layer" in r.stderr and "Traceback" not in r.stderr
+    sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2, transcode=True)).save_to_disk(tmp_path / "layers.1")
+    with pytest.raises(UserError, match="transcoder"):
+        load_sparsify(tmp_path / "layers.1")

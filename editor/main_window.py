@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
         if job_id != self._image_job:
             return  # a newer image is on its way
         self.loading_image = False
-        self.canvas.grid = int(round((self.model.session.backbone.n_tokens - 1) ** 0.5))
+        self.canvas.grid = max(1, int(round(self.model.session.backbone.n_patches ** 0.5)))
         self.features.show_fires(self.model.session.fires(20))
         for row in self.sliders.rows:
             row.set_current(self.model.current_activation(row.latent))
@@ -354,7 +354,7 @@ class MainWindow(QMainWindow):
             return
         self.features.show_top_images(latent, self.model.top_thumbnails(latent))
         session = self.model.session
-        if session.current is not None:
+        if session.current is not None and session.backbone.n_patches:
             self.canvas.set_heatmap(session.heatmap(latent).tolist(), f"#{latent} {self.model.label(latent)}")
         if session.decoder is not None:
             self.features.causal_pending(latent)

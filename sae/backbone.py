@@ -72,9 +72,29 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+EMBEDDING = -2  # the "layer" of SAEs on the final, projected image embedding (hook point "embedding")
+
+
+def parse_layer(text: str | int | None) -> int | None:
+    """A layer as users write it: a block number, or 'embedding' for the projected embedding."""
+    if text is None or isinstance(text, int):
+        return text
+    if text.strip().lower() in ("embedding", "embeds", "image_embeds"):
+        return EMBEDDING
+    try:
+        return int(text)
+    except ValueError as e:
+        raise UserError(f"Layer '{text}' is neither a block number nor 'embedding'.") from e
+
+
 @dataclass
 class Backbone:
-    """An open_clip CLIP model whose image tower is split at ``layer``."""
+    """An open_clip CLIP model whose image tower is split at ``layer``.
+
+    ``layer`` may also be ``EMBEDDING``: then the "residual" is the projected image embedding as a
+    single token [B, 1, embed_dim], the prefix is the whole encoder and the suffix the identity,
+    so embedding-level SAEs run through every code path that layer-L SAEs do.
+    """
 
     model: Any  # open_clip.CLIP or CustomTextCLIP
     model_id: str
@@ -90,7 +110,7 @@ class Backbone:
                 f"Model {self.model_id} has a {type(visual).__name__} image tower; sae-studio splits "
                 "only open_clip VisionTransformer towers (ViT-*), so pick a ViT model."
             )
-        if not 0 <= self.layer <= self.n_layers:
+        if self.layer != EMBEDDING and not 0 <= self.layer <= self.n_layers:
             raise UserError(
                 f"Layer {self.layer} does not exist in {self.model_id}, which has "
                 f"{self.n_layers} blocks; choose a layer from 0 to {self.n_layers}."
@@ -106,14 +126,28 @@ class Backbone:
         return len(self.visual.transformer.resblocks)
 
     @property
+    def is_embedding(self) -> bool:
+        return self.layer == EMBEDDING
+
+    @property
+    def where(self) -> str:
+        """The split point in words, for messages."""
+        return "the image embedding" if self.is_embedding else f"layer {self.layer}"
+
+    @property
     def width(self) -> int:
-        """d, the residual width at every layer."""
-        return self.visual.transformer.width
+        """d, the residual width at every layer (the embedding's width at ``EMBEDDING``)."""
+        return self.embed_dim if self.is_embedding else self.visual.transformer.width
 
     @property
     def n_tokens(self) -> int:
-        """1 + P: the class token and the patches."""
-        return self.visual.positional_embedding.shape[0]
+        """1 + P: the class token and the patches (1 at ``EMBEDDING``)."""
+        return 1 if self.is_embedding else self.visual.positional_embedding.shape[0]
+
+    @property
+    def n_patches(self) -> int:
+        """P, the patches a mask or heatmap can address (0 at ``EMBEDDING``)."""
+        return 0 if self.is_embedding else self.n_tokens - 1
 
     @property
     def image_size(self) -> int:
@@ -123,7 +157,7 @@ class Backbone:
     @property
     def embed_dim(self) -> int:
         proj = self.visual.proj
-        return proj.shape[1] if proj is not None else self.width
+        return proj.shape[1] if proj is not None else self.visual.transformer.width
 
     @property
     def device(self) -> torch.device:
@@ -152,11 +186,15 @@ class Backbone:
 
     def prefix(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, 3, H, W] (preprocessed) -> residual [B, 1+P, d] entering block ``layer``."""
+        if self.is_embedding:
+            return self.model.encode_image(pixels)[:, None, :]
         x = self.visual._embeds(pixels)
         return self._blocks(x, 0, self.layer)
 
     def suffix(self, residual: torch.Tensor) -> torch.Tensor:
         """residual [B, 1+P, d] entering block ``layer`` -> image embedding [B, embed_dim]."""
+        if self.is_embedding:
+            return residual[:, 0]
         x = self._blocks(residual, self.layer, self.n_layers)
         pooled, _tokens = self.visual._pool(x)
         if self.visual.proj is not None:
@@ -174,6 +212,8 @@ class Backbone:
 
     def token_positions(self, token_set: str) -> slice:
         """Which tokens of the residual a token set keeps: all, patches (no class token) or cls."""
+        if self.is_embedding:
+            return slice(0, None)  # the one embedding token, whatever the set
         return {"all": slice(0, None), "patches": slice(1, None), "cls": slice(0, 1)}[token_set]
 
 

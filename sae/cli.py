@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="SAE folder from SAELens or sparsify")
     p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
-    p.add_argument("--layer", type=int, default=None, help="residual stream entering block L (default: from the hook point)")
+    p.add_argument("--layer", default=None, help="residual stream entering block L, or 'embedding' (default: from the hook point)")
     p.add_argument("--model", default=None, help="encoder it belongs to, e.g. ViT-B-16:openai (default: what the folder says)")
 
     p = sub.add_parser(
@@ -172,11 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from sae.activations import ExtractConfig, extract
-    from sae.backbone import load_backbone
+    from sae.backbone import load_backbone, parse_layer
     from sae.device import pick_device
 
     cfg = _config_from(ExtractConfig, args)
-    backbone = load_backbone(cfg.model, cfg.layer, device=pick_device(cfg.device))
+    backbone = load_backbone(cfg.model, parse_layer(cfg.layer), device=pick_device(cfg.device))
     manifest = extract(
         backbone, cfg.images, cfg.out, token_set=cfg.tokens, dtype=cfg.dtype,
         shard_mb=cfg.shard_mb, batch_size=cfg.batch_size,
@@ -233,13 +233,13 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
         raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
     if not sae_arg and not model_arg:
         model = str(DEMO / "clip")
-    if sae.metadata.layer < 0:
+    if sae.metadata.layer == -1:
         raise UserError(
             f"{folder} does not say which layer it was trained on; make it a project SAE with "
             f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
         )
     backbone = load_backbone(model, layer=sae.metadata.layer, device=dev)
-    check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+    check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
     return folder, sae, backbone
 
 
@@ -406,12 +406,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from sae.backbone import parse_layer
     from sae.formats import detect, load_any
 
     kind = detect(args.source)
-    sae = load_any(args.source, layer=args.layer)
-    if sae.metadata.layer < 0:
-        raise UserError(f"{args.source} does not name a residual-stream hook point; pass --layer L.")
+    sae = load_any(args.source, layer=parse_layer(args.layer))
+    if sae.metadata.layer == -1:
+        raise UserError(f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding).")
     if args.model:
         sae.metadata.backbone = args.model
     if args.model or sae.metadata.backbone:
@@ -419,7 +420,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         from sae.model import check_fits_layer
 
         backbone = load_backbone(sae.metadata.backbone, layer=sae.metadata.layer)
-        check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+        check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         sae.metadata.backbone_fingerprint = backbone.fingerprint
     sae.save(args.out)
     print(f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"

@@ -8,6 +8,7 @@ with ``encoder.weight [F, D]``, ``encoder.bias [F]``, ``W_dec [F, D]`` and ``b_d
 A folder from either tool names where it was trained by a hook point; ``layer_from_hook`` maps
 the usual spellings to sae-studio's layer L (the residual stream entering block L):
 
+    embedding / image_embeds  -> EMBEDDING (the projected image embedding)
     blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
     blocks.9.hook_resid_post  -> 10
     layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
@@ -24,10 +25,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sae import atomic
+from sae.backbone import EMBEDDING
 from sae.errors import UserError
 from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
+EMBEDDING_HOOKS = ("embedding", "image_embeds", "image_embedding", "hook_image_embeds", "visual.proj", "clip_embedding")
 _PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
 _POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")
 _BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
@@ -36,6 +39,8 @@ _BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
 def layer_from_hook(name: str) -> int | None:
     """sae-studio's layer for a hook name, or None when the name is not a residual stream."""
     name = name.strip()
+    if name.lower() in EMBEDDING_HOOKS:
+        return EMBEDDING
     if m := _PRE.search(name):
         return int(m.group(1))
     if m := _POST.search(name):

@@ -85,7 +85,7 @@ def make_sae(spec: NewSae, on_event: Event | None = None,
         if trainer.step < trainer.total_steps:
             check("training")
     sae = SparseAutoencoder.load(out, device=device)
-    backbone = backbone.at_layer(sae.metadata.layer) if sae.metadata.layer >= 0 else backbone
+    backbone = backbone.at_layer(sae.metadata.layer) if sae.metadata.layer != -1 else backbone
     index_and_label(out, backbone, sae, spec.images, spec.vocabulary, on_event=on_event, should_stop=should_stop)
     return sae
 

@@ -77,7 +77,7 @@ class SaeMetadata:
 
     backbone: str = ""  # open_clip model id, e.g. "ViT-bigG-14:laion2b_s39b_b160k"
     backbone_fingerprint: str = ""  # sae.backbone.weights_fingerprint of its weights
-    layer: int = -1  # residual entering block `layer` (hook point blocks.{layer}.hook_resid_pre)
+    layer: int = -1  # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
     token_set: str = "all"  # all | patches | cls
     input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
     metrics: dict[str, float] = field(default_factory=dict)
@@ -216,7 +216,7 @@ class SparseAutoencoder(nn.Module):
                 "sae_lens_version": _SAELENS_FORMAT,
                 "sae_lens_training_version": None,
                 "model_name": self.metadata.backbone,
-                "hook_name": f"blocks.{self.metadata.layer}.hook_resid_pre",
+                "hook_name": "embedding" if self.metadata.layer == -2 else f"blocks.{self.metadata.layer}.hook_resid_pre",
                 "sae_studio": asdict(self.metadata),
             },
         }

@@ -44,9 +44,9 @@ class CachedImage:
 class Session:
     def __init__(self, backbone: Backbone, sae: SparseAutoencoder, decoder: Decoder | None = None,
                  labels: dict[int, str] | None = None):
-        if sae.metadata.layer >= 0 and sae.metadata.layer != backbone.layer:
+        if sae.metadata.layer != -1 and sae.metadata.layer != backbone.layer:
             backbone = backbone.at_layer(sae.metadata.layer)
-        check_fits_layer(sae, backbone.width, f"layer {backbone.layer} of {backbone.model_id}")
+        check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.backbone, self.sae, self.decoder = backbone, sae.eval(), decoder
         self.labels = labels or {}
         self.positions = backbone.token_positions(sae.metadata.token_set)
@@ -98,7 +98,9 @@ class Session:
         """[grid, grid] activation of ``latent`` on each patch of the current image."""
         cur = self._need_image()
         col = latent_column(cur.code, latent).float().cpu()
-        n_patches = self.backbone.n_tokens - 1
+        n_patches = self.backbone.n_patches
+        if n_patches == 0:
+            return torch.zeros(0, 0)  # an embedding-level SAE sees no patches
         grid = int(round(n_patches**0.5))
         patches = col[-n_patches:] if col.shape[0] >= n_patches else torch.zeros(n_patches)
         return patches.reshape(grid, grid)
@@ -108,6 +110,8 @@ class Session:
     def embedding(self, edits: Sequence[Edit]) -> torch.Tensor:
         """[e]: the image embedding after ``edits`` (exactly the unedited one for no edits)."""
         cur = self._need_image()
+        if self.backbone.is_embedding and any(e.mask for e in edits):
+            raise UserError("This SAE works on the whole image embedding, so its edits cannot be limited to a region.")
         edited = steer_residual(cur.resid, self.sae, cur.code, edits, self.positions)
         if edited is cur.resid:
             return cur.embedding

@@ -30,7 +30,7 @@ def test_hook_names_map_to_layers():
     assert layer_from_hook("vision_model.encoder.layers.11") == 12
     assert layer_from_hook("visual.transformer.resblocks.3") == 4
     assert layer_from_hook("blocks.9.attn.hook_z") is None
-    assert layer_from_hook("embedding") is None
+    assert layer_from_hook("embedding") == -2  # the image embedding (sae.backbone.EMBEDDING)
 
 
 def test_export_to_sparsify_loads_in_sparsify_with_the_same_activations(tmp_path):

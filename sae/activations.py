@@ -8,9 +8,9 @@ Layout of an activations folder::
 
 Every shard and every manifest update is written atomically, and the manifest is written
 after its shard, so an interrupted extraction resumes at the first image of the first
-missing shard. ``ActivationStore.batches`` streams shuffled batches with memory bounded by
-``buffer_shards`` shards, as a pure function of (seed, batch index) so training can resume
-at any batch.
+missing shard. ``ActivationStore.batches`` streams shuffled batches with memory bounded by a
+buffer of a few hundred MB (not the store's size), as a pure function of (seed, batch index)
+so training can resume at any batch.
 """
 
 from __future__ import annotations
@@ -265,38 +265,58 @@ class ActivationStore:
         return torch.from_numpy(np.concatenate(out))
 
     def batches(
-        self, batch_size: int, seed: int, start_batch: int = 0, buffer_shards: int = 8
+        self, batch_size: int, seed: int, start_batch: int = 0, buffer_mb: float = 512.0
     ) -> Iterator[torch.Tensor]:
         """Endless stream of shuffled fp32 batches [batch_size, d], batch ``start_batch`` first.
 
-        Epoch e visits the shards in a seeded order, ``buffer_shards`` at a time; the rows of
-        each group are shuffled together. The stream is a pure function of ``seed``, so
-        resuming at batch b yields exactly what an uninterrupted run yields from b on.
+        Epoch e visits the shards in a seeded order, a buffer of about ``buffer_mb`` (whole
+        shards) at a time; the rows of each buffer are shuffled together. The buffer stays in the
+        shards' own dtype and only each batch becomes fp32, so memory is bounded by the buffer,
+        not the store (``bench/store_scale.py``). The stream is a pure function of ``seed`` and
+        ``buffer_mb``, so resuming at batch b yields exactly what an uninterrupted run yields.
         """
         sizes = [s.rows for s in self.manifest.shards]
-        n = len(sizes)
         per_epoch = sum(sizes)
-        pos = start_batch * batch_size
-        epoch, offset = divmod(pos, per_epoch)
+        row_bytes = self.d * np.dtype(DTYPES[self.manifest.dtype]).itemsize
+        buffer_rows = max(batch_size, int(buffer_mb * 2**20) // row_bytes)
+        epoch, offset = divmod(start_batch * batch_size, per_epoch)
         carry = np.zeros((0, self.d), np.float32)
         while True:
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-            groups = [order[g:g + buffer_shards] for g in range(0, n, buffer_shards)]
+            groups: list[list[int]] = [[]]
+            filled = 0
+            for i in np.random.default_rng([seed, epoch]).permutation(len(sizes)):
+                if filled >= buffer_rows:
+                    groups.append([])
+                    filled = 0
+                groups[-1].append(int(i))
+                filled += sizes[i]
             for gi, group in enumerate(groups):
                 group_rows = sum(sizes[i] for i in group)
                 if offset >= group_rows:
                     offset -= group_rows
                     continue
-                rows = np.concatenate([np.asarray(self.shard(i), dtype=np.float32) for i in group])
-                rows = rows[np.random.default_rng([seed, epoch, gi]).permutation(len(rows))]
-                rows = rows[offset:]
+                buf = None  # let the previous buffer go before the next one is read
+                buf = np.empty((group_rows, self.d), DTYPES[self.manifest.dtype])
+                at = 0
+                for i in group:  # one shard's pages mapped at a time
+                    shard = self.shard(i)
+                    buf[at:at + len(shard)] = shard
+                    at += len(shard)
+                    del shard
+                perm = np.random.default_rng([seed, epoch, gi]).permutation(len(buf))[offset:]
                 offset = 0
+                start = 0
                 if len(carry):
-                    rows = np.concatenate([carry, rows])
-                full = len(rows) // batch_size * batch_size
-                for b in range(0, full, batch_size):
-                    yield torch.from_numpy(rows[b:b + batch_size])
-                carry = rows[full:]
+                    start = min(batch_size - len(carry), len(perm))
+                    carry = np.concatenate([carry, buf[perm[:start]].astype(np.float32)])
+                    if len(carry) < batch_size:
+                        continue
+                    yield torch.from_numpy(carry)
+                    carry = np.zeros((0, self.d), np.float32)
+                stop = start + (len(perm) - start) // batch_size * batch_size
+                for b in range(start, stop, batch_size):
+                    yield torch.from_numpy(buf[perm[b:b + batch_size]].astype(np.float32))
+                carry = buf[perm[stop:]].astype(np.float32)
             epoch += 1
 
 

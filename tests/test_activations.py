@@ -49,9 +49,9 @@ def test_stream_resumed_at_a_batch_equals_the_continuous_stream(tiny_clip, image
     bb = load_backbone(str(tiny_clip))
     extract(bb, image_dir, tmp_path / "acts", shard_mb=0.002, progress=False)
     store = ActivationStore(tmp_path / "acts")
-    it = store.batches(7, seed=3, buffer_shards=2)
+    it = store.batches(7, seed=3, buffer_mb=0.004)
     continuous = [next(it) for _ in range(40)]  # crosses epochs (24*5 rows = 120 < 280)
-    resumed = store.batches(7, seed=3, start_batch=23, buffer_shards=2)
+    resumed = store.batches(7, seed=3, start_batch=23, buffer_mb=0.004)
     for b in range(23, 40):
         assert torch.equal(next(resumed), continuous[b])
     epoch = torch.cat(continuous)[: store.rows]

@@ -427,7 +427,10 @@ class MainWindow(QMainWindow):
                 return
         device = self.device_box.currentData()
         backbone = self.model.session.backbone
-        self.statusBar().showMessage(f"Loading the {name} decoder on {device}… (a hub decoder downloads on first use)")
+        from sae.decoders.registry import download_note
+
+        note = download_note(name)
+        self.statusBar().showMessage(f"Loading the {name} decoder on {device}…" + (f" First use: {note}" if note else ""))
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
 

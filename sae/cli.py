@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the preset's, else 3)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--fp16", action="store_true", help="run a hub decoder in half precision (GPU)")
+    p.add_argument("--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)")
+
+    p = sub.add_parser(
+        "models", help="list the named encoder + decoder recipes, their sizes and what is cached",
+        description="The real-model recipes (Kandinsky 2.2 with ViT-bigG-14, SD 2.1 unCLIP with ViT-H-14): "
+        "download size, disk, GPU memory per plan, and whether the Hugging Face cache holds them already.",
+    )
 
     p = sub.add_parser(
         "import", help="make a SAELens or sparsify SAE folder a project SAE",
@@ -363,7 +371,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if args.decoder:
         d.name = args.decoder
     settings = DecodeSettings(steps=d.steps, strength=d.strength, guidance=d.guidance, seed=d.seed)
-    session = Session(backbone, sae, load_decoder(d.name, backbone, device=args.device), labels)
+    from sae.decoders.registry import download_note
+
+    note = download_note(d.name)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    session = Session(backbone, sae, load_decoder(d.name, backbone, device=args.device, fp16=args.fp16,
+                                                  cpu_offload=args.cpu_offload), labels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -402,6 +416,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise UserError(f"{out / stage} is missing; run sae-studio demo build first.")
     print(table(evaluate(out, n_held_out=args.images)))
     print(f"(written to {out / 'eval.json'})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from sae.recipes import RECIPES, estimate, table
+
+    print(table())
+    print()
+    for r in RECIPES.values():
+        print(f"{r.note}.\n  {estimate(r)}")
+    print("\nTrain an SAE for a recipe with sae-studio extract --model ENCODER --layer LAYER, then sae-studio train.")
     return 0
 
 
@@ -444,7 +469,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit,
+COMMANDS = {"models": cmd_models, "import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit,
             "demo": cmd_demo}
 
 

@@ -114,3 +114,28 @@ def test_unmappable_folder_names_and_other_coders_get_one_sentence(tmp_path):
     sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2, transcode=True)).save_to_disk(tmp_path / "layers.1")
     with pytest.raises(UserError, match="transcoder"):
         load_sparsify(tmp_path / "layers.1")
+
+
+def _fake_hub_file(cache, repo, filename):
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("abc123")
+    snap = folder / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / filename).write_text("{}")
+
+
+def test_models_lists_recipes_and_reads_the_hub_cache(tmp_path):
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    r = subprocess.run([sys.executable, "-m", "sae", "models"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "ViT-bigG-14:laion2b_s39b_b160k @ 24/48" in rows["kandinsky-2.2"] and " no " in rows["kandinsky-2.2"]
+    assert "ViT-H-14:laion2b_s32b_b79k @ 16/32" in rows["sd21-unclip"]
+    assert "downloads ~15.5 GB" in r.stdout
+    _fake_hub_file(tmp_path / "hub", "kandinsky-community/kandinsky-2-2-decoder", "model_index.json")
+    r = subprocess.run([sys.executable, "-m", "sae", "models"], capture_output=True, text=True, env=env)
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "decoder only" in rows["kandinsky-2.2"] and "decoder only" not in rows["sd21-unclip"]

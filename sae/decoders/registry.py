@@ -31,6 +31,21 @@ def zero_image_embedding(backbone: Backbone) -> torch.Tensor:
     return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device))
 
 
+def download_note(name: str) -> str | None:
+    """What a hub decoder will download, if it is not in the cache yet (None otherwise)."""
+    from sae.recipes import RECIPES, decoder_cached, estimate
+
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        return None
+    try:
+        if decoder_cached(recipe.decoder_repo):
+            return None
+    except Exception:  # a cache that cannot be read is treated as empty
+        pass
+    return estimate(recipe)
+
+
 def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cpu", fp16: bool = False,
                  cpu_offload: bool = False) -> KandinskyDecoder:
     if name == "demo":

@@ -197,11 +197,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sae import distributed
     from sae.train import TrainConfig, Trainer
 
     cfg = _config_from(TrainConfig, args)
-    trainer = Trainer(cfg)
+    if distributed.launched():  # torchrun --nproc-per-node N -m sae train ...
+        cfg.device = distributed.init(cfg.device)
+    trainer = Trainer(cfg, progress=distributed.is_main())
     model = trainer.run()
+    if not distributed.is_main():
+        return 0
     metrics = model.metadata.metrics
     if args.eval_images > 0:
         cos = _splice_cosine(trainer, args.eval_images)

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from sae import atomic, kernels
+from sae import atomic, distributed, kernels
 from sae.activations import ActivationStore
 from sae.device import pick_device
 from sae.errors import UserError
@@ -66,6 +66,23 @@ class TrainConfig:
 
 class TrainMetrics(dict):
     """fvu, l0, dead_fraction, aux_loss (and splice_cosine when evaluated), by name."""
+
+
+def _global_var(x: torch.Tensor) -> torch.Tensor:
+    """sum ||x - mean||^2 over the global batch (all ranks), as a constant."""
+    with torch.no_grad():
+        x = x.detach()
+        stats = distributed.total(torch.cat([x.sum(0), x.new_tensor([x.shape[0]])]))
+        mean = stats[:-1] / stats[-1]
+        return distributed.total((x - mean).pow(2).sum())
+
+
+def _sum_grads(model: torch.nn.Module) -> None:
+    """Each rank's loss is its share of the global loss: the global gradient is their sum."""
+    if distributed.active():
+        for p in model.parameters():
+            if p.grad is not None:
+                distributed.total(p.grad)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -156,6 +173,7 @@ class Trainer:
         sample = self.store.sample(min(self.store.rows, 65_536), seed=self.cfg.seed)
         self.model.initialize(sample, generator=gen)
         self.model.to(self.device)
+        distributed.broadcast_(self.model.parameters())  # every rank starts from rank 0's weights
         self.optimizer = self._make_optimizer()
 
     # -- state on disk -------------------------------------------------------------------------
@@ -175,8 +193,10 @@ class Trainer:
         (folder / STATE_JSON).write_text(json.dumps(state, indent=2))
 
     def checkpoint(self) -> None:
-        self.model.metadata.metrics = dict(self.history[-1]) if self.history else {}
-        self.model.save(self.out, extra=self._write_state)
+        if distributed.is_main():
+            self.model.metadata.metrics = dict(self.history[-1]) if self.history else {}
+            self.model.save(self.out, extra=self._write_state)
+        distributed.barrier()
 
     def _load_state(self) -> None:
         try:
@@ -232,23 +252,26 @@ class Trainer:
             xc, m.W_enc_T, m.b_enc, self.cfg.k, self.mm_dtype, dead if k_aux else None, k_aux
         )
         recon = kernels.decode_rows(indices, values, m.W_dec) + m.b_dec
-        total_var = (xn - xn.mean(0)).pow(2).sum()
-        fvu = (recon - xn).pow(2).sum() / total_var
-        loss = fvu
+        total_var = _global_var(xn)
+        sse = (recon - xn).pow(2).sum()
+        loss = sse / total_var
         aux = torch.zeros(())
         if k_aux:
             e = (xn - recon).detach()
             e_hat = kernels.decode_rows(aux_indices, aux_values, m.W_dec)
-            aux = (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum().clamp_min(1e-12)
+            aux = (e_hat - e).pow(2).sum() / _global_var(e).clamp_min(1e-12)
             # Fewer dead latents than d_in/2 get a proportionally smaller loss (as sparsify does).
             loss = loss + self.cfg.auxk_alpha * min(1.0, n_dead / (self.sae_cfg.d_in // 2)) * aux
         loss.backward()
+        _sum_grads(m)
         kernels.remove_parallel_grad_(m.W_dec)
         with torch.no_grad():
             fired = torch.zeros_like(self.silent_tokens, dtype=torch.bool)
             fired[indices[values > 0]] = True
-            l0 = float((values > 0).sum()) / x.shape[0]
-        return {"fvu": float(fvu.detach()), "l0": l0, "aux_loss": float(aux.detach()), "fired": fired}
+            counts = distributed.total(torch.stack([sse.detach(), (values > 0).sum().to(sse.dtype), aux.detach().to(sse.dtype)]))
+            rows = x.shape[0] * distributed.world()
+        return {"fvu": float(counts[0] / total_var), "l0": float(counts[1]) / rows, "aux_loss": float(counts[2]),
+                "fired": distributed.any_rank(fired)}
 
     def _step_relu(self, x: torch.Tensor) -> dict:
         m = self.model
@@ -256,15 +279,19 @@ class Trainer:
         pre = torch.addmm(m.b_enc, (xn - m.b_dec), m.W_enc_T.T)
         f = pre.relu()
         recon = f @ m.W_dec + m.b_dec
-        total_var = (xn - xn.mean(0)).pow(2).sum()
-        fvu = (recon - xn).pow(2).sum() / total_var
+        total_var = _global_var(xn)
+        sse = (recon - xn).pow(2).sum()
+        rows = x.shape[0] * distributed.world()
         l1_warmup = min(1.0, (self.step + 1) / max(1, self.total_steps // 20))
-        sparsity = (f * m.W_dec.norm(dim=-1)).sum(-1).mean() / self.sae_cfg.d_in
-        loss = fvu + self.cfg.l1 * l1_warmup * sparsity
+        sparsity = (f * m.W_dec.norm(dim=-1)).sum() / rows / self.sae_cfg.d_in
+        loss = sse / total_var + self.cfg.l1 * l1_warmup * sparsity
         loss.backward()
+        _sum_grads(m)
         with torch.no_grad():
             active = f > 0
-            return {"fvu": float(fvu.detach()), "l0": float(active.sum()) / x.shape[0], "aux_loss": 0.0, "fired": active.any(0)}
+            counts = distributed.total(torch.stack([sse.detach(), active.sum().to(sse.dtype)]))
+            return {"fvu": float(counts[0] / total_var), "l0": float(counts[1]) / rows, "aux_loss": 0.0,
+                    "fired": distributed.any_rank(active.any(0))}
 
     def train_step(self, x: torch.Tensor) -> dict:
         for group in self.optimizer.param_groups:
@@ -275,7 +302,7 @@ class Trainer:
         if self.cfg.arch == "topk":
             kernels.normalize_rows_(self.model.W_dec.data)
         fired = out.pop("fired")
-        self.silent_tokens += x.shape[0]
+        self.silent_tokens += x.shape[0] * distributed.world()
         self.silent_tokens[fired] = 0
         seen = (self.step + 1) * self.cfg.batch_size
         window = min(self.cfg.dead_tokens, seen)
@@ -290,8 +317,12 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc="train", disable=not self.progress)
         started, start_step = time.perf_counter(), self.step
         metrics: dict = {}
+        rank, world = distributed.rank(), distributed.world()
         while self.step < self.total_steps:
-            x = next(stream).to(self.device, non_blocking=True)
+            x = next(stream)
+            if world > 1:
+                x = x[rank::world]  # this rank's share of the global batch
+            x = x.to(self.device, non_blocking=True)
             metrics = self.train_step(x)
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.total_steps:
@@ -313,5 +344,7 @@ class Trainer:
         final["tokens"] = self.step * self.cfg.batch_size
         self.model.metadata.metrics = final
         self.model.metadata.train_config = {k: v for k, v in asdict(self.cfg).items() if k not in ("resume",)}
-        self.model.save(self.out)  # the finished folder drops the optimizer state
+        if distributed.is_main():
+            self.model.save(self.out)  # the finished folder drops the optimizer state
+        distributed.barrier()
         return self.model

@@ -124,7 +124,9 @@ def search(query: str, query_dir: torch.Tensor, directions: torch.Tensor, labels
     score = directions @ query_dir  # [F]
     if q:
         for latent, label in labels.items():
-            words = label.lower()
+            words = label.strip().lower()
+            if not words:
+                continue
             if q == words:
                 score[latent] += label_bonus
             elif q in words or words in q:

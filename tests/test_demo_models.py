@@ -107,3 +107,23 @@ def test_every_shipped_model_has_a_card_line():
     for word in ("tiny CLIP", "judge", "SAE", "zero-shot", "AUROC", "training time"):
         assert word in card
     assert Path(DEMO / "build.json").is_file()
+
+
+@_shipped("sae")
+@pytest.mark.parametrize(("query", "concept"), [("cat", "cat"), ("cowboy hat", "hat"), ("dog", "dog"), ("night", "night")])
+def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept):
+    """The latent that best separates scenes with the concept (AUROC) is among the top 3 hits."""
+    from sae.labels import load_directions, read_labels, search
+
+    if not (DEMO / "sae" / "labels.json").is_file() or not (DEMO / "sae" / "index").is_dir():
+        pytest.skip("the default SAE ships without its index and labels yet")
+    sae = SparseAutoencoder.load(DEMO / "sae")
+    bb = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer)
+    codes = image_codes(bb, sae, held_out.images)
+    truth = (held_out.background == world.BACKGROUNDS.index(concept) if concept in world.BACKGROUNDS
+             else held_out.present[:, world.KINDS.index(concept)] == 1)
+    true_latent = int(np.nanargmax(auroc_per_column(codes, truth)))
+    with torch.no_grad():
+        q = torch.nn.functional.normalize(bb.encode_text([query]), dim=-1)[0]
+    hits = search(query, q, load_directions(DEMO / "sae"), read_labels(DEMO / "sae"), top=3)
+    assert true_latent in [h.latent for h in hits], (true_latent, hits)

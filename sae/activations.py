@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sae import atomic
+from sae import atomic, distributed
 from sae.backbone import TOKEN_SETS, Backbone
 from sae.errors import UserError
 from sae.images import find_images, load_image
@@ -145,10 +145,12 @@ def extract(
     row_bytes = tokens_per_image * backbone.width * np.dtype(DTYPES[dtype]).itemsize
     shard_images = max(1, int(shard_mb * 2**20) // row_bytes)
 
+    main = distributed.is_main()
     out.mkdir(parents=True, exist_ok=True)
-    atomic.recover_dir(out / MANIFEST_NAME)  # clears stale temporaries of a killed run
-    for stale in out.glob(".tmp-*"):
-        stale.unlink(missing_ok=True)
+    if main:
+        atomic.recover_dir(out / MANIFEST_NAME)  # clears stale temporaries of a killed run
+        for stale in out.glob(".tmp-*"):
+            stale.unlink(missing_ok=True)
     fresh = Manifest(
         model=backbone.model_id, fingerprint=backbone.fingerprint, layer=backbone.layer,
         token_set=token_set, d=backbone.width, dtype=dtype, tokens_per_image=tokens_per_image,
@@ -171,7 +173,12 @@ def extract(
             return manifest
     else:
         manifest = fresh
-        atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
+        distributed.barrier()  # every rank has looked before rank 0 writes
+        if main:
+            atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
+    distributed.barrier()
+    if distributed.active() or any(out.glob("partial-*.json")):
+        return _extract_by_shard(backbone, paths, sources, positions, out, manifest, batch_size, progress, should_stop)
 
     device = backbone.device
     total = len(paths)
@@ -218,6 +225,66 @@ def extract(
     manifest.complete = True
     atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
     return manifest
+
+
+def _extract_by_shard(backbone: Backbone, paths: list[Path], sources: list[str], positions, out: Path,
+                      manifest: Manifest, batch_size: int, progress: bool, should_stop) -> Manifest:
+    """Extraction split across ``torchrun`` ranks: shard c (images c*S to (c+1)*S) belongs to rank
+    c mod world. Each rank records its finished shards in ``partial-RANK.json``; rank 0 merges
+    them into the manifest at the end. A stopped run resumes on any number of ranks (or alone)."""
+    rank, world = distributed.rank(), distributed.world()
+    size = manifest.shard_images
+    n_shards = -(-len(paths) // size)
+    done: dict[str, ShardInfo] = {s.file: s for s in manifest.shards}
+    skipped = list(manifest.skipped)
+    for part in sorted(out.glob("partial-*.json")):
+        d = json.loads(part.read_text())
+        done.update({s["file"]: ShardInfo(**s) for s in d["shards"]})
+        skipped += d["skipped"]
+    mine_file = out / f"partial-{rank}-of-{world}.json"
+    mine = json.loads(mine_file.read_text()) if mine_file.is_file() else {"shards": [], "skipped": []}
+    todo = [c for c in range(n_shards) if c % world == rank and f"shard-{c:05d}.npy" not in done]
+    bar = tqdm(total=len(todo), unit="shard", desc=f"extract (rank {rank} of {world})", disable=not progress)
+    for c in todo:
+        first, end = c * size, min(len(paths), (c + 1) * size)
+        rows, here = [], []
+        for i in range(first, end, batch_size):
+            pixels = []
+            for j in range(i, min(end, i + batch_size)):
+                try:
+                    pixels.append(backbone.preprocess(load_image(paths[j])))
+                except UserError as e:
+                    tqdm.write(f"warning: skipping {e}", file=sys.stderr)
+                    here.append({"file": sources[j], "reason": str(e)})
+            if pixels:
+                with torch.inference_mode():
+                    resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions]
+                rows.append(resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[manifest.dtype]))
+        name = f"shard-{c:05d}.npy"
+        block = np.concatenate(rows) if rows else np.zeros((0, backbone.width), DTYPES[manifest.dtype])
+        _write_shard(out / name, block)
+        mine["shards"].append(ShardInfo(name, int(block.shape[0]), first, end).__dict__)
+        mine["skipped"] += here
+        atomic.write_json(mine_file, mine)
+        bar.update(1)
+        if should_stop and should_stop():
+            break
+    bar.close()
+    distributed.barrier()
+    if distributed.is_main():
+        for part in sorted(out.glob("partial-*.json")):
+            d = json.loads(part.read_text())
+            done.update({s["file"]: ShardInfo(**s) for s in d["shards"]})
+            skipped += [x for x in d["skipped"] if x not in skipped]
+        manifest.shards = sorted(done.values(), key=lambda s: s.first_image)
+        manifest.skipped = skipped
+        manifest.complete = len(manifest.shards) == n_shards
+        atomic.write_json(out / MANIFEST_NAME, manifest.to_json())  # the manifest first, then the partials go
+        if manifest.complete:
+            for part in out.glob("partial-*.json"):
+                part.unlink()
+    distributed.barrier()
+    return Manifest.read(out)
 
 
 class ActivationStore:

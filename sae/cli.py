@@ -179,16 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from sae import distributed
     from sae.activations import ExtractConfig, extract
     from sae.backbone import load_backbone, parse_layer
     from sae.device import pick_device
 
     cfg = _config_from(ExtractConfig, args)
+    if distributed.launched():  # torchrun --nproc-per-node N -m sae extract ...: each rank its own shards
+        cfg.device = distributed.init(cfg.device)
     backbone = load_backbone(cfg.model, parse_layer(cfg.layer), device=pick_device(cfg.device))
     manifest = extract(
         backbone, cfg.images, cfg.out, token_set=cfg.tokens, dtype=cfg.dtype,
         shard_mb=cfg.shard_mb, batch_size=cfg.batch_size,
     )
+    if not distributed.is_main():
+        return 0
     print(
         f"{manifest.rows:,} activations of {backbone.model_id} at layer {backbone.layer} "
         f"({len(manifest.shards)} shards, {len(manifest.skipped)} files skipped) in {cfg.out}"

@@ -64,3 +64,28 @@ def test_a_single_process_checkpoint_resumes_on_two_ranks(runs):
     one, resumed = _weights(root / "one"), _weights(root / "resumed")
     for k in one:
         assert torch.allclose(one[k], resumed[k], atol=1e-5, rtol=0), k
+
+
+def test_two_ranks_extract_the_same_store_as_one_process(tiny_clip, tmp_path):
+    import json
+
+    import numpy as np
+    from conftest import write_images
+
+    images = write_images(tmp_path / "images", 30)
+    (images / "broken.png").write_bytes(b"not a png")
+    common = ["--model", str(tiny_clip), "--images", str(images), "--shard-mb", "0.002", "--device", "cpu"]
+    one = subprocess.run([sys.executable, "-m", "sae", "extract", *common, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    r = _torchrun("extract", *common, "--out", str(tmp_path / "two"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert m2["complete"] and len(m2["shards"]) == len(m1["shards"]) > 2
+    assert [s["first_image"] for s in m2["shards"]] == [s["first_image"] for s in m1["shards"]]
+    assert [x["file"] for x in m2["skipped"]] == ["broken.png"]
+    assert not list((tmp_path / "two").glob("partial-*.json"))
+    for s1, s2 in zip(m1["shards"], m2["shards"], strict=True):
+        a, b = np.load(tmp_path / "one" / s1["file"]), np.load(tmp_path / "two" / s2["file"])
+        assert np.allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-3)

@@ -180,7 +180,6 @@ def extract(
     if distributed.active() or any(out.glob("partial-*.json")):
         return _extract_by_shard(backbone, paths, sources, positions, out, manifest, batch_size, progress, should_stop)
 
-    device = backbone.device
     total = len(paths)
     bar = tqdm(total=total, initial=manifest.next_image, unit="img", desc="extract", disable=not progress)
     shard_rows: list[np.ndarray] = []
@@ -201,17 +200,9 @@ def extract(
     while i < total:
         shard_end = min(total, shard_first + shard_images)
         batch_end = min(shard_end, i + batch_size)
-        pixels = []
-        for j in range(i, batch_end):
-            try:
-                pixels.append(backbone.preprocess(load_image(paths[j])))
-            except UserError as e:
-                tqdm.write(f"warning: skipping {e}", file=sys.stderr)
-                skipped_here.append({"file": sources[j], "reason": str(e)})
-        if pixels:
-            with torch.inference_mode():
-                resid = backbone.prefix(torch.stack(pixels).to(device))[:, positions]
-            shard_rows.append(resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype]))
+        rows = _encode_images(backbone, paths, sources, range(i, batch_end), positions, dtype, skipped_here)
+        if rows is not None:
+            shard_rows.append(rows)
         bar.update(batch_end - i)
         i = batch_end
         if on_progress:
@@ -225,6 +216,23 @@ def extract(
     manifest.complete = True
     atomic.write_json(out / MANIFEST_NAME, manifest.to_json())
     return manifest
+
+
+def _encode_images(backbone: Backbone, paths: list[Path], sources: list[str], which: range, positions,
+                   dtype: str, skipped: list[dict[str, str]]) -> np.ndarray | None:
+    """Rows [n * tokens, d] of the images ``which`` that decode; the others go to ``skipped``."""
+    pixels = []
+    for j in which:
+        try:
+            pixels.append(backbone.preprocess(load_image(paths[j])))
+        except UserError as e:
+            tqdm.write(f"warning: skipping {e}", file=sys.stderr)
+            skipped.append({"file": sources[j], "reason": str(e)})
+    if not pixels:
+        return None
+    with torch.inference_mode():
+        resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions]
+    return resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype])
 
 
 def _extract_by_shard(backbone: Backbone, paths: list[Path], sources: list[str], positions, out: Path,
@@ -249,17 +257,10 @@ def _extract_by_shard(backbone: Backbone, paths: list[Path], sources: list[str],
         first, end = c * size, min(len(paths), (c + 1) * size)
         rows, here = [], []
         for i in range(first, end, batch_size):
-            pixels = []
-            for j in range(i, min(end, i + batch_size)):
-                try:
-                    pixels.append(backbone.preprocess(load_image(paths[j])))
-                except UserError as e:
-                    tqdm.write(f"warning: skipping {e}", file=sys.stderr)
-                    here.append({"file": sources[j], "reason": str(e)})
-            if pixels:
-                with torch.inference_mode():
-                    resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions]
-                rows.append(resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[manifest.dtype]))
+            batch = _encode_images(backbone, paths, sources, range(i, min(end, i + batch_size)), positions,
+                                   manifest.dtype, here)
+            if batch is not None:
+                rows.append(batch)
         name = f"shard-{c:05d}.npy"
         block = np.concatenate(rows) if rows else np.zeros((0, backbone.width), DTYPES[manifest.dtype])
         _write_shard(out / name, block)

@@ -39,6 +39,7 @@ from sae.session import PREVIEW_STRENGTH
 PREVIEW_STEPS = 4
 DECODERS = (("demo", "demo (tiny Kandinsky 2.2, shipped)"), ("kandinsky-2.2", "Kandinsky 2.2 (downloads 5 GB)"),
             ("sd21-unclip", "SD 2.1 unCLIP (downloads 5 GB)"))
+NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
 
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
         has_decoder = model.session.decoder is not None
         self.statusBar().showMessage("Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000)
         if not has_decoder:
-            self.canvas.busy_text = "no decoder loaded: the demo decoder is not shipped yet"
+            self.canvas.busy_text = NO_DECODER
             self.canvas.update()
         saved = self.settings.value("decoder", "demo")
         if saved != "demo" or self.device_box.currentData() != "cpu":
@@ -303,6 +304,9 @@ class MainWindow(QMainWindow):
             row.set_current(self.model.current_activation(row.latent))
         carried, name = self._carried
         self.statusBar().showMessage(f"Opened {name}", 4000)
+        if self.model.session.decoder is None:
+            self.canvas.busy_text = NO_DECODER
+            self.canvas.update()
         if carried is not None:
             self.apply_preset(carried, f"The preset inside {name}")
         else:
@@ -356,7 +360,9 @@ class MainWindow(QMainWindow):
         session = self.model.session
         if session.current is not None and session.backbone.n_patches:
             self.canvas.set_heatmap(session.heatmap(latent).tolist(), f"#{latent} {self.model.label(latent)}")
-        if session.decoder is not None:
+        if session.decoder is None:
+            self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
+        else:
             self.features.causal_pending(latent)
             settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
             self.scheduler.request_causal(latent, 2 * self.model.unit(latent), settings)

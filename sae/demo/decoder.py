@@ -83,18 +83,25 @@ def fold_latent_scale(movq, images: np.ndarray) -> dict:
     return {"latent_mean": m.tolist(), "latent_std": s.tolist()}
 
 
+MOVQ_COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "movq"  # committed between sessions
+
+
 def train_movq(out: Path, work: Path, steps: int = 1500, batch: int = 32, lr: float = 5e-4, seed: int = 0,
-               quick: bool = False, checkpoint_every: int = 250, progress: bool = True, should_stop=None) -> dict:
+               quick: bool = False, checkpoint_every: int = 250, progress: bool = True, should_stop=None,
+               compact: Path | None = MOVQ_COMPACT) -> dict:
     from diffusers import VQModel
 
     if quick:
-        steps, batch = 60, 16
+        steps, batch, compact = 60, 16, None
     data = world_data(2_000 if quick else 120_000, seed=1)
     torch.manual_seed(seed)
     movq = VQModel(**movq_config(quick))
     opt = torch.optim.AdamW(movq.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "movq-checkpoint"
-    meta = load_state(ckpt, {"movq": movq}, opt) or {"step": 0, "seconds": 0.0}
+    meta = load_state(ckpt, {"movq": movq}, opt)
+    if meta is None and compact is not None:
+        meta = load_compact(compact, {"movq": movq})  # a fresh clone continues the committed run
+    meta = meta or {"step": 0, "seconds": 0.0}
     step, seconds = meta["step"], meta["seconds"]
     bar = tqdm(total=steps, initial=step, desc="movq", unit="step", disable=not progress)
     gen = torch.Generator().manual_seed(seed + step)
@@ -122,8 +129,14 @@ def train_movq(out: Path, work: Path, steps: int = 1500, batch: int = 32, lr: fl
             gen = torch.Generator().manual_seed(seed + step)
             if should_stop and should_stop():
                 bar.close()
+                if compact is not None:
+                    save_compact(compact, {"movq": movq}, {"step": step, "seconds": seconds})
                 return {"stopped_at": step}
     bar.close()
+    if compact is not None and compact.exists():
+        import shutil
+
+        shutil.rmtree(compact)
     movq.eval()
     figures = fold_latent_scale(movq, data.images[:4096])
     with atomic.atomic_dir(out) as tmp:

@@ -122,8 +122,10 @@ def test_every_shipped_model_has_a_card_line():
 
 
 @_shipped("sae")
-@WEAK_CLIP
-@pytest.mark.parametrize(("query", "concept"), [("cat", "cat"), ("cowboy hat", "hat"), ("dog", "dog"), ("night", "night")])
+@pytest.mark.parametrize(("query", "concept"), [
+    pytest.param("cat", "cat", marks=WEAK_CLIP), pytest.param("cowboy hat", "hat", marks=WEAK_CLIP),
+    ("dog", "dog"), pytest.param("night", "night", marks=WEAK_CLIP),
+])
 def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept):
     """The latent that best separates scenes with the concept (AUROC) is among the top 3 hits."""
     from sae.labels import load_directions, read_labels, search

@@ -157,10 +157,15 @@ class RenderScheduler(QObject):
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Block until no render is running (tests and shutdown)."""
-        from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QThread
+        return process_events_until(lambda: not self._running, timeout_ms)
 
-        deadline = QDeadlineTimer(timeout_ms)
-        while self._running and not deadline.hasExpired():
-            QCoreApplication.processEvents()
-            QThread.msleep(5)
-        return not self._running
+
+def process_events_until(done: Callable[[], bool], timeout_ms: int) -> bool:
+    """Keep the GUI responsive while waiting for ``done()`` (tests, closing a window)."""
+    from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QThread
+
+    deadline = QDeadlineTimer(timeout_ms)
+    while not done() and not deadline.hasExpired():
+        QCoreApplication.processEvents()
+        QThread.msleep(5)
+    return done()

@@ -217,13 +217,9 @@ class TrainDialog(QDialog):
 
     def wait(self, timeout_ms: int = 120_000) -> bool:
         """Block (processing events) until the chain stops; for tests and closing."""
-        from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QThread
+        from editor.jobs import process_events_until
 
-        deadline = QDeadlineTimer(timeout_ms)
-        while self.running and not deadline.hasExpired():
-            QCoreApplication.processEvents()
-            QThread.msleep(5)
-        return not self.running
+        return process_events_until(lambda: not self.running, timeout_ms)
 
     def closeEvent(self, e) -> None:  # noqa: N802
         if self.running:

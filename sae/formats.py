@@ -114,10 +114,7 @@ def save_sparsify(sae: SparseAutoencoder, folder: str | Path) -> Path:
     if sae.cfg.arch != "topk":
         raise UserError("sparsify reads TopK SAEs only; this SAE is a ReLU SAE (export it as SAELens instead).")
     folder = Path(folder)
-    copy = SparseAutoencoder(sae.cfg, sae.metadata)
-    copy.load_state_dict(sae.state_dict())
-    copy.input_scale.fill_(float(sae.input_scale))
-    copy.fold_input_scale()
+    copy = sae.folded_copy()
     tensors = {
         "encoder.weight": copy.W_enc_T.detach().float().contiguous().cpu(),
         "encoder.bias": copy.b_enc.detach().float().contiguous().cpu(),

@@ -225,6 +225,14 @@ class SparseAutoencoder(nn.Module):
             cfg["rescale_acts_by_decoder_norm"] = False
         return cfg
 
+    def folded_copy(self) -> SparseAutoencoder:
+        """A copy that takes raw inputs (input scale folded into the weights), for writing to disk."""
+        copy = SparseAutoencoder(self.cfg, SaeMetadata(**asdict(self.metadata)))
+        copy.load_state_dict(self.state_dict())
+        copy.input_scale.fill_(float(self.input_scale))
+        copy.fold_input_scale()
+        return copy
+
     def save(self, folder: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
         """Write the SAE folder atomically (a crash leaves the previous version whole).
 
@@ -232,10 +240,7 @@ class SparseAutoencoder(nn.Module):
         resumable state lives beside the weights this way).
         """
         folder = Path(folder)
-        copy = SparseAutoencoder(self.cfg, SaeMetadata(**asdict(self.metadata)))
-        copy.load_state_dict(self.state_dict())
-        copy.input_scale.fill_(float(self.input_scale))
-        copy.fold_input_scale()
+        copy = self.folded_copy()
         tensors = {
             "W_enc": copy.W_enc.detach().float().contiguous().cpu(),
             "b_enc": copy.b_enc.detach().float().contiguous().cpu(),

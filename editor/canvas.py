@@ -103,7 +103,8 @@ class BeforeAfterView(QWidget):
                 p.drawPixmap(right, self.after)
             else:
                 p.drawRect(right.adjusted(0, 0, -1, -1))
-                p.drawText(right, Qt.AlignmentFlag.AlignCenter, self.busy_text or "the edited image appears here")
+                p.drawText(right.adjusted(12, 12, -12, -12), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                           self.busy_text or "the edited image appears here")
             p.drawText(right.left(), right.bottom() + 18, "edited" + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
         if self.heatmap is not None and self.show_heatmap and not self.split_mode:
             top = max((max(row) for row in self.heatmap), default=0.0)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from sae.backbone import EMBEDDING
 from sae.errors import UserError
 from sae.make import NewSae, Stopped, make_sae
 
@@ -100,8 +101,12 @@ class TrainDialog(QDialog):
         self.out = QLineEdit(out, placeholderText="new SAE folder")
         browse_out = QPushButton("Browse…")
         browse_out.clicked.connect(self._browse_out)
-        self.layer = QSpinBox(minimum=0, maximum=max(0, n_layers - 1), value=default_layer, suffix=f" of {n_layers}")
-        self.layer.setToolTip("The residual stream entering this block; the middle is a good start")
+        # One below block 0 stands for the projected image embedding (the spin box shows it by name).
+        self.layer = QSpinBox(minimum=-1, maximum=max(0, n_layers - 1), suffix=f" of {n_layers}")
+        self.layer.setSpecialValueText("image embedding")
+        self.layer.setValue(-1 if default_layer == EMBEDDING else default_layer)
+        self.layer.setToolTip("The residual stream entering this block (the middle is a good start), or, "
+                              "below block 0, the final image embedding: one token per image, no regions")
         self.expansion = QSpinBox(minimum=1, maximum=256, value=8, prefix="latents = ", suffix=" × width")
         self.k = QSpinBox(minimum=1, maximum=1024, value=32)
         self.tokens = QSpinBox(minimum=1, maximum=100_000, value=2, suffix=" M tokens")
@@ -151,13 +156,16 @@ class TrainDialog(QDialog):
         if path:
             self.out.setText(path)
 
+    def chosen_layer(self) -> int:
+        return EMBEDDING if self.layer.value() < 0 else self.layer.value()
+
     def spec(self) -> NewSae:
         images, out = self.images.text().strip(), self.out.text().strip()
         if not images or not Path(images).is_dir():
             raise UserError("Choose a folder of images to train on.")
         if not out:
             raise UserError("Choose where to save the new SAE.")
-        return NewSae(images=images, out=out, model=self.model_spec, layer=self.layer.value(),
+        return NewSae(images=images, out=out, model=self.model_spec, layer=self.chosen_layer(),
                       expansion=self.expansion.value(), k=self.k.value(), tokens=self.tokens.value() * 1_000_000)
 
     # -- running ----------------------------------------------------------------------------------

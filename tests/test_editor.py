@@ -202,3 +202,23 @@ def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window,
     assert not (tmp_path / "mine" / "trainer_state.json").exists()
     window.run_search("cat")
     assert window.features.results.count() > 0
+
+
+def test_train_dialog_trains_an_sae_on_the_image_embedding(window, qtbot, quick_models, tmp_path):
+    from sae.backbone import EMBEDDING
+
+    _root, images = quick_models
+    window.train_dialog()
+    dlg = window._train
+    dlg.layer.setValue(dlg.layer.minimum())
+    assert dlg.layer.text() == "image embedding" and dlg.chosen_layer() == EMBEDDING
+    dlg.images.setText(str(images))
+    dlg.out.setText(str(tmp_path / "on-embedding"))
+    dlg.expansion.setValue(2)
+    dlg.k.setValue(4)
+    dlg.tokens.setValue(1)
+    with qtbot.waitSignal(dlg.trained, timeout=300_000):
+        dlg.start()
+    qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "on-embedding", timeout=30_000)
+    sae = window.model.session.sae
+    assert sae.metadata.layer == EMBEDDING and sae.d_in == window.model.session.backbone.embed_dim

@@ -40,7 +40,7 @@ class WorldData:
 def world_data(n: int, seed: int, workers: int = 2, twins: bool = False) -> WorldData:
     """``n`` scenes for ``seed``, generated in chunks (in parallel) and cached; ``twins`` makes
     minimal pairs (scenes 2i and 2i+1 differ in one object's kind)."""
-    path = cache_dir() / f"world-{n}-{seed}{'-twins' if twins else ''}.npz"
+    path = cache_dir() / f"world-v{world.VERSION}-{n}-{seed}{'-twins' if twins else ''}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         return WorldData(z["images"], z["present"], z["colour"], z["background"], json.loads(str(z["captions"])))

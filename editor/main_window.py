@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         self.loading_image = False
         self._image_job = 0
         self._carried = (None, "")
+        self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
@@ -254,19 +255,25 @@ class MainWindow(QMainWindow):
         if self._pending_image is not None:
             self.open_image(self._pending_image)
             if not self.settings.value("first_run_done", False):
-                self.suggest_slider(FIRST_RUN_SLIDER)
+                self._suggest_on_image = FIRST_RUN_SLIDER  # once the image's code is known
                 self.settings.setValue("first_run_done", True)
 
     def suggest_slider(self, query: str) -> None:
-        """Put the best match for ``query`` in the search box and add its slider (at zero)."""
+        """Put ``query`` in the search box and add a slider (at zero) for its best match, preferring,
+        among the top five, one that fires on the open image: its marker then shows where the image
+        stands, and dragging it down removes what it found as well as dragging it up adds."""
         self.features.search.setText(query)
         try:
-            hits = self.model.search(query, top=1)
+            hits = self.model.search(query, top=5)
         except UserError:
             return
-        if hits:
-            self.add_slider(hits[0].latent)
-            self.statusBar().showMessage(f"Try the “{hits[0].label}” slider on the right: drag it to edit.", 10000)
+        if not hits:
+            return
+        has_image = self.image_path is not None and not self.loading_image
+        firing = [h for h in hits if has_image and self.model.current_activation(h.latent) > 0]
+        best = (firing or hits)[0]
+        self.add_slider(best.latent)
+        self.statusBar().showMessage(f"Try the “{best.label}” slider on the right: drag it to edit.", 10000)
 
     def open_image(self, path: str | Path) -> None:
         path = Path(path)
@@ -307,6 +314,9 @@ class MainWindow(QMainWindow):
         if self.model.session.decoder is None:
             self.canvas.busy_text = NO_DECODER
             self.canvas.update()
+        if self._suggest_on_image:
+            self.suggest_slider(self._suggest_on_image)
+            self._suggest_on_image = ""
         if carried is not None:
             self.apply_preset(carried, f"The preset inside {name}")
         else:

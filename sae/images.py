@@ -64,7 +64,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise
     except UnidentifiedImageError as e:
         raise UserError(f"{path} is not an image sae-studio can read (unknown or damaged format).") from e
-    except Image.DecompressionBombError as e:
-        raise UserError(f"{path} is too large to open safely ({e}); scale it down first.") from e
+    except Image.DecompressionBombError as e:  # Pillow's own check, on headers far above its limit
+        raise UserError(f"{path} claims more than the {max_pixels:,} pixels sae-studio opens; scale it down first.") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path} could not be decoded ({e}); the file may be truncated or damaged.") from e

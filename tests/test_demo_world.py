@@ -110,3 +110,21 @@ def test_compact_checkpoint_round_trips_weights_in_fp16(tmp_path):
     assert load_compact(tmp_path / "c", {"net": b}) == {"step": 7}
     assert torch.allclose(a.weight, b.weight, atol=1e-3) and b.weight.dtype == torch.float32
     assert load_compact(tmp_path / "missing", {"net": b}) is None
+
+
+def test_judge_recipe_stopped_at_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from sae.demo.judge import train_judge
+
+    kw = dict(quick=True, progress=False, checkpoint_every=20)
+    whole = train_judge(tmp_path / "whole", tmp_path / "work-whole", **kw)
+    calls = iter([False, True])
+    stopped = train_judge(tmp_path / "split", tmp_path / "work-split", should_stop=lambda: next(calls), **kw)
+    assert stopped == {"stopped_at": 40} and not (tmp_path / "split").exists()
+    resumed = train_judge(tmp_path / "split", tmp_path / "work-split", **kw)
+    a = load_file(str(next((tmp_path / "whole").glob("*.safetensors"))))
+    b = load_file(str(next((tmp_path / "split").glob("*.safetensors"))))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["presence"] == whole["presence"]

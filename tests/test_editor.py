@@ -36,12 +36,16 @@ def quick_models(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, quick_models, tmp_path):
+    w = _new_window(qtbot, quick_models[0], tmp_path)
+    qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
+    return w
+
+
+def _new_window(qtbot, root, tmp_path):
     from editor.main_window import MainWindow
     from editor.model import EditorModel
     from sae.decoders.registry import load_decoder
     from sae.session import Session
-
-    root, _images = quick_models
 
     def load():
         sae = SparseAutoencoder.load(root / "demo" / "sae")
@@ -51,7 +55,6 @@ def window(qtbot, quick_models, tmp_path):
     w = MainWindow(load, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     w.steps.setValue(3)
-    qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
     return w
 
 
@@ -222,3 +225,17 @@ def test_train_dialog_trains_an_sae_on_the_image_embedding(window, qtbot, quick_
     qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "on-embedding", timeout=30_000)
     sae = window.model.session.sae
     assert sae.metadata.layer == EMBEDDING and sae.d_in == window.model.session.backbone.embed_dim
+
+
+def test_first_run_suggests_a_cat_slider_that_fires_on_the_image_if_one_can(qtbot, quick_models, tmp_path):
+    from editor.main_window import FIRST_RUN_SLIDER
+
+    root, images = quick_models
+    w = _new_window(qtbot, root, tmp_path)
+    w.open_image(sorted(images.glob("*.png"))[0])  # before the models are ready, as at start-up
+    qtbot.waitUntil(lambda: w.model is not None and not w.loading_image and len(w.sliders.rows) == 1, timeout=60_000)
+    hits = [h.latent for h in w.model.search(FIRST_RUN_SLIDER, top=5)]
+    chosen = w.sliders.rows[0].latent
+    firing = [latent for latent in hits if w.model.current_activation(latent) > 0]
+    assert chosen == (firing or hits)[0]
+    assert w.features.search.text() == FIRST_RUN_SLIDER and w.settings.value("first_run_done")

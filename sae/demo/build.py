@@ -34,13 +34,18 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
           force: bool = False, max_minutes: float | None = None) -> dict:
-    """Run ``stages``; ``max_minutes`` stops the movq's or decoder's training at a checkpoint after
-    that long (run the same command again to continue)."""
+    """Run ``stages``; ``max_minutes`` stops the judge's, movq's or decoder's training at a
+    checkpoint after that long (run the same command again to continue)."""
     if threads:
         torch.set_num_threads(threads)
     work = work_dir() / ("quick" if quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     done = {}
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+
+    def should_stop() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
     for stage in STAGES:
         if stage not in stages:
             continue
@@ -55,7 +60,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         elif stage == "judge":
             from sae.demo.judge import train_judge
 
-            figures = train_judge(target, work, quick=quick)
+            figures = train_judge(target, work, quick=quick, should_stop=should_stop)
         elif stage == "sae":
             from sae.demo.sae_recipe import train_demo_sae
 
@@ -63,21 +68,14 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         elif stage == "movq":
             from sae.demo.decoder import train_movq
 
-            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-            figures = train_movq(target, work, quick=quick,
-                                 should_stop=None if deadline is None else (lambda d=deadline: time.monotonic() > d))
-            if "stopped_at" in figures:
-                print(f"movq: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
-                continue
+            figures = train_movq(target, work, quick=quick, should_stop=should_stop)
         elif stage == "decoder":
             from sae.demo.decoder import train_unet
 
-            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick,
-                                 should_stop=None if deadline is None else (lambda d=deadline: time.monotonic() > d))
-            if "stopped_at" in figures:
-                print(f"decoder: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
-                continue
+            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop)
+        if "stopped_at" in figures:
+            print(f"{stage}: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
+            break  # later stages need this one
         figures["wall_seconds"] = time.perf_counter() - t0
         _record(out, stage, figures)
         done[stage] = figures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from sae import atomic
 from sae.demo import world
+from sae.demo.checkpoint import load_state, save_state
 from sae.demo.data import WorldData, world_data
 from sae.errors import UserError
 
@@ -138,21 +140,35 @@ def accuracy(judge: Judge, data: WorldData) -> dict[str, float]:
 
 
 def train_judge(out: Path, work: Path, samples: int = 200_000, batch: int = 128, lr: float = 2e-3,
-                seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
+                seed: int = 0, quick: bool = False, progress: bool = True, checkpoint_every: int = 200,
+                should_stop=None) -> dict:
+    """Train (resuming from ``work`` if a checkpoint is there) and save to ``out``; returns figures."""
     if quick:
         samples, batch = 4_000, 64
     data = world_data(2_000 if quick else 120_000, seed=seed + 1, twins=True)
     held = world_data(400 if quick else 2_000, seed=seed + 2)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     net = JudgeNet()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = samples // batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
+    ckpt = work / "judge-checkpoint"
+    meta = load_state(ckpt, {"judge": net}, opt) or {"step": 0, "seconds": 0.0}
+    step, seconds = meta["step"], meta["seconds"]
+    with warnings.catch_warnings():  # stepping the schedule to a resumed step, before any optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):  # the schedule's position is a function of the step alone
+            sched.step()
+
+    def streams(at: int):  # the data order, augmentation noise and dropout resume from the step alone
+        torch.manual_seed(seed * 1_000_003 + at + 1)
+        return np.random.default_rng([seed, at]), torch.Generator().manual_seed(seed * 1_000_003 + at)
+
+    rng, gen = streams(step)
     net.train()
-    for _ in tqdm(range(steps), desc="judge", unit="step", disable=not progress):
+    bar = tqdm(total=steps, initial=step, desc="judge", unit="step", disable=not progress)
+    while step < steps:
+        t0 = time.perf_counter()
         idx = rng.integers(0, len(data), batch)
         x = _augment(_to_input(data.images[idx]), gen)
         present = torch.from_numpy(data.present[idx]).float()
@@ -165,9 +181,19 @@ def train_judge(out: Path, work: Path, samples: int = 200_000, batch: int = 128,
         loss.backward()
         opt.step()
         sched.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        bar.update(1)
+        if step % checkpoint_every == 0 and step < steps:
+            save_state(ckpt, {"judge": net}, opt, {"step": step, "seconds": seconds})
+            rng, gen = streams(step)
+            if should_stop and should_stop():
+                bar.close()
+                return {"stopped_at": step}
+    bar.close()
     judge = Judge(net)
     judge.save(out)
     figures = accuracy(judge, held)
-    figures["train_seconds"] = time.perf_counter() - t0
+    figures["train_seconds"] = seconds
     figures["samples"] = steps * batch
     return figures

@@ -1,0 +1,168 @@
+"""The images people actually hand the program: every kind opens as RGB or gets one clear sentence."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from sae.cli import main
+from sae.errors import UserError
+from sae.images import MAX_PIXELS, load_image
+
+RED = (200, 30, 40)
+
+
+def _save(im: Image.Image, path, **kw):
+    im.save(path, **kw)
+    return path
+
+
+def _exif_rotated(path):
+    """A 40x20 JPEG whose EXIF orientation (6) says: rotate 90 degrees clockwise to view."""
+    im = Image.new("RGB", (40, 20), RED)
+    im.paste((20, 200, 40), (0, 0, 10, 20))  # a green left edge, which ends up at the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _save(im, path, exif=exif.tobytes(), quality=95)
+
+
+def _animated(path):
+    frames = [Image.new("RGB", (16, 16), c) for c in (RED, (0, 0, 255), (0, 255, 0))]
+    return _save(frames[0], path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+
+
+def _sixteen_bit(path):
+    a = np.full((12, 12), 40_000, np.uint16)
+    return _save(Image.fromarray(a), path)
+
+
+def _palette_with_transparency(path):
+    im = Image.new("P", (8, 8), 0)
+    im.putpalette([*RED, 0, 0, 0] + [0] * 762)
+    im.info["transparency"] = 1
+    im.putpixel((0, 0), 1)
+    return _save(im, path, transparency=1)
+
+
+KINDS = {
+    "cmyk.jpg": (lambda p: _save(Image.new("CMYK", (10, 10), (0, 200, 200, 30)), p), (10, 10)),
+    "sixteen-bit.png": (_sixteen_bit, (12, 12)),
+    "alpha.png": (lambda p: _save(Image.new("RGBA", (9, 9), (*RED, 0)), p), (9, 9)),
+    "palette.png": (_palette_with_transparency, (8, 8)),
+    "gray.png": (lambda p: _save(Image.new("L", (7, 5), 90), p), (7, 5)),
+    "gray-alpha.png": (lambda p: _save(Image.new("LA", (7, 5), (90, 255)), p), (7, 5)),
+    "one-bit.bmp": (lambda p: _save(Image.new("1", (6, 6), 1), p), (6, 6)),
+    "exif-rotated.jpg": (_exif_rotated, (20, 40)),
+    "animated.gif": (_animated, (16, 16)),
+    "tiny.png": (lambda p: _save(Image.new("RGB", (1, 1), RED), p), (1, 1)),
+    "photo.webp": (lambda p: _save(Image.new("RGB", (30, 20), RED), p, lossless=True), (30, 20)),
+    "猫 café.png": (lambda p: _save(Image.new("RGB", (5, 5), RED), p), (5, 5)),
+}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_kind_of_image_opens_as_rgb(tmp_path, name):
+    make, size = KINDS[name]
+    im = load_image(make(tmp_path / name))
+    assert im.mode == "RGB" and im.size == size
+
+
+def test_pixel_values_survive_the_conversions(tmp_path):
+    assert load_image(_animated(tmp_path / "a.gif")).getpixel((8, 8)) == RED  # the first frame
+    assert load_image(KINDS["alpha.png"][0](tmp_path / "a.png")).getpixel((4, 4)) == (255, 255, 255)  # over white
+    assert load_image(_sixteen_bit(tmp_path / "s.png")).getpixel((3, 3)) == (156, 156, 156)  # 40000 / 256
+    rotated = load_image(_exif_rotated(tmp_path / "r.jpg"))
+    assert rotated.getpixel((10, 2))[1] > 150 and rotated.getpixel((10, 37))[0] > 150  # green edge on top
+
+
+def _pixel_bomb(path, side=60_000):
+    """A valid 1x1 PNG whose header claims side x side pixels (a decompression bomb's first bytes)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", side, side)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated(path):
+    _save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), path)
+    path.write_bytes(path.read_bytes()[:400])
+    return path
+
+
+def _written(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+BAD = {
+    "pixel bomb": (lambda p: _pixel_bomb(p / "bomb.png"), f"more than the {MAX_PIXELS:,}"),
+    "truncated": (lambda p: _truncated(p / "cut.png"), "truncated or damaged"),
+    "zero bytes": (lambda p: _written(p / "empty.png", b""), "empty"),
+    "text named .png": (lambda p: _written(p / "notes.png", b"hello"), "not an image"),
+    "missing": (lambda p: p / "nowhere.png", "does not exist"),
+    "a folder": (lambda p: p, "not a file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_images_are_one_sentence(tmp_path, case):
+    make, words = BAD[case]
+    with pytest.raises(UserError, match=words) as e:
+        load_image(make(tmp_path))
+    assert str(e.value).count(". ") == 0 and "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_one_sentence(tmp_path):
+    p = _save(Image.new("RGB", (4, 4)), tmp_path / "locked.png")
+    p.chmod(0)
+    with pytest.raises(UserError, match="permission denied"):
+        load_image(p)
+
+
+@pytest.mark.parametrize("case", ["pixel bomb", "text named .png", "zero bytes"])
+def test_the_cli_exits_non_zero_with_the_sentence(tmp_path, capsys, case):
+    make, words = BAD[case]
+    code = main(["features", "--image", str(make(tmp_path))])
+    err = capsys.readouterr().err
+    assert code != 0 and words.split()[0] in err and "Traceback" not in err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP", b"BM"]),
+       body=st.binary(max_size=300))
+def test_any_bytes_open_or_give_a_user_error(tmp_path, head, body):
+    p = tmp_path / "fuzz.png"
+    p.write_bytes(head + body)
+    try:
+        im = load_image(p)
+    except UserError:
+        return
+    assert im.mode == "RGB"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=2000), fmt=st.sampled_from(["PNG", "JPEG", "GIF", "WEBP", "BMP"]))
+def test_any_prefix_of_a_real_image_opens_or_gives_a_user_error(tmp_path, cut, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(cut).integers(0, 255, (24, 24, 3), np.uint8)).save(buf, fmt)
+    p = tmp_path / f"prefix.{fmt.lower()}"
+    p.write_bytes(buf.getvalue()[:cut])
+    try:
+        im = load_image(p)
+    except UserError:
+        return
+    assert im.mode == "RGB"

@@ -21,6 +21,35 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours to signal
+        return True
+    return True
+
+
+def clear_stale(target: str | os.PathLike) -> None:
+    """Remove the temporaries that writers of ``target`` killed mid-write left behind.
+
+    Temporaries are named ``.tmp-NAME.PID.RANDOM``; one whose process is gone is stale (a live
+    writer's, on this machine, is left alone).
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for p in target.parent.glob(f".tmp-{target.name}.*"):
+        pid = p.name[len(f".tmp-{target.name}."):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _prefix(target: Path) -> str:
+    return f".tmp-{target.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it over ``target``.
@@ -29,7 +58,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    clear_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(target), dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -62,7 +92,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
+    recover_dir(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), dir=target.parent))
     old = target.parent / f".old-{target.name}"
     try:
         yield tmp
@@ -91,6 +122,4 @@ def recover_dir(target: str | os.PathLike) -> None:
         os.replace(old, target)
     elif old.exists():
         shutil.rmtree(old, ignore_errors=True)
-    if target.parent.exists():
-        for p in target.parent.glob(f".tmp-{target.name}.*"):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    clear_stale(target)

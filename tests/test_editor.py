@@ -239,3 +239,59 @@ def test_first_run_suggests_a_cat_slider_that_fires_on_the_image_if_one_can(qtbo
     firing = [latent for latent in hits if w.model.current_activation(latent) > 0]
     assert chosen == (firing or hits)[0]
     assert w.features.search.text() == FIRST_RUN_SLIDER and w.settings.value("first_run_done")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_models):
+    """Memory stays flat and the canvas never shows a result of an older state or image.
+
+    Drags of ten moves (previews requested faster than they render) end in a release whose
+    full render is waited for; every second drag ends by switching the image."""
+    import gc
+
+    _root, images = quick_models
+    paths = sorted(images.glob("*.png"))[:5]
+    window.lock_seed.setChecked(True)
+    _open(window, qtbot, paths[0])
+    fires = window.model.session.fires(2)
+    for f in fires:
+        window.add_slider(f.latent)
+    shown, shown_stale = [], []
+    window.scheduler.finished.connect(lambda job, _im: shown.append(job))
+    window.scheduler.finished.connect(lambda job, _im: shown_stale.append(job) if job != window.scheduler.latest else None)
+    rng = np.random.default_rng(0)
+    baseline = None
+    switches = 0
+    for move in range(1000):
+        row = window.sliders.rows[move % len(window.sliders.rows)]
+        row._press()
+        row.slider.setValue(float(rng.uniform(-2, 2)) * row.unit)
+        qtbot.wait(1)
+        if move % 10 == 9:  # the end of a drag: release, and look at the full-quality result
+            row._release()
+            window.scheduler.wait(60_000)
+        if move % 20 == 19:
+            window.open_image(paths[switches % len(paths)])
+            switches += 1
+        if move == 99:
+            window.scheduler.wait(60_000)
+            gc.collect()
+            baseline = _rss_mb()
+    assert switches == 50
+    qtbot.waitUntil(lambda: not window.loading_image, timeout=30_000)
+    window.result = None
+    window.request_render(preview=False)
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=60_000)
+    gc.collect()
+    growth = _rss_mb() - baseline
+    assert growth < 100, f"RSS grew {growth:.0f} MB over 900 slider moves and 45 image switches"
+    assert shown_stale == [] and len(shown) >= 90, (len(shown), shown_stale)  # it did render as it went
+    # What is shown is exactly the render of the final state of the final image.
+    expected = window.model.session.render(window.sliders.edits(), window.decode_settings(False))
+    assert np.array_equal(np.asarray(window.result), np.asarray(expected))
+    assert window.image_path == paths[(switches - 1) % len(paths)]

@@ -132,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)")
 
     p = sub.add_parser(
+        "induce", help="make a named slider from example images (a sparse mix of latents)",
+        description="Induce a slider from 3 to 20 images that show a concept (and, optionally, images that "
+        "don't): the latents whose image-level activation is consistently higher on the examples, each "
+        "weighted by how much higher (sae/induce.py explains the choice). Writes a preset holding the slider "
+        "at --value; apply it with sae-studio edit --preset, or import it in the editor. Without "
+        "--negatives the comparison images are a sample of those the SAE's feature index covered.",
+    )
+    p.add_argument("examples", nargs="+", help="image files or folders that show the concept")
+    p.add_argument("--negatives", nargs="+", default=None, help="image files or folders without it")
+    p.add_argument("--name", required=True, help="the slider's name, e.g. 'red object'")
+    p.add_argument("--value", type=float, default=1.0,
+                   help="slider value stored in the preset: 1 adds the examples' average difference (default 1)")
+    p.add_argument("-o", "--out", required=True, help="preset JSON to write")
+    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+
+    p = sub.add_parser(
         "models", help="list the named encoder + decoder recipes, their sizes and what is cached",
         description="The real-model recipes (Kandinsky 2.2 with ViT-bigG-14, SD 2.1 unCLIP with ViT-H-14): "
         "download size, disk, GPU memory per plan, and whether the Hugging Face cache holds them already.",
@@ -336,6 +354,30 @@ def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict
 
 
 
+def cmd_induce(args: argparse.Namespace) -> int:
+    from sae import presets
+    from sae.features import FeatureIndex
+    from sae.induce import induce_from_images
+    from sae.labels import read_labels
+    from sae.session import Session
+
+    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
+    index = None
+    if not args.negatives:
+        try:
+            index = FeatureIndex.load(folder)
+        except UserError:
+            index = None  # comparison_images says what to do if nothing else stands in
+    slider = induce_from_images(Session(backbone, sae), args.examples, args.negatives, args.name, index)
+    preset = presets.Preset(presets.SaeIdentity(presets.sae_sha256(folder), sae.d_sae, sae.d_in,
+                                                sae.metadata.backbone, sae.metadata.layer), [slider.edit(args.value)])
+    preset.save(args.out)
+    labels = read_labels(folder)
+    print(f"slider {slider.name!r} = " + " + ".join(f"{w:.2f} x #{i} ({labels.get(i, 'unlabelled')})" for i, w in slider.weights))
+    print(f"wrote {args.out} (value {args.value:g}); apply it with: sae-studio edit IMAGE --preset {args.out} -o OUTDIR")
+    return 0
+
+
 def _quick_edits(args: argparse.Namespace) -> list:
     from sae.steer import Edit
 
@@ -479,7 +521,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit,
+COMMANDS = {"models": cmd_models, "import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit, "induce": cmd_induce,
             "demo": cmd_demo}
 
 

@@ -7,6 +7,10 @@
       "edits": [{"latent": 17, "label": "cat", "mode": "add", "value": 4.0, "mask": null}]
     }
 
+Version 2 adds induced sliders (``sae.induce``): an edit with ``"slider": {"name": ..., "weights":
+[[latent, amount], ...]}`` in place of ``"latent"``, always in ``add`` mode. A preset without
+one is still written as version 1, so older sae-studio versions keep reading it.
+
 Reading validates against a JSON schema, then checks what a schema cannot: finite values, a
 latent id the SAE has, the SAE itself (by the sha256 of its weights). Every refusal is one
 sentence. Writing is atomic.
@@ -25,11 +29,12 @@ import jsonschema
 
 from sae import atomic
 from sae.errors import UserError
-from sae.steer import MODES, Edit
+from sae.steer import CUSTOM, MODES, Edit
 
 FORMAT = "sae-studio-preset"
-VERSION = 1
+VERSION = 2
 MAX_EDITS = 256
+MAX_WEIGHTS = 256  # latents in one induced slider
 MAX_ABS_VALUE = 1e4
 MAX_BYTES = 4 * 2**20
 
@@ -65,9 +70,20 @@ SCHEMA: dict[str, Any] = {
             "maxItems": MAX_EDITS,
             "items": {
                 "type": "object",
-                "required": ["latent", "mode", "value"],
+                "required": ["mode", "value"],
+                "oneOf": [{"required": ["latent"]}, {"required": ["slider"]}],
                 "properties": {
                     "latent": {"type": "integer", "minimum": 0},
+                    "slider": {
+                        "type": "object",
+                        "required": ["name", "weights"],
+                        "properties": {
+                            "name": {"type": "string", "maxLength": 200},
+                            "weights": {"type": "array", "minItems": 1, "maxItems": MAX_WEIGHTS, "items": {
+                                "type": "array", "minItems": 2, "maxItems": 2,
+                                "prefixItems": [{"type": "integer", "minimum": 0}, {"type": "number"}]}},
+                        },
+                    },
                     "label": {"type": "string", "maxLength": 200},
                     "mode": {"enum": list(MODES)},
                     "value": {"type": "number"},
@@ -117,12 +133,19 @@ class Preset:
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
 
     def to_json(self) -> dict:
+        def edit(e: Edit) -> dict:
+            mask = list(e.mask) if e.mask is not None else None
+            if e.weights is not None:
+                return {"slider": {"name": e.label, "weights": [[i, w] for i, w in e.weights]},
+                        "mode": e.mode, "value": e.value, "mask": mask}
+            return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask}
+
+        induced = any(e.weights is not None for e in self.edits)
         return {
-            "format": FORMAT, "version": VERSION,
+            "format": FORMAT, "version": VERSION if induced else 1,
             "sae": self.sae.__dict__,
             "decoder": self.decoder.__dict__,
-            "edits": [{"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value,
-                       "mask": list(e.mask) if e.mask is not None else None} for e in self.edits],
+            "edits": [edit(e) for e in self.edits],
         }
 
     def save(self, path: str | Path) -> None:
@@ -153,13 +176,30 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
         value = float(ed["value"])
         if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
             raise UserError(f"{source}: edit {i} has value {value}, outside the allowed -{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
+        mask = tuple(ed["mask"]) if ed.get("mask") is not None else None
+        if "slider" in ed:
+            edits.append(_induced(ed["slider"], ed["mode"], value, mask, raw["sae"]["d_sae"], f"{source}: edit {i}"))
+            continue
         if ed["latent"] >= raw["sae"]["d_sae"]:
             raise UserError(f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents.")
-        mask = tuple(ed["mask"]) if ed.get("mask") is not None else None
         edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", "")))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
     dec = {k: raw.get("decoder", {})[k] for k in DecoderSettings.__dataclass_fields__ if k in raw.get("decoder", {})}
     return Preset(SaeIdentity(**known), edits, DecoderSettings(**dec))
+
+
+def _induced(slider: dict, mode: str, value: float, mask, d_sae: int, where: str) -> Edit:
+    if mode != "add":
+        raise UserError(f"{where} is the induced slider '{slider['name']}' in {mode} mode; induced sliders only add.")
+    weights = []
+    for latent, w in slider["weights"]:
+        if latent >= d_sae:
+            raise UserError(f"{where} (induced slider '{slider['name']}') names latent {latent}, but its SAE has {d_sae} latents.")
+        if not math.isfinite(w) or abs(w) > MAX_ABS_VALUE:
+            raise UserError(f"{where} (induced slider '{slider['name']}') has weight {w}, outside the allowed "
+                            f"-{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
+        weights.append((int(latent), float(w)))
+    return Edit(CUSTOM, "add", value, mask, slider["name"], weights=tuple(weights))
 
 
 def load(path: str | Path) -> Preset:

@@ -64,6 +64,16 @@ class Session:
         embedding = self.backbone.suffix(resid[None])[0]
         return CachedImage(image, resid, code, embedding)
 
+    @torch.inference_mode()
+    def image_codes(self, images: Sequence[Image.Image], batch: int = 32) -> torch.Tensor:
+        """[N, d_sae]: each image's max activation per latent over its tokens (the current image stays)."""
+        out = []
+        for i in range(0, len(images), batch):
+            pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images[i:i + batch]])
+            resid = self.backbone.prefix(pixels.to(self.backbone.device)).float()
+            out.append(self.sae.encode(resid[:, self.positions]).amax(1).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.sae.d_sae)
+
     def set_image(self, image: Image.Image) -> CachedImage:
         self.current = self._cache(image)
         return self.current

@@ -22,6 +22,7 @@ from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode
 
 MODES = ("add", "scale", "set")
+CUSTOM = -1  # the latent id of an induced slider's edit: it acts through its weights instead
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Edit:
 
     ``mask`` lists patch indices (0..P-1, row-major over the patch grid) the edit is restricted
     to; None means every token (the class token included).
+
+    An induced slider (``sae.induce``) is an edit with ``weights``, pairs (latent, amount): it
+    adds ``value * amount`` to each of those latents, so its ``latent`` is ``CUSTOM`` (or any
+    negative id an editor uses to tell its sliders apart) and its mode is always ``add``.
     """
 
     latent: int
@@ -37,12 +42,24 @@ class Edit:
     value: float = 0.0
     mask: tuple[int, ...] | None = None
     label: str = field(default="", compare=False)
+    weights: tuple[tuple[int, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"Edit mode '{self.mode}' is unknown; use add, scale or set.")
         if not math.isfinite(self.value):
             raise UserError(f"Edit of latent {self.latent} has a value of {self.value}; use a finite number.")
+        if self.weights is not None:
+            if self.mode != "add":
+                raise UserError(f"The induced slider '{self.label}' only adds; it cannot {self.mode}.")
+            if not self.weights or not all(math.isfinite(w) for _, w in self.weights):
+                raise UserError(f"The induced slider '{self.label}' needs finite weights on at least one latent.")
+
+    def expanded(self) -> list[Edit]:
+        """The plain per-latent edits this edit stands for (itself, unless it has weights)."""
+        if self.weights is None:
+            return [self]
+        return [Edit(i, "add", self.value * w, self.mask) for i, w in self.weights]
 
     @property
     def is_identity(self) -> bool:
@@ -94,7 +111,7 @@ def steer_residual(resid: torch.Tensor, sae: SparseAutoencoder, code: SparseCode
 
     ``code`` is the SAE code of ``resid[positions]`` (the SAE's token set); edits act there.
     """
-    edits = [e for e in edits if not e.is_identity]
+    edits = [p for e in edits if not e.is_identity for p in e.expanded()]
     if not edits:
         return resid
     for e in edits:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QInputDialog,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -33,6 +34,7 @@ from sae.decoders import DecodeSettings
 from sae.device import available_devices
 from sae.errors import UserError
 from sae.images import IMAGE_SUFFIXES, load_image
+from sae.induce import MIN_POSITIVES, InducedSlider
 from sae.png import preset_in, save_with_preset
 from sae.session import PREVIEW_STRENGTH
 
@@ -141,6 +143,7 @@ class MainWindow(QMainWindow):
         self._image_job = 0
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
+        self.inducing = False
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
@@ -231,6 +234,7 @@ class MainWindow(QMainWindow):
         e.addAction(redo)
         e.addSeparator()
         self._action(e, "Reset all sliders", self.sliders.reset_all)
+        self._action(e, "&Induce slider from examples…", self.induce_dialog, "Ctrl+Shift+I")
         v = self.menuBar().addMenu("&View")
         self._action(v, "Toggle &before/after split", self.canvas.toggle_split, "B")
         self._action(v, "Show/hide the selected feature's &heatmap", self.canvas.toggle_heatmap, "H")
@@ -332,12 +336,50 @@ class MainWindow(QMainWindow):
     # -- sliders ------------------------------------------------------------------------------
     def _make_row(self, latent: int) -> SliderRow:
         m = self.model
-        return self.sliders.add(latent, m.label(latent), m.unit(latent), m.current_activation(latent))
+        row = self.sliders.add(latent, m.label(latent), m.unit(latent), m.current_activation(latent))
+        if latent in m.induced:
+            row.make_induced(m.induced[latent].weights)
+        return row
 
     def add_slider(self, latent: int) -> None:
         if self.model is None or self.sliders.row_for(latent) is not None:
             return
         self.undo.push(_AddRemove(self, latent, adding=True))
+
+    def induce_dialog(self) -> None:
+        if self.model is None:
+            return
+        files, _ = QFileDialog.getOpenFileNames(self, "Example images that show the concept (3 to 20)", "",
+                                                "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ")")
+        if files:
+            self.ask_to_induce(files)
+
+    def ask_to_induce(self, files: list[str | Path]) -> None:
+        name, ok = QInputDialog.getText(self, "Induce a slider", f"Name the concept these {len(files)} images show:")
+        if ok and name.strip():
+            self.induce_slider(files, name.strip())
+
+    def induce_slider(self, examples: list[str | Path], name: str, negatives: list[str | Path] | None = None) -> None:
+        """Find the slider on a worker thread, then add it (undoable) like a latent's."""
+        if self.model is None:
+            return
+        model = self.model
+        self.statusBar().showMessage(f"Inducing “{name}” from {len(examples)} examples…")
+        self.inducing = True
+        worker = create_worker(model.induce, list(examples), name, negatives, _start_thread=False, _ignore_errors=True)
+
+        def done(slider) -> None:
+            if self.model is not model:
+                return  # the SAE changed meanwhile
+            key = model.add_induced(slider)
+            self.undo.push(_AddRemove(self, key, adding=True, value=1.0))
+            self.statusBar().showMessage(f"Added the induced slider “{slider.name}” ({len(slider.weights)} latents).", 8000)
+
+        worker.returned.connect(done)
+        worker.errored.connect(lambda e: self.show_error(str(e) if isinstance(e, UserError) else f"Inducing failed: {e}"))
+        worker.finished.connect(lambda: setattr(self, "inducing", False))
+        self._inducer = worker
+        worker.start()
 
     def remove_slider(self, row: SliderRow) -> None:
         self.undo.push(_AddRemove(self, row.latent, adding=False))
@@ -587,7 +629,10 @@ class MainWindow(QMainWindow):
         for row in list(self.sliders.rows):
             self.sliders.remove(row)
         for e in preset.edits:
-            row = self.sliders.row_for(e.latent) or self._make_row(e.latent)
+            if e.weights is not None:
+                row = self._make_row(self.model.add_induced(InducedSlider(e.label, e.weights)))
+            else:
+                row = self.sliders.row_for(e.latent) or self._make_row(e.latent)
             row.set_mode(e.mode)
             row.set_value(e.value, quiet=True)
             row.mask = e.mask
@@ -617,6 +662,11 @@ class MainWindow(QMainWindow):
             e.acceptProposedAction()
 
     def dropEvent(self, e) -> None:  # noqa: N802
+        paths = [Path(u.toLocalFile()) for u in e.mimeData().urls()]
+        images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+        if len(images) >= MIN_POSITIVES and len(images) == len(paths):
+            self.ask_to_induce(images)  # several images at once: examples of a concept
+            return
         for url in e.mimeData().urls():
             path = Path(url.toLocalFile())
             if path.suffix.lower() == ".json":

@@ -11,6 +11,7 @@ from sae import presets
 from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.features import FeatureIndex, thumbnail_path
+from sae.induce import InducedSlider, induce_from_images
 from sae.labels import load_directions, read_labels, rename, search
 from sae.session import Session
 from sae.steer import Edit
@@ -31,6 +32,13 @@ class EditorModel:
         except UserError:
             self.directions = None
         self.session.labels = read_labels(self.sae_folder)
+        self.induced: dict[int, InducedSlider] = {}  # slider id (negative) -> induced slider
+
+    def add_induced(self, slider: InducedSlider) -> int:
+        """Keep ``slider`` under a new negative id (latent ids are >= 0) and return the id."""
+        key = min(self.induced, default=0) - 1
+        self.induced[key] = slider
+        return key
 
     @classmethod
     def demo(cls) -> EditorModel:
@@ -41,10 +49,15 @@ class EditorModel:
 
     # -- features -----------------------------------------------------------------------------
     def label(self, latent: int) -> str:
+        if latent in self.induced:
+            return self.induced[latent].name
         return self.session.label(latent)
 
     def unit(self, latent: int) -> float:
-        """The slider unit: the latent's typical max activation over the indexed images."""
+        """The slider unit: the latent's typical max activation over the indexed images (for an
+        induced slider, 1: the examples' average difference)."""
+        if latent in self.induced:
+            return 1.0
         if self.index is not None:
             u = float(self.index.typical_max()[latent])
             if u > 0:
@@ -56,7 +69,15 @@ class EditorModel:
         return 1.0
 
     def current_activation(self, latent: int) -> float:
-        return float(self.session.image_activations()[latent]) if self.session.current is not None else 0.0
+        """How strongly the open image shows the latent (an induced slider: its projection, in
+        units of the examples' average difference)."""
+        if self.session.current is None:
+            return 0.0
+        acts = self.session.image_activations()
+        if latent in self.induced:
+            w = self.induced[latent].weights
+            return float(sum(a * float(acts[i]) for i, a in w) / max(1e-12, sum(a * a for _, a in w)))
+        return float(acts[latent])
 
     @torch.inference_mode()
     def search(self, query: str, top: int = 20):
@@ -75,6 +96,10 @@ class EditorModel:
     def rename(self, latent: int, label: str) -> None:
         rename(self.sae_folder, latent, label)
         self.session.labels[latent] = label.strip()
+
+    def induce(self, examples: list[str | Path], name: str, negatives: list[str | Path] | None = None) -> InducedSlider:
+        """Induce a slider from example images (slow for a large encoder: call it off the GUI thread)."""
+        return induce_from_images(self.session, examples, negatives, name, self.index)
 
     # -- presets ------------------------------------------------------------------------------
     def make_preset(self, edits: list[Edit], settings: DecodeSettings, decoder: str | None = None) -> presets.Preset:

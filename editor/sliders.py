@@ -32,9 +32,10 @@ class SliderRow(QFrame):
         super().__init__(parent)
         self.latent, self.label, self.unit, self.current = latent, label, max(unit, 1e-3), current
         self.mask: tuple[int, ...] | None = None
+        self.weights: tuple[tuple[int, float], ...] | None = None  # an induced slider's latents
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._pressed_value = 0.0
-        title = QLabel(f"<b>{label}</b>  <span style='color:gray'>#{latent}</span>")
+        self.title = title = QLabel(f"<b>{label}</b>  <span style='color:gray'>#{latent}</span>")
         title.setToolTip("Double-click a label in the feature list to rename it")
         self.now = QLabel(f"fires here at {current:.2f}")
         self.now.setStyleSheet("color: gray")
@@ -103,11 +104,6 @@ class SliderRow(QFrame):
         self._apply_range(mode)
         self._last_mode = mode
 
-    def set_current(self, current: float) -> None:
-        """The latent's activation on a newly opened image."""
-        self.current = current
-        self.now.setText(f"fires here at {current:.2f}")
-
     def set_value(self, value: float, quiet: bool = False) -> None:
         self.slider.blockSignals(quiet)
         self.slider.setValue(value)
@@ -119,8 +115,25 @@ class SliderRow(QFrame):
         self.set_value(self.identity_value())
         self.committed.emit(self, old, self.slider.value())
 
+    def make_induced(self, weights: tuple[tuple[int, float], ...]) -> None:
+        """Turn this row into an induced slider's: add-only, its latents in the tooltip."""
+        self.weights = weights
+        self.title.setText(f"<b>{self.label}</b>  <span style='color:gray'>induced · {len(weights)} latents</span>")
+        self.title.setToolTip("A slider induced from example images (Edit ▸ Induce slider from examples)")
+        self.mode.setEnabled(False)
+        self.mode.setToolTip("Induced sliders add their mix of latents: " +
+                             " + ".join(f"{w:.2f} x #{i}" for i, w in weights))
+        self.set_current(self.current)
+
+    def set_current(self, current: float) -> None:
+        """How much the newly opened image shows the latent (or the induced slider's mix)."""
+        self.current = current
+        what = "shows it" if self.weights is not None else "fires"
+        self.now.setText(f"{what} here at {current:.2f}" + (" (1 = the examples)" if self.weights is not None else ""))
+
     def edit(self) -> Edit:
-        return Edit(self.latent, self.mode.currentText(), float(self.slider.value()), self.mask, self.label)
+        return Edit(self.latent, self.mode.currentText(), float(self.slider.value()), self.mask, self.label,
+                    weights=self.weights)
 
 
 class SliderPanel(QWidget):

@@ -295,3 +295,41 @@ def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_model
     expected = window.model.session.render(window.sliders.edits(), window.decode_settings(False))
     assert np.array_equal(np.asarray(window.result), np.asarray(expected))
     assert window.image_path == paths[(switches - 1) % len(paths)]
+
+
+def test_induced_slider_from_examples_edits_undoes_and_travels_in_presets(window, qtbot, quick_models, tmp_path):
+    from sae.demo import world
+
+    _root, images = quick_models
+    rng = np.random.default_rng(1)
+    examples = []
+    for i in range(8):
+        p = tmp_path / f"cat{i}.png"
+        Image.fromarray(world.render(world.sample_scene(rng, include=("cat",)), i)).save(p)
+        examples.append(p)
+    window.lock_seed.setChecked(True)
+    _open(window, qtbot, sorted(images.glob("*.png"))[0])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    before = np.asarray(window.result)
+    window._last_error = ""
+    window.induce_slider(examples, "cat")
+    qtbot.waitUntil(lambda: not window.inducing, timeout=60_000)
+    assert window._last_error == ""
+    [row] = [r for r in window.sliders.rows if r.latent < 0]
+    assert row.weights == window.model.induced[row.latent].weights and not row.mode.isEnabled()
+    assert row.slider.value() == 1.0 and "induced" in row.title.text()
+    window.result = None
+    row._press()
+    row.slider.setValue(3.0)
+    row._release()
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    assert not np.array_equal(before, np.asarray(window.result))
+    preset = window.current_preset()
+    [edit] = [e for e in preset.edits if e.weights is not None]
+    assert edit.value == 3.0 and edit.label == "cat"
+    window.undo.undo()  # the move
+    window.undo.undo()  # the add
+    assert not [r for r in window.sliders.rows if r.latent < 0]
+    window.apply_preset(preset, "The preset")
+    [again] = [r for r in window.sliders.rows if r.latent < 0]
+    assert again.weights == row.weights and again.slider.value() == 3.0

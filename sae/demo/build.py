@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from sae import atomic
+from sae.demo import world
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO = ASSETS / "demo"
@@ -77,6 +78,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             print(f"{stage}: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
             break  # later stages need this one
         figures["wall_seconds"] = time.perf_counter() - t0
+        figures["world_version"] = world.VERSION
         _record(out, stage, figures)
         done[stage] = figures
     return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sae.demo import world
 from sae.demo.build import DEMO
 from sae.demo.clip import CONFIG as CLIP_CONFIG
 
@@ -22,11 +23,12 @@ def write_card(demo: Path = DEMO) -> Path:
     ev = json.loads((demo / "eval.json").read_text())
     clip, judge, sae = build.get("clip", {}), build.get("judge", {}), build.get("sae", {})
     zs = ev["clip"]["zero_shot"]
+    older = {name: f.get("world_version", 1) for name, f in build.items() if f.get("world_version", 1) != world.VERSION}
     lines = [
         "# Demo models — model card",
         "",
-        "Everything here was trained on this project's procedural demo world (`sae/demo/world.py`: 64x64",
-        "scenes, 6 backgrounds, 10 object kinds, 8 colours, 3 sizes, 1 to 3 objects, hats on heads) on a",
+        "Everything here was trained on this project's procedural demo world (`sae/demo/world.py`, version",
+        f"{world.VERSION}: 64x64 scenes, 6 backgrounds, 10 object kinds, 8 colours, 3 sizes, 1 to 3 objects, hats on heads) on a",
         "2-core CPU, by `sae-studio demo build`; `sae-studio demo eval` re-measures every figure below on",
         f"{ev['held_out_images']:,} held-out scenes (world seed 2, which no model trained on).",
         "",
@@ -81,6 +83,9 @@ def write_card(demo: Path = DEMO) -> Path:
         "## Known limits",
         "",
         "- The world is a cartoon: flat colours, one instance per kind, no occlusion beyond hats on heads.",
+        *[f"- The {name} was trained on world version {v} (version {world.VERSION} draws objects larger); its figures "
+          f"above are measured on version {world.VERSION} scenes, and `sae-studio demo build --stages {name} --force` "
+          "retrains it." for name, v in older.items()],
         *([
             "- Concepts below their targets above are the tiny CLIP's weakness before the SAE's: where the CLIP",
             "  tells a concept apart poorly (zero-shot table), no latent at its middle layer separates it either.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     images = write_world_images(work / f"sae-images-{n_images}", n_images, SAE_SEED)
     acts = work / f"sae-acts-{n_images}-{backbone.fingerprint[:12]}"  # a retrained CLIP gets new ones
     extract(backbone, images, acts, token_set="all", dtype="fp16", progress=progress)
+    if out.exists() and not (out / "trainer_state.json").is_file():
+        shutil.rmtree(out)  # a new SAE: the old one's index and labels must not carry over
     cfg = TrainConfig(
         acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,
         tokens=300_000 if quick else 30_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QProgressDialog,
     QSpinBox,
     QWidget,
 )
@@ -32,6 +34,7 @@ from editor.sliders import SliderPanel, SliderRow
 from sae import presets
 from sae.decoders import DecodeSettings
 from sae.device import available_devices
+from sae.download import DownloadCancelled
 from sae.errors import UserError
 from sae.images import IMAGE_SUFFIXES, load_image
 from sae.induce import MIN_POSITIVES, InducedSlider
@@ -112,6 +115,19 @@ class _Mask(QUndoCommand):
         self._set(self.before)
 
 
+class _DownloadBridge(QObject):
+    """Carries a download's progress from the loading thread to the dialog (a queued signal)."""
+
+    progress = Signal("qlonglong", "qlonglong")  # bytes so far, bytes expected
+
+
+def _show_download(dialog: QProgressDialog, name: str, done: int, total: int) -> None:
+    if total > 0:
+        dialog.setValue(min(999, int(1000 * done / total)))
+    dialog.setLabelText(f"Downloading the {name} decoder into the Hugging Face cache (once): "
+                        f"{done / 1e9:.2f} of ~{total / 1e9:.1f} GB")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, load_model: Callable[[], EditorModel] = EditorModel.demo, settings: QSettings | None = None):
         super().__init__()
@@ -144,6 +160,7 @@ class MainWindow(QMainWindow):
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self.inducing = False
+        self.download_dialog: QProgressDialog | None = None
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
@@ -491,16 +508,34 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Loading the {name} decoder on {device}…" + (f" First use: {note}" if note else ""))
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
+        stop = threading.Event()
+        bridge = _DownloadBridge(self)
+        if note:
+            dialog = QProgressDialog(f"Downloading the {name} decoder into the Hugging Face cache (once)…",
+                                     "Cancel", 0, 1000, self)
+            dialog.setWindowTitle("Downloading")
+            dialog.setMinimumDuration(0)
+            dialog.setAutoClose(False)
+            dialog.setAutoReset(False)
+            dialog.canceled.connect(stop.set)
+            bridge.progress.connect(lambda done, total, d=dialog: _show_download(d, name, done, total))
+            self.download_dialog = dialog
 
         def load():
             from sae.decoders.registry import load_decoder
 
-            return load_decoder(name, backbone, device=device)
+            return load_decoder(name, backbone, device=device, on_download=bridge.progress.emit, should_stop=stop.is_set)
 
         self._loading = create_worker(load, _start_thread=False, _ignore_errors=True)
         self._loading.returned.connect(lambda dec, name=name: self._decoder_ready(name, dec))
         self._loading.errored.connect(self._decoder_failed)
+        self._loading.finished.connect(self._close_download_dialog)
         self._loading.start()
+
+    def _close_download_dialog(self) -> None:
+        if self.download_dialog is not None:
+            self.download_dialog.close()
+            self.download_dialog = None
 
     def _decoder_ready(self, name: str, decoder) -> None:
         self.scheduler.wait(30_000)
@@ -516,6 +551,9 @@ class MainWindow(QMainWindow):
     def _decoder_failed(self, error: Exception) -> None:
         self.progress.setVisible(False)
         self._show_decoder(self.decoder_name)
+        if isinstance(error, DownloadCancelled):
+            self.statusBar().showMessage("Download cancelled; what was downloaded stays in the cache and resumes next time.", 8000)
+            return
         self.show_error(str(error) if isinstance(error, UserError) else f"Could not load the decoder: {error}")
 
     def _show_decoder(self, name: str) -> None:

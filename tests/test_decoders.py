@@ -153,3 +153,44 @@ def test_unclip_decodes_an_embedding_from_the_saved_folder(tiny_unclip):
     assert a.shape == (32, 32, 3) and np.array_equal(a, b)
     with pytest.raises(UserError, match="takes 32-d image embeddings"):
         dec.decode(torch.zeros(1, 1024), None, DecodeSettings(steps=2))
+
+
+DEAD_HUB = "http://127.0.0.1:9"  # nothing listens there: every request is refused at once
+
+
+def _in_hub_cache(cache, repo: str, pipeline_folder) -> None:
+    """Lay ``pipeline_folder`` out as the Hugging Face cache holds a downloaded snapshot."""
+    import shutil
+
+    base = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    shutil.copytree(pipeline_folder, base / "snapshots" / commit)
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+
+
+def test_offline_download_is_one_sentence_that_says_what_to_do(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from sae.download import hub_snapshot
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError, match=r"Could not download kandinsky-community/kandinsky-2-2-decoder \(about 5\.3 GB, .*"
+                                        r"network connection") as e:
+        hub_snapshot("kandinsky-community/kandinsky-2-2-decoder", int(5.3e9), endpoint=DEAD_HUB)
+    assert "\n" not in str(e.value) and ". " not in str(e.value)
+
+
+def test_a_cached_hub_decoder_loads_offline_through_the_download_path(tiny_kandinsky, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from sae.download import hub_snapshot
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _in_hub_cache(tmp_path / "hub", "kandinsky-community/kandinsky-2-2-decoder", tiny_kandinsky)
+    seen = []
+    local = hub_snapshot("kandinsky-community/kandinsky-2-2-decoder", 10, on_progress=lambda d, t: seen.append((d, t)),
+                         endpoint=DEAD_HUB)
+    assert (local / "model_index.json").is_file() and seen and seen[-1][0] == seen[-1][1] > 0
+    dec = KandinskyDecoder(local, torch.zeros(1, 24), size=64)
+    assert dec.decode(torch.zeros(1, 24), None, DecodeSettings(steps=2)).size == (64, 64)

@@ -333,3 +333,24 @@ def test_induced_slider_from_examples_edits_undoes_and_travels_in_presets(window
     window.apply_preset(preset, "The preset")
     [again] = [r for r in window.sliders.rows if r.latent < 0]
     assert again.weights == row.weights and again.slider.value() == 3.0
+
+
+def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window, qtbot, tmp_path, monkeypatch):
+    """The first use of a hub decoder opens a download dialog; with the hub unreachable the
+    dialog closes, one message says what to do, and the decoder in use stays."""
+    from huggingface_hub import constants
+
+    import sae.decoders.registry as registry
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing cached yet
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # an unreachable hub
+    monkeypatch.setattr(registry, "check_pair", lambda name, backbone: None)  # the quick CLIP is not ViT-bigG
+    before = window.model.session.decoder
+    window._last_error = ""
+    window.choose_decoder("kandinsky-2.2")
+    assert window.download_dialog is not None and "Downloading the kandinsky-2.2 decoder" in window.download_dialog.labelText()
+    qtbot.waitUntil(lambda: window._last_error != "", timeout=60_000)
+    assert "Could not download kandinsky-community/kandinsky-2-2-decoder" in window._last_error
+    assert "network connection" in window._last_error
+    qtbot.waitUntil(lambda: window.download_dialog is None, timeout=10_000)
+    assert window.model.session.decoder is before

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from sae.backbone import Backbone
-from sae.decoders.kandinsky import HUB_ID, KandinskyDecoder
+from sae.decoders.kandinsky import KandinskyDecoder
 from sae.errors import UserError
 
 NAMES = ("demo", "kandinsky-2.2", "sd21-unclip")
@@ -47,20 +48,28 @@ def download_note(name: str) -> str | None:
 
 
 def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cpu", fp16: bool = False,
-                 cpu_offload: bool = False) -> KandinskyDecoder:
+                 cpu_offload: bool = False, on_download: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> KandinskyDecoder:
+    """``on_download(done_bytes, total_bytes)`` follows a hub decoder's first download, which
+    ``should_stop()`` can cancel (``sae.download.DownloadCancelled``)."""
     if name == "demo":
         from sae.decoders.demo import load_demo_decoder
 
         return load_demo_decoder(device=str(device))
     check_pair(name, backbone)
     dtype = torch.float16 if fp16 else torch.float32
-    if name == "kandinsky-2.2":
-        return KandinskyDecoder(HUB_ID, zero_image_embedding(backbone).float().cpu(), name=name, size=512,
-                                device=device, dtype=dtype, cpu_offload=cpu_offload)
-    if name == "sd21-unclip":
+    if name in ("kandinsky-2.2", "sd21-unclip"):
+        from sae.download import hub_snapshot
+        from sae.recipes import RECIPES
+
+        recipe = RECIPES[name]
+        local = hub_snapshot(recipe.decoder_repo, int(recipe.decoder_gb * 1e9), on_download, should_stop)
+        if name == "kandinsky-2.2":
+            return KandinskyDecoder(local, zero_image_embedding(backbone).float().cpu(), name=name, size=512,
+                                    device=device, dtype=dtype, cpu_offload=cpu_offload)
         from sae.decoders.unclip import UnclipDecoder
 
-        return UnclipDecoder(device=device, dtype=dtype, cpu_offload=cpu_offload)
+        return UnclipDecoder(local, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)
     path = Path(name)
     if (path / "model_index.json").is_file() and "StableUnCLIP" in (path / "model_index.json").read_text():
         from sae.decoders.unclip import UnclipDecoder

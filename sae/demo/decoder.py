@@ -154,7 +154,7 @@ def train_movq(out: Path, work: Path, steps: int = 2000, batch: int = 32, lr: fl
     figures = fold_latent_scale(movq, data.images[:4096])
     with atomic.atomic_dir(out) as tmp:
         movq.save_pretrained(tmp)
-    save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds})
+    save_state(ckpt, {"movq": movq}, opt, {"step": step, "seconds": seconds, "recipe": recipe})
     held = world_data(400 if quick else 2_000, seed=2)
     with torch.no_grad():
         x = to_unit(held.images[:256])

@@ -37,6 +37,7 @@ class SliderRow(QFrame):
         self._pressed_value = 0.0
         self.title = title = QLabel(f"<b>{label}</b>  <span style='color:gray'>#{latent}</span>")
         title.setToolTip("Double-click a label in the feature list to rename it")
+        title.setWordWrap(True)  # a long label wraps instead of pushing the buttons out of the dock
         self.now = QLabel(f"fires here at {current:.2f}")
         self.now.setStyleSheet("color: gray")
         self.mode = QComboBox()
@@ -151,6 +152,7 @@ class SliderPanel(QWidget):
         inner.setLayout(self._box)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # rows fit the dock's width
         scroll.setWidget(inner)
         self.hint = QLabel("No sliders yet: double-click a feature on the left to add one.")
         self.hint.setWordWrap(True)

@@ -53,9 +53,9 @@ class TrainChart(QChartView):
         self.fvu, self.dead, self.l0 = QLineSeries(name="FVU"), QLineSeries(name="dead fraction"), QLineSeries(name="L0")
         for s in (self.fvu, self.dead, self.l0):
             chart.addSeries(s)
-        self.x = QValueAxis(titleText="step", labelFormat="%d")
+        self.x = QValueAxis(titleText="step", labelFormat="%d", min=0, max=100)  # whole numbers before the first step
         self.left = QValueAxis(titleText="FVU · dead", min=0.0, max=1.0)
-        self.right = QValueAxis(titleText="L0", min=0.0, max=1.0, labelFormat="%.0f")
+        self.right = QValueAxis(titleText="L0", min=0.0, max=4.0, labelFormat="%.0f")
         chart.addAxis(self.x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.left, Qt.AlignmentFlag.AlignLeft)
         chart.addAxis(self.right, Qt.AlignmentFlag.AlignRight)
@@ -67,7 +67,7 @@ class TrainChart(QChartView):
         super().__init__(chart, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.setMinimumHeight(220)
-        self._max_l0 = 1.0
+        self._max_l0 = 4.0
 
     def clear(self) -> None:
         for s in (self.fvu, self.dead, self.l0):

@@ -5,6 +5,11 @@ job id) -> a worker thread runs ``Session.render`` -> ``finished(job_id, image)`
 shows it only if ``job_id`` is still the newest. A running decode checks its job id at every
 denoising step and stops (``DecodeCancelled``) as soon as a newer request exists.
 
+While a slider is dragged, ``PreviewThrottle`` asks for a low-step preview at most once per
+interval, the interval following how long previews take, so each preview can finish before the
+next one supersedes it and the picture keeps up with the drag instead of being cancelled at
+every move; the release asks for the full-quality render at once.
+
 Causal previews (what a selected latent paints on its own) share the worker, since a diffusers
 pipeline must not run twice at once; they wait behind slider renders and the newest one wins.
 """
@@ -13,11 +18,12 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from superqt.utils import create_worker
 
 from sae.decoders import DecodeCancelled, DecodeSettings
@@ -58,6 +64,7 @@ class RenderScheduler(QObject):
         self.latest_causal = 0
         self._running = False
         self._worker = None
+        self.last_preview_ms = 0.0  # how long the last finished drag preview took
 
     def request(self, edits: list[Edit], settings: DecodeSettings, preview: bool = False) -> int:
         with self._lock:
@@ -90,6 +97,10 @@ class RenderScheduler(QObject):
         if start:
             self._start_next()
         return job.job_id
+
+    @property
+    def busy(self) -> bool:
+        return self._running
 
     def is_stale(self, job_id: int) -> bool:
         return job_id not in (self.latest, self.latest_causal)
@@ -132,7 +143,11 @@ class RenderScheduler(QObject):
         try:
             if job.causal is not None:
                 return job, session.causal_preview(*job.causal, job.settings, on_step)
-            return job, session.render(job.edits, job.settings, on_step)
+            t0 = time.perf_counter()
+            image = session.render(job.edits, job.settings, on_step)
+            if job.preview:
+                self.last_preview_ms = 1000 * (time.perf_counter() - t0)
+            return job, image
         except DecodeCancelled:
             with self._lock:  # a preview that made way for a slider render runs again after it
                 if job.causal is not None and not self.is_stale(job.job_id) and self._pending_causal is None:
@@ -158,6 +173,44 @@ class RenderScheduler(QObject):
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Block until no render is running (tests and shutdown)."""
         return process_events_until(lambda: not self._running, timeout_ms)
+
+
+class PreviewThrottle(QObject):
+    """Calls ``request`` at most once per ``interval_ms`` while ``poke`` keeps coming (leading and
+    trailing edge), and never while ``busy()`` (a render still running finishes first, rather than
+    being cancelled by every move); the interval follows ``measured`` preview times (1.2x, 40 to 500 ms)."""
+
+    def __init__(self, request: Callable[[], None], busy: Callable[[], bool] = lambda: False,
+                 parent: QObject | None = None, interval_ms: int = 60):
+        super().__init__(parent)
+        self._request, self._busy = request, busy
+        self.interval_ms = interval_ms
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._fire)
+
+    def poke(self) -> None:
+        self._dirty = True
+        if not self._timer.isActive():
+            self._fire()
+
+    def measured(self, ms: float) -> None:
+        self.interval_ms = int(min(500, max(40, 1.2 * ms)))
+
+    def cancel(self) -> None:
+        """The drag ended: drop the pending preview (the full render supersedes it)."""
+        self._dirty = False
+        self._timer.stop()
+
+    def _fire(self) -> None:
+        if self._dirty and self._busy():
+            self._timer.start(10)  # look again shortly: the running render is nearly done
+            return
+        if self._dirty:
+            self._dirty = False
+            self._request()
+            self._timer.start(self.interval_ms)
 
 
 def process_events_until(done: Callable[[], bool], timeout_ms: int) -> bool:

@@ -28,7 +28,7 @@ from superqt.utils import create_worker
 
 from editor.canvas import BeforeAfterView
 from editor.features import FeaturePanel
-from editor.jobs import RenderScheduler
+from editor.jobs import PreviewThrottle, RenderScheduler
 from editor.model import EditorModel
 from editor.sliders import SliderPanel, SliderRow
 from sae import presets
@@ -165,7 +165,8 @@ class MainWindow(QMainWindow):
         self.features.rename_requested.connect(self.rename_feature)
         self.features.search_changed.connect(self.run_search)
         self.features.latent_selected.connect(self._show_latent)
-        self.sliders.edits_changed.connect(lambda dragging: self.request_render(preview=dragging))
+        self.throttle = PreviewThrottle(lambda: self.request_render(preview=True), lambda: self.scheduler.busy, self)
+        self.sliders.edits_changed.connect(self._edits_changed)
         self.sliders.committed.connect(lambda row, a, b: self.undo.push(_Move(self, row.latent, a, b)))
         self.sliders.selected_changed.connect(self._selected_row)
         self.canvas.mask_painted.connect(self._painted)
@@ -483,7 +484,18 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, total)
             self.progress.setValue(step)
 
+    def _edits_changed(self, dragging: bool) -> None:
+        """Where a slider value travels first: a drag asks for throttled previews, the rest
+        (release, reset, mode, remove) for the full render at once."""
+        if dragging:
+            self.throttle.poke()
+        else:
+            self.throttle.cancel()
+            self.request_render(preview=False)
+
     def _rendered(self, job_id: int, image: Image.Image) -> None:
+        if self.scheduler.last_preview_ms:
+            self.throttle.measured(self.scheduler.last_preview_ms)
         self.result = image
         self.canvas.busy_text = ""
         self.canvas.set_after(image)

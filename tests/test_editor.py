@@ -354,3 +354,33 @@ def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window
     assert "network connection" in window._last_error
     qtbot.waitUntil(lambda: window.download_dialog is None, timeout=10_000)
     assert window.model.session.decoder is before
+
+
+def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbot, quick_models):
+    """Moves every 5 ms (faster than a preview decodes): previews are throttled to the decode's
+    pace and finish, instead of each move cancelling the last; the release renders at full steps."""
+    import time
+
+    _root, images = quick_models
+    window.lock_seed.setChecked(True)
+    _open(window, qtbot, sorted(images.glob("*.png"))[2])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    window.scheduler.wait(30_000)
+    row = window.sliders.row_for(latent)
+    shown = []
+    window.scheduler.finished.connect(lambda job, _im: shown.append(job))
+    row._press()
+    end = time.monotonic() + 1.5
+    i = 0
+    while time.monotonic() < end:
+        row.slider.setValue(row.unit * (i % 40) / 20)
+        qtbot.wait(5)
+        i += 1
+    during = len(shown)
+    row._release()
+    qtbot.waitUntil(lambda: window.scheduler.wait(1) and len(shown) > during, timeout=30_000)
+    assert i > 100 and during >= 3, (i, during)  # the picture kept up with the drag
+    expected = window.model.session.render(window.sliders.edits(), window.decode_settings(False))
+    assert np.array_equal(np.asarray(window.result), np.asarray(expected))  # and ends on the full render

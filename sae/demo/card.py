@@ -83,7 +83,7 @@ def write_card(demo: Path = DEMO) -> Path:
         "## Known limits",
         "",
         "- The world is a cartoon: flat colours, one instance per kind, no occlusion beyond hats on heads.",
-        *[f"- The {name} was trained on world version {v} (version {world.VERSION} draws objects larger); its figures "
+        *[f"- The {name} was trained on world version {v} (the world has changed since); its figures "
           f"above are measured on version {world.VERSION} scenes, and `sae-studio demo build --stages {name} --force` "
           "retrains it." for name, v in older.items()],
         *([

@@ -87,7 +87,7 @@ def _param_groups(model: torch.nn.Module, wd: float) -> list[dict]:
 # The schedule: (samples, peak learning rate) per phase, each a warm-up and a cosine decay.
 # Phase 2 is a warm restart at a lower rate: after phase 1 the model still confused small cats
 # with fish and suns with balls (zero-shot cat 0.67); the restart sharpens those fine shapes.
-PHASES = ((300_000, 1e-3), (150_000, 3e-4))
+PHASES = ((360_000, 1e-3), (180_000, 3e-4))
 
 
 def learning_rate(step: int, bounds: list[tuple[int, int, float]]) -> float:

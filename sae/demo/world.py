@@ -32,11 +32,13 @@ ALLOWED_COLOURS = {
     "sun": ("yellow", "orange", "white"),
     "tree": ("green", "orange", "yellow", "red"),
 }
-# Version 2 drew objects about 25% larger (version 1: BASE 26, small 0.62): at 8-pixel patches a
-# small version-1 cat covered two by two patches, and the tiny CLIP told it from a fish at 0.60.
-VERSION = 2
-SCALE = {"small": 0.7, "medium": 0.85, "large": 1.0}
-BASE = 32  # pixels (at 64x64) of a large object's bounding box side
+# The shipped models are trained on this version. A version 2 (objects 25% larger, kept inside the
+# frame) was tried so the tiny CLIP could tell small cats from fish at 8-pixel patches, but halfway
+# through its CLIP's training a linear probe at the middle layer was no better (cat 0.69 vs 0.66,
+# fish 0.51 vs 0.60), and a full rebuild costs the hours the demo decoder needs: reverted.
+VERSION = 1
+SCALE = {"small": 0.62, "medium": 0.8, "large": 1.0}
+BASE = 26  # pixels (at 64x64) of a large object's bounding box side
 NAMES = {"hat": "cowboy hat", "sun": "sun"}
 OUTLINE = (20, 20, 24)
 
@@ -109,9 +111,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int | None = None, backgro
             scene.things.append(hat_on(scene.get(hat_wearer), colour))
             continue
         for _ in range(50):
-            half = BASE * SCALE[size] / SIZE / 2  # keep the object inside the frame
-            t = Thing(kind, colour, size, float(rng.uniform(max(0.2, half), min(0.8, 1 - half))),
-                      float(rng.uniform(0.3, min(0.8, 1 - half))))
+            t = Thing(kind, colour, size, float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.3, 0.8)))
             if kind == "sun":
                 t.y = float(rng.uniform(0.15, 0.3))
             if kind in ("cat", "dog") and hat_wearer == kind:

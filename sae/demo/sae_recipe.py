@@ -37,7 +37,7 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
         shutil.rmtree(out)  # a new SAE: the old one's index and labels must not carry over
     cfg = TrainConfig(
         acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,
-        tokens=300_000 if quick else 20_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),
+        tokens=300_000 if quick else 30_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),
     )
     trainer = Trainer(cfg, progress=progress)
     model = trainer.run()

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -224,15 +223,17 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     ckpt = work / "unet-checkpoint"
     models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
     meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt)
+    rewarm_from = None  # a compact checkpoint has no Adam moments: re-warm the rate over 100 steps
     if meta is None and compact is not None:
         meta = load_compact(compact, {"unet": unet, "ema": ema})
+        rewarm_from = None if meta is None else meta["step"]
     if meta is not None and meta.get("models") != models:
         print("decoder: the saved UNet checkpoint belongs to another CLIP or autoencoder; starting afresh")
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
         ema = copy.deepcopy(unet).requires_grad_(False)
         opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-        meta = None
+        meta, rewarm_from = None, None
     meta = meta or {"step": 0, "seconds": 0.0, "losses": []}
     step, seconds, losses = meta["step"], meta["seconds"], meta.get("losses", [])
     alphas = sched.alphas_cumprod
@@ -242,7 +243,7 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     while step < steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 500)
+            g["lr"] = lr * min(1.0, (step + 1) / 500, 1.0 if rewarm_from is None else (step - rewarm_from + 1) / 100)
         idx = torch.randint(0, len(latents), (batch,), generator=gen)
         z0 = latents[idx].float()
         e = embeds[idx].float()
@@ -254,7 +255,11 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         v = a.sqrt() * noise - (1 - a).sqrt() * z0
         pred = unet(zt, ts, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": e}).sample
-        loss = F.mse_loss(pred[:, :LATENT_CHANNELS], v)
+        # Min-SNR-5 weighting (Hang et al. 2023; for v-prediction min(SNR, 5) / (SNR + 1)): the
+        # nearly clean timesteps, which teach little, stop dominating the gradient.
+        snr = a / (1 - a)
+        weight = snr.clamp(max=5.0) / (snr + 1)
+        loss = (weight * (pred[:, :LATENT_CHANNELS] - v).pow(2)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -33,6 +33,7 @@ class BeforeAfterView(QWidget):
         self.busy_text = ""
         self.heatmap = None  # [grid][grid] activations of the selected feature on the input, or None
         self.heatmap_title = ""
+        self.heatmap_whole = 0.0
         self.show_heatmap = True
         self.setMinimumSize(320, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -47,8 +48,10 @@ class BeforeAfterView(QWidget):
         self.after = QPixmap.fromImage(to_qimage(image)) if image is not None else None
         self.update()
 
-    def set_heatmap(self, grid, title: str) -> None:
-        self.heatmap, self.heatmap_title = grid, title
+    def set_heatmap(self, grid, title: str, whole: float = 0.0) -> None:
+        """``whole``: the latent's activation over all tokens (it may fire on the class token
+        and on no patch, which the grid cannot show)."""
+        self.heatmap, self.heatmap_title, self.heatmap_whole = grid, title, whole
         self.update()
 
     def toggle_heatmap(self) -> None:
@@ -117,7 +120,8 @@ class BeforeAfterView(QWidget):
                         p.drawRect(int(left.left() + c * cell), int(left.top() + r * cell), int(cell) + 1, int(cell) + 1)
             p.setPen(QColor(255, 120, 120))
             p.drawText(left.left(), left.top() - 2, f"where {self.heatmap_title} fires (H hides)" if top > 0
-                       else f"{self.heatmap_title} does not fire here")
+                       else f"{self.heatmap_title} fires only on the class token"
+                       if self.heatmap_whole > 0 else f"{self.heatmap_title} does not fire here")
         if self.mask or self.brush:
             cell = left.width() / self.grid
             p.setPen(Qt.PenStyle.NoPen)

@@ -429,7 +429,8 @@ class MainWindow(QMainWindow):
         self.features.show_top_images(latent, self.model.top_thumbnails(latent))
         session = self.model.session
         if session.current is not None and session.backbone.n_patches:
-            self.canvas.set_heatmap(session.heatmap(latent).tolist(), f"#{latent} {self.model.label(latent)}")
+            self.canvas.set_heatmap(session.heatmap(latent).tolist(), f"#{latent} {self.model.label(latent)}",
+                                    whole=self.model.current_activation(latent))
         if session.decoder is None:
             self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
         else:

@@ -152,6 +152,7 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     grid = window.canvas.heatmap
     assert grid is not None and len(grid) == window.canvas.grid
     assert max(max(r) for r in grid) == pytest.approx(firing.activation, rel=1e-5)
+    assert window.canvas.heatmap_whole == pytest.approx(window.model.current_activation(firing.latent))
     qtbot.waitUntil(lambda: window.features.causal.pixmap() is not None and not window.features.causal.pixmap().isNull(),
                     timeout=30_000)
     assert f"#{firing.latent} on its own" in window.features.causal_title.text()

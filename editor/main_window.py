@@ -281,9 +281,10 @@ class MainWindow(QMainWindow):
                 self.settings.setValue("first_run_done", True)
 
     def suggest_slider(self, query: str) -> None:
-        """Put ``query`` in the search box and add a slider (at zero) for its best match, preferring,
-        among the top five, one that fires on the open image: its marker then shows where the image
-        stands, and dragging it down removes what it found as well as dragging it up adds."""
+        """Put ``query`` in the search box and add a slider (at zero) for its best match, preferring
+        one that fires on the open image: the strongest-firing latent labelled ``query``, else the
+        first of the top five hits that fires. Its marker then shows where the image stands, and
+        dragging it down removes what it found as well as dragging it up adds."""
         self.features.search.setText(query)
         try:
             hits = self.model.search(query, top=5)
@@ -292,8 +293,9 @@ class MainWindow(QMainWindow):
         if not hits:
             return
         has_image = self.image_path is not None and not self.loading_image
+        named = [f for f in self.model.session.fires(20) if f.label.strip().lower() == query.lower()] if has_image else []
         firing = [h for h in hits if has_image and self.model.current_activation(h.latent) > 0]
-        best = (firing or hits)[0]
+        best = (named or firing or hits)[0]
         self.add_slider(best.latent)
         self.statusBar().showMessage(f"Try the “{best.label}” slider on the right: drag it to edit.", 10000)
 

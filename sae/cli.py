@@ -466,8 +466,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for stage in ("clip", "judge", "sae"):
         if not (out / stage).exists():
             raise UserError(f"{out / stage} is missing; run sae-studio demo build first.")
+    from sae.demo.card import write_card
+
     print(table(evaluate(out, n_held_out=args.images)))
-    print(f"(written to {out / 'eval.json'})")
+    print(f"(written to {out / 'eval.json'}; model card {write_card(out)})")
     return 0
 
 

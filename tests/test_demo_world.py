@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -75,6 +76,14 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     assert (out / "decoder-samples.png").is_file()
     for row in ("autoencoder", "img2img", "from_noise"):
         assert 0 <= figures["decoder"][row]["objects"] <= 1
+    assert "img2img at 0.5: objects" in (out / "README.md").read_text()
+    # the autoencoder ships before its UNet: eval then measures it alone
+    shutil.rmtree(out / "decoder")
+    r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "decoder autoencoder: judge agrees" in r.stdout and "img2img" not in r.stdout
+    assert set(json.loads((out / "eval.json").read_text())["decoder"]) == {"autoencoder", "scenes"}
 
 
 def test_fidelity_agreement_counts_whole_label_sets():

@@ -18,10 +18,38 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min"
 
 
+def decoder_section(demo: Path, fidelity: dict, movq: dict, unet: dict) -> list[str]:
+    """The decoder's lines: a tiny ``KandinskyV22Pipeline`` (movq + UNet on the CLIP's embedding)."""
+    lines = [
+        "A latent diffusion decoder in Kandinsky 2.2's shape: a diffusers `VQModel` between 64x64 scenes and an",
+        "8x16x16 latent grid, and a `UNet2DConditionModel` conditioned on the tiny CLIP's image embedding",
+        "(`image_proj` + `image` addition embedding), v-prediction, cosine schedule, DDIM sampling, guidance on",
+        "the embedding against the blank image's. Fidelity is refereed by the judge: the share of held-out",
+        "scenes whose judged objects and background survive (targets: autoencoder >= 0.99, img2img at",
+        "strength 0.5 >= 0.95, from noise >= 0.80).",
+        "",
+    ]
+    if "autoencoder" in fidelity:
+        a = fidelity["autoencoder"]
+        lines.append(f"Autoencoder alone: objects {a['objects']:.4f} · background {a['background']:.4f} · both {a['both']:.4f}"
+                     + (f" (L1 {movq['l1']:.4f} in [-1, 1])" if "l1" in movq else ""))
+        lines.append("")
+    if "img2img" in fidelity:
+        i, n = fidelity["img2img"], fidelity["from_noise"]
+        lines += [f"img2img at 0.5: objects {i['objects']:.4f} · background {i['background']:.4f} · both {i['both']:.4f}",
+                  f"From noise: objects {n['objects']:.4f} · background {n['background']:.4f}",
+                  "", "![originals, img2img at 0.5, from noise](decoder-samples.png)"]
+    elif not unet:
+        lines += ["The UNet is still training across sessions (its compact checkpoint is in `training/unet`);",
+                  "until it ships the editor shows features and sliders but cannot paint the edited image."]
+    return lines
+
+
 def write_card(demo: Path = DEMO) -> Path:
     build = json.loads((demo / "build.json").read_text())
     ev = json.loads((demo / "eval.json").read_text())
     clip, judge, sae = build.get("clip", {}), build.get("judge", {}), build.get("sae", {})
+    movq, unet = build.get("movq", {}), build.get("decoder", {})
     zs = ev["clip"]["zero_shot"]
     older = {name: f.get("world_version", 1) for name, f in build.items() if f.get("world_version", 1) != world.VERSION}
     lines = [
@@ -40,6 +68,12 @@ def write_card(demo: Path = DEMO) -> Path:
         f"| {judge.get('samples', 0):,} labelled scenes, blur/noise/shift augmentation |",
         f"| default SAE | `sae/` (SAELens layout) | {_mb(demo / 'sae'):.1f} MB | {_minutes(sae.get('wall_seconds', 0))} "
         f"(with extraction) | {int(sae.get('tokens', 0)):,} tokens from {sae.get('images', 0):,} scenes (world seed 3) |",
+        *([f"| decoder's autoencoder | `movq/` (diffusers `VQModel`) | {_mb(demo / 'movq'):.1f} MB | "
+           f"{_minutes(movq.get('train_seconds', 0))} | {movq.get('steps', 0):,} steps of {movq.get('batch', 0)} scenes "
+           "from the CLIP's 120k |"] if movq else []),
+        *([f"| decoder (UNet + movq) | `decoder/` (`KandinskyV22Pipeline`) | {_mb(demo / 'decoder'):.1f} MB | "
+           f"{_minutes(unet.get('train_seconds', 0))} | {unet.get('steps', 0):,} steps of {unet.get('batch', 0)} "
+           "latents and CLIP embeddings |"] if unet else []),
         "",
         "## tiny CLIP",
         "",
@@ -78,6 +112,7 @@ def write_card(demo: Path = DEMO) -> Path:
     ]
     for kind, v in ev["sae"]["concepts"].items():
         lines.append(f"| {kind} | {v['latent']} | {v['auroc']:.4f} |")
+    lines += ["", "## decoder", "", *decoder_section(demo, ev.get("decoder", {}), movq, unet)]
     lines += [
         "",
         "## Known limits",

@@ -1,7 +1,7 @@
 """The demo decoder: a tiny latent diffusion model in Kandinsky 2.2's shape.
 
 It *is* a diffusers ``KandinskyV22Pipeline`` / ``KandinskyV22Img2ImgPipeline``: a ``VQModel``
-("movq") between 64x64 world images and a 4x16x16 latent grid, and a ``UNet2DConditionModel``
+("movq") between 64x64 world images and an 8x16x16 latent grid, and a ``UNet2DConditionModel``
 conditioned on the tiny CLIP's image embedding (``addition_embed_type="image"``,
 ``encoder_hid_dim_type="image_proj"``), with a DDIM scheduler (v-prediction, cosine schedule).
 Saved with ``save_pretrained`` and loaded with ``from_pretrained``, so the demo runs the very
@@ -30,7 +30,11 @@ from sae.demo import world
 from sae.demo.checkpoint import load_compact, load_state, save_compact, save_state
 from sae.demo.data import world_data
 
-LATENT_CHANNELS = 4
+# 4 channels at 16x16 (Kandinsky's own count) reconstructed world scenes with L1 0.032 after 2,000 steps, yet
+# the judge read 30% of them differently (flowers lost their petals, suns their rays, small balls their
+# outline): 1,024 numbers cannot hold a 64x64 scene's one-pixel details. 8 channels cost the autoencoder
+# nothing measurable and the UNet only its first and last convolution.
+LATENT_CHANNELS = 8
 
 
 def movq_config(quick: bool = False) -> dict:
@@ -109,7 +113,8 @@ def train_movq(out: Path, work: Path, steps: int = 2000, batch: int = 32, lr: fl
     movq = VQModel(**cfg)
     opt = torch.optim.AdamW(movq.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "movq-checkpoint"
-    recipe = f"world-v{world.VERSION}-channels-" + "-".join(map(str, cfg["block_out_channels"]))
+    recipe = (f"world-v{world.VERSION}-channels-" + "-".join(map(str, cfg["block_out_channels"]))
+              + f"-latent-{cfg['latent_channels']}")
     meta = load_state(ckpt, {"movq": movq}, opt) if _recipe_of(ckpt) == recipe else None
     if meta is None and compact is not None and _recipe_of(compact) == recipe:
         meta = load_compact(compact, {"movq": movq})  # a fresh clone continues the committed run

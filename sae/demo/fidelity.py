@@ -43,25 +43,37 @@ def _as_array(images: list[Image.Image]) -> np.ndarray:
 
 
 @torch.no_grad()
+def reconstruct(movq, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """uint8 scenes through the autoencoder alone (encode, decode without quantising)."""
+    from sae.demo.decoder import to_unit
+
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_unit(images[i:i + batch]).to(movq.device, movq.dtype)
+        rec = movq.decode(movq.encode(x).latents, force_not_quantize=True).sample
+        out.append(((rec.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def autoencoder_fidelity(movq, judge, images: np.ndarray) -> dict:
+    return _agreement(judge, images, reconstruct(movq, images))
+
+
+@torch.no_grad()
 def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 32, progress: bool = True) -> dict:
     """``decoder`` a ``KandinskyDecoder`` (the demo one), ``backbone`` the tiny CLIP, ``images``
     uint8 [N, 64, 64, 3] held-out scenes."""
     from sae.demo.clip import to_pixels
-    from sae.demo.decoder import to_unit
 
-    movq = decoder.img2img.movq
-    recon, kept, painted = [], [], []
+    kept, painted = [], []
     for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
         chunk = images[i:i + batch]
-        x = to_unit(chunk).to(movq.device, movq.dtype)
-        rec = movq.decode(movq.encode(x).latents, force_not_quantize=True).sample
-        recon.append(((rec.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
         embeds = backbone.encode_image(to_pixels(chunk))
         pil = [Image.fromarray(im) for im in chunk]
         kept.append(_as_array(decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=i))))
         painted.append(_as_array(decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=i))))
     return {
-        "autoencoder": _agreement(judge, images, np.concatenate(recon)),
+        "autoencoder": autoencoder_fidelity(decoder.img2img.movq, judge, images),
         "img2img": _agreement(judge, images, np.concatenate(kept)),
         "from_noise": _agreement(judge, images, np.concatenate(painted)),
         "scenes": len(images), "steps": STEPS, "strength": STRENGTH, "guidance": GUIDANCE,

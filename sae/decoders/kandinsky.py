@@ -41,7 +41,7 @@ class KandinskyDecoder:
                 f"Could not load the Kandinsky 2.2 decoder from {source}: {str(e).splitlines()[0][:200]}; "
                 "check the folder, or the network and disk space for a first download."
             ) from e
-        self.img2img = KandinskyV22Img2ImgPipeline(**self.text2img.components)
+        self.img2img = _img2img_class(KandinskyV22Img2ImgPipeline)(**self.text2img.components)
         for pipe in (self.text2img, self.img2img):
             pipe.set_progress_bar_config(disable=True)
             if cpu_offload:
@@ -106,6 +106,24 @@ class KandinskyDecoder:
         size = self.size if init_images is None else _multiple_of_8(init_images[0].size)
         w, h = (size, size) if isinstance(size, int) else size
         return self.text2img(height=h, width=w, **common).images
+
+
+def _img2img_class(base):
+    """diffusers' Kandinsky 2.2 img2img with one assumption lifted: its ``prepare_latents`` treats a
+    4-channel input as latents (Kandinsky's own movq has 4) and re-encodes anything else, so an
+    autoencoder with another latent width (the demo's has 8) failed there. Latents of the movq's
+    own width are noised exactly as diffusers noises 4-channel ones (same generator draws)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    class KandinskyImg2Img(base):
+        def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
+            if isinstance(image, torch.Tensor) and image.shape[1] == self.movq.config.latent_channels != 4:
+                latents = image.to(device=device, dtype=dtype)
+                noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+                return self.scheduler.add_noise(latents, noise, timestep)
+            return super().prepare_latents(image, timestep, batch_size, num_images_per_prompt, dtype, device, generator)
+
+    return KandinskyImg2Img
 
 
 def _multiple_of_8(size: tuple[int, int]) -> tuple[int, int]:

@@ -18,7 +18,7 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min"
 
 
-def decoder_section(demo: Path, fidelity: dict, movq: dict, unet: dict) -> list[str]:
+def decoder_section(fidelity: dict, movq: dict, unet: dict) -> list[str]:
     """The decoder's lines: a tiny ``KandinskyV22Pipeline`` (movq + UNet on the CLIP's embedding)."""
     lines = [
         "A latent diffusion decoder in Kandinsky 2.2's shape: a diffusers `VQModel` between 64x64 scenes and an",
@@ -40,7 +40,7 @@ def decoder_section(demo: Path, fidelity: dict, movq: dict, unet: dict) -> list[
                   f"From noise: objects {n['objects']:.4f} · background {n['background']:.4f}",
                   "", "![originals, img2img at 0.5, from noise](decoder-samples.png)"]
     elif not unet:
-        lines += ["The UNet is still training across sessions (its compact checkpoint is in `training/unet`);",
+        lines += ["The decoder is still training across sessions (its compact checkpoints are in `training/`);",
                   "until it ships the editor shows features and sliders but cannot paint the edited image."]
     return lines
 
@@ -112,7 +112,7 @@ def write_card(demo: Path = DEMO) -> Path:
     ]
     for kind, v in ev["sae"]["concepts"].items():
         lines.append(f"| {kind} | {v['latent']} | {v['auroc']:.4f} |")
-    lines += ["", "## decoder", "", *decoder_section(demo, ev.get("decoder", {}), movq, unet)]
+    lines += ["", "## decoder", "", *decoder_section(ev.get("decoder", {}), movq, unet)]
     lines += [
         "",
         "## Known limits",

@@ -76,6 +76,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop)
         if "stopped_at" in figures:
             print(f"{stage}: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
+            done[stage] = figures  # (so the command does not also say there was nothing to build)
             break  # later stages need this one
         figures["wall_seconds"] = time.perf_counter() - t0
         figures["world_version"] = world.VERSION

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from decoded_edits import decode, embeddings, preservation  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sae.decoders import DecodeSettings  # noqa: E402
@@ -76,22 +77,13 @@ def codes(session, images: list[np.ndarray]) -> torch.Tensor:
 def sweep(session, judge, images, edits_at: Callable[[float], list[Edit]], values, seen) -> list[tuple[float, float, float]]:
     """(value, success, preservation) per value; success: ``seen`` on the edit, not on the plain decode."""
     settings = DecodeSettings(steps=ARGS.steps, strength=ARGS.strength, seed=0)
-    plain = []
-    for im in images:
-        session.set_image(Image.fromarray(im))
-        plain.append(np.asarray(session.render([], settings)))
-    j0 = judge.predict(np.stack(plain))
+    plain_e, edited_e = embeddings(session, images, [lambda ss, v=v: ss.embedding(edits_at(v)) for v in values])
+    j0 = judge.predict(decode(session, plain_e, images, settings))
     rows = []
-    for v in values:
-        edited = []
-        for im in images:
-            session.set_image(Image.fromarray(im))
-            edited.append(np.asarray(session.render(edits_at(v), settings)))
-        j1 = judge.predict(np.stack(edited))
+    for v, e in zip(values, edited_e, strict=True):
+        j1 = judge.predict(decode(session, e, images, settings))
         ok = [seen(j1, i) for i in range(len(images)) if not seen(j0, i)]
-        kept = [(np.sum((j0.present[i] > 0.5) == (j1.present[i] > 0.5)) + (j0.background[i] == j1.background[i])) / 11
-                for i in range(len(images))]
-        rows.append((v, float(np.mean(ok)) if ok else float("nan"), float(np.mean(kept))))
+        rows.append((v, float(np.mean(ok)) if ok else float("nan"), preservation(j0, j1)))
     return rows
 
 

@@ -1,0 +1,50 @@
+"""What the edit benches share: edited embeddings of many scenes, decoded in batches, and the
+judge's reading of what an edit kept."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from PIL import Image  # noqa: E402
+
+from sae.decoders import DecodeSettings  # noqa: E402
+from sae.demo import world  # noqa: E402
+
+
+def embeddings(session, images: Sequence[np.ndarray], makers: Sequence[Callable]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per scene, the unedited final embedding and one edited embedding per ``makers`` entry
+    (each called with the session holding that scene)."""
+    plain, edited = [], [[] for _ in makers]
+    with torch.no_grad():
+        for im in images:
+            session.set_image(Image.fromarray(im))
+            plain.append(session.embedding([]))
+            for out, make in zip(edited, makers, strict=True):
+                out.append(make(session))
+    return torch.stack(plain), [torch.stack(e) for e in edited]
+
+
+def decode(session, embeds: torch.Tensor, images: Sequence[np.ndarray], settings: DecodeSettings,
+           batch: int = 32) -> np.ndarray:
+    """Batched img2img from each scene; batch i uses seed ``settings.seed + i``, so an edited and an
+    unedited decode of the same scene get the same noise."""
+    out = []
+    for i in range(0, len(embeds), batch):
+        pil = [Image.fromarray(im) for im in images[i:i + batch]]
+        s = DecodeSettings(settings.steps, settings.strength, settings.guidance, settings.seed + i)
+        out += [np.asarray(x.convert("RGB")) for x in session.decoder.decode_many(embeds[i:i + batch], pil, s)]
+    return np.stack(out)
+
+
+def preservation(j0, j1, kind: str | None = None) -> float:
+    """The share of labels (background, each kind's presence but ``kind``'s) the judge reads the
+    same on the edited decode (``j1``) as on the unedited one (``j0``), over all scenes."""
+    others = [i for i, k in enumerate(world.KINDS) if k != kind]
+    same = ((j0.present[:, others] > 0.5) == (j1.present[:, others] > 0.5)).sum(1) + (j0.background == j1.background)
+    return float((same / (len(others) + 1)).mean())

@@ -103,9 +103,14 @@ def test_fidelity_agreement_counts_whole_label_sets():
     data = world_data(40, seed=11)
     judge = ByPixels(data)
     same = _agreement(judge, data.images, data.images)
-    assert same == {"objects": 1.0, "background": 1.0, "both": 1.0}
+    assert {k: same[k] for k in ("objects", "background", "both")} == {"objects": 1.0, "background": 1.0, "both": 1.0}
+    assert all(v["lost"] == v["gained"] == 0 and v["present"] == data.present[:, i].sum()
+               for i, v in enumerate(same["kinds"].values()))
     other = _agreement(judge, data.images, data.images[::-1].copy())
     assert other["objects"] < 0.5 and other["both"] <= min(other["objects"], other["background"])
+    flipped = data.present[::-1]
+    for i, v in enumerate(other["kinds"].values()):  # lost: shown before and not after; gained: the reverse
+        assert v["lost"] == (data.present[:, i] & ~flipped[:, i]).sum() and v["gained"] == (~data.present[:, i] & flipped[:, i]).sum()
 
 
 def test_compact_checkpoint_round_trips_weights_in_fp16(tmp_path):

@@ -18,6 +18,13 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min"
 
 
+def _losses(row: dict) -> str:
+    """'flower lost in 10 of 48, ...': the kinds a round trip loses most often, worst first."""
+    kinds = sorted(row.get("kinds", {}).items(), key=lambda kv: -kv[1]["lost"] / max(kv[1]["present"], 1))
+    worst = [f"{k} lost in {v['lost']} of {v['present']}" for k, v in kinds[:4] if v["lost"]]
+    return f" (most often lost: {', '.join(worst)})" if worst else ""
+
+
 def decoder_section(fidelity: dict, movq: dict, unet: dict) -> list[str]:
     """The decoder's lines: a tiny ``KandinskyV22Pipeline`` (movq + UNet on the CLIP's embedding)."""
     lines = [
@@ -32,12 +39,13 @@ def decoder_section(fidelity: dict, movq: dict, unet: dict) -> list[str]:
     if "autoencoder" in fidelity:
         a = fidelity["autoencoder"]
         lines.append(f"Autoencoder alone: objects {a['objects']:.4f} · background {a['background']:.4f} · both {a['both']:.4f}"
-                     + (f" (L1 {movq['l1']:.4f} in [-1, 1])" if "l1" in movq else ""))
+                     + (f" (L1 {movq['l1']:.4f} in [-1, 1])" if "l1" in movq else "") + _losses(a))
         lines.append("")
     if "img2img" in fidelity:
         i, n = fidelity["img2img"], fidelity["from_noise"]
-        lines += [f"img2img at 0.5: objects {i['objects']:.4f} · background {i['background']:.4f} · both {i['both']:.4f}",
-                  f"From noise: objects {n['objects']:.4f} · background {n['background']:.4f}",
+        lines += [f"img2img at 0.5: objects {i['objects']:.4f} · background {i['background']:.4f} · both {i['both']:.4f}"
+                  + _losses(i), "",
+                  f"From noise: objects {n['objects']:.4f} · background {n['background']:.4f}" + _losses(n),
                   "", "![originals, img2img at 0.5, from noise](decoder-samples.png)"]
     elif not unet:
         lines += ["The decoder is still training across sessions (its compact checkpoints are in `training/`);",

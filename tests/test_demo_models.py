@@ -142,3 +142,58 @@ def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept)
         q = torch.nn.functional.normalize(bb.encode_text([query]), dim=-1)[0]
     hits = search(query, q, load_directions(DEMO / "sae"), read_labels(DEMO / "sae"), top=3)
     assert true_latent in [h.latent for h in hits], (true_latent, hits)
+
+
+@pytest.fixture(scope="module")
+def shipped_decoder():
+    from sae.decoders.demo import load_demo_decoder
+
+    return load_demo_decoder()
+
+
+@pytest.fixture(scope="module")
+def decoded(shipped_decoder, held_out):
+    """64 held-out scenes decoded from their own CLIP embedding: img2img at the editor's strength,
+    and from pure noise."""
+    from sae.decoders import DecodeSettings
+    from sae.demo.clip import to_pixels
+    from sae.demo.fidelity import GUIDANCE, STEPS, STRENGTH, _as_array
+
+    scenes = held_out.images[:64]
+    with torch.no_grad():
+        embeds = load_backbone(str(DEMO / "clip")).encode_image(to_pixels(scenes))
+    pil = [Image.fromarray(im) for im in scenes]
+    kept = _as_array(shipped_decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=0)))
+    painted = _as_array(shipped_decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=0)))
+    return scenes, kept, painted
+
+
+@_shipped("decoder")
+def test_shipped_decoder_paints_the_scene_its_embedding_describes(judge, decoded):
+    """From pure noise, the embedding alone sets the background; img2img at 0.5 keeps it too."""
+    from sae.demo.fidelity import _agreement
+
+    scenes, kept, painted = decoded
+    assert _agreement(judge, scenes, painted)["background"] >= 0.95
+    assert _agreement(judge, scenes, kept)["background"] >= 0.95
+
+
+@_shipped("decoder")
+def test_shipped_decoder_paints_the_objects_its_embedding_describes(judge, decoded):
+    """From pure noise, the kinds the judge reads on a painting agree with its own scene's far
+    more often than with another scene's: the objects come from the embedding."""
+    scenes, _, painted = decoded
+    truth, got = judge.predict(scenes).present > 0.5, judge.predict(painted).present > 0.5
+    own = (got & truth).sum() / max(truth.sum(), 1)
+    other = (got & np.roll(truth, 1, axis=0)).sum() / max(truth.sum(), 1)
+    assert own > 2 * other, (own, other)
+
+
+@_shipped("decoder")
+@pytest.mark.xfail(reason="the demo autoencoder loses thin details (petals, rays) the judge relies on (issue 5)", strict=False)
+def test_shipped_decoder_meets_its_img2img_fidelity_target(judge, decoded):
+    from sae.demo.evaluate import TARGETS
+    from sae.demo.fidelity import _agreement
+
+    scenes, kept, _ = decoded
+    assert _agreement(judge, scenes, kept)["both"] >= TARGETS["decoder.img2img"]

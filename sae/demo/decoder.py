@@ -306,8 +306,7 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:
     """A ``KandinskyV22Pipeline`` folder plus the blank-image negative embedding. Weights are
-    stored in fp16 (half the size; loading casts them back to the decoder's dtype, and the judge's
-    fidelity figures do not move)."""
+    stored in fp16 (half the size; loading casts them back to the decoder's dtype)."""
     from diffusers import KandinskyV22Pipeline
 
     pipe = KandinskyV22Pipeline(unet=copy.deepcopy(unet).half(), scheduler=scheduler, movq=copy.deepcopy(movq).half())

@@ -415,6 +415,7 @@ def test_the_searched_cat_slider_paints_a_cat_the_judge_sees(qtbot, tmp_path):
 def _whole_flow(qtbot, tmp_path, judge_sees_cat: bool) -> None:
     from editor.main_window import MainWindow
     from sae.cli import main
+    from sae.demo import world
     from sae.demo.build import ASSETS, DEMO
     from sae.demo.judge import Judge
 
@@ -425,7 +426,7 @@ def _whole_flow(qtbot, tmp_path, judge_sees_cat: bool) -> None:
     qtbot.waitUntil(lambda: w.model is not None, timeout=120_000)
     w.lock_seed.setChecked(True)
     judge = Judge.load(DEMO / "judge")
-    cat = __import__("sae.demo.world", fromlist=["KINDS"]).KINDS.index("cat")
+    cat = world.KINDS.index("cat")
 
     def settled():
         return not w.loading_image and w.result is not None and w.scheduler.wait(1)

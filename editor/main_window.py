@@ -697,14 +697,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Applied {source[0].lower() + source[1:]}", 5000)
         self.request_render(preview=False)
 
+    def _recent(self) -> list[str]:
+        # type=list: an INI file gives a one-entry list back as a bare string, which would be read
+        # letter by letter
+        return [str(p) for p in self.settings.value("recent", [], type=list)]
+
     def _remember(self, path: Path) -> None:
-        recent = [p for p in (self.settings.value("recent", []) or []) if p != str(path)]
+        recent = [p for p in self._recent() if p != str(path)]
         self.settings.setValue("recent", [str(path), *recent][:8])
         self._refresh_recent()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        for p in self.settings.value("recent", []) or []:
+        for p in self._recent():
             a = QAction(Path(p).name, self)
             a.triggered.connect(lambda _c=False, p=p: self.open_image(p))
             self.recent_menu.addAction(a)

@@ -471,3 +471,20 @@ def _whole_flow(qtbot, tmp_path, judge_sees_cat: bool) -> None:
     assert main(["edit", str(other), "--preset", str(preset_path), "-o", str(tmp_path / "out")]) == 0
     cli = np.asarray(Image.open(tmp_path / "out" / other.name).convert("RGB"))
     assert np.array_equal(np.asarray(w.result), cli)
+
+
+def test_recent_files_survive_a_restart_whole(qtbot, quick_models, tmp_path):
+    """An INI settings file reads a one-entry list back as a bare string; Recent must not split it
+    into letters."""
+    root, images = quick_models
+    first, second = sorted(images.glob("*.png"))[:2]
+    w = _new_window(qtbot, root, tmp_path)
+    qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
+    w._remember(first)
+    w.settings.sync()
+    again = _new_window(qtbot, root, tmp_path)  # the same settings file, read afresh
+    qtbot.waitUntil(lambda: again.model is not None, timeout=30_000)
+    assert again._recent() == [str(first)]
+    again._remember(second)
+    assert again._recent() == [str(second), str(first)]
+    assert [a.text() for a in again.recent_menu.actions()] == [second.name, first.name]

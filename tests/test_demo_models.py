@@ -155,17 +155,11 @@ def shipped_decoder():
 def decoded(shipped_decoder, held_out):
     """64 held-out scenes decoded from their own CLIP embedding: img2img at the editor's strength,
     and from pure noise."""
-    from sae.decoders import DecodeSettings
-    from sae.demo.clip import to_pixels
-    from sae.demo.fidelity import GUIDANCE, STEPS, STRENGTH, _as_array
+    from sae.demo.fidelity import _as_array, round_trips
 
     scenes = held_out.images[:64]
-    with torch.no_grad():
-        embeds = load_backbone(str(DEMO / "clip")).encode_image(to_pixels(scenes))
-    pil = [Image.fromarray(im) for im in scenes]
-    kept = _as_array(shipped_decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=0)))
-    painted = _as_array(shipped_decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=0)))
-    return scenes, kept, painted
+    kept, painted = round_trips(shipped_decoder, load_backbone(str(DEMO / "clip")), scenes)
+    return scenes, _as_array(kept), _as_array(painted)
 
 
 @_shipped("decoder")

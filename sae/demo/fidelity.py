@@ -67,18 +67,27 @@ def autoencoder_fidelity(movq, judge, images: np.ndarray) -> dict:
 
 
 @torch.no_grad()
+def round_trips(decoder, backbone, images: np.ndarray, seed: int = 0) -> tuple[list[Image.Image], list[Image.Image]]:
+    """Each scene decoded from its own CLIP embedding: img2img from the scene at ``STRENGTH`` (how
+    edits are made), and from pure noise."""
+    from sae.demo.clip import to_pixels
+
+    embeds = backbone.encode_image(to_pixels(images))
+    pil = [Image.fromarray(im) for im in images]
+    kept = decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=seed))
+    painted = decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=seed))
+    return kept, painted
+
+
+@torch.no_grad()
 def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 32, progress: bool = True) -> dict:
     """``decoder`` a ``KandinskyDecoder`` (the demo one), ``backbone`` the tiny CLIP, ``images``
     uint8 [N, 64, 64, 3] held-out scenes."""
-    from sae.demo.clip import to_pixels
-
     kept, painted = [], []
     for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
-        chunk = images[i:i + batch]
-        embeds = backbone.encode_image(to_pixels(chunk))
-        pil = [Image.fromarray(im) for im in chunk]
-        kept.append(_as_array(decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=i))))
-        painted.append(_as_array(decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=i))))
+        k, p = round_trips(decoder, backbone, images[i:i + batch], seed=i)
+        kept.append(_as_array(k))
+        painted.append(_as_array(p))
     return {
         "autoencoder": autoencoder_fidelity(decoder.img2img.movq, judge, images),
         "img2img": _agreement(judge, images, np.concatenate(kept)),
@@ -89,14 +98,8 @@ def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 
 
 def sample_grid(decoder, backbone, images: np.ndarray, out: Path, seed: int = 0) -> Path:
     """A PNG grid: originals, img2img at 0.5, and from noise, one column per scene."""
-    from sae.demo.clip import to_pixels
-
-    with torch.no_grad():
-        embeds = backbone.encode_image(to_pixels(images))
-    pil = [Image.fromarray(im) for im in images]
-    kept = decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=seed))
-    painted = decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=seed))
-    rows = [pil, kept, painted]
+    kept, painted = round_trips(decoder, backbone, images, seed)
+    rows = [[Image.fromarray(im) for im in images], kept, painted]
     grid = Image.new("RGB", (64 * len(images), 64 * len(rows)), "white")
     for r, row in enumerate(rows):
         for c, im in enumerate(row):

@@ -35,6 +35,7 @@ from sae.demo import world  # noqa: E402
 from sae.demo.build import DEMO  # noqa: E402
 from sae.demo.judge import Judge, JudgeOutput  # noqa: E402
 from sae.demo.metrics import auroc_per_column  # noqa: E402
+from sae.errors import UserError  # noqa: E402
 from sae.features import FeatureIndex  # noqa: E402
 from sae.induce import induce  # noqa: E402
 from sae.session import default_session  # noqa: E402
@@ -94,16 +95,21 @@ def best_at_preservation(rows) -> float:
 def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
     examples = scenes(10, keep, 31)
     others = scenes(10, lambda sc: not keep(sc), 32)
-    slider = induce(codes(session, examples), codes(session, others), name)
     latent = int(np.nanargmax(auroc_per_column(held.numpy(), held_truth)))
     auc_single = float(auroc_per_column(held[:, [latent]].numpy(), held_truth)[0])
-    mix = sum(w * held[:, i] for i, w in slider.weights)
-    auc_mix = float(auroc_per_column(mix[:, None].numpy(), held_truth)[0])
     targets = scenes(ARGS.n, lambda sc: not keep(sc), 33)
-    print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
-          + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights) + f" (AUROC {auc_mix:.3f})")
+    try:
+        slider = induce(codes(session, examples), codes(session, others), name)
+    except UserError as e:  # no latent beats chance: the slider is refused, which counts as no success
+        slider = None
+        print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced: refused ({e})")
+    else:
+        mix = sum(w * held[:, i] for i, w in slider.weights)
+        auc_mix = float(auroc_per_column(mix[:, None].numpy(), held_truth)[0])
+        print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
+              + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights) + f" (AUROC {auc_mix:.3f})")
     single = sweep(session, judge, targets, lambda v: [Edit(latent, "add", v * float(unit[latent]))], (1, 2, 4, 8), seen)
-    induced = sweep(session, judge, targets, lambda v: [slider.edit(v)], (1, 2, 4, 8), seen)
+    induced = [] if slider is None else sweep(session, judge, targets, lambda v: [slider.edit(v)], (1, 2, 4, 8), seen)
     print(f"  {'method':<26}{'value':>6}{'success':>9}{'preserved':>11}")
     for label, rows in (("single latent (x unit)", single), ("induced slider", induced)):
         for v, s, k in rows:

@@ -7,8 +7,12 @@ non-negative combination of latents:
     d_i = mean over positives of a_i  -  mean over negatives of a_i       (a_i: image-level activation,
     t_i = d_i / sqrt(var_pos_i / n_pos + var_neg_i / n_neg + eps)          the max over tokens)
 
-keep the latents with d_i > 0 and t_i >= MIN_T, the MAX_LATENTS largest t_i, and give each the
-weight d_i. A slider value of 1 then adds, latent by latent, the activation by which the examples
+keep the latents with d_i > 0 and t_i above the chance threshold, the MAX_LATENTS largest t_i, and
+give each the weight d_i. The chance threshold is the 95th percentile of the largest t over all
+latents when the examples' labels are shuffled (a max-T permutation test, Westfall & Young 1993),
+and at least MIN_T: with 10 examples a side and thousands of latents, unrelated latents reach
+t = 3 to 5 by chance alone, and a fixed cut let them into the mix (on the demo world a "red
+object" slider took a latent with 7x the weight of the red one from chance). A slider value of 1 then adds, latent by latent, the activation by which the examples
 differ on average; 0 is no edit, negative values remove the concept.
 
 Why a difference of means and not an L1-regularised logistic regression: with 3 to 20
@@ -36,6 +40,7 @@ MIN_POSITIVES = 3
 MAX_EXAMPLES = 200
 MAX_LATENTS = 8
 MIN_T = 2.0
+PERMUTATIONS = 200
 DEFAULT_NEGATIVES = 64
 COMPARISON_SEED = 6  # demo world scenes that stand in for "images without the concept"
 
@@ -49,6 +54,26 @@ class InducedSlider:
         return Edit(latent, "add", value, mask, self.name, weights=self.weights)
 
 
+def t_scores(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d, t) per latent: the difference of mean activations and its Welch t-score."""
+    diff = pos.mean(0) - neg.mean(0)
+    spread = (pos.var(0) / len(pos) + neg.var(0) / len(neg)).sqrt()
+    scale = float(torch.cat([pos, neg]).abs().max().clamp_min(1e-12))
+    return diff, diff / (spread + 1e-3 * scale)
+
+
+def chance_t(pos: torch.Tensor, neg: torch.Tensor, permutations: int = PERMUTATIONS, seed: int = 0) -> float:
+    """The t that the best of all latents exceeds by chance one time in 20: the 95th percentile of
+    max_i t_i over random relabellings of the examples (the same sizes of both sides)."""
+    both = torch.cat([pos, neg])
+    gen = torch.Generator().manual_seed(seed)
+    best = []
+    for _ in range(permutations):
+        order = torch.randperm(len(both), generator=gen)
+        best.append(float(t_scores(both[order[:len(pos)]], both[order[len(pos):]])[1].max()))
+    return float(torch.tensor(best).quantile(0.95))
+
+
 def induce(pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = MAX_LATENTS,
            min_t: float = MIN_T) -> InducedSlider:
     """The slider separating image-level codes ``pos`` [P, F] from ``neg`` [N, F]."""
@@ -57,14 +82,11 @@ def induce(pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = M
     if len(neg) < 2:
         raise UserError("An induced slider needs at least 2 images without the concept to compare with.")
     pos, neg = pos.double(), neg.double()
-    diff = pos.mean(0) - neg.mean(0)
-    spread = (pos.var(0) / len(pos) + neg.var(0) / len(neg)).sqrt()
-    scale = float(torch.cat([pos, neg]).abs().max().clamp_min(1e-12))
-    t = diff / (spread + 1e-3 * scale)
-    keep = torch.nonzero((diff > 0) & (t >= min_t)).flatten()
+    diff, t = t_scores(pos, neg)
+    keep = torch.nonzero((diff > 0) & (t >= max(min_t, chance_t(pos, neg)))).flatten()
     if len(keep) == 0:
-        raise UserError(f"The examples of '{name}' share no feature of this SAE that the other images lack; "
-                        "add more (or clearer) examples, or other images to compare with.")
+        raise UserError(f"No feature of this SAE tells the examples of '{name}' from the other images better "
+                        "than chance; add more (or clearer) examples, or other images to compare with.")
     keep = keep[torch.argsort(t[keep], descending=True)][:max_latents]
     return InducedSlider(name, tuple((int(i), float(diff[i])) for i in keep))
 

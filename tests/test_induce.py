@@ -36,8 +36,20 @@ def test_the_latents_the_examples_share_get_their_mean_difference():
 def test_too_few_examples_or_nothing_shared_is_one_sentence():
     with pytest.raises(UserError, match="at least 3 example"):
         induce(_codes(2, {3: 2.0}, 0), _codes(10, {}, 1), "x")
-    with pytest.raises(UserError, match="share no feature"):
+    with pytest.raises(UserError, match="better than chance"):
         induce(_codes(5, {}, 0) * 0, _codes(10, {}, 1), "x")
+
+
+def test_latents_that_separate_ten_examples_by_chance_stay_out():
+    # 2,048 unrelated latents and 10 examples a side: dozens reach t >= 2 by chance alone (the
+    # old fixed cut took eight of them along); the permutation threshold keeps the one real one.
+    pos, neg = _codes(10, {5: 1.5}, 0, d=2048), _codes(10, {}, 1, d=2048)
+    d = pos.double().mean(0) - neg.double().mean(0)
+    t = d / (pos.double().var(0) / 10 + neg.double().var(0) / 10).sqrt().clamp_min(1e-9)
+    assert int(((t >= 2) & (d > 0)).sum()) > 8  # what the test is about: chance does pass t = 2
+    assert [i for i, _ in induce(pos, neg, "one thing").weights] == [5]
+    with pytest.raises(UserError, match="better than chance"):
+        induce(_codes(10, {}, 2, d=2048), neg, "nothing")
 
 
 def test_an_induced_edit_steers_as_its_latents_added_one_by_one():
@@ -105,7 +117,9 @@ def test_comparison_images_come_from_the_index_or_say_what_to_give(tiny_clip, tm
 
 
 def test_cli_induces_a_slider_from_example_folders_that_edit_can_replay(tmp_path, capsys):
-    """On the shipped demo SAE: cats against other scenes; the preset names the SAE and the slider."""
+    """On the shipped demo SAE: scenes with something red against scenes without; the preset names
+    the SAE and the slider. (Red, not cat: the demo SAE has no latent that tells ten cats from ten
+    other scenes better than chance, and the CLI says so; see the README's status.)"""
     from sae.cli import main
     from sae.demo import world
     from sae.demo.build import DEMO
@@ -113,18 +127,21 @@ def test_cli_induces_a_slider_from_example_folders_that_edit_can_replay(tmp_path
     if not (DEMO / "sae").is_dir():
         pytest.skip("the demo SAE is not built")
     rng = np.random.default_rng(0)
-    for name, include, exclude in (("cats", ("cat",), ()), ("others", (), ("cat",))):
+    for name, red in (("red", True), ("others", False)):
         (tmp_path / name).mkdir()
-        for i in range(10):
-            scene = world.sample_scene(rng, include=include, exclude=exclude)
-            Image.fromarray(world.render(scene, i)).save(tmp_path / name / f"{i}.png")
-    code = main(["induce", str(tmp_path / "cats"), "--negatives", str(tmp_path / "others"), "--name", "cat",
-                 "--value", "2", "-o", str(tmp_path / "cat.json")])
+        i = 0
+        while i < 10:
+            scene = world.sample_scene(rng)
+            if any(t.colour == "red" for t in scene.things) == red:
+                Image.fromarray(world.render(scene, i)).save(tmp_path / name / f"{i}.png")
+                i += 1
+    code = main(["induce", str(tmp_path / "red"), "--negatives", str(tmp_path / "others"), "--name", "red object",
+                 "--value", "2", "-o", str(tmp_path / "red.json")])
     out = capsys.readouterr().out
-    assert code == 0 and "slider 'cat' =" in out
-    p = presets.load(tmp_path / "cat.json")
+    assert code == 0 and "slider 'red object' =" in out
+    p = presets.load(tmp_path / "red.json")
     assert presets.sae_sha256(DEMO / "sae") == p.sae.sha256
     [edit] = p.edits
-    assert edit.label == "cat" and edit.value == 2.0 and 1 <= len(edit.weights) <= 8
-    assert main(["induce", str(tmp_path / "cats" / "0.png"), "--name", "cat", "-o", str(tmp_path / "x.json")]) != 0
+    assert edit.label == "red object" and edit.value == 2.0 and 1 <= len(edit.weights) <= 8
+    assert main(["induce", str(tmp_path / "red" / "0.png"), "--name", "red", "-o", str(tmp_path / "x.json")]) != 0
     assert "at least 3 example" in capsys.readouterr().err

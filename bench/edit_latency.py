@@ -1,7 +1,7 @@
 """Slider latency on the demo models: a slider change on a cached image to a finished image,
 against the uncached full pipeline (load, prefix, SAE encode, suffix, decode), in one run.
 
-    python bench/edit_latency.py [--reps 20] [--steps 12]
+    python bench/edit_latency.py [--reps 20] [--steps 8]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
-from sae.decoders import DecodeSettings  # noqa: E402
+from sae.decoders import DecodeSettings, default_steps  # noqa: E402
 from sae.demo.build import ASSETS  # noqa: E402
 from sae.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
@@ -24,7 +24,7 @@ from sae.steer import Edit  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     a = p.parse_args()
     session = default_session()
     image = Image.open(ASSETS / "samples" / "cat-on-grass.png").convert("RGB")

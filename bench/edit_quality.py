@@ -11,7 +11,7 @@ Two latents are measured per concept: the one whose image-level activation best 
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
 is the one a user finds.
 
-    python bench/edit_quality.py [--n 200] [--steps 12] [--strength 0.5]
+    python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.5]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoded_edits import decode, embeddings, preservation  # noqa: E402
 
-from sae.decoders import DecodeSettings  # noqa: E402
+from sae.decoders import DecodeSettings, default_steps  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.build import DEMO  # noqa: E402
 from sae.demo.judge import Judge  # noqa: E402
@@ -59,7 +59,7 @@ def score(judge, plain: np.ndarray, edited: np.ndarray, kind: str, added: bool) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     a = p.parse_args()

@@ -13,7 +13,7 @@ Each is swept over strengths; preservation is the share of the other labels (bac
 kinds' presence) the judge reads the same as on the unedited decode. Printed: the best success
 each method reaches at preservation >= 0.9 ("equal preservation"), side by side.
 
-    python bench/induced_sliders.py [--n 100] [--steps 12] [--strength 0.5]
+    python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.5]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from decoded_edits import decode, embeddings, preservation  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sae.decoders import DecodeSettings  # noqa: E402
+from sae.decoders import DecodeSettings, default_steps  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.build import DEMO  # noqa: E402
 from sae.demo.judge import Judge, JudgeOutput  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> None:
     global ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100, help="edited scenes per strength")
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     ARGS = p.parse_args()
@@ -142,7 +142,7 @@ def main() -> None:
     compare(session, judge, "red object", has_red, judged_red, held, np.array([has_red(s) for s in held_scenes]), unit)
 
 
-ARGS = argparse.Namespace(steps=12, strength=0.5, n=100, decoder=None)
+ARGS = argparse.Namespace(steps=default_steps("demo"), strength=0.5, n=100, decoder=None)
 
 if __name__ == "__main__":
     main()

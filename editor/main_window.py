@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,7 +32,7 @@ from editor.jobs import PreviewThrottle, RenderScheduler
 from editor.model import EditorModel
 from editor.sliders import SliderPanel, SliderRow
 from sae import presets
-from sae.decoders import DecodeSettings
+from sae.decoders import DecodeSettings, default_steps
 from sae.device import available_devices
 from sae.download import DownloadCancelled
 from sae.errors import UserError
@@ -191,7 +191,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         gen = QWidget()
         form = QFormLayout(gen)
-        self.steps = QSpinBox(minimum=1, maximum=200, value=int(self.settings.value("steps", 12)))
+        self.steps = QSpinBox(minimum=1, maximum=200, value=self._saved_steps("demo"))
+        self.steps.setToolTip("Denoising steps; each decoder keeps its own (the demo's default is 8)")
         self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=float(self.settings.value("strength", 0.5)))
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
@@ -556,6 +557,10 @@ class MainWindow(QMainWindow):
         self.scheduler.wait(30_000)
         self.model.session.decoder = decoder
         self.model.decoder_name = name
+        if name != self.decoder_name:
+            self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
+            with QSignalBlocker(self.steps):
+                self.steps.setValue(self._saved_steps(name))
         self.decoder_name = name
         self._show_decoder(name)
         self.progress.setVisible(False)
@@ -735,8 +740,14 @@ class MainWindow(QMainWindow):
                 self.show_error(f"{path.name} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a preset (.json).")
             return
 
+    def _saved_steps(self, decoder: str) -> int:
+        """The steps last used with ``decoder``, else its default: a demo-sized count is far too few
+        for Kandinsky, and Kandinsky's makes the demo slow."""
+        return int(self.settings.value(f"steps/{decoder}", default_steps(decoder)))
+
     def closeEvent(self, e) -> None:  # noqa: N802
-        for key, w in (("steps", self.steps), ("strength", self.strength), ("guidance", self.guidance), ("seed", self.seed)):
+        self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
+        for key, w in (("strength", self.strength), ("guidance", self.guidance), ("seed", self.seed)):
             self.settings.setValue(key, w.value())
         self.settings.setValue("lock_seed", self.lock_seed.isChecked())
         self.settings.setValue("decoder", self.decoder_name)

@@ -44,6 +44,20 @@ def test_same_seed_same_pixels_other_seed_other_pixels(tiny_kandinsky):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_img2img_encodes_an_unchanged_init_image_once_and_paints_the_same(tiny_kandinsky):
+    """Slider moves re-run img2img on one image: the movq encodes it once; results are unchanged."""
+    dec, fresh = (KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64) for _ in range(2))
+    encodes = []
+    dec.img2img.movq.encoder.register_forward_hook(lambda *a: encodes.append(1))
+    init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    other = Image.new("RGB", (64, 64), (10, 200, 30))
+    settings = DecodeSettings(steps=4, strength=0.5, seed=3)
+    for i, im in enumerate((init, init, init, other, init)):
+        emb = torch.full((1, 24), 0.1 * i)
+        assert np.array_equal(np.asarray(dec.decode(emb, im, settings)), np.asarray(fresh.decode(emb, im, settings)))
+    assert len(encodes) == 3  # init, other, init again: a changed image is always encoded afresh
+
+
 def test_cancel_from_the_progress_callback(tiny_kandinsky):
     dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
 

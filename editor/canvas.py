@@ -31,6 +31,7 @@ class BeforeAfterView(QWidget):
         self.grid = 8
         self.brush = False
         self.busy_text = ""
+        self.after_caption = "edited"  # under the right pane: "edited", or that no edit is applied
         self.heatmap = None  # [grid][grid] activations of the selected feature on the input, or None
         self.heatmap_title = ""
         self.heatmap_whole = 0.0
@@ -108,7 +109,8 @@ class BeforeAfterView(QWidget):
                 p.drawRect(right.adjusted(0, 0, -1, -1))
                 p.drawText(right.adjusted(12, 12, -12, -12), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                            self.busy_text or "the edited image appears here")
-            p.drawText(right.left(), right.bottom() + 18, "edited" + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
+            p.drawText(right.left(), right.bottom() + 18,
+                       self.after_caption + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
         if self.heatmap is not None and self.show_heatmap and not self.split_mode:
             top = max((max(row) for row in self.heatmap), default=0.0)
             cell = left.width() / len(self.heatmap)

@@ -70,6 +70,7 @@ def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
     assert window.features.fires.count() > 0
     qtbot.waitUntil(lambda: window.result is not None, timeout=30_000)
     first = np.asarray(window.result)
+    assert window.canvas.after_caption.startswith("decoded, no edits")  # not to be read as an edit
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
     row = window.sliders.row_for(latent)
@@ -79,7 +80,7 @@ def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
     row.committed.emit(row, 0.0, row.slider.value())
     qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
     edited = np.asarray(window.result)
-    assert not np.array_equal(first, edited)
+    assert not np.array_equal(first, edited) and window.canvas.after_caption == "edited"
     window.undo.undo()  # the slider move
     assert row.slider.value() == pytest.approx(0.0)
     window.undo.undo()  # the add

@@ -43,6 +43,10 @@ from sae.steer import Edit  # noqa: E402
 
 RED = world.COLOURS.index("red")
 PRESERVATION = 0.9
+# Slider values swept: far enough that both methods fall below PRESERVATION, since the two are in
+# different units (a latent's typical max; the examples' mean difference) and "at equal
+# preservation" means each at its strongest setting that still keeps the scene.
+VALUES = (1, 2, 4, 8, 16)
 
 
 def scenes(n: int, keep: Callable[[world.Scene], bool], seed: int) -> list[np.ndarray]:
@@ -108,8 +112,8 @@ def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
         auc_mix = float(auroc_per_column(mix[:, None].numpy(), held_truth)[0])
         print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
               + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights) + f" (AUROC {auc_mix:.3f})")
-    single = sweep(session, judge, targets, lambda v: [Edit(latent, "add", v * float(unit[latent]))], (1, 2, 4, 8), seen)
-    induced = [] if slider is None else sweep(session, judge, targets, lambda v: [slider.edit(v)], (1, 2, 4, 8), seen)
+    single = sweep(session, judge, targets, lambda v: [Edit(latent, "add", v * float(unit[latent]))], VALUES, seen)
+    induced = [] if slider is None else sweep(session, judge, targets, lambda v: [slider.edit(v)], VALUES, seen)
     print(f"  {'method':<26}{'value':>6}{'success':>9}{'preserved':>11}")
     for label, rows in (("single latent (x unit)", single), ("induced slider", induced)):
         for v, s, k in rows:

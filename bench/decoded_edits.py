@@ -17,6 +17,35 @@ from sae.decoders import DecodeSettings  # noqa: E402
 from sae.demo import world  # noqa: E402
 
 
+def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
+    """The arguments every decoded-edit bench takes."""
+    import argparse
+
+    from sae.decoders import default_steps
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=n, help=n_help)
+    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
+    p.add_argument("--strength", type=float, default=0.5, help="img2img strength of the edits")
+    p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
+    return p.parse_args()
+
+
+def demo_session(decoder: str | None):
+    """The shipped demo session, with ``decoder`` (a pipeline folder) in place of the demo decoder
+    if given; exits with one sentence when there is no decoder to paint the edits."""
+    from sae.session import default_session
+
+    session = default_session()
+    if decoder:
+        from sae.decoders.registry import load_decoder
+
+        session.decoder = load_decoder(decoder, session.backbone)
+    if session.decoder is None:
+        sys.exit("The demo decoder is not built yet (assets/demo/decoder); this bench decodes every edit.")
+    return session
+
+
 def embeddings(session, images: Sequence[np.ndarray], makers: Sequence[Callable]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Per scene, the unedited final embedding and one edited embedding per ``makers`` entry
     (each called with the session holding that scene)."""

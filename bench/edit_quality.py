@@ -16,7 +16,6 @@ is the one a user finds.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,13 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoded_edits import decode, embeddings, preservation  # noqa: E402
+from decoded_edits import decode, demo_session, embeddings, parse_args, preservation  # noqa: E402
 
-from sae.decoders import DecodeSettings, default_steps  # noqa: E402
+from sae.decoders import DecodeSettings  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.build import DEMO  # noqa: E402
 from sae.demo.judge import Judge  # noqa: E402
-from sae.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
 
 
@@ -57,21 +55,10 @@ def score(judge, plain: np.ndarray, edited: np.ndarray, kind: str, added: bool) 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
-    p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
-    a = p.parse_args()
+    a = parse_args(__doc__, 200, "scenes per concept")
     import json
 
-    session = default_session()
-    if a.decoder:
-        from sae.decoders.registry import load_decoder
-
-        session.decoder = load_decoder(a.decoder, session.backbone)
-    if session.decoder is None:
-        sys.exit("The demo decoder is not built yet (assets/demo/decoder); this bench decodes every edit.")
+    session = demo_session(a.decoder)
     judge = Judge.load(DEMO / "judge")
     concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
     settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0)

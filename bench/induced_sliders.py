@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from decoded_edits import decode, embeddings, preservation  # noqa: E402
+from decoded_edits import decode, demo_session, embeddings, parse_args, preservation  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sae.decoders import DecodeSettings, default_steps  # noqa: E402
@@ -38,7 +38,6 @@ from sae.demo.metrics import auroc_per_column  # noqa: E402
 from sae.errors import UserError  # noqa: E402
 from sae.features import FeatureIndex  # noqa: E402
 from sae.induce import induce  # noqa: E402
-from sae.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
 
 RED = world.COLOURS.index("red")
@@ -124,19 +123,8 @@ def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
 
 def main() -> None:
     global ARGS
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=100, help="edited scenes per strength")
-    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
-    p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
-    ARGS = p.parse_args()
-    session = default_session()
-    if ARGS.decoder:
-        from sae.decoders.registry import load_decoder
-
-        session.decoder = load_decoder(ARGS.decoder, session.backbone)
-    if session.decoder is None:
-        sys.exit("The demo decoder is not built yet (assets/demo/decoder); this bench decodes every edit.")
+    ARGS = parse_args(__doc__, 100)
+    session = demo_session(ARGS.decoder)
     judge = Judge.load(DEMO / "judge")
     unit = FeatureIndex.load(DEMO / "sae").typical_max()
     rng = np.random.default_rng(34)

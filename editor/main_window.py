@@ -157,7 +157,7 @@ class MainWindow(QMainWindow):
         self.scheduler.image_ready.connect(self._image_ready)
         self.loading_image = False
         self._image_job = 0
-        self._captions: dict[int, str] = {}  # job id -> what the right pane shows (edited or not)
+        self._caption = (0, "edited")  # (render job id, what the right pane shows when it arrives)
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self.inducing = False
@@ -486,7 +486,7 @@ class MainWindow(QMainWindow):
         # At zero sliders the right pane is the decoder's round trip, which differs from the input
         # (the demo decoder blurs fine detail): say so, so nobody reads it as an edit.
         unedited = all(e.mode == "add" and e.value == 0 for e in edits)
-        self._captions = {job: "decoded, no edits (what the decoder keeps)" if unedited else "edited"}
+        self._caption = (job, "decoded, no edits (what the decoder keeps)" if unedited else "edited")
 
     def _progress(self, job_id: int, step: int, total: int) -> None:
         if job_id == self.scheduler.latest:
@@ -508,7 +508,7 @@ class MainWindow(QMainWindow):
             self.throttle.measured(self.scheduler.last_preview_ms)
         self.result = image
         self.canvas.busy_text = ""
-        self.canvas.after_caption = self._captions.get(job_id, "edited")
+        self.canvas.after_caption = self._caption[1] if job_id == self._caption[0] else "edited"
         self.canvas.set_after(image)
         self.progress.setVisible(False)
 

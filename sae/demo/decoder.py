@@ -211,7 +211,7 @@ def unet_rate(step: int, lr: float, steps: int = UNET_STEPS, anneal: int = UNET_
 
 def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = UNET_STEPS, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
-               ema_decay: float = 0.999, cond_dropout: float = 0.1, progress: bool = True,
+               ema_decay: float = 0.999, cond_dropout: float = 0.1, anneal: int = UNET_ANNEAL, progress: bool = True,
                should_stop=None, compact: Path | None = COMPACT) -> dict:
     """Denoising training (a step of 64 costs about 1.5 s on two cores of this project's CPU; on a
     ``should_stop`` stop it also writes a compact fp16 checkpoint to ``compact``, which a fresh
@@ -220,7 +220,6 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
 
     from sae.backbone import load_backbone
 
-    anneal = UNET_ANNEAL if steps == UNET_STEPS else 0
     if quick:
         steps, batch, anneal = 40, 16, 10
     n_images = 2_000 if quick else 60_000

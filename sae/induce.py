@@ -92,9 +92,11 @@ def induce(pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = M
                         "than chance; add more (or clearer) examples, or other images to compare with.")
     keep = keep[torch.argsort(t[keep], descending=True)][:max_latents]
     chosen = [int(keep[0])]
+    best = _separation(pos, neg, diff, chosen)
     for i in keep[1:].tolist():
-        if _separation(pos, neg, diff, chosen + [i]) > _separation(pos, neg, diff, chosen):
-            chosen.append(i)
+        with_i = _separation(pos, neg, diff, chosen + [i])
+        if with_i > best:
+            chosen, best = chosen + [i], with_i
     return InducedSlider(name, tuple((i, float(diff[i])) for i in chosen))
 
 

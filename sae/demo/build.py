@@ -35,7 +35,7 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
           force: bool = False, max_minutes: float | None = None) -> dict:
-    """Run ``stages``; ``max_minutes`` stops the judge's, movq's or decoder's training at a
+    """Run ``stages``; ``max_minutes`` stops the CLIP's, judge's, movq's or decoder's training at a
     checkpoint after that long (run the same command again to continue)."""
     if threads:
         torch.set_num_threads(threads)
@@ -55,9 +55,9 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             continue
         t0 = time.perf_counter()
         if stage == "clip":
-            from sae.demo.clip import train_clip
+            from sae.demo.clip import COMPACT, train_clip
 
-            figures = train_clip(target, work, quick=quick)
+            figures = train_clip(target, work, quick=quick, should_stop=should_stop, compact=COMPACT)
         elif stage == "judge":
             from sae.demo.judge import train_judge
 

@@ -63,3 +63,11 @@ def load_compact(folder: Path, modules: dict[str, torch.nn.Module]) -> dict | No
         ref = m.state_dict()
         m.load_state_dict({k: t[f"{name}.{k}"].to(ref[k].dtype) for k in ref})
     return json.loads((folder / "state.json").read_text())
+
+
+def recipe_of(folder: Path) -> str | None:
+    """The recipe a checkpoint folder was written by (a checkpoint of another recipe is not resumed)."""
+    try:
+        return json.loads((folder / "state.json").read_text()).get("recipe")
+    except (OSError, ValueError):
+        return None

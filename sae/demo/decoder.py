@@ -15,7 +15,6 @@ image for classifier-free guidance, EMA weights).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from sae import atomic
 from sae.demo import world
-from sae.demo.checkpoint import load_compact, load_state, save_compact, save_state
+from sae.demo.checkpoint import load_compact, load_state, recipe_of, save_compact, save_state
 from sae.demo.data import world_data
 
 # 4 channels at 16x16 (Kandinsky's own count) reconstructed world scenes with L1 0.032 after 2,000 steps, yet
@@ -89,14 +88,6 @@ def fold_latent_scale(movq, images: np.ndarray) -> dict:
     return {"latent_mean": m.tolist(), "latent_std": s.tolist()}
 
 
-def _recipe_of(folder: Path) -> str | None:
-    """The recipe a checkpoint folder was written by (a checkpoint of another recipe is not resumed)."""
-    try:
-        return json.loads((folder / "state.json").read_text()).get("recipe")
-    except (OSError, ValueError):
-        return None
-
-
 MOVQ_COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "movq"  # committed between sessions
 
 
@@ -115,8 +106,8 @@ def train_movq(out: Path, work: Path, steps: int = 2000, batch: int = 32, lr: fl
     ckpt = work / "movq-checkpoint"
     recipe = (f"world-v{world.VERSION}-channels-" + "-".join(map(str, cfg["block_out_channels"]))
               + f"-latent-{cfg['latent_channels']}")
-    meta = load_state(ckpt, {"movq": movq}, opt) if _recipe_of(ckpt) == recipe else None
-    if meta is None and compact is not None and _recipe_of(compact) == recipe:
+    meta = load_state(ckpt, {"movq": movq}, opt) if recipe_of(ckpt) == recipe else None
+    if meta is None and compact is not None and recipe_of(compact) == recipe:
         meta = load_compact(compact, {"movq": movq})  # a fresh clone continues the committed run
     meta = meta or {"step": 0, "seconds": 0.0}
     step, seconds = meta["step"], meta["seconds"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sae.demo import world
 from sae.demo.build import DEMO
+from sae.demo.clip import AUX_LAYER, BATCH, RECIPE
 from sae.demo.clip import CONFIG as CLIP_CONFIG
 
 
@@ -88,7 +89,15 @@ def write_card(demo: Path = DEMO) -> Path:
         f"open_clip custom ViT: {CLIP_CONFIG['vision_cfg']['layers']} blocks, width {CLIP_CONFIG['vision_cfg']['width']}, "
         f"8x8 patches of 8 pixels, embedding {CLIP_CONFIG['embed_dim']}; text tower {CLIP_CONFIG['text_cfg']['layers']} "
         f"blocks, width {CLIP_CONFIG['text_cfg']['width']}, open_clip's tokenizer; {clip.get('params', 0):,} parameters. "
-        "Contrastive loss, AdamW, cosine schedule, fp32 (bf16 is slower than fp32 on this AVX2 CPU).",
+        + (
+            "Contrastive loss plus an object-presence loss (which kinds the caption names, read by a linear head on "
+            f"every layer-{AUX_LAYER} token with a max over tokens, and by one on the embedding; the heads are not "
+            f"shipped), batches of {clip.get('batch', BATCH)}, AdamW, cosine schedule, fp32 (bf16 is slower than fp32 "
+            "on this AVX2 CPU). The presence loss is there because a web-scale CLIP's middle layers hold object "
+            "detectors and this one, trained contrastively alone, did not (see `sae/demo/clip.py`)."
+            if clip.get("recipe") == RECIPE else
+            "Contrastive loss, AdamW, cosine schedule, fp32 (bf16 is slower than fp32 on this AVX2 CPU)."
+        ),
         "",
         "CLIP zero-shot accuracy (target >= 0.90): objects = share of held-out one-object scenes whose object's prompt",
         "(\"a picture of a cat\") beats the nine others; background = top of six place prompts.",

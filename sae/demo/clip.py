@@ -227,5 +227,5 @@ def train_clip(
         save_local_dir(half, cfg, tmp, image_mean=MEAN, image_std=STD)
         (tmp / "demo_world.json").write_text(json.dumps({"world": "sae-studio demo world", "recipe": "sae.demo.clip"}) + "\n")
     save_checkpoint()
-    return {"zero_shot": figures, "recipe": RECIPE, "train_seconds": seconds, "samples": steps * batch,
+    return {"zero_shot": figures, "recipe": RECIPE, "batch": batch, "train_seconds": seconds, "samples": steps * batch,
             "params": sum(p.numel() for p in model.parameters())}

@@ -65,6 +65,10 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     build = json.loads((out / "build.json").read_text())
     assert set(build) == {"clip", "judge", "sae", "movq", "decoder"}
     assert all(v["wall_seconds"] > 0 for v in build.values())
+    # the SAE comes with its index and labels, as the shipped one does (the app reads both)
+    labels = json.loads((out / "sae" / "labels.json").read_text())["labels"]
+    assert (out / "sae" / "index" / "index.safetensors").is_file()
+    assert len(labels) == json.loads((out / "sae" / "cfg.json").read_text())["d_sae"]
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -152,7 +153,10 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     window.features.fires.setCurrentRow(0)
     grid = window.canvas.heatmap
     assert grid is not None and len(grid) == window.canvas.grid
-    assert max(max(r) for r in grid) == pytest.approx(firing.activation, rel=1e-5)
+    # the patches' own activations; the image-level one is their max or the class token's, if higher
+    patches = window.model.session.heatmap(firing.latent)
+    assert torch.allclose(torch.tensor(grid), patches, rtol=1e-5)
+    assert max(max(r) for r in grid) <= firing.activation + 1e-5
     assert window.canvas.heatmap_whole == pytest.approx(window.model.current_activation(firing.latent))
     qtbot.waitUntil(lambda: window.features.causal.pixmap() is not None and not window.features.causal.pixmap().isNull(),
                     timeout=30_000)

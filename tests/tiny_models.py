@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import open_clip
@@ -61,6 +62,10 @@ def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
     os.environ["SAE_STUDIO_CACHE"] = str(root / "cache")
     os.environ["SAE_STUDIO_WORK"] = str(root / "work")
     build(("clip", "sae"), out=root / "demo", quick=True)
+    # The build indexes its SAE over its own scenes, as the shipped one is; the tests index it
+    # over the scenes they hand it (an index covers one folder).
+    shutil.rmtree(root / "demo" / "sae" / "index")
+    (root / "demo" / "sae" / "labels.json").unlink()
     bb = load_backbone(str(root / "demo" / "clip"))
     torch.manual_seed(0)
     save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),

@@ -11,9 +11,12 @@ from PIL import Image
 from sae.activations import extract
 from sae.backbone import load_backbone
 from sae.demo.data import world_data
+from sae.make import index_and_label
 from sae.train import TrainConfig, Trainer
 
 SAE_SEED = 3  # world seed of the images the SAE is trained on (the CLIP saw seed 1)
+INDEX_SEED = 4  # world seed of the scenes its shipped index covers (the top images people browse)
+INDEX_IMAGES = 1_000
 
 
 def write_world_images(folder: Path, n: int, seed: int) -> Path:
@@ -48,7 +51,10 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     cos = splice_cosine(backbone, model, to_pixels(held.images[:256]), "all")
     model.metadata.metrics["splice_cosine"] = cos
     model.save(out)
-    return {k: float(v) for k, v in model.metadata.metrics.items()} | {"images": n_images}
+    n_index = 200 if quick else INDEX_IMAGES  # the index and labels ship with the SAE, as the app reads them
+    index_and_label(out, backbone, model, write_world_images(work / f"index-images-{n_index}", n_index, INDEX_SEED),
+                    "demo", progress=progress)
+    return {k: float(v) for k, v in model.metadata.metrics.items()} | {"images": n_images, "index_images": n_index}
 
 
 def image_codes(backbone, sae, images: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -103,9 +103,9 @@ BATCH = 64
 # embedding), the layer learns them: a 3-block tower supervised so reached cat 0.88 after 150k
 # samples. The heads are thrown away; what ships is an ordinary open_clip CLIP.
 AUX_LAYER = 3  # the default SAE's layer
-COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "clip"  # committed between sessions
 AUX_WEIGHT = 1.0
 RECIPE = "contrastive+presence-L3"
+COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "clip"  # committed between sessions
 
 
 class PresenceHeads(torch.nn.Module):

@@ -81,6 +81,24 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     for row in ("autoencoder", "img2img", "from_noise"):
         assert 0 <= figures["decoder"][row]["objects"] <= 1
     assert "img2img at 0.5: objects" in (out / "README.md").read_text()
+    # a retrained CLIP's decoder may start from the previous decoder's UNet
+    shutil.move(out / "decoder", tmp_path / "previous")
+    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
+                        "decoder", "--warm-start", str(tmp_path / "work")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "is not a decoder folder" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
+                        "decoder", "--warm-start", str(tmp_path / "previous")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from diffusers import UNet2DConditionModel
+
+    from sae.backbone import weights_fingerprint
+
+    previous = UNet2DConditionModel.from_pretrained(tmp_path / "previous" / "unet")
+    warm = UNet2DConditionModel.from_pretrained(out / "decoder" / "unet")
+    assert json.loads((out / "build.json").read_text())["decoder"]["warm_start"] == weights_fingerprint(previous)[:10]
+    moved = max(float((a.float() - b.float()).norm() / b.float().norm())
+                for a, b in zip(warm.state_dict().values(), previous.state_dict().values(), strict=True) if b.dim() > 1)
+    assert moved < 0.2  # a few steps of fine-tuning, not a fresh start (random weights differ by ~1.4)
     # the autoencoder ships before its UNet: eval then measures it alone
     shutil.rmtree(out / "decoder")
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],

@@ -34,9 +34,10 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
-          force: bool = False, max_minutes: float | None = None) -> dict:
+          force: bool = False, max_minutes: float | None = None, warm_start: Path | None = None) -> dict:
     """Run ``stages``; ``max_minutes`` stops the CLIP's, judge's, movq's or decoder's training at a
-    checkpoint after that long (run the same command again to continue)."""
+    checkpoint after that long (run the same command again to continue). ``warm_start``: a trained
+    decoder folder whose UNet the decoder stage starts from, on the shorter schedule."""
     if threads:
         torch.set_num_threads(threads)
     work = work_dir() / ("quick" if quick else "full")
@@ -71,9 +72,11 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             figures = train_movq(target, work, quick=quick, should_stop=should_stop)
         elif stage == "decoder":
-            from sae.demo.decoder import train_unet
+            from sae.demo.decoder import WARM_ANNEAL, WARM_CONSTANT, train_unet
 
-            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop)
+            schedule = {} if warm_start is None or quick else {"steps": WARM_CONSTANT + WARM_ANNEAL, "anneal": WARM_ANNEAL}
+            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
+                                 warm_start=warm_start, **schedule)
         if "stopped_at" in figures:
             print(f"{stage}: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
             done[stage] = figures  # (so the command does not also say there was nothing to build)

@@ -189,6 +189,11 @@ COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" /
 UNET_CONSTANT = 3_500
 UNET_ANNEAL = 2_000
 UNET_STEPS = UNET_CONSTANT + UNET_ANNEAL
+# Started from a trained decoder's UNet (``warm_start``: the previous demo decoder, when the CLIP under
+# it is retrained), the denoising trunk already paints the world and only the conditioning must be
+# relearnt, so a shorter run suffices: the same warm-up and rate, 1,000 steps constant, 1,500 annealed.
+WARM_CONSTANT = 1_000
+WARM_ANNEAL = 1_500
 
 
 def unet_rate(step: int, lr: float, steps: int = UNET_STEPS, anneal: int = UNET_ANNEAL) -> float:
@@ -203,10 +208,12 @@ def unet_rate(step: int, lr: float, steps: int = UNET_STEPS, anneal: int = UNET_
 def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = UNET_STEPS, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
                ema_decay: float = 0.999, cond_dropout: float = 0.1, anneal: int = UNET_ANNEAL, progress: bool = True,
-               should_stop=None, compact: Path | None = COMPACT) -> dict:
+               should_stop=None, compact: Path | None = COMPACT, warm_start: Path | None = None) -> dict:
     """Denoising training (a step of 64 costs about 1.5 s on two cores of this project's CPU; on a
     ``should_stop`` stop it also writes a compact fp16 checkpoint to ``compact``, which a fresh
-    clone resumes from)."""
+    clone resumes from). ``warm_start``: a decoder pipeline folder whose UNet (same architecture)
+    the run starts from instead of random weights; pass the shorter schedule with it
+    (``WARM_CONSTANT + WARM_ANNEAL`` steps, ``anneal=WARM_ANNEAL``)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.backbone import load_backbone
@@ -231,22 +238,31 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     latents, embeds = t["latents"], t["embeds"]
     null = blank_embedding(backbone)
     sched = DDIMScheduler(**scheduler_config())
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
-    ema = copy.deepcopy(unet).requires_grad_(False)
+    models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
+    start = None
+    if warm_start is not None:
+        previous = UNet2DConditionModel.from_pretrained(Path(warm_start) / "unet")
+        models["warm_start"] = weights_fingerprint(previous)[:10]
+        start = {k: v.float() for k, v in previous.state_dict().items()}
+
+    def fresh():
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
+        if start is not None:
+            unet.load_state_dict(start)  # raises if the warm start's architecture differs
+        return unet, copy.deepcopy(unet).requires_grad_(False)
+
+    unet, ema = fresh()
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "unet-checkpoint"
-    models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
     meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt)
     rewarm_from = None  # a compact checkpoint has no Adam moments: re-warm the rate over 100 steps
     if meta is None and compact is not None:
         meta = load_compact(compact, {"unet": unet, "ema": ema})
         rewarm_from = None if meta is None else meta["step"]
     if meta is not None and meta.get("models") != models:
-        print("decoder: the saved UNet checkpoint belongs to another CLIP or autoencoder; starting afresh")
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick))
-        ema = copy.deepcopy(unet).requires_grad_(False)
+        print("decoder: the saved UNet checkpoint belongs to another CLIP, autoencoder or warm start; starting afresh")
+        unet, ema = fresh()
         opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
         meta, rewarm_from = None, None
     meta = meta or {"step": 0, "seconds": 0.0, "losses": []}
@@ -304,7 +320,8 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         import shutil
 
         shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
-    return {"train_seconds": seconds, "steps": step, "batch": batch, "final_loss": losses[-1][1] if losses else None}
+    return {"train_seconds": seconds, "steps": step, "batch": batch, "final_loss": losses[-1][1] if losses else None,
+            **({"warm_start": models["warm_start"]} if warm_start is not None else {})}
 
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:

@@ -12,7 +12,7 @@ from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.features import FeatureIndex, thumbnail_path
 from sae.induce import InducedSlider, induce_from_images
-from sae.labels import load_directions, read_labels, rename, search
+from sae.labels import FeatureDirections, load_directions, read_labels, rename, search
 from sae.session import Session
 from sae.steer import Edit
 
@@ -28,7 +28,7 @@ class EditorModel:
         except UserError:
             self.index = None
         try:
-            self.directions: torch.Tensor | None = load_directions(self.sae_folder)
+            self.directions: FeatureDirections | None = load_directions(self.sae_folder)
         except UserError:
             self.directions = None
         self.session.labels = read_labels(self.sae_folder)

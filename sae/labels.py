@@ -4,7 +4,9 @@ A latent's *effect direction* is the mean change of the final (normalised) image
 its decoder row is added at layer L to a set of neutral images. Labelling ranks a vocabulary of
 prompts by cosine with that direction through the CLIP text tower; search ranks latents by
 cosine between a query's text embedding and their directions, plus a bonus when the query
-matches the label.
+matches the label. Both rankings compare *centred* vectors (image-side directions less their
+mean, text-side ones less the vocabulary's mean): CLIP's two sides each share a large common
+component (the "modality gap") that otherwise decides the ranking.
 
 ``labels.json`` in the SAE folder::
 
@@ -123,11 +125,25 @@ class SearchHit(NamedTuple):
     label: str
 
 
-def search(query: str, query_dir: torch.Tensor, directions: torch.Tensor, labels: dict[int, str],
+class FeatureDirections(NamedTuple):
+    """Every latent's effect direction, and the mean of the label vocabulary's text directions
+    (``None`` in folders labelled before it was kept: their search compares uncentred vectors)."""
+    effects: torch.Tensor  # [d_sae, e], unit rows
+    text_centre: torch.Tensor | None  # [e]
+
+    def alignment(self, query_dir: torch.Tensor) -> torch.Tensor:
+        """[d_sae] cosine between each latent's centred effect and the centred query."""
+        if self.text_centre is None:
+            return self.effects @ query_dir
+        d = F.normalize(self.effects - self.effects.mean(0), dim=-1)
+        return d @ F.normalize(query_dir - self.text_centre, dim=-1)
+
+
+def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],
            top: int = 20, label_bonus: float = 0.25) -> list[SearchHit]:
-    """Latents ranked by cosine(query text, effect direction) + a bonus when the label matches."""
+    """Latents ranked by cosine(query text, effect direction), both centred, + a bonus when the label matches."""
     q = query.strip().lower()
-    score = directions @ query_dir  # [F]
+    score = directions.alignment(query_dir)  # [F]
     if q:
         for latent, label in labels.items():
             words = label.strip().lower()
@@ -146,29 +162,33 @@ def search(query: str, query_dir: torch.Tensor, directions: torch.Tensor, labels
 DIRECTIONS_FILE = "directions.safetensors"
 
 
-def save_directions(folder: str | Path, directions: torch.Tensor) -> None:
+def save_directions(folder: str | Path, directions: FeatureDirections) -> None:
     from safetensors.torch import save_file
 
+    tensors = {"directions": directions.effects.contiguous()}
+    if directions.text_centre is not None:
+        tensors["text_centre"] = directions.text_centre.contiguous()
     with atomic.atomic_path(Path(folder) / "index" / DIRECTIONS_FILE) as tmp:
-        save_file({"directions": directions.contiguous()}, str(tmp))
+        save_file(tensors, str(tmp))
 
 
-def load_directions(folder: str | Path) -> torch.Tensor:
+def load_directions(folder: str | Path) -> FeatureDirections:
     from safetensors.torch import load_file
 
     path = Path(folder) / "index" / DIRECTIONS_FILE
     if not path.is_file():
         raise UserError(f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR.")
-    return load_file(str(path))["directions"]
+    t = load_file(str(path))
+    return FeatureDirections(t["directions"], t.get("text_centre"))
 
 
 def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,
               neutral_pixels: torch.Tensor, vocabulary: Sequence[tuple[str, str]]) -> dict[int, dict]:
     """Compute effect directions, label every latent from ``vocabulary``, keep renames; saves both."""
     directions = effect_directions(backbone, sae, neutral_pixels, strengths)
-    save_directions(folder, directions)
     words = [label for label, _ in vocabulary]
     vocab_dirs = text_directions(backbone, [prompt for _, prompt in vocabulary])
+    save_directions(folder, FeatureDirections(directions, vocab_dirs.mean(0)))
     entries = merge_labels(auto_label(directions, words, vocab_dirs), read_label_entries(folder))
     write_label_entries(folder, entries)
     return entries

@@ -55,6 +55,29 @@ def test_index_labels_and_search(quick):
     assert after.tokens == before.tokens == 64 * 65 and torch.equal(after.top_values, before.top_values)
 
 
+def test_search_compares_centred_directions(tmp_path):
+    """A large component shared by every latent's effect (CLIP's modality gap) must not decide the
+    ranking: the latent whose own part points at the query wins. Folders labelled before the text
+    centre was kept still load and search uncentred."""
+    from safetensors.torch import save_file
+
+    from sae.labels import FeatureDirections, load_directions, save_directions, search
+
+    gen = torch.Generator().manual_seed(0)
+    common, text_common = torch.randn(32, generator=gen), torch.randn(32, generator=gen)
+    own = torch.randn(50, 32, generator=gen)
+    effects = torch.nn.functional.normalize(3 * common + own, dim=-1)
+    query = torch.nn.functional.normalize(3 * text_common + own[7], dim=-1)
+    saved = FeatureDirections(effects, 3 * text_common)
+    save_directions(tmp_path, saved)
+    loaded = load_directions(tmp_path)
+    assert torch.equal(loaded.effects, effects) and torch.equal(loaded.text_centre, saved.text_centre)
+    assert search("", query, loaded, {}, top=1)[0].latent == 7
+    assert search("", query, FeatureDirections(effects, None), {}, top=1)[0].latent != 7  # uncentred: the gap decides
+    save_file({"directions": effects}, str(tmp_path / "index" / "directions.safetensors"))
+    assert load_directions(tmp_path).text_centre is None
+
+
 def test_rename_persists_and_outranks_relabelling(quick):
     root, images = quick
     sae_dir = root / "demo" / "sae"

@@ -148,6 +148,14 @@ def test_compact_checkpoint_round_trips_weights_in_fp16(tmp_path):
     assert load_compact(tmp_path / "missing", {"net": b}) is None
 
 
+def test_resuming_from_a_compact_checkpoint_rewarms_the_rate():
+    """Adam's moments are not in a compact checkpoint: the rate climbs back over 100 steps."""
+    from sae.demo.checkpoint import rewarm
+
+    assert rewarm(1234, None) == 1.0
+    assert [rewarm(s, 400) for s in (400, 449, 499, 600)] == [0.01, 0.5, 1.0, 1.0]
+
+
 def test_judge_recipe_stopped_at_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -82,7 +82,9 @@ def write_card(demo: Path = DEMO) -> Path:
            "from the CLIP's 120k |"] if movq else []),
         *([f"| decoder (UNet + movq) | `decoder/` (`KandinskyV22Pipeline`) | {_mb(demo / 'decoder'):.1f} MB | "
            f"{_minutes(unet.get('train_seconds', 0))} | {unet.get('steps', 0):,} steps of {unet.get('batch', 0)} "
-           "latents and CLIP embeddings |"] if unet else []),
+           "latents and CLIP embeddings"
+           + (", starting from the previous demo decoder's UNet (`demo build --warm-start`)" if unet.get("warm_start") else "")
+           + " |"] if unet else []),
         "",
         "## tiny CLIP",
         "",
@@ -139,9 +141,10 @@ def write_card(demo: Path = DEMO) -> Path:
           f"above are measured on version {world.VERSION} scenes, and `sae-studio demo build --stages {name} --force` "
           "retrains it." for name, v in older.items()],
         *([
-            "- Concepts below their targets above are the tiny CLIP's weakness before the SAE's: where the CLIP",
-            "  tells a concept apart poorly (zero-shot table), no latent at its middle layer separates it either.",
-            "  The recipe is being improved (see the project's issue tracker).",
+            "- Concepts below their targets above are the tiny CLIP's middle layer's weakness before the SAE's:",
+            "  where even a linear detector trained on every token of that layer (max over tokens) separates a",
+            "  concept poorly, no SAE latent there does better. The CLIP's presence loss at that layer is there",
+            "  for this reason; the recipe is being improved (see the project's issue tracker).",
         ] if min(v["auroc"] for v in ev["sae"]["concepts"].values()) < 0.95 else []),
         "- The CLIP's text side knows only the world's vocabulary; prompts outside it give arbitrary embeddings.",
         "- Figures come from one seed each; rebuilding on another machine gives close, not identical, numbers",

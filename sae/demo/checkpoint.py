@@ -65,6 +65,13 @@ def load_compact(folder: Path, modules: dict[str, torch.nn.Module]) -> dict | No
     return json.loads((folder / "state.json").read_text())
 
 
+def rewarm(step: int, resumed_at: int | None, span: int = 100) -> float:
+    """Factor on the learning rate after resuming from a compact checkpoint at ``resumed_at``
+    (``None``: not resumed so): Adam's moments start from zero there, so the rate climbs back over
+    ``span`` steps instead of jumping to full at once."""
+    return 1.0 if resumed_at is None else min(1.0, (step - resumed_at + 1) / span)
+
+
 def recipe_of(folder: Path) -> str | None:
     """The recipe a checkpoint folder was written by (a checkpoint of another recipe is not resumed)."""
     try:

@@ -21,7 +21,14 @@ from tqdm import tqdm
 from sae import atomic
 from sae.backbone import save_local_dir
 from sae.demo import world
-from sae.demo.checkpoint import load_compact, load_state, recipe_of, save_compact, save_state
+from sae.demo.checkpoint import (
+    load_compact,
+    load_state,
+    recipe_of,
+    rewarm,
+    save_compact,
+    save_state,
+)
 from sae.demo.data import WorldData, world_data
 
 CONFIG = {
@@ -175,8 +182,10 @@ def train_clip(
     ckpt = work / f"clip-checkpoint-{RECIPE}"
     compact = None if quick else compact
     meta = load_state(ckpt, modules, opt)
+    resumed_at = None  # step of a resume from the compact checkpoint, which has no Adam moments
     if meta is None and compact is not None and recipe_of(compact) == RECIPE:
         meta = load_compact(compact, modules)  # a fresh clone continues the committed run
+        resumed_at = None if meta is None else meta["step"]
     meta = meta or {"step": 0, "seconds": 0.0}
     step, seconds = meta["step"], meta["seconds"]
 
@@ -188,7 +197,7 @@ def train_clip(
     model.train()
     while step < steps:
         t0 = time.perf_counter()
-        lr_now = learning_rate(step, bounds)
+        lr_now = learning_rate(step, bounds) * rewarm(step, resumed_at)
         for g in opt.param_groups:
             g["lr"] = lr_now
         pairs = rng.integers(0, len(data) // 2, batch // 2)  # minimal pairs side by side in a batch

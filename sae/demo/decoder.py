@@ -26,7 +26,14 @@ from tqdm import tqdm
 
 from sae import atomic
 from sae.demo import world
-from sae.demo.checkpoint import load_compact, load_state, recipe_of, save_compact, save_state
+from sae.demo.checkpoint import (
+    load_compact,
+    load_state,
+    recipe_of,
+    rewarm,
+    save_compact,
+    save_state,
+)
 from sae.demo.data import world_data
 
 # 4 channels at 16x16 (Kandinsky's own count) reconstructed world scenes with L1 0.032 after 2,000 steps, yet
@@ -107,8 +114,10 @@ def train_movq(out: Path, work: Path, steps: int = 2000, batch: int = 32, lr: fl
     recipe = (f"world-v{world.VERSION}-channels-" + "-".join(map(str, cfg["block_out_channels"]))
               + f"-latent-{cfg['latent_channels']}")
     meta = load_state(ckpt, {"movq": movq}, opt) if recipe_of(ckpt) == recipe else None
+    resumed_at = None  # step of a resume from the compact checkpoint, which has no Adam moments
     if meta is None and compact is not None and recipe_of(compact) == recipe:
         meta = load_compact(compact, {"movq": movq})  # a fresh clone continues the committed run
+        resumed_at = None if meta is None else meta["step"]
     meta = meta or {"step": 0, "seconds": 0.0}
     step, seconds = meta["step"], meta["seconds"]
     bar = tqdm(total=steps, initial=step, desc="movq", unit="step", disable=not progress)
@@ -117,7 +126,7 @@ def train_movq(out: Path, work: Path, steps: int = 2000, batch: int = 32, lr: fl
     while step < steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1) * rewarm(step, resumed_at)
         idx = torch.randint(0, len(data), (batch,), generator=gen).numpy()
         x = to_unit(data.images[idx])
         z = movq.encode(x).latents
@@ -256,15 +265,15 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "unet-checkpoint"
     meta = load_state(ckpt, {"unet": unet, "ema": ema}, opt)
-    rewarm_from = None  # a compact checkpoint has no Adam moments: re-warm the rate over 100 steps
+    resumed_at = None  # step of a resume from the compact checkpoint, which has no Adam moments
     if meta is None and compact is not None:
         meta = load_compact(compact, {"unet": unet, "ema": ema})
-        rewarm_from = None if meta is None else meta["step"]
+        resumed_at = None if meta is None else meta["step"]
     if meta is not None and meta.get("models") != models:
         print("decoder: the saved UNet checkpoint belongs to another CLIP, autoencoder or warm start; starting afresh")
         unet, ema = fresh()
         opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-        meta, rewarm_from = None, None
+        meta, resumed_at = None, None
     meta = meta or {"step": 0, "seconds": 0.0, "losses": []}
     step, seconds, losses = meta["step"], meta["seconds"], meta.get("losses", [])
     alphas = sched.alphas_cumprod
@@ -274,7 +283,7 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     while step < steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = unet_rate(step, lr, steps, anneal) * min(1.0, 1.0 if rewarm_from is None else (step - rewarm_from + 1) / 100)
+            g["lr"] = unet_rate(step, lr, steps, anneal) * rewarm(step, resumed_at)
         idx = torch.randint(0, len(latents), (batch,), generator=gen)
         z0 = latents[idx].float()
         e = embeds[idx].float()

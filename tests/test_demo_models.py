@@ -80,12 +80,12 @@ def test_judge_survives_blur_and_noise(judge, held_out):
     assert ((a.present > 0.5) == (b.present > 0.5)).mean() > 0.95
 
 
-# Known miss of the current tiny CLIP (issue 4's note): even a supervised logistic probe on its
-# final embedding separates cats at AUROC 0.89 and fish at 0.78, so no SAE latent at layer 3 can
-# reach 0.95 yet. These run and report XFAIL until the CLIP recipe is fixed; concepts that meet
-# the target today are held to it.
-WEAK_CLIP = pytest.mark.xfail(reason="the shipped tiny CLIP does not yet separate this concept (issue 4)", strict=False)
-MEETS_TARGET = {"house"}
+# Known miss of the shipped tiny CLIP (issue 4's note): a linear detector trained on every layer-3
+# token (max over tokens) separates fish at AUROC 0.90 only, so no SAE latent there reaches 0.95.
+# It runs and reports XFAIL until the CLIP recipe is fixed; every other kind is held to the target.
+WEAK_CLIP = pytest.mark.xfail(reason="the shipped tiny CLIP's middle layer does not yet separate this concept (issue 4)",
+                              strict=True)
+MEETS_TARGET = set(world.KINDS) - {"fish"}
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +123,14 @@ def test_every_shipped_model_has_a_card_line():
 
 @_shipped("sae")
 @pytest.mark.parametrize(("query", "concept"), [
-    pytest.param("cat", "cat", marks=WEAK_CLIP), pytest.param("cowboy hat", "hat", marks=WEAK_CLIP),
-    ("dog", "dog"), pytest.param("night", "night", marks=WEAK_CLIP),
+    ("cat", "cat"), ("cowboy hat", "hat"), ("dog", "dog"), ("night", "night"),
 ])
 def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept):
-    """The latent that best separates scenes with the concept (AUROC) is among the top 3 hits."""
+    """The latent that best separates scenes with the concept (AUROC) is among the top 3 hits.
+
+    A background such as night is told apart perfectly by dozens of latents (AUROC 1.0 for a
+    "black object" latent as for a "night" one), so "the best" is any latent within 0.001 of the
+    best AUROC: a tie is not broken by index order."""
     from sae.labels import load_directions, read_labels, search
 
     if not (DEMO / "sae" / "labels.json").is_file() or not (DEMO / "sae" / "index").is_dir():
@@ -137,11 +140,12 @@ def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept)
     codes = image_codes(bb, sae, held_out.images)
     truth = (held_out.background == world.BACKGROUNDS.index(concept) if concept in world.BACKGROUNDS
              else held_out.present[:, world.KINDS.index(concept)] == 1)
-    true_latent = int(np.nanargmax(auroc_per_column(codes, truth)))
+    auroc = np.nan_to_num(auroc_per_column(codes, truth))
     with torch.no_grad():
         q = torch.nn.functional.normalize(bb.encode_text([query]), dim=-1)[0]
     hits = search(query, q, load_directions(DEMO / "sae"), read_labels(DEMO / "sae"), top=3)
-    assert true_latent in [h.latent for h in hits], (true_latent, hits)
+    found = max(auroc[h.latent] for h in hits)
+    assert found >= auroc.max() - 1e-3, (int(auroc.argmax()), float(auroc.max()), [(h.latent, auroc[h.latent]) for h in hits])
 
 
 @pytest.fixture(scope="module")

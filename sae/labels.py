@@ -98,15 +98,28 @@ def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256
     return F.normalize(torch.cat([backbone.encode_text(list(prompts[i:i + batch])) for i in range(0, len(prompts), batch)]), dim=-1)
 
 
+class FeatureDirections(NamedTuple):
+    """Every latent's effect direction, and the mean of the label vocabulary's text directions
+    (``None`` in folders labelled before it was kept: their search compares uncentred vectors)."""
+    effects: torch.Tensor  # [d_sae, e], unit rows
+    text_centre: torch.Tensor | None  # [e]
+
+    def alignment(self, query_dirs: torch.Tensor) -> torch.Tensor:
+        """Cosine between each latent's centred effect and each centred text direction: [d_sae]
+        for one direction [e], [n, d_sae] for [n, e]."""
+        if self.text_centre is None:
+            return query_dirs @ self.effects.T
+        d = F.normalize(self.effects - self.effects.mean(0), dim=-1)
+        return F.normalize(query_dirs - self.text_centre, dim=-1) @ d.T
+
+
 def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor) -> dict[int, dict]:
     """Best vocabulary entry per latent by cosine with its effect direction.
 
     Both sets are centred first: CLIP's image-side and text-side vectors each share a large
     common component (the "modality gap"), which otherwise pulls most latents to the few prompts
     nearest the image cloud's centre (on the demo SAE: 'fish' was never chosen, 'ball' 290 times)."""
-    d = F.normalize(directions - directions.mean(0), dim=-1)
-    v = F.normalize(vocab_dirs - vocab_dirs.mean(0), dim=-1)
-    sims = d @ v.T  # [F, V]
+    sims = FeatureDirections(directions, vocab_dirs.mean(0)).alignment(vocab_dirs).T  # [F, V]
     score, best = sims.max(1)
     return {i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
             for i, (s, b) in enumerate(zip(score, best, strict=True))}
@@ -123,20 +136,6 @@ class SearchHit(NamedTuple):
     latent: int
     score: float
     label: str
-
-
-class FeatureDirections(NamedTuple):
-    """Every latent's effect direction, and the mean of the label vocabulary's text directions
-    (``None`` in folders labelled before it was kept: their search compares uncentred vectors)."""
-    effects: torch.Tensor  # [d_sae, e], unit rows
-    text_centre: torch.Tensor | None  # [e]
-
-    def alignment(self, query_dir: torch.Tensor) -> torch.Tensor:
-        """[d_sae] cosine between each latent's centred effect and the centred query."""
-        if self.text_centre is None:
-            return self.effects @ query_dir
-        d = F.normalize(self.effects - self.effects.mean(0), dim=-1)
-        return d @ F.normalize(query_dir - self.text_centre, dim=-1)
 
 
 def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],

@@ -10,8 +10,11 @@ Two concepts:
   object in an edited scene that had none.
 
 Each is swept over strengths; preservation is the share of the other labels (background, other
-kinds' presence) the judge reads the same as on the unedited decode. Printed: the best success
-each method reaches at preservation >= 0.9 ("equal preservation"), side by side.
+kinds' presence) the judge reads the same as on the unedited decode. The two methods are swept on
+one scale, the size of the residual change they make (the norm of the decoder vector they add
+per token), so that at each grid point both push the residual equally far. Printed: each
+method's success at preservation 0.9 ("equal preservation"), interpolated along its
+success-vs-preservation curve, side by side.
 
     python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.5]
 """
@@ -19,6 +22,7 @@ each method reaches at preservation >= 0.9 ("equal preservation"), side by side.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,10 +46,10 @@ from sae.steer import Edit  # noqa: E402
 
 RED = world.COLOURS.index("red")
 PRESERVATION = 0.9
-# Slider values swept: far enough that both methods fall below PRESERVATION, since the two are in
-# different units (a latent's typical max; the examples' mean difference) and "at equal
-# preservation" means each at its strongest setting that still keeps the scene.
-VALUES = (1, 2, 4, 8, 16)
+# Edit sizes swept, in units of the single latent's typical maximum activation: far enough that
+# both methods fall below PRESERVATION. The induced slider is swept at the values whose residual
+# change has the same norm (`edit_size`), so the two curves are sampled at equal edit sizes.
+VALUES = (0.5, 1, 2, 4, 8, 16)
 
 
 def scenes(n: int, keep: Callable[[world.Scene], bool], seed: int) -> list[np.ndarray]:
@@ -91,8 +95,21 @@ def sweep(session, judge, images, edits_at: Callable[[float], list[Edit]], value
     return rows
 
 
-def best_at_preservation(rows) -> float:
-    return max((s for _, s, k in rows if k >= PRESERVATION and s == s), default=0.0)  # s == s: not NaN
+def edit_size(sae, weights) -> float:
+    """The norm of the residual change per token that one slider unit makes: ||sum_i w_i W_dec[i]||."""
+    w_dec = sae.W_dec.detach().float()
+    return float(sum(w * w_dec[i] for i, w in weights).norm())
+
+
+def at_preservation(rows) -> tuple[float, str]:
+    """Success where the curve (value 0: success 0, preservation 1; then the sweep) first falls to
+    PRESERVATION, linearly interpolated between the two grid points around it; if it never does,
+    the success at the largest value, marked ">=" since a stronger edit would still qualify."""
+    points = [(0.0, 1.0)] + [(s, k) for _, s, k in rows if s == s]  # s == s: not NaN
+    for (s0, k0), (s1, k1) in itertools.pairwise(points):
+        if k1 < PRESERVATION <= k0:
+            return s0 + (s1 - s0) * (k0 - PRESERVATION) / (k0 - k1), "="
+    return points[-1][0], ">="
 
 
 def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
@@ -112,13 +129,17 @@ def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
         print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
               + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights) + f" (AUROC {auc_mix:.3f})")
     single = sweep(session, judge, targets, lambda v: [Edit(latent, "add", v * float(unit[latent]))], VALUES, seen)
-    induced = [] if slider is None else sweep(session, judge, targets, lambda v: [slider.edit(v)], VALUES, seen)
-    print(f"  {'method':<26}{'value':>6}{'success':>9}{'preserved':>11}")
-    for label, rows in (("single latent (x unit)", single), ("induced slider", induced)):
+    induced = []
+    if slider is not None:  # the same edit sizes: value v of the single latent's scale, in slider units
+        per_value = edit_size(session.sae, [(latent, float(unit[latent]))]) / edit_size(session.sae, slider.weights)
+        induced = sweep(session, judge, targets, lambda v: [slider.edit(v * per_value)], VALUES, seen)
+    print(f"  {'method (edit size in units of the single latent)':<50}{'size':>6}{'success':>9}{'preserved':>11}")
+    for label, rows in (("single latent", single), ("induced slider", induced)):
         for v, s, k in rows:
-            print(f"  {label:<26}{v:>6g}{s:>9.3f}{k:>11.3f}")
-    print(f"  at preservation >= {PRESERVATION}: single={best_at_preservation(single):.3f} "
-          f"induced={best_at_preservation(induced):.3f}")
+            print(f"  {label:<50}{v:>6g}{s:>9.3f}{k:>11.3f}")
+    (s1, op1), (s2, op2) = at_preservation(single), at_preservation(induced)
+    shown = "refused" if slider is None else f"{op2} {s2:.3f}"
+    print(f"  success at preservation {PRESERVATION} (interpolated): single {op1} {s1:.3f}, induced {shown}")
 
 
 def main() -> None:

@@ -183,9 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train the demo models stage by stage. Stages whose output exists are "
                             "skipped; an interrupted stage resumes from its checkpoint.")
     b.add_argument("--quick", action="store_true", help="toy-sized models in under two minutes (for tests)")
-    b.add_argument("--stages", default="clip,judge,sae,movq,decoder", help="comma-separated stages (default: all)")
+    b.add_argument("--stages", default="clip,judge,sae,movq,decoder,refine",
+                   help="comma-separated stages (default: all); refine sharpens the decoder's autoencoder after its UNet")
     b.add_argument("--max-minutes", type=float, default=None,
-                   help="stop the CLIP, judge, movq or decoder training at a checkpoint after this many minutes; run again to continue")
+                   help="stop the CLIP, judge, movq, decoder or refine training at a checkpoint after this many minutes; "
+                   "run again to continue")
     b.add_argument("--out", default=None, help="folder for the models (default: the shipped assets/demo)")
     b.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")

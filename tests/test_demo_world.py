@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 
 from sae.demo import world
 
@@ -59,12 +60,21 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     env = {**os.environ, **env}
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out),
-                        "--stages", "clip,judge,sae,movq,decoder"],
+                        "--stages", "clip,judge,sae,movq,decoder,refine"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     build = json.loads((out / "build.json").read_text())
-    assert set(build) == {"clip", "judge", "sae", "movq", "decoder"}
+    assert set(build) == {"clip", "judge", "sae", "movq", "decoder", "refine"}
     assert all(v["wall_seconds"] > 0 for v in build.values())
+    # refine trained the pipeline's movq decoder half only: the encoder the UNet learnt on is untouched
+    from diffusers import VQModel
+
+    trained, refined = (VQModel.from_pretrained(d).state_dict() for d in (out / "movq", out / "decoder" / "movq"))
+    assert (out / "decoder" / "movq" / "refine.json").is_file()
+    same = {name: torch.equal(w.float(), trained[name].float().half().float()) for name, w in refined.items()}
+    learnt = [name for name in same if name.startswith(("decoder.", "post_quant_conv."))]
+    assert all(s for name, s in same.items() if name not in learnt)
+    assert sum(not same[name] for name in learnt) > 0.8 * len(learnt)  # (a few norms move less than fp16 shows)
     # the SAE comes with its index and labels, as the shipped one does (the app reads both)
     labels = json.loads((out / "sae" / "labels.json").read_text())["labels"]
     assert (out / "sae" / "index" / "index.safetensors").is_file()

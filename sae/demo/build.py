@@ -1,6 +1,6 @@
 """``sae-studio demo build``: rebuild every shipped demo model from its seed, stage by stage.
 
-Stages run in order (clip, judge, sae, movq, decoder); each is resumable (its checkpoints live in the work
+Stages run in order (clip, judge, sae, movq, decoder, refine); each is resumable (its checkpoints live in the work
 folder) and is skipped when its output already exists. Each stage's wall time and figures are
 recorded in ``assets/demo/build.json``, from which the model card's numbers come.
 """
@@ -19,7 +19,7 @@ from sae.demo import world
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO = ASSETS / "demo"
-STAGES = ("clip", "judge", "sae", "movq", "decoder")
+STAGES = ("clip", "judge", "sae", "movq", "decoder", "refine")
 
 
 def work_dir() -> Path:
@@ -52,7 +52,12 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         if stage not in stages:
             continue
         target = out / stage
-        if target.exists() and not force:
+        if stage == "refine":  # refines decoder/movq in place, and marks it
+            from sae.demo.refine import is_refined
+
+            if not (out / "decoder").is_dir() or (is_refined(out / "decoder") and not force):
+                continue
+        elif target.exists() and not force:
             continue
         t0 = time.perf_counter()
         if stage == "clip":
@@ -77,6 +82,10 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             schedule = {} if warm_start is None or quick else {"steps": WARM_CONSTANT + WARM_ANNEAL, "anneal": WARM_ANNEAL}
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
                                  warm_start=warm_start, **schedule)
+        elif stage == "refine":
+            from sae.demo.refine import refine_movq
+
+            figures = refine_movq(out / "decoder", out / "clip", work, quick=quick, should_stop=should_stop)
         if "stopped_at" in figures:
             print(f"{stage}: stopped at step {figures['stopped_at']} (checkpoint saved); run again to continue")
             done[stage] = figures  # (so the command does not also say there was nothing to build)

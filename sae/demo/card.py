@@ -26,7 +26,7 @@ def _losses(row: dict) -> str:
     return f" (most often lost: {', '.join(worst)})" if worst else ""
 
 
-def decoder_section(fidelity: dict, movq: dict, unet: dict) -> list[str]:
+def decoder_section(fidelity: dict, movq: dict, unet: dict, refine: dict | None = None) -> list[str]:
     """The decoder's lines: a tiny ``KandinskyV22Pipeline`` (movq + UNet on the CLIP's embedding)."""
     lines = [
         "A latent diffusion decoder in Kandinsky 2.2's shape: a diffusers `VQModel` between 64x64 scenes and an",
@@ -37,10 +37,16 @@ def decoder_section(fidelity: dict, movq: dict, unet: dict) -> list[str]:
         "strength 0.5 >= 0.95, from noise >= 0.80).",
         "",
     ]
+    if refine:
+        lines += [f"After the UNet, the movq's decoder half was refined for {refine.get('steps', 0):,} steps of "
+                  f"{refine.get('batch', 0)} scenes ({_minutes(refine.get('train_seconds', 0))}) with its encoder frozen "
+                  "(the UNet's latents unchanged): L1 + MSE plus the tiny CLIP's layer features as a perceptual loss "
+                  "(`demo build --stages refine`, `sae/demo/refine.py`). The figures below are the refined decoder's.", ""]
     if "autoencoder" in fidelity:
         a = fidelity["autoencoder"]
         lines.append(f"Autoencoder alone: objects {a['objects']:.4f} · background {a['background']:.4f} · both {a['both']:.4f}"
-                     + (f" (L1 {movq['l1']:.4f} in [-1, 1])" if "l1" in movq else "") + _losses(a))
+                     + (f" (L1 {l1:.4f} in [-1, 1])" if (l1 := (refine or movq).get("l1")) is not None else "")
+                     + _losses(a))
         lines.append("")
     if "img2img" in fidelity:
         i, n = fidelity["img2img"], fidelity["from_noise"]
@@ -131,7 +137,7 @@ def write_card(demo: Path = DEMO) -> Path:
     ]
     for kind, v in ev["sae"]["concepts"].items():
         lines.append(f"| {kind} | {v['latent']} | {v['auroc']:.4f} |")
-    lines += ["", "## decoder", "", *decoder_section(ev.get("decoder", {}), movq, unet)]
+    lines += ["", "## decoder", "", *decoder_section(ev.get("decoder", {}), movq, unet, build.get("refine"))]
     lines += [
         "",
         "## Known limits",

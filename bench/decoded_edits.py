@@ -3,6 +3,7 @@ judge's reading of what an edit kept."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,3 +78,19 @@ def preservation(j0, j1, kind: str | None = None) -> float:
     others = [i for i, k in enumerate(world.KINDS) if k != kind]
     same = ((j0.present[:, others] > 0.5) == (j1.present[:, others] > 0.5)).sum(1) + (j0.background == j1.background)
     return float((same / (len(others) + 1)).mean())
+
+
+PRESERVATION = 0.9  # "at equal preservation": where each edit's curve falls to this
+
+
+def at_preservation(rows) -> tuple[float, str]:
+    """``rows``: (value, success, preservation) in increasing value.
+
+    Success where the curve (value 0: success 0, preservation 1; then the sweep) first falls to
+    PRESERVATION, linearly interpolated between the two grid points around it; if it never does,
+    the success at the largest value, marked ">=" since a stronger edit would still qualify."""
+    points = [(0.0, 1.0)] + [(s, k) for _, s, k in rows if s == s]  # s == s: not NaN
+    for (s0, k0), (s1, k1) in itertools.pairwise(points):
+        if k1 < PRESERVATION <= k0:
+            return s0 + (s1 - s0) * (k0 - PRESERVATION) / (k0 - k1), "="
+    return points[-1][0], ">="

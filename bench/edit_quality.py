@@ -5,7 +5,8 @@ image decoded, and the judge asked whether it now sees a cat. Remove a hat: 200 
 hat; the hat latent is set to 0. Preservation: the share of labels the edit should not touch
 (background, every other object kind's presence) that the judge still reads the same as on the
 unedited decode. Baseline: the CLIP text direction of "a picture of a cat" added to the final
-image embedding. Both are swept over strengths; printed: success at matched preservation.
+image embedding. Both are swept over strengths; printed: each one's success where its
+success-vs-preservation curve falls to 90% preservation (interpolated), i.e. at matched preservation.
 
 Two latents are measured per concept: the one whose image-level activation best separates the
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
@@ -24,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoded_edits import decode, demo_session, embeddings, parse_args, preservation  # noqa: E402
+from decoded_edits import PRESERVATION, at_preservation, decode, demo_session, embeddings, parse_args, preservation  # noqa: E402,I001
 
 from sae.decoders import DecodeSettings  # noqa: E402
 from sae.demo import world  # noqa: E402
@@ -76,11 +77,11 @@ def main() -> None:
     hats = {"best-AUROC": concepts["hat"]["latent"], "searched": searched("cowboy hat")}
     no_cat, with_hat = scenes(a.n, None, "cat", 11), scenes(a.n, "hat", None, 12)
     print(f"cat latents {cats}, hat latents {hats}; {a.n} scenes each")
-    print(f"{'edit':<40}{'success':>9}{'preserved':>11}")
-    adds = {}  # (method, which latent, strength) -> makes the edited embedding
-    for which, c in cats.items():
-        for mult in (1, 2, 4, 8):
-            adds[("sae", which, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v)])
+    print(f"{'edit':<48}{'success':>9}{'preserved':>11}")
+    adds = {}  # (method, latent, strength) -> makes the edited embedding
+    for c in sorted(set(cats.values())):  # (once when search finds the best-AUROC latent)
+        for mult in (0.5, 1, 2, 4, 8):
+            adds[("sae", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v)])
     for alpha in (0.5, 1, 2, 4):  # the text direction, scaled to a share of the embedding's norm
         adds[("text", "", alpha)] = lambda ss, alpha=alpha: (e := ss.embedding([])) + alpha * 0.25 * e.norm() * text
     plain_e, edited_e = embeddings(session, no_cat, list(adds.values()))
@@ -88,24 +89,27 @@ def main() -> None:
     rows = {}
     for key, e in zip(adds, edited_e, strict=True):
         rows[key] = s, k = score(judge, plain, decode(session, e, no_cat, settings), "cat", added=True)
-        method, which, strength = key
-        name = f"SAE add #{cats[which]} ({which}) {strength}x unit" if method == "sae" else f"text direction x{strength}"
-        print(f"{name:<40}{s:>9.3f}{k:>11.3f}")
-    plain_e, edited_e = embeddings(session, with_hat, [lambda ss, h=h: ss.embedding([Edit(h, "set", 0.0)]) for h in hats.values()])
+        method, c, strength = key
+        which = "/".join(w for w, v in cats.items() if v == c)
+        name = f"SAE add #{c} ({which}) {strength}x unit" if method == "sae" else f"text direction x{strength}"
+        print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
+    hat_latents = sorted(set(hats.values()))
+    plain_e, edited_e = embeddings(session, with_hat, [lambda ss, h=h: ss.embedding([Edit(h, "set", 0.0)]) for h in hat_latents])
     plain = decode(session, plain_e, with_hat, settings)
     removed = {}
-    for (which, h), e in zip(hats.items(), edited_e, strict=True):
+    for h, e in zip(hat_latents, edited_e, strict=True):
         s, k = score(judge, plain, decode(session, e, with_hat, settings), "hat", added=False)
-        removed[which] = s
-        print(f"{f'SAE set #{h} ({which}) to 0':<40}{s:>9.3f}{k:>11.3f}")
+        which = "/".join(w for w, v in hats.items() if v == h)
+        removed.update({w: s for w, v in hats.items() if v == h})
+        print(f"{f'SAE set #{h} ({which}) to 0':<48}{s:>9.3f}{k:>11.3f}")
 
-    def best(method, which=""):
-        ok = [v for (m, w, _), v in rows.items() if m == method and w == which and v[1] >= 0.9 and v[0] == v[0]]
-        return max(ok, default=(0.0, 0.0))
-    print("\nat preservation >= 0.90: " + " ".join(f"sae_{w}_cat_success={best('sae', w)[0]:.3f}" for w in cats)
-          + f" text_cat_success={best('text')[0]:.3f} "
+    def at_equal(method, c=""):
+        value, op = at_preservation([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
+        return f"{op} {value:.3f}"
+    print(f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
+          + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
+          + f" text_cat {at_equal('text')} "
           + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items()))
-
 
 if __name__ == "__main__":
     main()

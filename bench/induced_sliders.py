@@ -22,7 +22,6 @@ success-vs-preservation curve, side by side.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from decoded_edits import decode, demo_session, embeddings, parse_args, preservation  # noqa: E402
+from decoded_edits import PRESERVATION, at_preservation, decode, demo_session, embeddings, parse_args, preservation  # noqa: E402,I001
 from PIL import Image  # noqa: E402
 
 from sae.decoders import DecodeSettings, default_steps  # noqa: E402
@@ -45,7 +44,6 @@ from sae.induce import induce  # noqa: E402
 from sae.steer import Edit  # noqa: E402
 
 RED = world.COLOURS.index("red")
-PRESERVATION = 0.9
 # Edit sizes swept, in units of the single latent's typical maximum activation: far enough that
 # both methods fall below PRESERVATION. The induced slider is swept at the values whose residual
 # change has the same norm (`edit_size`), so the two curves are sampled at equal edit sizes.
@@ -99,17 +97,6 @@ def edit_size(sae, weights) -> float:
     """The norm of the residual change per token that one slider unit makes: ||sum_i w_i W_dec[i]||."""
     w_dec = sae.W_dec.detach().float()
     return float(sum(w * w_dec[i] for i, w in weights).norm())
-
-
-def at_preservation(rows) -> tuple[float, str]:
-    """Success where the curve (value 0: success 0, preservation 1; then the sweep) first falls to
-    PRESERVATION, linearly interpolated between the two grid points around it; if it never does,
-    the success at the largest value, marked ">=" since a stronger edit would still qualify."""
-    points = [(0.0, 1.0)] + [(s, k) for _, s, k in rows if s == s]  # s == s: not NaN
-    for (s0, k0), (s1, k1) in itertools.pairwise(points):
-        if k1 < PRESERVATION <= k0:
-            return s0 + (s1 - s0) * (k0 - PRESERVATION) / (k0 - k1), "="
-    return points[-1][0], ">="
 
 
 def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:

@@ -89,7 +89,7 @@ def refine_movq(decoder_dir: Path, clip_dir: Path, work: Path, steps: int = REFI
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     features = ClipFeatures(clip_dir)
     ckpt = work / "refine-checkpoint"
-    recipe = f"refine-{start}-{weights_fingerprint(features.backbone.model)[:10]}-perceptual-{perceptual:g}"
+    recipe = f"refine-{start}-{features.backbone.fingerprint[:10]}-perceptual-{perceptual:g}"
     meta = load_state(ckpt, {"movq": movq}, opt) if recipe_of(ckpt) == recipe else None
     meta = meta or {"step": 0, "seconds": 0.0, "recipe": recipe}
     step, seconds = meta["step"], meta["seconds"]

@@ -22,12 +22,12 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
     """The arguments every decoded-edit bench takes."""
     import argparse
 
-    from sae.decoders import default_steps
+    from sae.decoders import default_steps, default_strength
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=n, help=n_help)
     p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
-    p.add_argument("--strength", type=float, default=0.5, help="img2img strength of the edits")
+    p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength of the edits (default: the demo decoder's)")
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     return p.parse_args()
 

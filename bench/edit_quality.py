@@ -12,7 +12,7 @@ Two latents are measured per concept: the one whose image-level activation best 
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
 is the one a user finds.
 
-    python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.5]
+    python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.65]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ per token), so that at each grid point both push the residual equally far. Print
 method's success at preservation 0.9 ("equal preservation"), interpolated along its
 success-vs-preservation curve, side by side.
 
-    python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.5]
+    python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.65]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from decoded_edits import PRESERVATION, at_preservation, decode, demo_session, embeddings, parse_args, preservation  # noqa: E402,I001
 from PIL import Image  # noqa: E402
 
-from sae.decoders import DecodeSettings, default_steps  # noqa: E402
+from sae.decoders import DecodeSettings, default_steps, default_strength  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.build import DEMO  # noqa: E402
 from sae.demo.judge import Judge, JudgeOutput  # noqa: E402
@@ -142,7 +142,7 @@ def main() -> None:
     compare(session, judge, "red object", has_red, judged_red, held, np.array([has_red(s) for s in held_scenes]), unit)
 
 
-ARGS = argparse.Namespace(steps=default_steps("demo"), strength=0.5, n=100, decoder=None)
+ARGS = argparse.Namespace(steps=default_steps("demo"), strength=default_strength("demo"), n=100, decoder=None)
 
 if __name__ == "__main__":
     main()

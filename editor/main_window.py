@@ -32,7 +32,7 @@ from editor.jobs import PreviewThrottle, RenderScheduler
 from editor.model import EditorModel
 from editor.sliders import SliderPanel, SliderRow
 from sae import presets
-from sae.decoders import DecodeSettings, default_steps
+from sae.decoders import DecodeSettings, default_steps, default_strength
 from sae.device import available_devices
 from sae.download import DownloadCancelled
 from sae.errors import UserError
@@ -194,7 +194,9 @@ class MainWindow(QMainWindow):
         form = QFormLayout(gen)
         self.steps = QSpinBox(minimum=1, maximum=200, value=self._saved_steps("demo"))
         self.steps.setToolTip("Denoising steps; each decoder keeps its own (the demo's default is 8)")
-        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=float(self.settings.value("strength", 0.5)))
+        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=self._saved_strength("demo"))
+        self.strength.setToolTip("img2img strength: how far the decoder may move from the input; each decoder keeps its own "
+                                 "(the demo's default is 0.65)")
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
         self.lock_seed = QCheckBox("lock seed", checked=self.settings.value("lock_seed", "true") in ("true", True))
@@ -566,8 +568,10 @@ class MainWindow(QMainWindow):
         self.model.decoder_name = name
         if name != self.decoder_name:
             self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
-            with QSignalBlocker(self.steps):
+            self.settings.setValue(f"strength/{self.decoder_name}", self.strength.value())
+            with QSignalBlocker(self.steps), QSignalBlocker(self.strength):
                 self.steps.setValue(self._saved_steps(name))
+                self.strength.setValue(self._saved_strength(name))
         self.decoder_name = name
         self._show_decoder(name)
         self.progress.setVisible(False)
@@ -752,9 +756,14 @@ class MainWindow(QMainWindow):
         for Kandinsky, and Kandinsky's makes the demo slow."""
         return int(self.settings.value(f"steps/{decoder}", default_steps(decoder)))
 
+    def _saved_strength(self, decoder: str) -> float:
+        """The img2img strength last used with ``decoder``, else its default (``default_strength``)."""
+        return float(self.settings.value(f"strength/{decoder}", default_strength(decoder)))
+
     def closeEvent(self, e) -> None:  # noqa: N802
         self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
-        for key, w in (("strength", self.strength), ("guidance", self.guidance), ("seed", self.seed)):
+        self.settings.setValue(f"strength/{self.decoder_name}", self.strength.value())
+        for key, w in (("guidance", self.guidance), ("seed", self.seed)):
             self.settings.setValue(key, w.value())
         self.settings.setValue("lock_seed", self.lock_seed.isChecked())
         self.settings.setValue("decoder", self.decoder_name)

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's, else the decoder's: 8 for demo, 30 for the hub ones)")
-    p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else 0.5)")
+    p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.65 for demo, 0.5 for the hub ones)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the preset's, else 3)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
@@ -401,7 +401,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sae import presets
-    from sae.decoders import DecodeSettings, default_steps
+    from sae.decoders import DecodeSettings, default_steps, default_strength
     from sae.decoders.registry import load_decoder
     from sae.images import load_image
     from sae.labels import read_labels
@@ -429,6 +429,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         d.name = args.decoder
     if not args.preset and args.steps is None:
         d.steps = default_steps(d.name)
+    if not args.preset and args.strength is None:
+        d.strength = default_strength(d.name)
     settings = DecodeSettings(steps=d.steps, strength=d.strength, guidance=d.guidance, seed=d.seed)
     from sae.decoders.registry import download_note
 

@@ -164,20 +164,27 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
 
 
 def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(window, qtbot, quick_models, monkeypatch):
-    from sae.decoders import default_steps
+    from sae.decoders import default_steps, default_strength
 
     root, images = quick_models
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _open(window, qtbot, sorted(images.glob("*.png"))[4])
+    assert window.strength.value() == default_strength("demo") == 0.65
+    window.strength.setValue(0.7)
     window.choose_decoder(str(root / "decoder"))
     qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
     assert window.current_preset().decoder.name == str(root / "decoder")
-    # Each decoder keeps its own steps: the folder starts at the hub default, the demo's 3 is kept.
+    # Each decoder keeps its own steps and strength: the folder starts at the hub defaults, the
+    # demo's 3 steps and 0.7 are kept.
     assert window.steps.value() == default_steps(str(root / "decoder")) == 30
+    assert window.strength.value() == default_strength(str(root / "decoder")) == 0.5
     assert int(window.settings.value("steps/demo")) == 3
+    assert float(window.settings.value("strength/demo")) == 0.7
     window.steps.setValue(5)
+    window.strength.setValue(0.4)
     window.close()
     assert int(window.settings.value(f"steps/{root / 'decoder'}")) == 5
+    assert float(window.settings.value(f"strength/{root / 'decoder'}")) == 0.4
     before = window.model.session.decoder
     window._last_error = ""
     window.choose_decoder("kandinsky-2.2")

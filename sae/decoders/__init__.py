@@ -6,6 +6,12 @@
 ``DecodeCancelled`` to stop. The same settings and seed give the same pixels.
 """
 
-from sae.decoders.base import DecodeCancelled, Decoder, DecodeSettings, default_steps
+from sae.decoders.base import (
+    DecodeCancelled,
+    Decoder,
+    DecodeSettings,
+    default_steps,
+    default_strength,
+)
 
-__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder", "default_steps"]
+__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder", "default_steps", "default_strength"]

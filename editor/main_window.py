@@ -47,6 +47,11 @@ DECODERS = (("demo", "demo (tiny Kandinsky 2.2, shipped)"), ("kandinsky-2.2", "K
 NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
+# Settings each decoder keeps its own of (the Generation panel's widget of that name, and the
+# decoder's default): a demo-sized step count is far too few for Kandinsky, Kandinsky's makes the
+# demo slow, and the demo decoder edits best at a higher strength than the hub ones.
+PER_DECODER = {"steps": default_steps, "strength": default_strength}
+
 
 class _Move(QUndoCommand):
     def __init__(self, window: MainWindow, latent: int, before: float, after: float):
@@ -192,9 +197,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
         gen = QWidget()
         form = QFormLayout(gen)
-        self.steps = QSpinBox(minimum=1, maximum=200, value=self._saved_steps("demo"))
+        self.steps = QSpinBox(minimum=1, maximum=200, value=self._saved("steps", "demo"))
         self.steps.setToolTip("Denoising steps; each decoder keeps its own (the demo's default is 8)")
-        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=self._saved_strength("demo"))
+        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=self._saved("strength", "demo"))
         self.strength.setToolTip("img2img strength: how far the decoder may move from the input; each decoder keeps its own "
                                  "(the demo's default is 0.65)")
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
@@ -567,11 +572,10 @@ class MainWindow(QMainWindow):
         self.model.session.decoder = decoder
         self.model.decoder_name = name
         if name != self.decoder_name:
-            self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
-            self.settings.setValue(f"strength/{self.decoder_name}", self.strength.value())
+            self._keep_per_decoder()
             with QSignalBlocker(self.steps), QSignalBlocker(self.strength):
-                self.steps.setValue(self._saved_steps(name))
-                self.strength.setValue(self._saved_strength(name))
+                for key in PER_DECODER:
+                    getattr(self, key).setValue(self._saved(key, name))
         self.decoder_name = name
         self._show_decoder(name)
         self.progress.setVisible(False)
@@ -751,18 +755,17 @@ class MainWindow(QMainWindow):
                 self.show_error(f"{path.name} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a preset (.json).")
             return
 
-    def _saved_steps(self, decoder: str) -> int:
-        """The steps last used with ``decoder``, else its default: a demo-sized count is far too few
-        for Kandinsky, and Kandinsky's makes the demo slow."""
-        return int(self.settings.value(f"steps/{decoder}", default_steps(decoder)))
+    def _saved(self, key: str, decoder: str) -> int | float:
+        """The ``key`` (a ``PER_DECODER`` setting) last used with ``decoder``, else its default."""
+        default = PER_DECODER[key](decoder)
+        return type(default)(self.settings.value(f"{key}/{decoder}", default))
 
-    def _saved_strength(self, decoder: str) -> float:
-        """The img2img strength last used with ``decoder``, else its default (``default_strength``)."""
-        return float(self.settings.value(f"strength/{decoder}", default_strength(decoder)))
+    def _keep_per_decoder(self) -> None:
+        for key in PER_DECODER:
+            self.settings.setValue(f"{key}/{self.decoder_name}", getattr(self, key).value())
 
     def closeEvent(self, e) -> None:  # noqa: N802
-        self.settings.setValue(f"steps/{self.decoder_name}", self.steps.value())
-        self.settings.setValue(f"strength/{self.decoder_name}", self.strength.value())
+        self._keep_per_decoder()
         for key, w in (("guidance", self.guidance), ("seed", self.seed)):
             self.settings.setValue(key, w.value())
         self.settings.setValue("lock_seed", self.lock_seed.isChecked())

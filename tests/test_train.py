@@ -60,6 +60,24 @@ def test_topk_training_recovers_sparse_structure(store, tmp_path):
     assert not (tmp_path / "sae" / "trainer_state.safetensors").exists()
 
 
+def test_auxk_revives_latents_that_are_negative_on_every_token(store, tmp_path):
+    """A latent whose pre-activation is below zero on every token never wins the top k; AuxK's
+    gradient goes straight through its ReLU, so it learns to fire again."""
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=150_000,
+                      batch_size=256, lr=2e-3)
+    trainer = Trainer(cfg, progress=False)
+    killed = torch.arange(0, trainer.model.d_sae, 4)  # a quarter of the latents
+    with torch.no_grad():
+        trainer.model.W_enc_T[killed] = 0.0
+        trainer.model.b_enc[killed] = -0.5
+        x = trainer.store.sample(4096, seed=1)
+        assert (trainer.model.pre_activations(x)[:, killed] < 0).all()
+    model = trainer.run()
+    with torch.no_grad():
+        fired = model.encode(trainer.store.sample(8192, seed=2)).gt(0).any(0)
+    assert fired[killed].float().mean() > 0.9
+
+
 def test_relu_training_learns(store, tmp_path):
     cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), arch="relu", expansion=4, l1=0.5,
                       tokens=200_000, batch_size=256, lr=2e-3)

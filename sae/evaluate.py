@@ -1,10 +1,11 @@
-"""Quality figures of an SAE that need the encoder: the splice cosine."""
+"""Quality figures of an SAE: the splice cosine (which needs the encoder) and how often each latent fires."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +28,19 @@ def splice_cosine(backbone: Backbone, sae: SparseAutoencoder, pixels: torch.Tens
     spliced = resid.clone()
     spliced[:, positions] = sae(resid[:, positions].float()).reconstruction.to(resid.dtype)
     return float(F.cosine_similarity(backbone.suffix(spliced), clean, dim=-1).mean())
+
+
+@torch.inference_mode()
+def firing_rates(sae: SparseAutoencoder, store, batch: int = 32_768) -> torch.Tensor:
+    """[d_sae] fraction of the tokens of an activations store on which each latent fires."""
+    counts = torch.zeros(sae.d_sae, dtype=torch.float64)
+    for i in range(len(store.manifest.shards)):
+        shard = store.shard(i)
+        for start in range(0, len(shard), batch):
+            x = torch.from_numpy(np.array(shard[start:start + batch], dtype=np.float32)).to(sae.W_dec.device)
+            f = sae.encode(x)
+            counts += (f > 0).sum(0).double().cpu()
+    return (counts / store.rows).float()
 
 
 def load_pixels(backbone: Backbone, paths: Sequence[Path], limit: int = 64) -> torch.Tensor:

@@ -233,6 +233,19 @@ class SparseAutoencoder(nn.Module):
         copy.fold_input_scale()
         return copy
 
+    @torch.no_grad()
+    def keep_latents(self, keep: torch.Tensor) -> SparseAutoencoder:
+        """A copy holding only the latents ``keep`` (indices, in order), renumbered 0..len-1."""
+        keep = torch.as_tensor(keep, dtype=torch.long)
+        cfg = SaeConfig(d_in=self.d_in, d_sae=len(keep), arch=self.cfg.arch, k=min(self.cfg.k, max(1, len(keep))))
+        out = SparseAutoencoder(cfg, SaeMetadata(**asdict(self.metadata))).to(self.W_dec.device)
+        out.W_enc_T.copy_(self.W_enc_T[keep])
+        out.b_enc.copy_(self.b_enc[keep])
+        out.W_dec.copy_(self.W_dec[keep])
+        out.b_dec.copy_(self.b_dec)
+        out.input_scale.fill_(float(self.input_scale))
+        return out
+
     def save(self, folder: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
         """Write the SAE folder atomically (a crash leaves the previous version whole).
 

@@ -85,6 +85,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     assert "sae best-latent AUROC cat" in r.stdout
     figures = json.loads((out / "eval.json").read_text())
     assert 0 <= figures["sae"]["concepts"]["cat"]["auroc"] <= 1
+    assert "sae dead: fires on no held-out scene" in r.stdout and 0 <= figures["sae"]["dead_held_out"] <= 1
     assert figures["judge"]["background"] > 0.5  # even a toy judge tells skies apart
     assert "decoder img2img 0.5: objects+background kept" in r.stdout
     assert (out / "decoder-samples.png").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -76,6 +77,28 @@ def test_auxk_revives_latents_that_are_negative_on_every_token(store, tmp_path):
     with torch.no_grad():
         fired = model.encode(trainer.store.sample(8192, seed=2)).gt(0).any(0)
     assert fired[killed].float().mean() > 0.9
+
+
+def test_prune_below_drops_the_latents_that_hardly_fire(store, tmp_path):
+    from sae.activations import ActivationStore
+    from sae.evaluate import firing_rates
+
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=8, k=4, tokens=150_000,
+                      batch_size=256, lr=2e-3, prune_below=3e-3)
+    full = Trainer(dataclasses.replace(cfg, out=str(tmp_path / "full"), prune_below=0.0), progress=False).run()
+    before = firing_rates(full, ActivationStore(store))
+    Trainer(cfg, progress=False).run()
+    saved = SparseAutoencoder.load(tmp_path / "sae")
+    m = saved.metadata.metrics
+    assert m["trained_width"] == 256 and saved.d_sae == 256 - m["pruned"] == int((before >= 3e-3).sum())
+    assert 0 < m["pruned"] < 256
+    assert (firing_rates(saved, ActivationStore(store)) >= 3e-3).all()  # the kept ones only gain (fewer rivals)
+    x = ActivationStore(store).sample(2048, seed=3)
+    with torch.no_grad():
+        fvu = lambda sae: float((sae(x).reconstruction - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())  # noqa: E731
+        assert fvu(saved) < fvu(full) + 0.02  # what hardly fired carried hardly anything
+    with pytest.raises(UserError, match="fewer than k"):
+        Trainer(dataclasses.replace(cfg, out=str(tmp_path / "none"), prune_below=0.9), progress=False).run()
 
 
 def test_relu_training_learns(store, tmp_path):

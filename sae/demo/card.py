@@ -123,11 +123,21 @@ def write_card(demo: Path = DEMO) -> Path:
         "",
         "## default SAE",
         "",
-        f"TopK, k = {ev['sae'].get('l0', 0):.0f}, {ev['sae']['d_sae']:,} latents (16x) on the residual entering block "
-        f"{ev['sae']['layer']} of 6, all 65 tokens, trained with `sae-studio train`'s trainer.",
+        f"TopK, k = {ev['sae'].get('l0', 0):.0f}, {ev['sae']['d_sae']:,} latents on the residual entering block "
+        f"{ev['sae']['layer']} of 6, all 65 tokens, trained with `sae-studio train`'s trainer"
+        + (f" at {ev['sae']['trained_width']:,.0f} latents (16x); the {ev['sae']['pruned']:,.0f} that fired on fewer than "
+           "1 in 100,000 training tokens were dropped after training (`--prune-below 1e-5`)."
+           if "trained_width" in ev["sae"] else "."),
         "",
-        f"FVU {ev['sae']['fvu']:.4f} (target < 0.1) · dead fraction {ev['sae']['dead_fraction']:.4f} (target < 0.01) · "
-        f"splice cosine {ev['sae'].get('splice_cosine', float('nan')):.4f} (target >= 0.97)",
+        f"FVU {ev['sae']['fvu']:.4f} (target < 0.1) · splice cosine {ev['sae'].get('splice_cosine', float('nan')):.4f} "
+        "(target >= 0.97)",
+        "",
+        f"Dead latents: a fraction {ev['sae']['dead_held_out']:.4f} fire on no token of {5 * ev['held_out_images']:,} "
+        "held-out scenes (target < 0.01).",
+        "The trainer's own count, latents silent for the last 10M training tokens (as sparsify and OpenAI's",
+        f"recipe define it), was {ev['sae']['dead_fraction']:.4f}; it misses latents that AuxK keeps reviving and the",
+        "top-k contest keeps losing, which fire on almost nothing with the final weights. Those are what",
+        "the pruning drops.",
         "",
         "Best single latent per object (image-level activation = max over tokens), AUROC for",
         "\"the object is in the scene\" (target >= 0.95):",

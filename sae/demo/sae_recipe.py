@@ -34,8 +34,7 @@ def write_world_images(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, progress: bool = True,
-                   expansion: int = 16) -> dict:
+def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, progress: bool = True) -> dict:
     n_images = 2_000 if quick else 40_000
     backbone = load_backbone(str(clip_dir))
     images = write_world_images(work / f"sae-images-{n_images}", n_images, SAE_SEED)
@@ -44,7 +43,7 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     if out.exists() and not (out / "trainer_state.json").is_file():
         shutil.rmtree(out)  # a new SAE: the old one's index and labels must not carry over
     cfg = TrainConfig(
-        acts=str(acts), out=str(out), expansion=expansion, k=16 if not quick else 8,
+        acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,
         tokens=300_000 if quick else 30_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),
         prune_below=PRUNE_BELOW,
     )

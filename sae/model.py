@@ -237,7 +237,7 @@ class SparseAutoencoder(nn.Module):
     def keep_latents(self, keep: torch.Tensor) -> SparseAutoencoder:
         """A copy holding only the latents ``keep`` (indices, in order), renumbered 0..len-1."""
         keep = torch.as_tensor(keep, dtype=torch.long)
-        cfg = SaeConfig(d_in=self.d_in, d_sae=len(keep), arch=self.cfg.arch, k=min(self.cfg.k, max(1, len(keep))))
+        cfg = SaeConfig(d_in=self.d_in, d_sae=len(keep), arch=self.cfg.arch, k=self.cfg.k)
         out = SparseAutoencoder(cfg, SaeMetadata(**asdict(self.metadata))).to(self.W_dec.device)
         out.W_enc_T.copy_(self.W_enc_T[keep])
         out.b_enc.copy_(self.b_enc[keep])

@@ -132,7 +132,7 @@ def write_card(demo: Path = DEMO) -> Path:
         f"FVU {ev['sae']['fvu']:.4f} (target < 0.1) · splice cosine {ev['sae'].get('splice_cosine', float('nan')):.4f} "
         "(target >= 0.97)",
         "",
-        f"Dead latents: a fraction {ev['sae']['dead_held_out']:.4f} fire on no token of {5 * ev['held_out_images']:,} "
+        f"Dead latents: a fraction {ev['sae']['dead_held_out']:.4f} fire on no token of {ev['sae']['dead_check_scenes']:,} "
         "held-out scenes (target < 0.01).",
         "The trainer's own count, latents silent for the last 10M training tokens (as sparsify and OpenAI's",
         f"recipe define it), was {ev['sae']['dead_fraction']:.4f}; it misses latents that AuxK keeps reviving and the",

@@ -46,7 +46,8 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
     figures["sae"] = {**{k: float(v) for k, v in sae.metadata.metrics.items()}, "concepts": auroc,
                       "d_sae": sae.d_sae, "layer": sae.metadata.layer}
     # Five times the scenes of the other figures (10,000 by default): rarely firing latents need room.
-    figures["sae"]["dead_held_out"] = dead_held_out(backbone, sae, 5 * n_held_out)
+    figures["sae"]["dead_check_scenes"] = 5 * n_held_out
+    figures["sae"]["dead_held_out"] = dead_held_out(backbone, sae, figures["sae"]["dead_check_scenes"])
     if (demo / "decoder" / "model_index.json").is_file():
         from sae.decoders.demo import load_demo_decoder
         from sae.demo.fidelity import decoder_fidelity, sample_grid

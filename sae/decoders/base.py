@@ -30,8 +30,8 @@ def default_steps(decoder: str) -> int:
 
 # The img2img strength each decoder edits at unless told otherwise (the Generation panel,
 # --strength and presets set their own). The demo decoder at 0.65 rather than 0.5: edits succeed
-# far more often (bench/edit_quality.py --n 100, at 90% preservation: a cat added in 36% of
-# scenes instead of 21%, a hat removed in 41% instead of 26%) while a scene decoded from its own
+# far more often (bench/edit_quality.py --n 100, at 90% preservation, on the default SAE before its
+# retraining: a cat added in 36% of scenes instead of 21%, a hat removed in 41% instead of 26%) while a scene decoded from its own
 # embedding keeps nearly as much (the judge's full reading in 73% of 256 held-out scenes instead of
 # 75%). The hub decoders keep diffusers' usual 0.5, as does a pipeline folder.
 DEFAULT_STRENGTH = {"demo": 0.65}

@@ -5,7 +5,9 @@ and max of activations, a histogram over log-spaced bins, the 16 images with the
 image-level activation (max over tokens) and those activations; its safetensors metadata holds
 the JSON facts (source list, folder, counts). It is written in one atomic replace after every
 chunk, so an interrupted run resumes where it stopped and a reader never sees half an index.
-Indexing again over a folder with more images adds only the new ones. Thumbnails of top images
+Indexing again over a folder with more images adds only the new ones. The same file keeps the
+running sums of ``sae.evidence.ImageEvidence`` (how each latent co-varies with the image
+embedding), which text search uses beside the effect directions. Thumbnails of top images
 are saved under ``index/thumbs``; a top image's patch heatmap is recomputed on demand (one
 prefix pass), which is exact and keeps the index small for wide SAEs.
 """
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from sae import atomic
 from sae.backbone import Backbone
 from sae.errors import UserError
+from sae.evidence import ImageEvidence
 from sae.images import find_images, load_image
 from sae.model import SparseAutoencoder
 
@@ -48,12 +51,14 @@ class FeatureIndex:
     hist: torch.Tensor  # [F, 32]
     top_values: torch.Tensor  # [F, TOP] image-level activation, descending
     top_images: torch.Tensor  # [F, TOP] index into sources (-1: empty)
+    evidence: ImageEvidence | None = None  # None: an index written before evidence was kept
 
     @classmethod
-    def empty(cls, d_sae: int, root: str) -> FeatureIndex:
+    def empty(cls, d_sae: int, root: str, embed_dim: int) -> FeatureIndex:
         z = torch.zeros(d_sae)
         return cls([], root, 0, z.clone(), z.clone(), z.clone(), z.clone(), torch.zeros(d_sae, len(BINS) - 1),
-                   torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long))
+                   torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long),
+                   ImageEvidence.empty(d_sae, embed_dim))
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -78,6 +83,8 @@ class FeatureIndex:
     # -- disk ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         tensors = {k: getattr(self, k).contiguous() for k in ("count", "images", "total", "max", "hist", "top_values", "top_images")}
+        if self.evidence is not None:
+            tensors |= self.evidence.tensors()
         meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
         with atomic.atomic_path(folder / INDEX_DIR / INDEX_FILE) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -92,12 +99,23 @@ class FeatureIndex:
                 meta = f.metadata() or {}
                 t = {k: f.get_tensor(k) for k in f.keys()}
             facts = json.loads(meta["facts"])
+            evidence = ImageEvidence.from_tensors(t)
+            if evidence is not None and int(evidence.n) != len(facts["sources"]):
+                evidence = None  # grown by a version that did not keep it: it covers only part of the images
             return cls(facts["sources"], facts["root"], int(facts["tokens"]), t["count"], t["images"], t["total"],
-                       t["max"], t["hist"], t["top_values"], t["top_images"])
+                       t["max"], t["hist"], t["top_values"], t["top_images"], evidence)
         except UserError:
             raise
         except Exception as e:
             raise UserError(f"{path} is damaged ({e}); delete it and index again.") from e
+
+
+def load_evidence(folder: str | Path) -> ImageEvidence | None:
+    """The index's image evidence alone (``None`` without an index, or one that predates it)."""
+    try:
+        return FeatureIndex.load(folder).evidence
+    except UserError:
+        return None
 
 
 def _save_thumb(folder: Path, i: int, image: Image.Image) -> None:
@@ -131,7 +149,9 @@ def build_index(
     except UserError as e:
         if "no feature index" not in str(e):
             raise
-        index = FeatureIndex.empty(sae.d_sae, str(images.resolve()))
+        index = FeatureIndex.empty(sae.d_sae, str(images.resolve()), backbone.embed_dim)
+    if index.evidence is None and index.sources:
+        tqdm.write(f"note: the index of {sae_folder} predates search evidence; delete {sae_folder / INDEX_DIR} and index again for better text search")
     done = set(index.sources)
     todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
     positions = backbone.token_positions(sae.metadata.token_set)
@@ -151,14 +171,16 @@ def build_index(
             index.sources.append(source)
             pil.append(im)
         if pixels:
-            resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions].float()
-            f = sae.encode(resid).cpu()  # [B, T, F]
+            full = backbone.prefix(torch.stack(pixels).to(backbone.device))
+            f = sae.encode(full[:, positions].float()).cpu()  # [B, T, F]
             fired = f > 0
             index.tokens += f.shape[0] * f.shape[1]
             index.count += fired.sum((0, 1))
             index.images += fired.any(1).sum(0)
             index.total += f.sum((0, 1))
             img_max = f.amax(1)  # [B, F]
+            if index.evidence is not None:
+                index.evidence.add(img_max, backbone.suffix(full))
             index.max = torch.maximum(index.max, img_max.amax(0))
             vals = f[fired]
             lat = fired.nonzero()[:, 2]

@@ -4,7 +4,8 @@ A latent's *effect direction* is the mean change of the final (normalised) image
 its decoder row is added at layer L to a set of neutral images. Labelling ranks a vocabulary of
 prompts by cosine with that direction through the CLIP text tower; search ranks latents by
 cosine between a query's text embedding and their directions, plus a bonus when the query
-matches the label. Both rankings compare *centred* vectors (image-side directions less their
+matches the label, plus the image evidence of ``sae.evidence`` when the index keeps it (does the
+latent fire on the indexed images CLIP matches to the query?). Both rankings compare *centred* vectors (image-side directions less their
 mean, text-side ones less the vocabulary's mean): CLIP's two sides each share a large common
 component (the "modality gap") that otherwise decides the ranking.
 
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 from sae import atomic
 from sae.backbone import Backbone
 from sae.errors import UserError
+from sae.evidence import ImageEvidence
+from sae.features import load_evidence
 from sae.model import LABELS_NAME, SparseAutoencoder
 
 FORMAT = "sae-studio-labels"
@@ -99,10 +102,12 @@ def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256
 
 
 class FeatureDirections(NamedTuple):
-    """Every latent's effect direction, and the mean of the label vocabulary's text directions
-    (``None`` in folders labelled before it was kept: their search compares uncentred vectors)."""
+    """What search compares a query with: every latent's effect direction, the mean of the label
+    vocabulary's text directions (``None`` in folders labelled before it was kept: their search
+    compares uncentred vectors), and the index's image evidence (``None`` if it has none)."""
     effects: torch.Tensor  # [d_sae, e], unit rows
     text_centre: torch.Tensor | None  # [e]
+    evidence: ImageEvidence | None = None
 
     def alignment(self, query_dirs: torch.Tensor) -> torch.Tensor:
         """Cosine between each latent's centred effect and each centred text direction: [d_sae]
@@ -138,11 +143,20 @@ class SearchHit(NamedTuple):
     label: str
 
 
+# Weight of the image evidence (a correlation in [-1, 1]) beside the effect alignment (a cosine).
+# On the demo SAE, 0.5 puts the best-AUROC latent first for every object kind and background but
+# fish (second); without evidence night's perfect detector was fourth and snow's ninth.
+EVIDENCE_WEIGHT = 0.5
+
+
 def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],
-           top: int = 20, label_bonus: float = 0.25) -> list[SearchHit]:
-    """Latents ranked by cosine(query text, effect direction), both centred, + a bonus when the label matches."""
+           top: int = 20, label_bonus: float = 0.25, evidence_weight: float = EVIDENCE_WEIGHT) -> list[SearchHit]:
+    """Latents ranked by cosine(query text, effect direction), both centred, + the weighted image
+    evidence when the index has it, + a bonus when the label matches."""
     q = query.strip().lower()
     score = directions.alignment(query_dir)  # [F]
+    if directions.evidence is not None and evidence_weight:
+        score = score + evidence_weight * directions.evidence.correlation(query_dir, directions.text_centre)
     if q:
         for latent, label in labels.items():
             words = label.strip().lower()
@@ -178,7 +192,7 @@ def load_directions(folder: str | Path) -> FeatureDirections:
     if not path.is_file():
         raise UserError(f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR.")
     t = load_file(str(path))
-    return FeatureDirections(t["directions"], t.get("text_centre"))
+    return FeatureDirections(t["directions"], t.get("text_centre"), load_evidence(folder))
 
 
 def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,

@@ -53,6 +53,49 @@ def test_index_labels_and_search(quick):
     assert _cli("index", "--sae", sae_dir, "--images", images, "--no-labels").returncode == 0
     after = FeatureIndex.load(sae_dir)
     assert after.tokens == before.tokens == 64 * 65 and torch.equal(after.top_values, before.top_values)
+    assert int(after.evidence.n) == 64 and torch.equal(after.evidence.code_embed, before.evidence.code_embed)
+
+
+def test_index_keeps_image_evidence_as_if_computed_at_once(quick, tmp_path):
+    """Indexed in two runs (a folder that grows), the evidence's correlation of every latent with a
+    query equals numpy's Pearson correlation of the latent's image-level activation with the
+    images' centred zero-shot scores, computed in one go."""
+    import shutil
+
+    from sae.features import build_index
+    from sae.labels import load_directions
+
+    root, images = quick
+    sae = SparseAutoencoder.load(root / "demo" / "sae")
+    bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
+    folder, grown = tmp_path / "sae", tmp_path / "images"
+    shutil.copytree(root / "demo" / "sae", folder, ignore=shutil.ignore_patterns("index", "labels.json"))
+    grown.mkdir()
+    paths = sorted(images.glob("*.png"))
+    for p in paths[:20]:
+        shutil.copy(p, grown / p.name)
+    build_index(folder, bb, sae, grown, progress=False)
+    for p in paths[20:]:
+        shutil.copy(p, grown / p.name)
+    evidence = build_index(folder, bb, sae, grown, progress=False).evidence
+    assert int(evidence.n) == len(paths)
+
+    with torch.no_grad():
+        pixels = torch.stack([bb.preprocess(Image.open(p).convert("RGB")) for p in paths])
+        resid = bb.prefix(pixels)
+        codes = sae.encode(resid).amax(1).double().numpy()
+        emb = torch.nn.functional.normalize(bb.suffix(resid), dim=-1).double().numpy()
+        q = torch.nn.functional.normalize(bb.encode_text(["a cat"]), dim=-1)[0]
+    centre = torch.randn(q.shape[0], generator=torch.Generator().manual_seed(1)) * 0.1
+    qc = torch.nn.functional.normalize(q - centre, dim=-1).double().numpy()
+    scores = emb @ qc
+    varied = codes.std(0) > 1e-6
+    expected = np.array([np.corrcoef(codes[:, j], scores)[0, 1] if varied[j] else 0.0 for j in range(codes.shape[1])])
+    got = evidence.correlation(q, centre).numpy()
+    assert varied.sum() > 10
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    reloaded = load_directions(folder) if (folder / "index" / "directions.safetensors").is_file() else None
+    assert reloaded is None or torch.equal(reloaded.evidence.code_embed, evidence.code_embed)
 
 
 def test_search_compares_centred_directions(tmp_path):

@@ -1,0 +1,83 @@
+"""Image evidence for search: how each latent's activation co-varies with the image embedding.
+
+Text search through effect directions alone asks "does adding this latent move the image toward
+the query?". For a broad concept that question has many near-equal answers: on the demo SAE the
+night sky's corner latents move an image as much toward "night" as the latent that fires on
+every night sky, and rank above it. Image evidence asks the question a person checks with the
+top-images view: over the indexed images, does the latent fire where CLIP sees the query?
+
+For each latent ``j`` and a query text direction ``q`` (centred by the label vocabulary's mean,
+as ``FeatureDirections.alignment`` does), the evidence is the Pearson correlation over the
+indexed images between the latent's image-level activation ``a_j`` (max over tokens) and the
+image's zero-shot score ``s = e . q`` (``e`` the normalised image embedding). Both moments reduce to
+running sums that do not depend on the query::
+
+    cov(a_j, s) = (E[a_j e] - E[a_j] E[e]) . q        var(s) = q^T Cov(e) q
+
+so the index keeps ``sum a``, ``sum a^2``, ``sum e``, ``sum e e^T`` and ``sum a e^T`` (``[F, e]``, the
+size of the effect directions), grows them image by image, and a query costs one matrix-vector
+product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+KEYS = ("n", "code_sum", "code_sq", "embed_sum", "embed_outer", "code_embed")
+
+
+@dataclass
+class ImageEvidence:
+    n: torch.Tensor  # [] images seen (float64)
+    code_sum: torch.Tensor  # [F] sum of image-level activations
+    code_sq: torch.Tensor  # [F] sum of their squares
+    embed_sum: torch.Tensor  # [e] sum of normalised image embeddings
+    embed_outer: torch.Tensor  # [e, e] sum of e e^T
+    code_embed: torch.Tensor  # [F, e] sum of a e^T
+
+    @classmethod
+    def empty(cls, d_sae: int, embed_dim: int) -> ImageEvidence:
+        z = dict(dtype=torch.float64)
+        return cls(torch.zeros((), **z), torch.zeros(d_sae, **z), torch.zeros(d_sae, **z), torch.zeros(embed_dim, **z),
+                   torch.zeros(embed_dim, embed_dim, **z), torch.zeros(d_sae, embed_dim, **z))
+
+    def add(self, image_codes: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """``image_codes`` [B, F] (max over tokens), ``embeddings`` [B, e] (unnormalised is fine)."""
+        a = image_codes.double().cpu()
+        e = F.normalize(embeddings.double().cpu(), dim=-1)
+        self.n += a.shape[0]
+        self.code_sum += a.sum(0)
+        self.code_sq += (a * a).sum(0)
+        self.embed_sum += e.sum(0)
+        self.embed_outer += e.T @ e
+        self.code_embed += a.T @ e
+
+    def correlation(self, query_dir: torch.Tensor, text_centre: torch.Tensor | None) -> torch.Tensor:
+        """[F]: Pearson correlation of each latent's image-level activation with the images'
+        score against ``query_dir`` (0 for a latent that never varies, or with < 2 images)."""
+        if float(self.n) < 2:
+            return torch.zeros(self.code_sum.shape[0])
+        q = query_dir.double().cpu()
+        if text_centre is not None:
+            q = q - text_centre.double().cpu()
+        q = F.normalize(q, dim=-1)
+        n = self.n
+        mean_a, mean_e = self.code_sum / n, self.embed_sum / n
+        cov = (self.code_embed / n - torch.outer(mean_a, mean_e)) @ q  # [F]
+        var_a = (self.code_sq / n - mean_a**2).clamp_min(0)
+        var_s = q @ (self.embed_outer / n - torch.outer(mean_e, mean_e)) @ q
+        denom = (var_a * var_s.clamp_min(0)).sqrt()
+        return torch.where(denom > 1e-12, cov / denom.clamp_min(1e-12), torch.zeros_like(cov)).float()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"evidence.{k}": getattr(self, k).contiguous() for k in KEYS}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> ImageEvidence | None:
+        """``None`` for an index written before evidence was kept."""
+        if not all(f"evidence.{k}" in t for k in KEYS):
+            return None
+        return cls(**{k: t[f"evidence.{k}"].double() for k in KEYS})

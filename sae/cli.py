@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
-    p.add_argument("--search", default=None, help="text to search for, e.g. 'cat'")
+    p.add_argument("--search", default=None, help="text to search for, e.g. 'cat': latents ranked by how adding them moves images toward the text, how their activation tracks CLIP's match of the indexed images to it, and label match")
     p.add_argument("--image", default=None, help="list the latents that fire on this image")
     p.add_argument("--top", type=int, default=10, help="rows to print")
     p.add_argument("--rename", nargs=2, metavar=("LATENT", "LABEL"), help="give a latent a label of your own")

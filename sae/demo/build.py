@@ -77,9 +77,10 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             figures = train_movq(target, work, quick=quick, should_stop=should_stop)
         elif stage == "decoder":
-            from sae.demo.decoder import WARM_ANNEAL, WARM_CONSTANT, train_unet
+            from sae.demo.decoder import WARM_ANNEAL, WARM_CONSTANT, WARM_LR, train_unet
 
-            schedule = {} if warm_start is None or quick else {"steps": WARM_CONSTANT + WARM_ANNEAL, "anneal": WARM_ANNEAL}
+            schedule = ({} if warm_start is None or quick else
+                        {"steps": WARM_CONSTANT + WARM_ANNEAL, "anneal": WARM_ANNEAL, "lr": WARM_LR})
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
                                  warm_start=warm_start, **schedule)
         elif stage == "refine":

@@ -16,7 +16,9 @@ running sums that do not depend on the query::
 
 so the index keeps ``sum a``, ``sum a^2``, ``sum e``, ``sum e e^T`` and ``sum a e^T`` (``[F, e]``, the
 size of the effect directions), grows them image by image, and a query costs one matrix-vector
-product.
+product. The sums are float32, as the effect directions are (a wide SAE on a large encoder has
+tens of thousands of latents): each batch is summed in float64 before it is added, and a query's
+moments are formed in float64 from the [F]-sized products.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ KEYS = ("n", "code_sum", "code_sq", "embed_sum", "embed_outer", "code_embed")
 
 @dataclass
 class ImageEvidence:
-    n: torch.Tensor  # [] images seen (float64)
+    n: torch.Tensor  # [] images seen
     code_sum: torch.Tensor  # [F] sum of image-level activations
     code_sq: torch.Tensor  # [F] sum of their squares
     embed_sum: torch.Tensor  # [e] sum of normalised image embeddings
@@ -40,7 +42,7 @@ class ImageEvidence:
 
     @classmethod
     def empty(cls, d_sae: int, embed_dim: int) -> ImageEvidence:
-        z = dict(dtype=torch.float64)
+        z = dict(dtype=torch.float32)
         return cls(torch.zeros((), **z), torch.zeros(d_sae, **z), torch.zeros(d_sae, **z), torch.zeros(embed_dim, **z),
                    torch.zeros(embed_dim, embed_dim, **z), torch.zeros(d_sae, embed_dim, **z))
 
@@ -49,11 +51,11 @@ class ImageEvidence:
         a = image_codes.double().cpu()
         e = F.normalize(embeddings.double().cpu(), dim=-1)
         self.n += a.shape[0]
-        self.code_sum += a.sum(0)
-        self.code_sq += (a * a).sum(0)
-        self.embed_sum += e.sum(0)
-        self.embed_outer += e.T @ e
-        self.code_embed += a.T @ e
+        self.code_sum += a.sum(0).float()
+        self.code_sq += (a * a).sum(0).float()
+        self.embed_sum += e.sum(0).float()
+        self.embed_outer += (e.T @ e).float()
+        self.code_embed += (a.T @ e).float()
 
     def correlation(self, query_dir: torch.Tensor, text_centre: torch.Tensor | None) -> torch.Tensor:
         """[F]: Pearson correlation of each latent's image-level activation with the images'
@@ -64,11 +66,11 @@ class ImageEvidence:
         if text_centre is not None:
             q = q - text_centre.double().cpu()
         q = F.normalize(q, dim=-1)
-        n = self.n
-        mean_a, mean_e = self.code_sum / n, self.embed_sum / n
-        cov = (self.code_embed / n - torch.outer(mean_a, mean_e)) @ q  # [F]
-        var_a = (self.code_sq / n - mean_a**2).clamp_min(0)
-        var_s = q @ (self.embed_outer / n - torch.outer(mean_e, mean_e)) @ q
+        n = float(self.n)
+        mean_a, mean_e = self.code_sum.double() / n, self.embed_sum.double() / n
+        cov = (self.code_embed @ q.float()).double() / n - mean_a * (mean_e @ q)  # [F]
+        var_a = (self.code_sq.double() / n - mean_a**2).clamp_min(0)
+        var_s = q @ (self.embed_outer.double() / n - torch.outer(mean_e, mean_e)) @ q
         denom = (var_a * var_s.clamp_min(0)).sqrt()
         return torch.where(denom > 1e-12, cov / denom.clamp_min(1e-12), torch.zeros_like(cov)).float()
 
@@ -80,4 +82,4 @@ class ImageEvidence:
         """``None`` for an index written before evidence was kept."""
         if not all(f"evidence.{k}" in t for k in KEYS):
             return None
-        return cls(**{k: t[f"evidence.{k}"].double() for k in KEYS})
+        return cls(**{k: t[f"evidence.{k}"].float() for k in KEYS})

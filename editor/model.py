@@ -28,7 +28,7 @@ class EditorModel:
         except UserError:
             self.index = None
         try:
-            self.directions: FeatureDirections | None = load_directions(self.sae_folder)
+            self.directions: FeatureDirections | None = load_directions(self.sae_folder, self.index)
         except UserError:
             self.directions = None
         self.session.labels = read_labels(self.sae_folder)

@@ -29,7 +29,7 @@ from sae import atomic
 from sae.backbone import Backbone
 from sae.errors import UserError
 from sae.evidence import ImageEvidence
-from sae.features import load_evidence
+from sae.features import FeatureIndex, load_evidence
 from sae.model import LABELS_NAME, SparseAutoencoder
 
 FORMAT = "sae-studio-labels"
@@ -185,14 +185,17 @@ def save_directions(folder: str | Path, directions: FeatureDirections) -> None:
         save_file(tensors, str(tmp))
 
 
-def load_directions(folder: str | Path) -> FeatureDirections:
+def load_directions(folder: str | Path, index: FeatureIndex | None = None) -> FeatureDirections:
+    """The folder's effect directions, with the image evidence of ``index`` when given (a caller
+    that holds the index already), else of the index read from the folder."""
     from safetensors.torch import load_file
 
     path = Path(folder) / "index" / DIRECTIONS_FILE
     if not path.is_file():
         raise UserError(f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR.")
     t = load_file(str(path))
-    return FeatureDirections(t["directions"], t.get("text_centre"), load_evidence(folder))
+    evidence = index.evidence if index is not None else load_evidence(folder)
+    return FeatureDirections(t["directions"], t.get("text_centre"), evidence)
 
 
 def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,

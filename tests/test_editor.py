@@ -224,6 +224,8 @@ def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window,
     qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "mine", timeout=30_000)
     assert (tmp_path / "mine" / "labels.json").is_file() and window.model.index is not None
     assert not (tmp_path / "mine" / "trainer_state.json").exists()
+    evidence = window.model.directions.evidence  # search weighs the new index's image evidence
+    assert evidence is window.model.index.evidence and int(evidence.n) == len(window.model.index.sources)
     window.run_search("cat")
     assert window.features.results.count() > 0
 

@@ -203,7 +203,7 @@ UNET_STEPS = UNET_CONSTANT + UNET_ANNEAL
 # relearnt, so a shorter run suffices: the same warm-up, 1,500 steps constant, 1,500 annealed, at half
 # the rate (the trunk is trained; a full rate first undoes some of it). The shipped UNet is such a run
 # from the previous demo decoder, itself warm-started (after the CLIP's retraining) from one trained from
-# scratch: from noise 0.33 -> 0.34, cat added 0.33 -> 0.35, hat removed 0.44 -> 0.50 (session 11).
+# scratch: from noise 0.328 -> 0.359 (`demo eval`), cat added 0.33 -> 0.35, hat removed 0.44 -> 0.50 (session 11).
 WARM_CONSTANT = 1_500
 WARM_ANNEAL = 1_500
 WARM_LR = 5e-4

@@ -75,6 +75,17 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 EMBEDDING = -2  # the "layer" of SAEs on the final, projected image embedding (hook point "embedding")
 
 
+def beside(spec: str, folder: str | Path) -> str:
+    """``spec`` with a relative ``local-dir:`` path read from ``folder``, not the working directory.
+
+    An SAE kept beside its encoder records it so (the demo SAE's encoder is ``local-dir:../clip``),
+    and the pair then works wherever the two folders are copied together.
+    """
+    if spec.startswith("local-dir:") and not Path(spec[len("local-dir:"):]).expanduser().is_absolute():
+        return f"local-dir:{Path(folder) / spec[len('local-dir:'):]}"
+    return spec
+
+
 def parse_layer(text: str | int | None) -> int | None:
     """A layer as users write it: a block number, or 'embedding' for the projected embedding."""
     if text is None or isinstance(text, int):

@@ -183,17 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train the demo models stage by stage. Stages whose output exists are "
                             "skipped; an interrupted stage resumes from its checkpoint.")
     b.add_argument("--quick", action="store_true", help="toy-sized models in under two minutes (for tests)")
-    b.add_argument("--stages", default="clip,judge,sae,movq,decoder,refine",
-                   help="comma-separated stages (default: all); refine sharpens the decoder's autoencoder after its UNet")
+    b.add_argument("--stages", default="clip,tune,judge,sae,movq,decoder,refine",
+                   help="comma-separated stages (default: all); tune teaches the CLIP's first blocks to show fish "
+                   "at the SAE's layer, its embedding held; refine sharpens the decoder's autoencoder after its UNet")
     b.add_argument("--max-minutes", type=float, default=None,
-                   help="stop the CLIP, judge, movq, decoder or refine training at a checkpoint after this many minutes; "
+                   help="stop the CLIP, tune, judge, movq, decoder or refine training at a checkpoint after this many minutes; "
                    "run again to continue")
     b.add_argument("--out", default=None, help="folder for the models (default: the shipped assets/demo)")
     b.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")
     b.add_argument("--warm-start", default=None, metavar="DECODER",
                    help="start the decoder stage's UNet from this trained decoder folder (e.g. the shipped "
-                   "assets/demo/decoder, after retraining the CLIP): 2,500 steps instead of 5,500")
+                   "assets/demo/decoder, after retraining the CLIP): 3,000 steps instead of 5,500")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
                             description="Evaluate the demo models on held-out world scenes; writes eval.json.")
     e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")
@@ -261,7 +262,7 @@ def _splice_cosine(trainer, n_images: int) -> float | None:
 
 
 def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: str = "cpu"):
-    from sae.backbone import load_backbone
+    from sae.backbone import beside, load_backbone
     from sae.demo.build import DEMO
     from sae.device import pick_device
     from sae.model import SparseAutoencoder, check_fits_layer
@@ -269,7 +270,7 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
     folder = Path(sae_arg) if sae_arg else DEMO / "sae"
     dev = pick_device(device)
     sae = SparseAutoencoder.load(folder, device=dev)
-    model = model_arg or sae.metadata.backbone
+    model = model_arg or (beside(sae.metadata.backbone, folder) if sae.metadata.backbone else "")
     if not model:
         raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
     if not sae_arg and not model_arg:

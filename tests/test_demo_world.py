@@ -59,13 +59,30 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
 
     env = {**os.environ, **env}
     out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages", "clip"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shutil.copytree(out / "clip", tmp_path / "untuned")
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out),
-                        "--stages", "clip,judge,sae,movq,decoder,refine"],
+                        "--stages", "tune,judge,sae,movq,decoder,refine"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     build = json.loads((out / "build.json").read_text())
-    assert set(build) == {"clip", "judge", "sae", "movq", "decoder", "refine"}
+    assert set(build) == {"clip", "tune", "judge", "sae", "movq", "decoder", "refine"}
     assert all(v["wall_seconds"] > 0 for v in build.values())
+    # tune taught the CLIP's blocks before the SAE's layer; the later blocks and the text tower are untouched
+    from sae.backbone import load_backbone
+    from sae.demo.clip import AUX_LAYER
+
+    untuned, tuned = (load_backbone(str(d)).model.state_dict() for d in (tmp_path / "untuned", out / "clip"))
+    prefix = ("visual.conv1.", "visual.ln_pre.", "visual.class_embedding", "visual.positional_embedding",
+              *(f"visual.transformer.resblocks.{i}." for i in range(AUX_LAYER)))
+    changed = {name: not torch.equal(w, untuned[name]) for name, w in tuned.items()}
+    learnt = [name for name in changed if name.startswith(prefix)]
+    assert not any(c for name, c in changed.items() if name not in learnt)
+    assert sum(changed[name] for name in learnt) > 0.8 * len(learnt)
+    tuning = json.loads((out / "clip" / "demo_world.json").read_text())["tuned"]
+    assert tuning["embedding_cosine_to_untuned"] > 0.9  # the embedding is held where it was
     # refine trained the pipeline's movq decoder half only: the encoder the UNet learnt on is untouched
     from diffusers import VQModel
 

@@ -43,7 +43,9 @@ def test_index_labels_and_search(quick):
     assert len(labels) == SparseAutoencoder.load(sae_dir).d_sae
     vocab = {"cat", "dog", "cowboy hat", "night", "red object", "moon", "room"}
     assert any(v["label"] in vocab for v in labels.values())
-    r = _cli("features", "--sae", sae_dir, "--search", "cat", "--top", "3")
+    # the demo SAE names its encoder by a path from its own folder, found from any working folder
+    assert SparseAutoencoder.load(sae_dir).metadata.backbone == "local-dir:../clip"
+    r = _cli("features", "--sae", sae_dir, "--search", "cat", "--top", "3", cwd=images)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 4
     # incremental: a second run over the same folder adds nothing and keeps the stats

@@ -1,6 +1,6 @@
 """``sae-studio demo build``: rebuild every shipped demo model from its seed, stage by stage.
 
-Stages run in order (clip, judge, sae, movq, decoder, refine); each is resumable (its checkpoints live in the work
+Stages run in order (clip, tune, judge, sae, movq, decoder, refine); each is resumable (its checkpoints live in the work
 folder) and is skipped when its output already exists. Each stage's wall time and figures are
 recorded in ``assets/demo/build.json``, from which the model card's numbers come.
 """
@@ -19,7 +19,7 @@ from sae.demo import world
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO = ASSETS / "demo"
-STAGES = ("clip", "judge", "sae", "movq", "decoder", "refine")
+STAGES = ("clip", "tune", "judge", "sae", "movq", "decoder", "refine")
 
 
 def work_dir() -> Path:
@@ -35,7 +35,7 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
           force: bool = False, max_minutes: float | None = None, warm_start: Path | None = None) -> dict:
-    """Run ``stages``; ``max_minutes`` stops the CLIP's, judge's, movq's or decoder's training at a
+    """Run ``stages``; ``max_minutes`` stops any stage's training but the SAE's at a
     checkpoint after that long (run the same command again to continue). ``warm_start``: a trained
     decoder folder whose UNet the decoder stage starts from, on the shorter schedule."""
     if threads:
@@ -52,7 +52,12 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         if stage not in stages:
             continue
         target = out / stage
-        if stage == "refine":  # refines decoder/movq in place, and marks it
+        if stage == "tune":  # tunes clip/ in place, and marks it
+            from sae.demo.clip_tune import tuning_of
+
+            if not (out / "clip").is_dir() or (tuning_of(out / "clip") and not force):
+                continue
+        elif stage == "refine":  # refines decoder/movq in place, and marks it
             from sae.demo.refine import is_refined
 
             if not (out / "decoder").is_dir() or (is_refined(out / "decoder") and not force):
@@ -64,6 +69,10 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             from sae.demo.clip import COMPACT, train_clip
 
             figures = train_clip(target, work, quick=quick, should_stop=should_stop, compact=COMPACT)
+        elif stage == "tune":
+            from sae.demo.clip_tune import tune_clip
+
+            figures = tune_clip(out / "clip", work, quick=quick, should_stop=should_stop)
         elif stage == "judge":
             from sae.demo.judge import train_judge
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     cos = splice_cosine(backbone, model, to_pixels(held.images[:256]), "all")
     model.metadata.metrics["splice_cosine"] = cos
     model.metadata.metrics["dead_held_out"] = dead_held_out(backbone, model, 500 if quick else DEAD_CHECK_IMAGES)
+    # its encoder as a path from its own folder (sae.backbone.beside), so the pair works wherever it is copied
+    model.metadata.backbone = f"local-dir:{os.path.relpath(Path(clip_dir).resolve(), Path(out).resolve())}"
     model.save(out)
     n_index = 200 if quick else INDEX_IMAGES  # the index and labels ship with the SAE, as the app reads them
     index_and_label(out, backbone, model, write_world_images(work / f"index-images-{n_index}", n_index, INDEX_SEED),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from tqdm import tqdm
 
 from sae import atomic
@@ -80,8 +81,9 @@ def tune_clip(clip_dir: Path, work: Path, steps: int = TUNE_STEPS, batch: int = 
 
     if quick:
         steps, batch = 30, 16
-    backbone = load_backbone(str(clip_dir))
-    saved_dtype = next(backbone.model.parameters()).dtype
+    backbone = load_backbone(str(clip_dir))  # (in fp32, whatever the file holds)
+    with safe_open(str(clip_dir / "open_clip_model.safetensors"), "pt") as f:
+        saved_dtype = f.get_tensor(next(iter(f.keys()))).dtype
     model = backbone.model.float()
     start = backbone.fingerprint[:10]
     untuned = copy.deepcopy(model).eval().requires_grad_(False)

@@ -12,7 +12,14 @@ from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.features import FeatureIndex, thumbnail_path
 from sae.induce import InducedSlider, induce_from_images
-from sae.labels import FeatureDirections, load_directions, read_labels, rename, search
+from sae.labels import (
+    FeatureDirections,
+    load_directions,
+    named_by_people,
+    read_labels,
+    rename,
+    search,
+)
 from sae.session import Session
 from sae.steer import Edit
 
@@ -32,6 +39,7 @@ class EditorModel:
         except UserError:
             self.directions = None
         self.session.labels = read_labels(self.sae_folder)
+        self.named = named_by_people(self.sae_folder)  # latents a person labelled: first when searched by name
         self.induced: dict[int, InducedSlider] = {}  # slider id (negative) -> induced slider
 
     def add_induced(self, slider: InducedSlider) -> int:
@@ -86,7 +94,7 @@ class EditorModel:
         if self.directions is None:
             raise UserError("This SAE has no feature index yet; run sae-studio index on it to search its features.")
         q = torch.nn.functional.normalize(self.session.backbone.encode_text([query]), dim=-1)[0]
-        return search(query, q, self.directions, self.session.labels, top=top)
+        return search(query, q, self.directions, self.session.labels, top=top, named=self.named)
 
     def top_thumbnails(self, latent: int) -> list[Path]:
         if self.index is None:
@@ -96,6 +104,7 @@ class EditorModel:
     def rename(self, latent: int, label: str) -> None:
         rename(self.sae_folder, latent, label)
         self.session.labels[latent] = label.strip()
+        self.named.add(latent)
 
     def induce(self, examples: list[str | Path], name: str, negatives: list[str | Path] | None = None) -> InducedSlider:
         """Induce a slider from example images (slow for a large encoder: call it off the GUI thread)."""

@@ -300,7 +300,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from sae.labels import load_directions, read_labels, rename, search
+    from sae.labels import load_directions, named_by_people, read_labels, rename, search
 
     folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model)
     if args.rename:
@@ -316,7 +316,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
         with torch.inference_mode():
             q = torch.nn.functional.normalize(backbone.encode_text([args.search]), dim=-1)[0]
-        hits = search(args.search, q, load_directions(folder), labels, top=args.top)
+        hits = search(args.search, q, load_directions(folder), labels, top=args.top, named=named_by_people(folder))
         print(f"{'latent':>7}  {'score':>6}  label")
         for h in hits:
             print(f"{h.latent:>7}  {h.score:>6.3f}  {h.label}")

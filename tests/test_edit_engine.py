@@ -129,6 +129,10 @@ def test_rename_persists_and_outranks_relabelling(quick):
     assert _cli("index", "--sae", sae_dir, "--images", images).returncode == 0
     labels = json.loads((sae_dir / "labels.json").read_text())["labels"]
     assert labels["5"] == {"label": "my favourite", "source": "user"}
+    # searching a person's name for a latent finds it first, whatever its effects and evidence say
+    r = _cli("features", "--sae", sae_dir, "--search", "My favourite", "--top", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split()[0] == "5"
 
 
 def test_what_fires_lists_active_latents(quick):

@@ -138,7 +138,8 @@ def tune_clip(clip_dir: Path, work: Path, steps: int = TUNE_STEPS, batch: int = 
     held = world_data(400 if quick else 2_000, seed=2)
     with torch.no_grad():
         cosine = torch.nn.functional.cosine_similarity(_embed(model, held.images), _embed(untuned, held.images))
-        scores = torch.cat([heads.tokens(backbone.prefix(to_pixels(held.images[i:i + 500]))).amax(1)
+        at_layer = backbone.at_layer(AUX_LAYER)  # (a quick CLIP's middle is another layer)
+        scores = torch.cat([heads.tokens(at_layer.prefix(to_pixels(held.images[i:i + 500]))).amax(1)
                             for i in range(0, len(held), 500)]).numpy()
     detector = {k: float(auroc_per_column(scores[:, [j]], held.present[:, j])[0]) for j, k in enumerate(world.KINDS)}
     figures = {"recipe": recipe, "steps": step, "batch": batch, "lr": lr, "train_seconds": seconds, "start": start,

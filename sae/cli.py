@@ -270,11 +270,9 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
     folder = Path(sae_arg) if sae_arg else DEMO / "sae"
     dev = pick_device(device)
     sae = SparseAutoencoder.load(folder, device=dev)
-    model = model_arg or (beside(sae.metadata.backbone, folder) if sae.metadata.backbone else "")
+    model = model_arg or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
     if not model:
         raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
-    if not sae_arg and not model_arg:
-        model = str(DEMO / "clip")
     if sae.metadata.layer == -1:
         raise UserError(
             f"{folder} does not say which layer it was trained on; make it a project SAE with "

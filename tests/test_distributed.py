@@ -1,6 +1,14 @@
 """Data-parallel training with 2 gloo ranks (torchrun) matches one process on the same data and
 seed: the global batch is split by rows, losses use global statistics and gradients are summed,
-so only the order of floating-point sums differs (bounded here at 1e-5 after 60 steps)."""
+so only the order of floating-point sums differs.
+
+How close is "matches": on this project's previous CPU every weight agreed within 1e-5 after 60
+steps. On a Xeon the rounding differences stay near 4e-7 for 40 steps, but a near-tie in the
+top-k (k = 4 of 64 latents) can flip once in a run and move a few latents by 2e-5 to 3e-5 (seen
+two ranks against one at step 60, and a run resumed on two ranks at step 40). The bound, 1e-4,
+sits above such a flip and far below what a real fault makes: one process trained on half the
+batch, as a rank without the gradient sum would be, ends 0.016 (encoder) to 0.09 (decoder) away
+from the full-batch run after the same 40 steps."""
 
 from __future__ import annotations
 
@@ -15,7 +23,9 @@ from test_train import synthetic_store
 from sae.model import SparseAutoencoder
 from sae.train import TrainConfig, Trainer
 
-ARGS = ["--expansion", "4", "--k", "4", "--tokens", str(60 * 256), "--batch-size", "256", "--eval-images", "0",
+STEPS = 40
+ATOL = 1e-4  # see the module docstring
+ARGS = ["--expansion", "4", "--k", "4", "--tokens", str(STEPS * 256), "--batch-size", "256", "--eval-images", "0",
         "--device", "cpu", "--checkpoint-every", "20"]
 
 
@@ -46,7 +56,7 @@ def test_two_gloo_ranks_match_one_process(runs):
     root, _ = runs
     one, two = _weights(root / "one"), _weights(root / "two")
     for k in one:
-        assert torch.allclose(one[k], two[k], atol=1e-5, rtol=0), (k, float((one[k] - two[k]).abs().max()))
+        assert torch.allclose(one[k], two[k], atol=ATOL, rtol=0), (k, float((one[k] - two[k]).abs().max()))
     m1 = SparseAutoencoder.load(root / "one").metadata.metrics
     m2 = SparseAutoencoder.load(root / "two").metadata.metrics
     assert m1["fvu"] == pytest.approx(m2["fvu"], rel=1e-4) and m1["l0"] == pytest.approx(m2["l0"])
@@ -54,7 +64,7 @@ def test_two_gloo_ranks_match_one_process(runs):
 
 def test_a_single_process_checkpoint_resumes_on_two_ranks(runs):
     root, store = runs
-    cfg = TrainConfig(acts=str(store), out=str(root / "resumed"), expansion=4, k=4, tokens=60 * 256, batch_size=256,
+    cfg = TrainConfig(acts=str(store), out=str(root / "resumed"), expansion=4, k=4, tokens=STEPS * 256, batch_size=256,
                       device="cpu", checkpoint_every=20)
     trainer = Trainer(cfg, progress=False, should_stop=lambda: trainer.step >= 20)
     trainer.run()
@@ -63,7 +73,7 @@ def test_a_single_process_checkpoint_resumes_on_two_ranks(runs):
     assert r.returncode == 0, r.stderr[-3000:]
     one, resumed = _weights(root / "one"), _weights(root / "resumed")
     for k in one:
-        assert torch.allclose(one[k], resumed[k], atol=1e-5, rtol=0), k
+        assert torch.allclose(one[k], resumed[k], atol=ATOL, rtol=0), (k, float((one[k] - resumed[k]).abs().max()))
 
 
 def test_two_ranks_extract_the_same_store_as_one_process(tiny_clip, tmp_path):

@@ -15,7 +15,7 @@ HELD_OUT_SEED = 2  # scenes no demo model trained on
 
 TARGETS = {
     "clip.zero_shot": 0.90,
-    "judge.presence": 0.97, "judge.colour": 0.97, "judge.background": 0.97,
+    "judge.presence": 0.97, "judge.colour": 0.97, "judge.background": 0.97, "judge.jpeg_agreement": 0.97,
     "sae.fvu": 0.1, "sae.dead_held_out": 0.01, "sae.splice_cosine": 0.97, "sae.auroc": 0.95,
     "decoder.autoencoder": 0.99, "decoder.img2img": 0.95, "decoder.from_noise": 0.80,
 }
@@ -80,6 +80,8 @@ def table(f: dict) -> str:
         row(f"clip zero-shot {k}", v, TARGETS["clip.zero_shot"])
     for k in ("presence", "colour", "background"):
         row(f"judge {k}", f["judge"][k], TARGETS[f"judge.{k}"])
+    if "jpeg_agreement" in f["judge"]:
+        row("judge reads JPEG-75 copies the same", f["judge"]["jpeg_agreement"], TARGETS["judge.jpeg_agreement"])
     s = f["sae"]
     row("sae fvu", s["fvu"], TARGETS["sae.fvu"], higher=False)
     row("sae dead: silent 10M training tokens", s["dead_fraction"], None)

@@ -5,13 +5,7 @@ The UNet denoises the movq *encoder's* latents, so changing the encoder means re
 (hours on a CPU); the decoder half, which turns latents into pixels, can keep learning without
 touching it. It learns from the encoder's latents of the CLIP's training scenes, with the small
 latent noise the movq was trained with (the UNet's outputs are never exact), and from two losses:
-
-- L1 + MSE in pixels, as the movq was trained;
-- a perceptual term: the squared distance between the tiny CLIP's residual tokens at the SAE's
-  layer for the reconstruction and for the scene, relative to their variance. Pixel losses alone
-  leave small objects soft (a flower loses its petals, a far car its wheels) and people and the
-  judge then misread them; the CLIP's features are what tells objects apart. This is the LPIPS
-  idea with the model the world already has. The judge, the project's referee, takes no part.
+L1 + MSE in pixels, and the tiny CLIP's layer features as a perceptual term (``sae.demo.perceptual``).
 
 The refined movq replaces ``decoder/movq`` in place; ``refine.json`` beside its weights records
 the recipe and figures and marks the stage done. ``movq/`` (what the UNet was trained on) is left
@@ -34,6 +28,7 @@ from sae.demo import world
 from sae.demo.checkpoint import load_state, recipe_of, save_state
 from sae.demo.data import world_data
 from sae.demo.decoder import to_unit
+from sae.demo.perceptual import ClipFeatures, perceptual_loss
 
 MARKER = "refine.json"  # in decoder/movq: the refinement's recipe and figures
 REFINE_STEPS = 1_500
@@ -42,29 +37,6 @@ PERCEPTUAL = 1.0  # weight of the CLIP-feature term against L1 + MSE (see the mo
 
 def is_refined(decoder_dir: Path) -> bool:
     return (decoder_dir / "movq" / MARKER).is_file()
-
-
-class ClipFeatures:
-    """The tiny CLIP's residual at the SAE's layer, differentiable in the pixels it is given."""
-
-    def __init__(self, clip_dir: Path):
-        from sae.backbone import load_backbone
-        from sae.demo.clip import MEAN, STD
-
-        self.backbone = load_backbone(str(clip_dir))
-        self.backbone.model.requires_grad_(False).eval()
-        self.mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(STD).view(1, 3, 1, 1)
-
-    def __call__(self, unit_images: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images [N, 3, 64, 64] (the movq's range) -> residual tokens [N, 1+P, d]."""
-        return self.backbone.prefix(((unit_images + 1) / 2 - self.mean) / self.std)
-
-
-def perceptual_loss(features: ClipFeatures, rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        ft = features(target)
-    return (features(rec) - ft).pow(2).mean() / ft.var().clamp_min(1e-12)
 
 
 def refine_movq(decoder_dir: Path, clip_dir: Path, work: Path, steps: int = REFINE_STEPS, batch: int = 32,

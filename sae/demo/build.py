@@ -84,7 +84,7 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
         elif stage == "movq":
             from sae.demo.decoder import train_movq
 
-            figures = train_movq(target, work, quick=quick, should_stop=should_stop)
+            figures = train_movq(target, work, out / "clip", quick=quick, should_stop=should_stop)
         elif stage == "decoder":
             from sae.demo.decoder import WARM_ANNEAL, WARM_CONSTANT, WARM_LR, train_unet
 

@@ -101,7 +101,7 @@ def write_card(demo: Path = DEMO) -> Path:
         f"(with extraction) | {int(sae.get('tokens', 0)):,} tokens from {sae.get('images', 0):,} scenes (world seed 3) |",
         *([f"| decoder's autoencoder | `movq/` (diffusers `VQModel`) | {_mb(demo / 'movq'):.1f} MB | "
            f"{_minutes(movq.get('train_seconds', 0))} | {movq.get('steps', 0):,} steps of {movq.get('batch', 0)} scenes "
-           "from the CLIP's 120k |"] if movq else []),
+           "from the CLIP's 120k" + (", with the CLIP's layer features as a perceptual loss" if movq.get("perceptual") else "") + " |"] if movq else []),
         *([f"| decoder (UNet + movq) | `decoder/` (`KandinskyV22Pipeline`) | {_mb(demo / 'decoder'):.1f} MB | "
            f"{_minutes(unet.get('train_seconds', 0))} | {unet.get('steps', 0):,} steps of {unet.get('batch', 0)} "
            "latents and CLIP embeddings"

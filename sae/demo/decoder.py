@@ -42,8 +42,8 @@ from sae.demo.data import world_data
 # nothing measurable and the UNet only its first and last convolution. Under the second judge (which
 # reads JPEG copies as their originals) the 8-channel movq still lost small things the judge needs: hats
 # on animals' heads, objects at night (0.95 of scenes agree); training its decoder half on for 600 more
-# steps left that flat (0.957 -> 0.961 on 512 scenes), and so did a deeper decoder half on the same
-# latents: more of the same does not help. So the latent gets twice the room, 16 channels (as in newer
+# steps left that flat (0.957 -> 0.961 on 512 scenes), and a deeper decoder half on the same latents had
+# gained nothing after 300 steps: more of the same decoder training does not help. So the latent gets twice the room, 16 channels (as in newer
 # latent diffusion autoencoders), trained with the perceptual term from the start. (The shipped decoder is the
 # 8-channel one until this recipe's movq and a UNet on it are trained: `demo build --stages movq` resumes
 # the committed checkpoint in assets/demo/training/movq.)

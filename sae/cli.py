@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")
     b.add_argument("--warm-start", default=None, metavar="DECODER",
                    help="start the decoder stage's UNet from this trained decoder folder (e.g. the shipped "
-                   "assets/demo/decoder, after retraining the CLIP): 3,000 steps instead of 5,500")
+                   "assets/demo/decoder, after retraining the CLIP or the movq; for a movq of another latent width "
+                   "all but the UNet's first and last convolution carry over): 3,000 steps instead of 5,500")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
                             description="Evaluate the demo models on held-out world scenes; writes eval.json.")
     e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")

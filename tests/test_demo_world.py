@@ -200,3 +200,29 @@ def test_judge_recipe_stopped_at_a_checkpoint_resumes_to_the_uninterrupted_weigh
     b = load_file(str(next((tmp_path / "split").glob("*.safetensors"))))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["presence"] == whole["presence"]
+
+
+def test_a_warm_start_for_a_wider_latent_keeps_all_but_the_latent_convolutions():
+    from diffusers import UNet2DConditionModel
+
+    from sae.demo.decoder import transplant, unet_config
+
+    torch.manual_seed(0)
+    old = UNet2DConditionModel(**unet_config(32, quick=True, latent_channels=8)).state_dict()
+    torch.manual_seed(1)
+    new = UNet2DConditionModel(**unet_config(32, quick=True, latent_channels=16))
+    before = {k: v.clone() for k, v in new.state_dict().items()}
+    renewed = transplant(new, old)
+    after = new.state_dict()
+    assert sorted({k.split(".")[0] for k in renewed}) == ["conv_in", "conv_out"]
+    assert after["conv_in.weight"].shape[1] == 16 and torch.equal(after["conv_in.weight"], before["conv_in.weight"])
+    kept = [k for k in after if k not in renewed]
+    assert len(kept) > 100 and all(torch.equal(after[k], old[k]) for k in kept)
+    # another trunk is refused, not half-loaded
+    other = UNet2DConditionModel(**{**unet_config(32, quick=True, latent_channels=16), "block_out_channels": (32, 64, 64)})
+    try:
+        transplant(other, old)
+    except ValueError as e:
+        assert "another architecture" in str(e)
+    else:
+        raise AssertionError("a UNet with another trunk was loaded")

@@ -237,6 +237,24 @@ def unet_rate(step: int, lr: float, steps: int = UNET_STEPS, anneal: int = UNET_
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, anneal))))
 
 
+LATENT_LAYERS = ("conv_in.", "conv_out.")  # the UNet's only layers whose shape depends on the latent width
+
+
+def transplant(unet, start: dict) -> list[str]:
+    """Load ``start`` (a trained UNet's state dict) into ``unet``. The architectures must match but
+    for the latent width: a UNet for a wider movq keeps all of the trained trunk, its conditioning
+    and time embeddings, and starts only its first and last convolution afresh (they read and write
+    the new latent space, so no trained weights fit them). Returns the names left fresh."""
+    own = unet.state_dict()
+    if set(own) != set(start):
+        raise ValueError("the warm start's UNet has another architecture (its layers differ from this one's)")
+    fresh = [k for k in own if own[k].shape != start[k].shape]
+    if any(not k.startswith(LATENT_LAYERS) for k in fresh):
+        raise ValueError("the warm start's UNet has another architecture (layer shapes differ beyond the latent width)")
+    unet.load_state_dict({k: v for k, v in start.items() if k not in fresh}, strict=False)
+    return fresh
+
+
 def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = UNET_STEPS, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
                ema_decay: float = 0.999, cond_dropout: float = 0.1, anneal: int = UNET_ANNEAL, progress: bool = True,
@@ -277,11 +295,13 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         models["warm_start"] = weights_fingerprint(previous)[:10]
         start = {k: v.float() for k, v in previous.state_dict().items()}
 
+    renewed: list[str] = []  # layers a warm start for another latent width begins afresh
+
     def fresh():
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**unet_config(embeds.shape[1], quick, movq.config.latent_channels))
         if start is not None:
-            unet.load_state_dict(start)  # raises if the warm start's architecture differs
+            renewed[:] = sorted({k.split(".")[0] for k in transplant(unet, start)})
         return unet, copy.deepcopy(unet).requires_grad_(False)
 
     unet, ema = fresh()
@@ -353,7 +373,7 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
 
         shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
     return {"train_seconds": seconds, "steps": step, "batch": batch, "lr": lr, "final_loss": losses[-1][1] if losses else None,
-            **({"warm_start": models["warm_start"]} if warm_start is not None else {})}
+            **({"warm_start": models["warm_start"], "warm_start_renewed": renewed} if warm_start is not None else {})}
 
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:

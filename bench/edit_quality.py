@@ -12,6 +12,11 @@ Two latents are measured per concept: the one whose image-level activation best 
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
 is the one a user finds.
 
+Oracle: each scene decoded (img2img from it, as the edits are) from the CLIP embedding of its twin
+drawn with a cat (or without its hat), on other scenes of the same kinds. No edit of the embedding
+can do better than the embedding of the very image wanted, so this is the decoder's ceiling: an
+edit row far below it is the SAE's shortfall, an oracle far below the target is the decoder's.
+
     python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.65]
 """
 
@@ -41,6 +46,30 @@ def scenes(n: int, want: str | None, avoid: str | None, seed: int) -> list[np.nd
         sc = world.sample_scene(rng, include=(want,) if want else (), exclude=(avoid,) if avoid else ())
         out.append(world.render(sc, seed=int(rng.integers(2**31))))
     return out
+
+
+def pairs(n: int, kind: str, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Scenes with ``kind`` and the same scenes drawn without it (same background details); scenes
+    where a hat sits on a ``kind`` are skipped, since removing the wearer moves the hat."""
+    rng = np.random.default_rng(seed)
+    having, lacking = [], []
+    while len(having) < n:
+        sc = world.sample_scene(rng, include=(kind,))
+        r = int(rng.integers(2**31))
+        if any(t.on == kind for t in sc.things):
+            continue
+        having.append(world.render(sc, seed=r))
+        lacking.append(world.render(world.Scene(sc.background, [t for t in sc.things if t.kind != kind]), seed=r))
+    return having, lacking
+
+
+def oracle(session, judge, settings, start: list[np.ndarray], target: list[np.ndarray], kind: str, added: bool):
+    """The ceiling of any embedding edit on this decoder: decode each ``start`` scene from the
+    embedding of its ``target`` twin (the same scene with ``kind`` drawn in or out)."""
+    plain_e, _ = embeddings(session, start, [])
+    target_e, _ = embeddings(session, target, [])
+    plain = decode(session, plain_e, start, settings)
+    return score(judge, plain, decode(session, target_e, start, settings), kind, added)
 
 
 def score(judge, plain: np.ndarray, edited: np.ndarray, kind: str, added: bool) -> tuple[float, float]:
@@ -103,13 +132,21 @@ def main() -> None:
         removed.update({w: s for w, v in hats.items() if v == h})
         print(f"{f'SAE set #{h} ({which}) to 0':<48}{s:>9.3f}{k:>11.3f}")
 
+    having, lacking = pairs(a.n, "cat", 13)
+    oracle_cat = oracle(session, judge, settings, lacking, having, "cat", added=True)
+    having, lacking = pairs(a.n, "hat", 14)
+    oracle_hat = oracle(session, judge, settings, having, lacking, "hat", added=False)
+    print(f"{'oracle: embedding of the scene with a cat':<48}{oracle_cat[0]:>9.3f}{oracle_cat[1]:>11.3f}")
+    print(f"{'oracle: embedding of the scene without its hat':<48}{oracle_hat[0]:>9.3f}{oracle_hat[1]:>11.3f}")
+
     def at_equal(method, c=""):
         value, op = at_preservation([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
         return f"{op} {value:.3f}"
     print(f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
           + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
           + f" text_cat {at_equal('text')} "
-          + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items()))
+          + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
+          + f"\nthe decoder's ceiling for any embedding edit (oracle): cat added {oracle_cat[0]:.3f}, hat removed {oracle_hat[0]:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,10 @@ Two latents are measured per concept: the one whose image-level activation best 
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
 is the one a user finds.
 
-Oracle: each scene decoded (img2img from it, as the edits are) from the CLIP embedding of its twin
-drawn with a cat (or without its hat), on other scenes of the same kinds. No edit of the embedding
-can do better than the embedding of the very image wanted, so this is the decoder's ceiling: an
-edit row far below it is the SAE's shortfall, an oracle far below the target is the decoder's.
+Twin reference: each scene decoded (img2img from it, as the edits are) from the CLIP embedding of
+its twin drawn with a cat (or without its hat), on other scenes of the same kinds: what the decoder
+makes of the embedding of the very image wanted. It tells the decoder's share of a shortfall from
+the edit's. It is no ceiling: an edit may push the embedding further than any real scene does.
 
     python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.65]
 """
@@ -63,9 +63,9 @@ def pairs(n: int, kind: str, seed: int) -> tuple[list[np.ndarray], list[np.ndarr
     return having, lacking
 
 
-def oracle(session, judge, settings, start: list[np.ndarray], target: list[np.ndarray], kind: str, added: bool):
-    """The ceiling of any embedding edit on this decoder: decode each ``start`` scene from the
-    embedding of its ``target`` twin (the same scene with ``kind`` drawn in or out)."""
+def twin_reference(session, judge, settings, start: list[np.ndarray], target: list[np.ndarray], kind: str, added: bool):
+    """(success, preservation) of decoding each ``start`` scene from the embedding of its ``target``
+    twin (the same scene with ``kind`` drawn in or out) instead of an edited embedding."""
     plain_e, _ = embeddings(session, start, [])
     target_e, _ = embeddings(session, target, [])
     plain = decode(session, plain_e, start, settings)
@@ -133,11 +133,11 @@ def main() -> None:
         print(f"{f'SAE set #{h} ({which}) to 0':<48}{s:>9.3f}{k:>11.3f}")
 
     having, lacking = pairs(a.n, "cat", 13)
-    oracle_cat = oracle(session, judge, settings, lacking, having, "cat", added=True)
+    twin_cat = twin_reference(session, judge, settings, lacking, having, "cat", added=True)
     having, lacking = pairs(a.n, "hat", 14)
-    oracle_hat = oracle(session, judge, settings, having, lacking, "hat", added=False)
-    print(f"{'oracle: embedding of the scene with a cat':<48}{oracle_cat[0]:>9.3f}{oracle_cat[1]:>11.3f}")
-    print(f"{'oracle: embedding of the scene without its hat':<48}{oracle_hat[0]:>9.3f}{oracle_hat[1]:>11.3f}")
+    twin_hat = twin_reference(session, judge, settings, having, lacking, "hat", added=False)
+    print(f"{'twin embedding: the scene with a cat':<48}{twin_cat[0]:>9.3f}{twin_cat[1]:>11.3f}")
+    print(f"{'twin embedding: the scene without its hat':<48}{twin_hat[0]:>9.3f}{twin_hat[1]:>11.3f}")
 
     def at_equal(method, c=""):
         value, op = at_preservation([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
@@ -146,7 +146,7 @@ def main() -> None:
           + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
           + f" text_cat {at_equal('text')} "
           + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
-          + f"\nthe decoder's ceiling for any embedding edit (oracle): cat added {oracle_cat[0]:.3f}, hat removed {oracle_hat[0]:.3f}")
+          + f"\ndecoded from the wanted twin's own embedding: cat added {twin_cat[0]:.3f}, hat removed {twin_hat[0]:.3f}")
 
 if __name__ == "__main__":
     main()

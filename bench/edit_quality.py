@@ -2,7 +2,7 @@
 
 Add a cat: 200 held-out scenes without a cat; the cat latent (best cat AUROC) is raised, the
 image decoded, and the judge asked whether it now sees a cat. Remove a hat: 200 scenes with a
-hat; the hat latent is set to 0. Preservation: the share of labels the edit should not touch
+hat; the hat latent is set to 0, and (swept) pushed below zero by adding a negative amount. Preservation: the share of labels the edit should not touch
 (background, every other object kind's presence) that the judge still reads the same as on the
 unedited decode. Baseline: the CLIP text direction of "a picture of a cat" added to the final
 image embedding. Both are swept over strengths; printed: each one's success where its
@@ -123,14 +123,27 @@ def main() -> None:
         name = f"SAE add #{c} ({which}) {strength}x unit" if method == "sae" else f"text direction x{strength}"
         print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
     hat_latents = sorted(set(hats.values()))
-    plain_e, edited_e = embeddings(session, with_hat, [lambda ss, h=h: ss.embedding([Edit(h, "set", 0.0)]) for h in hat_latents])
+    # the issue's edit, set to 0; and pushing the latent below zero (add a negative amount everywhere),
+    # swept like the cat's addition, since zeroing one latent leaves what the SAE's error and
+    # neighbouring latents still say of the hat
+    removals = {}
+    for h in hat_latents:
+        removals[(h, "set", 0.0)] = lambda ss, h=h: ss.embedding([Edit(h, "set", 0.0)])
+        for mult in (0.5, 1, 2):
+            removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult: ss.embedding([Edit(h, "add", v)])
+    plain_e, edited_e = embeddings(session, with_hat, list(removals.values()))
     plain = decode(session, plain_e, with_hat, settings)
-    removed = {}
-    for h, e in zip(hat_latents, edited_e, strict=True):
+    removed, pushed = {}, {}
+    for (h, mode, mult), e in zip(removals, edited_e, strict=True):
         s, k = score(judge, plain, decode(session, e, with_hat, settings), "hat", added=False)
         which = "/".join(w for w, v in hats.items() if v == h)
-        removed.update({w: s for w, v in hats.items() if v == h})
-        print(f"{f'SAE set #{h} ({which}) to 0':<48}{s:>9.3f}{k:>11.3f}")
+        if mode == "set":
+            removed.update({w: s for w, v in hats.items() if v == h})
+            name = f"SAE set #{h} ({which}) to 0"
+        else:
+            pushed.setdefault(h, []).append((mult, s, k))  # weakest first
+            name = f"SAE add #{h} ({which}) {mult}x unit"
+        print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
 
     having, lacking = pairs(a.n, "cat", 13)
     twin_cat = twin_reference(session, judge, settings, lacking, having, "cat", added=True)
@@ -139,13 +152,17 @@ def main() -> None:
     print(f"{'twin embedding: the scene with a cat':<48}{twin_cat[0]:>9.3f}{twin_cat[1]:>11.3f}")
     print(f"{'twin embedding: the scene without its hat':<48}{twin_hat[0]:>9.3f}{twin_hat[1]:>11.3f}")
 
-    def at_equal(method, c=""):
-        value, op = at_preservation([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
+    def matched(sweep):
+        value, op = at_preservation(sweep)
         return f"{op} {value:.3f}"
+
+    def at_equal(method, c=""):
+        return matched([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
     print(f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
           + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
           + f" text_cat {at_equal('text')} "
           + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
+          + " " + " ".join(f"{w}_hat_pushed_below_zero {matched(pushed[v])}" for w, v in hats.items())
           + f"\ndecoded from the wanted twin's own embedding: cat added {twin_cat[0]:.3f}, hat removed {twin_hat[0]:.3f}")
 
 if __name__ == "__main__":

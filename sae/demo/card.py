@@ -9,6 +9,7 @@ from sae.demo import world
 from sae.demo.build import DEMO
 from sae.demo.clip import AUX_LAYER, BATCH, RECIPE
 from sae.demo.clip import CONFIG as CLIP_CONFIG
+from sae.demo.decoder import LATENT_CHANNELS
 
 
 def _mb(path: Path) -> float:
@@ -26,11 +27,20 @@ def _losses(row: dict) -> str:
     return f" (most often lost: {', '.join(worst)})" if worst else ""
 
 
-def decoder_section(fidelity: dict, movq: dict, unet: dict, refine: dict | None = None) -> list[str]:
+def _latent_channels(demo: Path) -> int:
+    """The shipped movq's latent width (the pipeline's own copy, else the stand-alone one)."""
+    for config in (demo / "decoder" / "movq" / "config.json", demo / "movq" / "config.json"):
+        if config.is_file():
+            return int(json.loads(config.read_text())["latent_channels"])
+    return LATENT_CHANNELS
+
+
+def decoder_section(fidelity: dict, movq: dict, unet: dict, refine: dict | None = None,
+                    latent_channels: int = LATENT_CHANNELS) -> list[str]:
     """The decoder's lines: a tiny ``KandinskyV22Pipeline`` (movq + UNet on the CLIP's embedding)."""
     lines = [
-        "A latent diffusion decoder in Kandinsky 2.2's shape: a diffusers `VQModel` between 64x64 scenes and an",
-        "8x16x16 latent grid, and a `UNet2DConditionModel` conditioned on the tiny CLIP's image embedding",
+        "A latent diffusion decoder in Kandinsky 2.2's shape: a diffusers `VQModel` between 64x64 scenes and a",
+        f"{latent_channels}x16x16 latent grid, and a `UNet2DConditionModel` conditioned on the tiny CLIP's image embedding",
         "(`image_proj` + `image` addition embedding), v-prediction, cosine schedule, DDIM sampling, guidance on",
         "the embedding against the blank image's. Fidelity is refereed by the judge: the share of held-out",
         "scenes whose judged objects and background survive (targets: autoencoder >= 0.99, img2img at",
@@ -171,7 +181,7 @@ def write_card(demo: Path = DEMO) -> Path:
     ]
     for kind, v in ev["sae"]["concepts"].items():
         lines.append(f"| {kind} | {v['latent']} | {v['auroc']:.4f} |")
-    lines += ["", "## decoder", "", *decoder_section(ev.get("decoder", {}), movq, unet, build.get("refine"))]
+    lines += ["", "## decoder", "", *decoder_section(ev.get("decoder", {}), movq, unet, build.get("refine"), _latent_channels(demo))]
     lines += [
         "",
         "## Known limits",

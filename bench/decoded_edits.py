@@ -86,11 +86,14 @@ PRESERVATION = 0.9  # "at equal preservation": where each edit's curve falls to 
 def at_preservation(rows) -> tuple[float, str]:
     """``rows``: (value, success, preservation) in increasing value.
 
-    Success where the curve (value 0: success 0, preservation 1; then the sweep) first falls to
-    PRESERVATION, linearly interpolated between the two grid points around it; if it never does,
-    the success at the largest value, marked ">=" since a stronger edit would still qualify."""
+    The best success along the curve (value 0: success 0, preservation 1; then the sweep) up to
+    where it first falls to PRESERVATION, that crossing linearly interpolated between the two grid
+    points around it. If it never falls that far and the best is at the largest value, that
+    success is marked ">=", since a stronger edit might still do better."""
     points = [(0.0, 1.0)] + [(s, k) for _, s, k in rows if s == s]  # s == s: not NaN
+    best = 0.0
     for (s0, k0), (s1, k1) in itertools.pairwise(points):
         if k1 < PRESERVATION <= k0:
-            return s0 + (s1 - s0) * (k0 - PRESERVATION) / (k0 - k1), "="
-    return points[-1][0], ">="
+            return max(best, s0 + (s1 - s0) * (k0 - PRESERVATION) / (k0 - k1)), "="
+        best = max(best, s1)
+    return best, (">=" if best == points[-1][0] else "=")

@@ -316,9 +316,13 @@ def cmd_features(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             q = torch.nn.functional.normalize(backbone.encode_text([args.search]), dim=-1)[0]
         hits = search(args.search, q, load_directions(folder), labels, top=args.top, named=named_by_people(folder))
-        print(f"{'latent':>7}  {'score':>6}  label")
+        from sae.features import FeatureIndex, has_index
+
+        # the slider unit (typical max activation), what --add/--set values are measured against
+        unit = FeatureIndex.load(folder).typical_max() if has_index(folder) else None
+        print(f"{'latent':>7}  {'score':>6}  " + (f"{'unit':>6}  " if unit is not None else "") + "label")
         for h in hits:
-            print(f"{h.latent:>7}  {h.score:>6.3f}  {h.label}")
+            print(f"{h.latent:>7}  {h.score:>6.3f}  " + (f"{float(unit[h.latent]):>6.2f}  " if unit is not None else "") + h.label)
         return 0
     if args.image:
         from sae.images import load_image

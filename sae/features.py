@@ -34,6 +34,11 @@ from sae.model import SparseAutoencoder
 
 INDEX_DIR = "index"
 INDEX_FILE = "index.safetensors"
+
+
+def has_index(folder: str | Path) -> bool:
+    """Whether the SAE folder carries a feature index (``sae-studio index`` makes one)."""
+    return (Path(folder) / INDEX_DIR / INDEX_FILE).is_file()
 TOP = 16
 BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
 THUMB = 96

@@ -48,9 +48,14 @@ def test_index_labels_and_search(quick):
     r = _cli("features", "--sae", sae_dir, "--search", "cat", "--top", "3", cwd=images)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 4
-    # incremental: a second run over the same folder adds nothing and keeps the stats
+    # each hit shows its slider unit, the latent's typical max from the index
     from sae.features import FeatureIndex
 
+    header, first = r.stdout.strip().splitlines()[:2]
+    assert "unit" in header
+    latent, _, unit = first.split()[:3]
+    assert abs(float(unit) - float(FeatureIndex.load(sae_dir).typical_max()[int(latent)])) < 0.01
+    # incremental: a second run over the same folder adds nothing and keeps the stats
     before = FeatureIndex.load(sae_dir)
     assert _cli("index", "--sae", sae_dir, "--images", images, "--no-labels").returncode == 0
     after = FeatureIndex.load(sae_dir)

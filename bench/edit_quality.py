@@ -2,9 +2,9 @@
 
 Add a cat: 200 held-out scenes without a cat; the cat latent (best cat AUROC) is raised, the
 image decoded, and the judge asked whether it now sees a cat. Remove a hat: 200 scenes with a
-hat; the hat latent is set to 0, and (swept) pushed below zero by adding a negative amount. Preservation: the share of labels the edit should not touch
-(background, every other object kind's presence) that the judge still reads the same as on the
-unedited decode. Baseline: the CLIP text direction of "a picture of a cat" added to the final
+hat; the hat latent is set to 0, and (swept) pushed below zero by adding a negative amount.
+Preservation: the share of labels the edit should not touch (background, every other object
+kind's presence) that the judge still reads the same as on the unedited decode. Baseline: the CLIP text direction of "a picture of a cat" added to the final
 image embedding. Both are swept over strengths; printed: each one's success where its
 success-vs-preservation curve falls to 90% preservation (interpolated), i.e. at matched preservation.
 

@@ -34,14 +34,18 @@ from sae.model import SparseAutoencoder
 
 INDEX_DIR = "index"
 INDEX_FILE = "index.safetensors"
-
-
-def has_index(folder: str | Path) -> bool:
-    """Whether the SAE folder carries a feature index (``sae-studio index`` makes one)."""
-    return (Path(folder) / INDEX_DIR / INDEX_FILE).is_file()
 TOP = 16
 BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
 THUMB = 96
+
+
+def index_path(folder: str | Path) -> Path:
+    """Where an SAE folder keeps its feature index (``sae-studio index`` makes it)."""
+    return Path(folder) / INDEX_DIR / INDEX_FILE
+
+
+def has_index(folder: str | Path) -> bool:
+    return index_path(folder).is_file()
 
 
 @dataclass
@@ -91,12 +95,12 @@ class FeatureIndex:
         if self.evidence is not None:
             tensors |= self.evidence.tensors()
         meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
-        with atomic.atomic_path(folder / INDEX_DIR / INDEX_FILE) as tmp:
+        with atomic.atomic_path(index_path(folder)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, folder: str | Path) -> FeatureIndex:
-        path = Path(folder) / INDEX_DIR / INDEX_FILE
+        path = index_path(folder)
         if not path.is_file():
             raise UserError(f"{Path(folder)} has no feature index yet; run sae-studio index --sae {folder} --images DIR.")
         try:

@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warm-start", default=None, metavar="DECODER",
                    help="start the decoder stage's UNet from this trained decoder folder (e.g. the shipped "
                    "assets/demo/decoder, after retraining the CLIP or the movq; for a movq of another latent width "
-                   "all but the UNet's first and last convolution carry over): 3,000 steps instead of 5,500")
+                   "all but the UNet's first and last convolution carry over), on one of the schedules of "
+                   "--warm-schedule instead of the 5,500 steps from scratch")
+    b.add_argument("--warm-schedule", choices=("relearn", "continue"), default=None,
+                   help="with --warm-start: relearn (default; 3,000 steps at half the rate, after retraining the CLIP "
+                   "or the movq) or continue (10,000 steps at the full rate: the same UNet trained on, on the same "
+                   "CLIP and movq)")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
                             description="Evaluate the demo models on held-out world scenes; writes eval.json.")
     e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")
@@ -469,11 +474,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
         if args.warm_start and not (Path(args.warm_start) / "unet" / "config.json").is_file():
             raise UserError(f"{args.warm_start} is not a decoder folder (it has no unet/ to start from).")
+        if args.warm_schedule and not args.warm_start:
+            raise UserError("--warm-schedule needs --warm-start (the decoder folder whose UNet it trains on).")
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"Unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}.")
         done = build(stages, out=out, quick=args.quick, threads=args.threads, force=args.force,
-                     max_minutes=args.max_minutes, warm_start=Path(args.warm_start) if args.warm_start else None)
+                     max_minutes=args.max_minutes, warm_start=Path(args.warm_start) if args.warm_start else None,
+                     warm_schedule=args.warm_schedule or "relearn")
         print(json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds).")
         return 0
     from sae.demo.evaluate import evaluate, table

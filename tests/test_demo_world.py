@@ -115,8 +115,13 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
                         "decoder", "--warm-start", str(tmp_path / "work")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "is not a decoder folder" in r.stderr
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
-                        "decoder", "--warm-start", str(tmp_path / "previous")], capture_output=True, text=True, env=env)
+                        "decoder", "--warm-schedule", "continue"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--warm-schedule needs --warm-start" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
+                        "decoder", "--warm-start", str(tmp_path / "previous"), "--warm-schedule", "continue"],
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "build.json").read_text())["decoder"]["schedule"] == "continue"
     from diffusers import UNet2DConditionModel
 
     from sae.backbone import weights_fingerprint
@@ -200,6 +205,21 @@ def test_judge_recipe_stopped_at_a_checkpoint_resumes_to_the_uninterrupted_weigh
     b = load_file(str(next((tmp_path / "split").glob("*.safetensors"))))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["presence"] == whole["presence"]
+
+
+def test_the_warm_schedules_the_cli_offers_are_the_recipes():
+    from sae.cli import build_parser
+    from sae.demo.decoder import UNET_STEPS, WARM_SCHEDULES
+
+    args = build_parser().parse_args(["demo", "build", "--warm-start", "D", "--warm-schedule", "continue"])
+    assert args.warm_schedule == "continue"
+    demo = next(a for a in build_parser()._subparsers._group_actions[0].choices["demo"]._actions
+                if a.dest == "demo_command").choices["build"]
+    offered = next(a for a in demo._actions if a.dest == "warm_schedule").choices
+    assert set(offered) == set(WARM_SCHEDULES)
+    # relearning is shorter than a fresh run; continuing trains on for longer than either
+    assert WARM_SCHEDULES["relearn"][0] < UNET_STEPS < WARM_SCHEDULES["continue"][0]
+    assert all(0 < anneal < steps for steps, anneal, _ in WARM_SCHEDULES.values())
 
 
 def test_a_warm_start_for_a_wider_latent_keeps_all_but_the_latent_convolutions():

@@ -34,10 +34,12 @@ def _record(out: Path, stage: str, figures: dict) -> None:
 
 
 def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
-          force: bool = False, max_minutes: float | None = None, warm_start: Path | None = None) -> dict:
+          force: bool = False, max_minutes: float | None = None, warm_start: Path | None = None,
+          warm_schedule: str = "relearn") -> dict:
     """Run ``stages``; ``max_minutes`` stops any stage's training but the SAE's at a
     checkpoint after that long (run the same command again to continue). ``warm_start``: a trained
-    decoder folder whose UNet the decoder stage starts from, on the shorter schedule."""
+    decoder folder whose UNet the decoder stage starts from, on ``warm_schedule`` (a name in
+    ``sae.demo.decoder.WARM_SCHEDULES``)."""
     if threads:
         torch.set_num_threads(threads)
     work = work_dir() / ("quick" if quick else "full")
@@ -86,12 +88,16 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             figures = train_movq(target, work, out / "clip", quick=quick, should_stop=should_stop)
         elif stage == "decoder":
-            from sae.demo.decoder import WARM_ANNEAL, WARM_CONSTANT, WARM_LR, train_unet
+            from sae.demo.decoder import WARM_SCHEDULES, train_unet
 
-            schedule = ({} if warm_start is None or quick else
-                        {"steps": WARM_CONSTANT + WARM_ANNEAL, "anneal": WARM_ANNEAL, "lr": WARM_LR})
+            schedule = {}
+            if warm_start is not None and not quick:
+                steps, anneal, lr = WARM_SCHEDULES[warm_schedule]
+                schedule = {"steps": steps, "anneal": anneal, "lr": lr}
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
                                  warm_start=warm_start, **schedule)
+            if warm_start is not None and "stopped_at" not in figures:
+                figures["schedule"] = warm_schedule
         elif stage == "refine":
             from sae.demo.refine import refine_movq
 

@@ -225,6 +225,19 @@ UNET_STEPS = UNET_CONSTANT + UNET_ANNEAL
 WARM_CONSTANT = 1_500
 WARM_ANNEAL = 1_500
 WARM_LR = 5e-4
+# Continuing a trained UNet on the very CLIP and movq it was trained on (nothing to relearn, only
+# more to learn): 7,000 steps at the full rate after the warm-up, then 3,000 annealed; about 90 min
+# here. What it is for: the UNet's conditioning on object kinds (from noise it paints blobs of the
+# right colour in the right place, often of the wrong kind), which the 3,000-step warm runs had
+# not had the steps to learn. Measured on the shipped UNet: see ``assets/demo/README.md``.
+CONTINUE_CONSTANT = 7_000
+CONTINUE_ANNEAL = 3_000
+CONTINUE_LR = 1e-3
+# a warm start's schedule by name: (steps, annealed steps, learning rate)
+WARM_SCHEDULES = {
+    "relearn": (WARM_CONSTANT + WARM_ANNEAL, WARM_ANNEAL, WARM_LR),
+    "continue": (CONTINUE_CONSTANT + CONTINUE_ANNEAL, CONTINUE_ANNEAL, CONTINUE_LR),
+}
 
 
 def unet_rate(step: int, lr: float, steps: int = UNET_STEPS, anneal: int = UNET_ANNEAL) -> float:
@@ -261,8 +274,8 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     """Denoising training (a step of 64 costs about 1.5 s on two cores of this project's CPU; on a
     ``should_stop`` stop it also writes a compact fp16 checkpoint to ``compact``, which a fresh
     clone resumes from). ``warm_start``: a decoder pipeline folder whose UNet (same architecture)
-    the run starts from instead of random weights; pass the shorter schedule with it
-    (``WARM_CONSTANT + WARM_ANNEAL`` steps, ``anneal=WARM_ANNEAL``, ``lr=WARM_LR``)."""
+    the run starts from instead of random weights; pass one of ``WARM_SCHEDULES`` with it
+    (``relearn`` after retraining the CLIP or the movq, ``continue`` to train the same UNet on)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.backbone import load_backbone

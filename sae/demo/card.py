@@ -115,7 +115,9 @@ def write_card(demo: Path = DEMO) -> Path:
         *([f"| decoder (UNet + movq) | `decoder/` (`KandinskyV22Pipeline`) | {_mb(demo / 'decoder'):.1f} MB | "
            f"{_minutes(unet.get('train_seconds', 0))} | {unet.get('steps', 0):,} steps of {unet.get('batch', 0)} "
            "latents and CLIP embeddings"
-           + (", starting from the previous demo decoder's UNet (`demo build --warm-start`)" if unet.get("warm_start") else "")
+           + (", continuing the previous demo decoder's UNet at the full rate (`demo build --warm-start DECODER "
+              "--warm-schedule continue`)" if unet.get("schedule") == "continue" else
+              ", starting from the previous demo decoder's UNet (`demo build --warm-start`)" if unet.get("warm_start") else "")
            + (f" but its {' and '.join(unet['warm_start_renewed'])}, which the new latent width starts afresh"
               if unet.get("warm_start_renewed") else "")
            + " |"] if unet else []),

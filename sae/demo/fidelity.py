@@ -67,31 +67,40 @@ def autoencoder_fidelity(movq, judge, images: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def round_trips(decoder, backbone, images: np.ndarray, seed: int = 0) -> tuple[list[Image.Image], list[Image.Image]]:
+def round_trips(decoder, backbone, images: np.ndarray, seed: int = 0,
+                paint: bool = True) -> tuple[list[Image.Image], list[Image.Image] | None]:
     """Each scene decoded from its own CLIP embedding: img2img from the scene at ``STRENGTH`` (how
-    edits are made), and from pure noise."""
+    edits are made), and (``paint``) from pure noise."""
     from sae.demo.clip import to_pixels
 
     embeds = backbone.encode_image(to_pixels(images))
     pil = [Image.fromarray(im) for im in images]
     kept = decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=seed))
-    painted = decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=seed))
+    painted = decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=seed)) if paint else None
     return kept, painted
 
 
-@torch.no_grad()
+def batched_round_trips(decoder, backbone, images: np.ndarray, batch: int = 32, paint: bool = True,
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``round_trips`` batch by batch, each batch seeded by its first scene's index (what
+    ``decoder_fidelity`` measures), as uint8 arrays."""
+    kept, painted = [], []
+    for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
+        k, p = round_trips(decoder, backbone, images[i:i + batch], seed=i, paint=paint)
+        kept.append(_as_array(k))
+        if paint:
+            painted.append(_as_array(p))
+    return np.concatenate(kept), np.concatenate(painted) if paint else None
+
+
 def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 32, progress: bool = True) -> dict:
     """``decoder`` a ``KandinskyDecoder`` (the demo one), ``backbone`` the tiny CLIP, ``images``
     uint8 [N, 64, 64, 3] held-out scenes."""
-    kept, painted = [], []
-    for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
-        k, p = round_trips(decoder, backbone, images[i:i + batch], seed=i)
-        kept.append(_as_array(k))
-        painted.append(_as_array(p))
+    kept, painted = batched_round_trips(decoder, backbone, images, batch, progress=progress)
     return {
         "autoencoder": autoencoder_fidelity(decoder.img2img.movq, judge, images),
-        "img2img": _agreement(judge, images, np.concatenate(kept)),
-        "from_noise": _agreement(judge, images, np.concatenate(painted)),
+        "img2img": _agreement(judge, images, kept),
+        "from_noise": _agreement(judge, images, painted),
         "scenes": len(images), "steps": STEPS, "strength": STRENGTH, "guidance": GUIDANCE,
     }
 

@@ -28,6 +28,8 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
     p.add_argument("--n", type=int, default=n, help=n_help)
     p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength of the edits (default: the demo decoder's)")
+    p.add_argument("--region", choices=("edited", "whole"), default=DecodeSettings.region,
+                   help="repaint only where the edit changes the prediction, or the whole image (default: %(default)s)")
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     return p.parse_args()
 
@@ -61,14 +63,15 @@ def embeddings(session, images: Sequence[np.ndarray], makers: Sequence[Callable]
 
 
 def decode(session, embeds: torch.Tensor, images: Sequence[np.ndarray], settings: DecodeSettings,
-           batch: int = 32) -> np.ndarray:
-    """Batched img2img from each scene; batch i uses seed ``settings.seed + i``, so an edited and an
-    unedited decode of the same scene get the same noise."""
+           sources: torch.Tensor, batch: int = 32) -> np.ndarray:
+    """Batched img2img from each scene, ``sources`` being the scenes' unedited embeddings (the edit
+    region is where ``embeds`` differs from them); batch i uses seed ``settings.seed + i``, so an
+    edited and an unedited decode of the same scene get the same noise."""
     out = []
     for i in range(0, len(embeds), batch):
         pil = [Image.fromarray(im) for im in images[i:i + batch]]
-        s = DecodeSettings(settings.steps, settings.strength, settings.guidance, settings.seed + i)
-        out += [np.asarray(x.convert("RGB")) for x in session.decoder.decode_many(embeds[i:i + batch], pil, s)]
+        s = DecodeSettings(settings.steps, settings.strength, settings.guidance, settings.seed + i, settings.region)
+        out += [np.asarray(x.convert("RGB")) for x in session.decoder.decode_many(embeds[i:i + batch], pil, s, sources[i:i + batch])]
     return np.stack(out)
 
 

@@ -68,8 +68,8 @@ def twin_reference(session, judge, settings, start: list[np.ndarray], target: li
     twin (the same scene with ``kind`` drawn in or out) instead of an edited embedding."""
     plain_e, _ = embeddings(session, start, [])
     target_e, _ = embeddings(session, target, [])
-    plain = decode(session, plain_e, start, settings)
-    return score(judge, plain, decode(session, target_e, start, settings), kind, added)
+    plain = decode(session, plain_e, start, settings, plain_e)
+    return score(judge, plain, decode(session, target_e, start, settings, plain_e), kind, added)
 
 
 def score(judge, plain: np.ndarray, edited: np.ndarray, kind: str, added: bool) -> tuple[float, float]:
@@ -91,7 +91,7 @@ def main() -> None:
     session = demo_session(a.decoder)
     judge = Judge.load(DEMO / "judge")
     concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
-    settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0)
+    settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0, region=a.region)
     from sae.features import FeatureIndex
 
     unit = FeatureIndex.load(DEMO / "sae").typical_max()
@@ -114,10 +114,10 @@ def main() -> None:
     for alpha in (0.5, 1, 2, 4):  # the text direction, scaled to a share of the embedding's norm
         adds[("text", "", alpha)] = lambda ss, alpha=alpha: (e := ss.embedding([])) + alpha * 0.25 * e.norm() * text
     plain_e, edited_e = embeddings(session, no_cat, list(adds.values()))
-    plain = decode(session, plain_e, no_cat, settings)
+    plain = decode(session, plain_e, no_cat, settings, plain_e)
     rows = {}
     for key, e in zip(adds, edited_e, strict=True):
-        rows[key] = s, k = score(judge, plain, decode(session, e, no_cat, settings), "cat", added=True)
+        rows[key] = s, k = score(judge, plain, decode(session, e, no_cat, settings, plain_e), "cat", added=True)
         method, c, strength = key
         which = "/".join(w for w, v in cats.items() if v == c)
         name = f"SAE add #{c} ({which}) {strength}x unit" if method == "sae" else f"text direction x{strength}"
@@ -132,10 +132,10 @@ def main() -> None:
         for mult in (0.5, 1, 2):
             removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult: ss.embedding([Edit(h, "add", v)])
     plain_e, edited_e = embeddings(session, with_hat, list(removals.values()))
-    plain = decode(session, plain_e, with_hat, settings)
+    plain = decode(session, plain_e, with_hat, settings, plain_e)
     removed, pushed = {}, {}
     for (h, mode, mult), e in zip(removals, edited_e, strict=True):
-        s, k = score(judge, plain, decode(session, e, with_hat, settings), "hat", added=False)
+        s, k = score(judge, plain, decode(session, e, with_hat, settings, plain_e), "hat", added=False)
         which = "/".join(w for w, v in hats.items() if v == h)
         if mode == "set":
             removed.update({w: s for w, v in hats.items() if v == h})

@@ -82,12 +82,12 @@ def codes(session, images: list[np.ndarray]) -> torch.Tensor:
 
 def sweep(session, judge, images, edits_at: Callable[[float], list[Edit]], values, seen) -> list[tuple[float, float, float]]:
     """(value, success, preservation) per value; success: ``seen`` on the edit, not on the plain decode."""
-    settings = DecodeSettings(steps=ARGS.steps, strength=ARGS.strength, seed=0)
+    settings = DecodeSettings(steps=ARGS.steps, strength=ARGS.strength, seed=0, region=ARGS.region)
     plain_e, edited_e = embeddings(session, images, [lambda ss, v=v: ss.embedding(edits_at(v)) for v in values])
-    j0 = judge.predict(decode(session, plain_e, images, settings))
+    j0 = judge.predict(decode(session, plain_e, images, settings, plain_e))
     rows = []
     for v, e in zip(values, edited_e, strict=True):
-        j1 = judge.predict(decode(session, e, images, settings))
+        j1 = judge.predict(decode(session, e, images, settings, plain_e))
         ok = [seen(j1, i) for i in range(len(images)) if not seen(j0, i)]
         rows.append((v, float(np.mean(ok)) if ok else float("nan"), preservation(j0, j1)))
     return rows
@@ -142,7 +142,7 @@ def main() -> None:
     compare(session, judge, "red object", has_red, judged_red, held, np.array([has_red(s) for s in held_scenes]), unit)
 
 
-ARGS = argparse.Namespace(steps=default_steps("demo"), strength=default_strength("demo"), n=100, decoder=None)
+ARGS = argparse.Namespace(steps=default_steps("demo"), strength=default_strength("demo"), n=100, decoder=None, region=DecodeSettings.region)
 
 if __name__ == "__main__":
     main()

@@ -205,6 +205,10 @@ class MainWindow(QMainWindow):
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
         self.lock_seed = QCheckBox("lock seed", checked=self.settings.value("lock_seed", "true") in ("true", True))
+        self.keep_rest = QCheckBox("repaint only what the edit changes", checked=self.settings.value("region", "edited") != "whole")
+        self.keep_rest.setToolTip("On: the decoder repaints the region where the edit changes its prediction and keeps the "
+                                  "rest of the image as it is (an image with no edit comes back unchanged). Off: it repaints "
+                                  "the whole image at the chosen strength. The SD 2.1 unCLIP decoder always repaints the whole image.")
         self.decoder_box = QComboBox()
         for name, text in DECODERS:
             self.decoder_box.addItem(text, name)
@@ -224,6 +228,8 @@ class MainWindow(QMainWindow):
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", self.seed)
         form.addRow("", self.lock_seed)
+        form.addRow("", self.keep_rest)
+        self.keep_rest.toggled.connect(lambda _on: self.request_render(preview=False))
         for w in (self.steps, self.seed):
             w.valueChanged.connect(lambda _v: self.request_render(preview=False))
         for w in (self.strength, self.guidance):
@@ -446,7 +452,7 @@ class MainWindow(QMainWindow):
             self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
         else:
             self.features.causal_pending(latent)
-            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
+            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value(), self.region())
             self.scheduler.request_causal(latent, 2 * self.model.unit(latent), settings)
 
     def _selected_row(self, row: SliderRow | None) -> None:
@@ -476,7 +482,10 @@ class MainWindow(QMainWindow):
     # -- rendering ----------------------------------------------------------------------------
     def decode_settings(self, preview: bool = False) -> DecodeSettings:
         steps = min(PREVIEW_STEPS, self.steps.value()) if preview else self.steps.value()
-        return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value())
+        return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value(), self.region())
+
+    def region(self) -> str:
+        return "edited" if self.keep_rest.isChecked() else "whole"
 
     def request_render(self, preview: bool = False) -> None:
         if (self.model is None or self.model.session.current is None or self.model.session.decoder is None
@@ -714,6 +723,8 @@ class MainWindow(QMainWindow):
             w.blockSignals(True)
             w.setValue(v)
             w.blockSignals(False)
+        with QSignalBlocker(self.keep_rest):
+            self.keep_rest.setChecked(d.region == "edited")
         self.statusBar().showMessage(f"Applied {source[0].lower() + source[1:]}", 5000)
         self.request_render(preview=False)
 
@@ -769,6 +780,7 @@ class MainWindow(QMainWindow):
         for key, w in (("guidance", self.guidance), ("seed", self.seed)):
             self.settings.setValue(key, w.value())
         self.settings.setValue("lock_seed", self.lock_seed.isChecked())
+        self.settings.setValue("region", self.region())
         self.settings.setValue("decoder", self.decoder_name)
         self.settings.setValue("device", self.device_box.currentData())
         if self._train is not None:

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.65 for demo, 0.5 for the hub ones)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the preset's, else 3)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
+    p.add_argument("--region", choices=("edited", "whole"), default=None,
+                   help="repaint only where the edits change the picture and keep the rest of the input (edited), "
+                        "or repaint the whole image (whole) (default: the preset's, else edited; a preset made "
+                        "before regions existed repaints the whole image)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--fp16", action="store_true", help="run a hub decoder in half precision (GPU)")
     p.add_argument("--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)")
@@ -431,7 +435,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             raise UserError(f"Latent {e.latent} does not exist; this SAE has latents 0 to {sae.d_sae - 1}.")
     preset.edits = list(preset.edits) + [type(e)(e.latent, e.mode, e.value, e.mask, labels.get(e.latent, "")) for e in extra]
     d = preset.decoder
-    for key in ("steps", "strength", "guidance", "seed"):
+    for key in ("steps", "strength", "guidance", "seed", "region"):
         if getattr(args, key) is not None:
             setattr(d, key, getattr(args, key))
     if args.decoder:
@@ -440,7 +444,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         d.steps = default_steps(d.name)
     if not args.preset and args.strength is None:
         d.strength = default_strength(d.name)
-    settings = DecodeSettings(steps=d.steps, strength=d.strength, guidance=d.guidance, seed=d.seed)
+    settings = DecodeSettings(steps=d.steps, strength=d.strength, guidance=d.guidance, seed=d.seed, region=d.region)
     from sae.decoders.registry import download_note
 
     note = download_note(d.name)

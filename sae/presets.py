@@ -11,6 +11,12 @@ Version 2 adds induced sliders (``sae.induce``): an edit with ``"slider": {"name
 [[latent, amount], ...]}`` in place of ``"latent"``, always in ``add`` mode. A preset without
 one is still written as version 1, so older sae-studio versions keep reading it.
 
+Version 3 adds the decoder's edit region (``"region": "edited"`` repaints only what the edits change,
+``sae.decoders.region``; ``"whole"`` repaints the whole image as before). A preset that repaints
+the whole image is written as version 1 or 2, and one without the key replays as it was made: over
+the whole image. Older sae-studio versions refuse a version 3 preset rather than replay it
+differently.
+
 Reading validates against a JSON schema, then checks what a schema cannot: finite values, a
 latent id the SAE has, the SAE itself (by the sha256 of its weights). Every refusal is one
 sentence. Writing is atomic.
@@ -28,11 +34,12 @@ from typing import Any
 import jsonschema
 
 from sae import atomic
+from sae.decoders.region import REGIONS
 from sae.errors import UserError
 from sae.steer import CUSTOM, MODES, Edit
 
 FORMAT = "sae-studio-preset"
-VERSION = 2
+VERSION = 3
 MAX_EDITS = 256
 MAX_WEIGHTS = 256  # latents in one induced slider
 MAX_ABS_VALUE = 1e4
@@ -63,6 +70,7 @@ SCHEMA: dict[str, Any] = {
                 "strength": {"type": "number", "minimum": 0, "maximum": 1},
                 "guidance": {"type": "number", "minimum": 0, "maximum": 100},
                 "seed": {"type": "integer", "minimum": 0},
+                "region": {"enum": list(REGIONS)},
             },
         },
         "edits": {
@@ -124,6 +132,7 @@ class DecoderSettings:
     strength: float = 0.5
     guidance: float = 3.0
     seed: int = 0
+    region: str = "edited"  # a preset read without one gets "whole", as it was made
 
 
 @dataclass
@@ -141,8 +150,9 @@ class Preset:
             return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask}
 
         induced = any(e.weights is not None for e in self.edits)
+        version = 3 if self.decoder.region != "whole" else 2 if induced else 1
         return {
-            "format": FORMAT, "version": VERSION if induced else 1,
+            "format": FORMAT, "version": version,
             "sae": self.sae.__dict__,
             "decoder": self.decoder.__dict__,
             "edits": [edit(e) for e in self.edits],
@@ -185,6 +195,7 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
         edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", "")))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
     dec = {k: raw.get("decoder", {})[k] for k in DecoderSettings.__dataclass_fields__ if k in raw.get("decoder", {})}
+    dec.setdefault("region", "whole")  # made before edit regions: it repainted the whole image
     return Preset(SaeIdentity(**known), edits, DecoderSettings(**dec))
 
 

@@ -133,7 +133,7 @@ class Session:
         if self.decoder is None:
             raise UserError("No decoder is loaded; choose one in the generation settings.")
         cur = self._need_image()
-        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step)
+        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None])
 
 
     # -- causal preview -------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class Session:
         with torch.inference_mode():
             edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value)], self.positions)
             embedding = self.backbone.suffix(edited[None])[0]
-        return self.decoder.decode(embedding[None], cached.image, settings, on_step)
+        return self.decoder.decode(embedding[None], cached.image, settings, on_step, cached.embedding[None])
 
 
 def default_session(decoder: bool = True, device: str = "cpu") -> Session:

@@ -58,6 +58,39 @@ def test_img2img_encodes_an_unchanged_init_image_once_and_paints_the_same(tiny_k
     assert len(encodes) == 3  # init, other, init again: a changed image is always encoded afresh
 
 
+def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
+    """Through diffusers' own img2img loop: after the last step the latents outside the region are
+    exactly the input's, inside they are repainted; an empty edit has an empty region and decodes
+    to the autoencoder's reconstruction of the input."""
+    from sae.decoders.region import KeepOutside, edit_region
+
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    pipe = dec.img2img
+    init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    source = torch.randn(1, 24, generator=torch.Generator().manual_seed(1))
+    edited = source + 3 * torch.randn(1, 24, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        latents = pipe.movq.encode(pipe.image_processor.preprocess(init, 64, 64))["latents"]
+        region = edit_region(pipe.unet, pipe.scheduler, latents, edited, source, steps=4, seed=0)
+        assert not edit_region(pipe.unet, pipe.scheduler, latents, source, source, steps=4, seed=0).any()
+    assert 0 < region.mean() < 1 and region.shape == (1, 1, *latents.shape[-2:])
+    out = pipe(image=init, image_embeds=edited, negative_image_embeds=dec.negative_embeds, strength=0.9,
+               num_inference_steps=4, height=64, width=64, output_type="latent",
+               generator=torch.Generator().manual_seed(0), callback_on_step_end=KeepOutside(region, latents, seed=0)).images
+    outside, inside = (region == 0).expand_as(latents), (region == 1).expand_as(latents)
+    assert torch.equal(out[outside], latents[outside])
+    assert not torch.allclose(out[inside], latents[inside], atol=1e-2)
+
+    settings = DecodeSettings(steps=4, strength=0.9, seed=0)
+    steps = []
+    same = np.asarray(dec.decode(source, init, settings, on_step=lambda s, t: steps.append((s, t)), source_embeds=source))
+    with torch.no_grad():
+        redrawn = pipe.image_processor.postprocess(pipe.movq.decode(latents, force_not_quantize=True)["sample"], "np")[0]
+    assert np.array_equal(same, np.asarray(pipe.image_processor.numpy_to_pil(redrawn[None])[0])) and steps == [(1, 1)]
+    whole = np.asarray(dec.decode(source, init, DecodeSettings(steps=4, strength=0.9, seed=0, region="whole"), source_embeds=source))
+    assert not np.array_equal(whole, same)  # the whole image repainted, as before regions
+
+
 def test_cancel_from_the_progress_callback(tiny_kandinsky):
     dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
 

@@ -169,7 +169,10 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     root, images = quick_models
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _open(window, qtbot, sorted(images.glob("*.png"))[4])
-    assert window.strength.value() == default_strength("demo") == 0.65
+    assert window.strength.value() == default_strength("demo") == 0.9
+    assert window.keep_rest.isChecked() and window.current_preset().decoder.region == "edited"
+    window.keep_rest.setChecked(False)  # repaint the whole image: presets and the next run keep it
+    assert window.current_preset().decoder.region == "whole"
     window.strength.setValue(0.7)
     window.choose_decoder(str(root / "decoder"))
     qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
@@ -185,6 +188,7 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     window.close()
     assert int(window.settings.value(f"steps/{root / 'decoder'}")) == 5
     assert float(window.settings.value(f"strength/{root / 'decoder'}")) == 0.4
+    assert window.settings.value("region") == "whole"
     before = window.model.session.decoder
     window._last_error = ""
     window.choose_decoder("kandinsky-2.2")

@@ -29,6 +29,18 @@ def test_round_trip(tmp_path):
     assert [e.label for e in back.edits] == ["cat", "hat"]
 
 
+def test_a_preset_made_before_edit_regions_replays_over_the_whole_image():
+    d = _preset().to_json()
+    assert d["version"] == 3 and d["decoder"]["region"] == "edited"
+    assert presets.parse(json.dumps(d)).decoder.region == "edited"
+    del d["decoder"]["region"]
+    d["version"] = 1
+    assert presets.parse(json.dumps(d)).decoder.region == "whole"
+    whole = _preset()
+    whole.decoder.region = "whole"
+    assert whole.to_json()["version"] == 1  # nothing a version 1 reader would replay differently
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.update(version=99), "newer sae-studio"),
     (lambda d: d.update(format="other"), "not a valid preset"),
@@ -38,6 +50,7 @@ def test_round_trip(tmp_path):
     (lambda d: d["edits"][0].update(mode="boost"), "edits/0/mode"),
     (lambda d: d.update(edits=[d["edits"][0]] * 1000), "edits"),
     (lambda d: d["sae"].update(sha256="zz"), "sae/sha256"),
+    (lambda d: d["decoder"].update(region="everywhere"), "decoder/region"),
 ])
 def test_bad_presets_are_refused_with_one_sentence(mutate, message):
     d = _preset().to_json()

@@ -34,7 +34,7 @@ def default_steps(decoder: str) -> int:
 # retraining: a cat added in 36% of scenes instead of 21%, a hat removed in 41% instead of 26%) while a scene decoded from its own
 # embedding keeps nearly as much (the judge's full reading in 73% of 256 held-out scenes instead of
 # 75%). The hub decoders keep diffusers' usual 0.5, as does a pipeline folder.
-DEFAULT_STRENGTH = {"demo": 0.65}
+DEFAULT_STRENGTH = {"demo": 0.9}
 FOLDER_STRENGTH = 0.5
 
 
@@ -48,6 +48,9 @@ class DecodeSettings:
     strength: float = DEFAULT_STRENGTH["demo"]  # img2img: 0 keeps the input, 1 starts from pure noise
     guidance: float = 3.0  # classifier-free guidance scale on the image embedding
     seed: int = 0
+    # "edited": repaint only where the edit changes the decoder's prediction and keep the input
+    # elsewhere (sae.decoders.region); "whole": plain img2img over the whole picture
+    region: str = "edited"
 
 
 class Decoder(Protocol):
@@ -60,4 +63,5 @@ class Decoder(Protocol):
         init_image: Image.Image | None,
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
+        source_embeds: torch.Tensor | None = None,  # the unedited embedding, for settings.region == "edited"
     ) -> Image.Image: ...

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from sae.decoders.base import DecodeSettings
+from sae.decoders.region import KeepOutside, edit_region
 from sae.errors import UserError
 
 HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
@@ -59,54 +60,84 @@ class KandinskyDecoder:
         init_image: Image.Image | None,
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
+        source_embeds: torch.Tensor | None = None,
     ) -> Image.Image:
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(
                 f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
                 f"{image_embeds.shape[-1]}-d; pair it with its own encoder."
             )
-        size = self.size if init_image is None else _multiple_of_8(init_image.size)
-        generator = torch.Generator("cpu").manual_seed(settings.seed)
-        img2img = init_image is not None and settings.strength < 1.0
-        total = max(1, int(settings.steps * settings.strength)) if img2img else settings.steps
-
-        def callback(pipe, step, timestep, kwargs):
-            if on_step is not None:
-                on_step(step + 1, total)
-            return kwargs
-
-        common = dict(
-            image_embeds=image_embeds.reshape(1, -1).to(self.dtype),
-            negative_image_embeds=self.negative_embeds.to(self.dtype),
-            num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator,
-            output_type="pil", callback_on_step_end=callback,
-        )
-        if img2img:
-            w, h = size
-            return self.img2img(image=init_image.convert("RGB"), strength=settings.strength, height=h, width=w, **common).images[0]
-        w, h = (size, size) if isinstance(size, int) else size
-        return self.text2img(height=h, width=w, **common).images[0]
-
+        images = None if init_image is None else [init_image]
+        sources = None if source_embeds is None else source_embeds.reshape(1, -1)
+        return self._run(image_embeds.reshape(1, -1), images, settings, on_step, sources)[0]
 
     @torch.no_grad()
     def decode_many(self, image_embeds: torch.Tensor, init_images: list[Image.Image] | None,
-                    settings: DecodeSettings) -> list[Image.Image]:
+                    settings: DecodeSettings, source_embeds: torch.Tensor | None = None) -> list[Image.Image]:
         """One batched call for many embeddings (and init images of one size): what batch
         evaluation uses. Each image gets the generator of ``settings.seed``'s stream in turn."""
         n = len(image_embeds)
+        return self._run(image_embeds.reshape(n, -1), init_images, settings, None,
+                         None if source_embeds is None else source_embeds.reshape(n, -1))
+
+    @torch.no_grad()
+    def _run(self, embeds: torch.Tensor, init_images: list[Image.Image] | None, settings: DecodeSettings,
+             on_step: Callable[[int, int], None] | None, sources: torch.Tensor | None) -> list[Image.Image]:
+        """Decode ``embeds`` [n, e]: from noise without init images; else img2img from them, over
+        the whole image or (``settings.region == "edited"`` with the unedited ``sources``) only where
+        the edit changes the decoder's prediction."""
+        n = len(embeds)
+        generator = torch.Generator("cpu").manual_seed(settings.seed)
         common = dict(
-            image_embeds=image_embeds.reshape(n, -1).to(self.dtype),
+            image_embeds=embeds.to(self.dtype),
             negative_image_embeds=self.negative_embeds.to(self.dtype).expand(n, -1),
-            num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-            generator=torch.Generator("cpu").manual_seed(settings.seed), output_type="pil",
+            num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator,
+            output_type="pil",
         )
-        if init_images is not None and settings.strength < 1.0:
-            w, h = _multiple_of_8(init_images[0].size)
-            return self.img2img(image=[im.convert("RGB") for im in init_images], strength=settings.strength,
-                                height=h, width=w, **common).images
-        size = self.size if init_images is None else _multiple_of_8(init_images[0].size)
-        w, h = (size, size) if isinstance(size, int) else size
-        return self.text2img(height=h, width=w, **common).images
+        if init_images is None:
+            w, h = self.size, self.size
+            return self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common).images
+        w, h = _multiple_of_8(init_images[0].size)
+        images = [im.convert("RGB") for im in init_images]
+        if settings.region == "edited" and sources is not None:
+            return self._repaint_region(embeds, sources, images, w, h, settings, on_step, common)
+        if settings.strength >= 1.0:  # nothing of the input survives: plain generation at its size
+            return self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common).images
+        total = max(1, int(settings.steps * settings.strength))
+        return self.img2img(image=images, strength=settings.strength, height=h, width=w,
+                            callback_on_step_end=_progress(on_step, total), **common).images
+
+    def _repaint_region(self, embeds, sources, images, w, h, settings, on_step, common) -> list[Image.Image]:
+        pipe = self.img2img
+        pixels = torch.cat([pipe.image_processor.preprocess(im, w, h) for im in images]).to(pipe.device, self.dtype)
+        latents = pipe.movq.encode(pixels)["latents"]  # remembered: the pipeline's own encode hits it
+        region = edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
+                             settings.steps, settings.seed + REGION_SEED)
+        if not region.any():  # no edit: the input as the autoencoder redraws it, without a UNet step
+            if on_step is not None:
+                on_step(1, 1)
+            decoded = pipe.movq.decode(latents, force_not_quantize=True)["sample"]
+            return pipe.image_processor.postprocess(decoded, "pil")
+        keep = KeepOutside(region, latents, settings.seed + KEEP_SEED)
+        progress = _progress(on_step, max(1, int(settings.steps * settings.strength)))
+
+        def step_end(p, step, timestep, kwargs):
+            return progress(p, step, timestep, keep(p, step, timestep, kwargs))
+
+        return pipe(image=images, strength=settings.strength, height=h, width=w, callback_on_step_end=step_end,
+                    **common).images
+
+
+REGION_SEED, KEEP_SEED = 12345, 999  # offsets from the decode seed for the region's and the kept latents' noise
+
+
+def _progress(on_step: Callable[[int, int], None] | None, total: int):
+    def callback(pipe, step, timestep, kwargs):
+        if on_step is not None:
+            on_step(step + 1, total)
+        return kwargs
+
+    return callback
 
 
 def _img2img_class(base):

@@ -2,7 +2,8 @@
 
 ``stabilityai/stable-diffusion-2-1-unclip`` takes the (edited) ViT-H-14 ``laion2b_s32b_b79k``
 image embedding directly; it makes a variation of the embedding rather than noising the input
-image, so ``strength`` does not apply and the init image only sets the output size. The text
+image, so ``strength`` does not apply, the init image only sets the output size, and the whole image is
+repainted whatever the edit region setting says. The text
 prompt is empty: the edit lives in the embedding.
 """
 
@@ -42,7 +43,9 @@ class UnclipDecoder:
         self.embed_dim = int(self.pipe.image_normalizer.config.embedding_dim)
 
     def decode(self, image_embeds: torch.Tensor, init_image: Image.Image | None, settings: DecodeSettings,
-               on_step: Callable[[int, int], None] | None = None) -> Image.Image:
+               on_step: Callable[[int, int], None] | None = None, source_embeds: torch.Tensor | None = None) -> Image.Image:
+        # source_embeds and settings.region are not used: this pipeline draws a variation from noise
+        # with no latents of the input to keep, so it repaints the whole image whatever the region.
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
                             f"{image_embeds.shape[-1]}-d; pair it with {ENCODER}.")

@@ -1,0 +1,71 @@
+"""Repaint only what an edit changes: the edit region, and keeping the input outside it.
+
+Img2img repaints the whole picture, so at a strength high enough for an edit to take, the rest of
+the scene drifts too (on the demo decoder at strength 0.9 an *unedited* round trip loses an object
+in 31% of scenes). The region is found as DiffEdit finds its mask (Couairon et al. 2022; diffusers'
+``StableDiffusionDiffEditPipeline.generate_mask``): noise the input's latents halfway, ask the UNet
+for its prediction under the edited and under the unedited embedding, and mark the latent cells
+where the two differ by more than half of ``THRESHOLD_RATIO`` times their mean difference. While
+denoising, every step puts the input's own latents (noised to the step's level; at the end, exact)
+back outside the region, as blended latent diffusion does, so only the region is repainted.
+
+An empty edit has an empty region: the result is the autoencoder's reconstruction of the input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+REGIONS = ("edited", "whole")  # repaint where the edit acts / the whole image (plain img2img)
+MAPS = 8  # noise draws the difference is averaged over (DiffEdit's default is 10)
+ENCODE_STRENGTH = 0.5  # how far the latents are noised to compare predictions (DiffEdit's default)
+THRESHOLD_RATIO = 3.0  # DiffEdit's default: a cell is in when its difference exceeds 1.5x the mean
+SMOOTH = 1  # the difference map is averaged over (2 SMOOTH + 1)^2 cells first, so the region is a blob, not speckle
+GROW = 1  # cells the region grows by on each side, so an added object has room around its core
+
+
+@torch.no_grad()
+def edit_region(unet, scheduler, latents: torch.Tensor, edited: torch.Tensor, source: torch.Tensor,
+                steps: int, seed: int, maps: int = MAPS) -> torch.Tensor:
+    """[B, 1, h, w] of 0/1: where the UNet's prediction under ``edited`` [B, e] differs from the
+    one under ``source`` [B, e], for the input ``latents`` [B, c, h, w]. All zero for a scene whose
+    two embeddings are equal."""
+    sched = type(scheduler).from_config(scheduler.config)
+    sched.set_timesteps(steps)
+    ts = sched.timesteps
+    t = ts[min(len(ts) - 1, int(len(ts) * (1 - ENCODE_STRENGTH)))]
+    b, c, h, w = latents.shape
+    noise = torch.randn((maps, b, c, h, w), generator=torch.Generator("cpu").manual_seed(seed)).to(latents)
+    noisy = sched.add_noise(latents.expand(maps, -1, -1, -1, -1).reshape(-1, c, h, w), noise.reshape(-1, c, h, w), t)
+    embeds = torch.cat([edited.repeat(maps, 1), source.repeat(maps, 1)]).to(latents)
+    pred = unet(sample=torch.cat([noisy, noisy]), timestep=t, encoder_hidden_states=None,
+                added_cond_kwargs={"image_embeds": embeds}, return_dict=False)[0][:, :c]
+    with_edit, without = pred.float().chunk(2)
+    diff = (with_edit - without).abs().reshape(maps, b, c, h, w).mean((0, 2))  # [B, h, w]
+    if SMOOTH:
+        diff = F.avg_pool2d(diff[:, None], 2 * SMOOTH + 1, stride=1, padding=SMOOTH, count_include_pad=False)[:, 0]
+    cut = diff.mean((1, 2), keepdim=True) * THRESHOLD_RATIO / 2
+    region = (diff > cut).float()
+    region[~(source != edited).any(1).cpu()] = 0  # no edit, no region (and no division by a zero mean)
+    region = region[:, None]
+    if GROW:
+        region = F.max_pool2d(region, 2 * GROW + 1, stride=1, padding=GROW)
+    return region.to(latents.device)
+
+
+class KeepOutside:
+    """A diffusers ``callback_on_step_end``: after each denoising step the latents outside
+    ``region`` become the input's ``latents`` noised to the level of the next step (after the last
+    step, the input's latents themselves), so only the region is repainted."""
+
+    def __init__(self, region: torch.Tensor, latents: torch.Tensor, seed: int):
+        self.region, self.latents = region.to(latents), latents
+        self.noise = torch.randn(latents.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(latents)
+
+    def __call__(self, pipe, step: int, timestep, kwargs: dict) -> dict:
+        ts = pipe.scheduler.timesteps
+        i = int((ts == timestep).nonzero()[0, 0])
+        known = self.latents if i + 1 >= len(ts) else pipe.scheduler.add_noise(self.latents, self.noise, ts[i + 1:i + 2])
+        kwargs["latents"] = self.region * kwargs["latents"] + (1 - self.region) * known
+        return kwargs

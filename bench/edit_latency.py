@@ -1,7 +1,7 @@
 """Slider latency on the demo models: a slider change on a cached image to a finished image,
 against the uncached full pipeline (load, prefix, SAE encode, suffix, decode), in one run.
 
-    python bench/edit_latency.py [--reps 20] [--steps 8] [--strength 0.65]
+    python bench/edit_latency.py [--reps 20] [--steps 8] [--strength 0.9] [--region edited]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ its twin drawn with a cat (or without its hat), on other scenes of the same kind
 makes of the embedding of the very image wanted. It tells the decoder's share of a shortfall from
 the edit's. It is no ceiling: an edit may push the embedding further than any real scene does.
 
-    python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.65]
+    python bench/edit_quality.py [--n 200] [--steps 8] [--strength 0.9] [--region edited]
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
     """Through diffusers' own img2img loop: after the last step the latents outside the region are
     exactly the input's, inside they are repainted; an empty edit has an empty region and decodes
     to the autoencoder's reconstruction of the input."""
-    from sae.decoders.region import KeepOutside, edit_region
+    from sae.decoders.region import EditRegion, KeepOutside
 
     dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
     pipe = dec.img2img
@@ -71,8 +71,14 @@ def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
     edited = source + 3 * torch.randn(1, 24, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         latents = pipe.movq.encode(pipe.image_processor.preprocess(init, 64, 64))["latents"]
-        region = edit_region(pipe.unet, pipe.scheduler, latents, edited, source, steps=4, seed=0)
-        assert not edit_region(pipe.unet, pipe.scheduler, latents, source, source, steps=4, seed=0).any()
+        find = EditRegion()
+        region = find(pipe.unet, pipe.scheduler, latents, edited, source, steps=4, seed=0)
+        assert not find(pipe.unet, pipe.scheduler, latents, source, source, steps=4, seed=0).any()
+        assert torch.equal(find(pipe.unet, pipe.scheduler, latents, edited, source, steps=4, seed=0), region)
+        other = source + 3 * torch.randn(1, 24, generator=torch.Generator().manual_seed(3))
+        # the remembered unedited predictions serve only the same input: another source is predicted afresh
+        assert torch.equal(find(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0),
+                           EditRegion()(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0))
     assert 0 < region.mean() < 1 and region.shape == (1, 1, *latents.shape[-2:])
     out = pipe(image=init, image_embeds=edited, negative_image_embeds=dec.negative_embeds, strength=0.9,
                num_inference_steps=4, height=64, width=64, output_type="latent",

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from sae.decoders.base import DecodeSettings
-from sae.decoders.region import KeepOutside, edit_region
+from sae.decoders.region import EditRegion, KeepOutside
 from sae.errors import UserError
 
 HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
@@ -51,6 +51,7 @@ class KandinskyDecoder:
             else:
                 pipe.to(device)
         self.name, self.size, self.dtype = name, size, dtype
+        self.edit_region = EditRegion()
         self.negative_embeds = negative_embeds.reshape(1, -1)
         self.embed_dim = int(self.negative_embeds.shape[1])
 
@@ -111,8 +112,8 @@ class KandinskyDecoder:
         pipe = self.img2img
         pixels = torch.cat([pipe.image_processor.preprocess(im, w, h) for im in images]).to(pipe.device, self.dtype)
         latents = pipe.movq.encode(pixels)["latents"]  # remembered: the pipeline's own encode hits it
-        region = edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
-                             settings.steps, settings.seed + REGION_SEED)
+        region = self.edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
+                                  settings.steps, settings.seed + REGION_SEED)
         if not region.any():  # no edit: the input as the autoencoder redraws it, without a UNet step
             if on_step is not None:
                 on_step(1, 1)

@@ -11,7 +11,7 @@ code; each slider state then costs only ``steer_residual`` + the encoder's suffi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -158,7 +158,10 @@ class Session:
         with torch.inference_mode():
             edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value)], self.positions)
             embedding = self.backbone.suffix(edited[None])[0]
-        return self.decoder.decode(embedding[None], cached.image, settings, on_step, cached.embedding[None])
+        # the whole canvas is repainted: it holds nothing to keep, and an edit region found on a
+        # featureless canvas is scattered cells too small for an object to appear in
+        whole = replace(settings, region="whole")
+        return self.decoder.decode(embedding[None], cached.image, whole, on_step)
 
 
 def default_session(decoder: bool = True, device: str = "cpu") -> Session:

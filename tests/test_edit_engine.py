@@ -222,8 +222,7 @@ def test_causal_preview_paints_the_latent_alone_and_leaves_the_image(quick):
     latent = int(torch.argmax(sae.W_dec.norm(dim=1)))
     nothing = np.asarray(s.causal_preview(latent, 0.0, settings))
     canvas = preview_canvas(bb)
-    canvas_e = s._cache(canvas).embedding[None]
-    plain = np.asarray(s.decoder.decode(canvas_e, canvas, settings, source_embeds=canvas_e))
+    plain = np.asarray(s.decoder.decode(s._cache(canvas).embedding[None], canvas, settings))
     assert np.array_equal(nothing, plain)  # adding zero paints the canvas as it is
     strong = np.asarray(s.causal_preview(latent, 50.0, settings))
     assert not np.array_equal(strong, plain)

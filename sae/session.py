@@ -133,7 +133,19 @@ class Session:
         if self.decoder is None:
             raise UserError("No decoder is loaded; choose one in the generation settings.")
         cur = self._need_image()
-        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None])
+        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None],
+                                   self.brushed(edits))
+
+    def brushed(self, edits: Sequence[Edit]) -> torch.Tensor | None:
+        """[grid, grid] 0/1 of the patches the edits are limited to, when every edit is limited
+        (the decoder then repaints only there), else None."""
+        n_patches = self.backbone.n_patches
+        if not edits or not n_patches or any(e.mask is None for e in edits):
+            return None
+        grid = int(round(n_patches**0.5))
+        area = torch.zeros(grid * grid)
+        area[sorted({p for e in edits for p in e.mask if p < grid * grid})] = 1
+        return area.reshape(grid, grid)
 
 
     # -- causal preview -------------------------------------------------------------------------

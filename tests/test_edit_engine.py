@@ -207,6 +207,41 @@ def test_quick_edit_flags_and_bad_flag(quick):
     assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr
 
 
+def test_an_edit_limited_to_brushed_patches_repaints_only_there(quick):
+    """With the edit region on, an edit on the top-left patches changes only the latents under
+    them (grown by one cell): everywhere else the decoder's autoencoder gets the input's own
+    latents back. Repainting the whole image changes them everywhere."""
+    from sae.decoders import DecodeSettings
+    from sae.decoders.region import GROW
+    from sae.decoders.registry import load_decoder
+    from sae.steer import Edit
+
+    root, images = quick
+    sae = SparseAutoencoder.load(root / "demo" / "sae")
+    bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
+    s = Session(bb, sae, load_decoder(str(root / "decoder"), bb))
+    s.set_image(Image.open(next(images.glob("*.png"))))
+    grid = int(round(bb.n_patches**0.5))
+    brushed = tuple(r * grid + c for r in range(grid // 4) for c in range(grid // 4))
+    latent = int(torch.argmax(sae.W_dec.norm(dim=1)))
+    edits = [Edit(latent, "add", 50.0, brushed)]
+    assert s.brushed(edits).sum() == len(brushed) and s.brushed([Edit(latent, "add", 50.0)]) is None
+    movq = s.decoder.img2img.movq
+    painted = []
+    decode = movq.decode
+    movq.decode = lambda z, *a, **k: painted.append(z.clone()) or decode(z, *a, **k)
+    s.render([], DecodeSettings(steps=4, strength=0.9, seed=1))  # no edit: the input's latents as they are
+    s.render(edits, DecodeSettings(steps=4, strength=0.9, seed=1))
+    s.render(edits, DecodeSettings(steps=4, strength=0.9, seed=1, region="whole"))
+    as_is, local, whole = painted
+    h = as_is.shape[-1] * (grid // 4) // grid + GROW  # latent cells under the brushed patches, grown
+    outside = torch.ones_like(as_is, dtype=torch.bool)
+    outside[..., :h, :h] = False
+    assert torch.equal(local[outside], as_is[outside])
+    assert not torch.allclose(local[~outside], as_is[~outside], atol=1e-2)
+    assert not torch.allclose(whole[outside], as_is[outside], atol=1e-2)
+
+
 def test_causal_preview_paints_the_latent_alone_and_leaves_the_image(quick):
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import load_decoder

@@ -1,10 +1,11 @@
 """Diffusion decoders behind one small protocol: image embedding in, image out.
 
-``Decoder.decode(image_embeds, init_image, settings, on_step, source_embeds)``: ``image_embeds``
-[1, e] is the (edited) CLIP image embedding; ``init_image`` (optional) is the image to start from,
-noised to ``settings.strength`` (img2img); ``source_embeds`` [1, e] (optional) is the unedited
-embedding, so that with ``settings.region == "edited"`` only what the edit changes is repainted
-(``sae.decoders.region``); ``on_step(step, total)`` reports progress and may raise
+``Decoder.decode(image_embeds, init_image, settings, on_step, source_embeds, within)``:
+``image_embeds`` [1, e] is the (edited) CLIP image embedding; ``init_image`` (optional) is the
+image to start from, noised to ``settings.strength`` (img2img); ``source_embeds`` [1, e] (optional)
+is the unedited embedding, so that with ``settings.region == "edited"`` only what the edit changes
+is repainted (``sae.decoders.region``), or only the brushed patches ``within`` [gh, gw] when the
+edits are limited to them; ``on_step(step, total)`` reports progress and may raise
 ``DecodeCancelled`` to stop. The same settings and seed give the same pixels.
 """
 

@@ -64,4 +64,5 @@ class Decoder(Protocol):
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
         source_embeds: torch.Tensor | None = None,  # the unedited embedding, for settings.region == "edited"
+        within: torch.Tensor | None = None,  # [gh, gw] brushed patches: with a region, repaint only there
     ) -> Image.Image: ...

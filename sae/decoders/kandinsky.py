@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from sae.decoders.base import DecodeSettings
-from sae.decoders.region import EditRegion, KeepOutside
+from sae.decoders.region import EditRegion, KeepOutside, brushed_region
 from sae.errors import UserError
 
 HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
@@ -62,6 +62,7 @@ class KandinskyDecoder:
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
         source_embeds: torch.Tensor | None = None,
+        within: torch.Tensor | None = None,
     ) -> Image.Image:
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(
@@ -70,7 +71,7 @@ class KandinskyDecoder:
             )
         images = None if init_image is None else [init_image]
         sources = None if source_embeds is None else source_embeds.reshape(1, -1)
-        return self._run(image_embeds.reshape(1, -1), images, settings, on_step, sources)[0]
+        return self._run(image_embeds.reshape(1, -1), images, settings, on_step, sources, within)[0]
 
     @torch.no_grad()
     def decode_many(self, image_embeds: torch.Tensor, init_images: list[Image.Image] | None,
@@ -83,10 +84,11 @@ class KandinskyDecoder:
 
     @torch.no_grad()
     def _run(self, embeds: torch.Tensor, init_images: list[Image.Image] | None, settings: DecodeSettings,
-             on_step: Callable[[int, int], None] | None, sources: torch.Tensor | None) -> list[Image.Image]:
+             on_step: Callable[[int, int], None] | None, sources: torch.Tensor | None,
+             within: torch.Tensor | None = None) -> list[Image.Image]:
         """Decode ``embeds`` [n, e]: from noise without init images; else img2img from them, over
         the whole image or (``settings.region == "edited"`` with the unedited ``sources``) only where
-        the edit changes the decoder's prediction."""
+        the edit changes the decoder's prediction, or only ``within`` a brushed area if given."""
         n = len(embeds)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         common = dict(
@@ -101,19 +103,22 @@ class KandinskyDecoder:
         w, h = _multiple_of_8(init_images[0].size)
         images = [im.convert("RGB") for im in init_images]
         if settings.region == "edited" and sources is not None:
-            return self._repaint_region(embeds, sources, images, w, h, settings, on_step, common)
+            return self._repaint_region(embeds, sources, images, w, h, settings, on_step, common, within)
         if settings.strength >= 1.0:  # nothing of the input survives: plain generation at its size
             return self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common).images
         total = max(1, int(settings.steps * settings.strength))
         return self.img2img(image=images, strength=settings.strength, height=h, width=w,
                             callback_on_step_end=_progress(on_step, total), **common).images
 
-    def _repaint_region(self, embeds, sources, images, w, h, settings, on_step, common) -> list[Image.Image]:
+    def _repaint_region(self, embeds, sources, images, w, h, settings, on_step, common, within=None) -> list[Image.Image]:
         pipe = self.img2img
         pixels = torch.cat([pipe.image_processor.preprocess(im, w, h) for im in images]).to(pipe.device, self.dtype)
         latents = pipe.movq.encode(pixels)["latents"]  # remembered: the pipeline's own encode hits it
-        region = self.edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
-                                  settings.steps, settings.seed + REGION_SEED)
+        if within is not None and bool((embeds != sources).any()):
+            region = brushed_region(within, latents.shape[-2:]).to(latents).expand(len(latents), -1, -1, -1)
+        else:
+            region = self.edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
+                                      settings.steps, settings.seed + REGION_SEED)
         if not region.any():  # no edit: the input as the autoencoder redraws it, without a UNet step
             if on_step is not None:
                 on_step(1, 1)

@@ -10,6 +10,8 @@ denoising, every step puts the input's own latents (noised to the step's level; 
 back outside the region, as blended latent diffusion does, so only the region is repainted.
 
 An empty edit has an empty region: the result is the autoencoder's reconstruction of the input.
+When every edit is limited to brushed patches, the brushed area (grown like the found region) is
+the region instead: the brush says where the picture may change.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def _same(a: tuple, b: tuple) -> bool:
         elif x != y:
             return False
     return True
+
+
+def brushed_region(within: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[1, 1, h, w] of 0/1: the brushed patch grid ``within`` [gh, gw] laid over the latent grid
+    (the whole image, as the editor's canvas lays the patches), grown by GROW cells."""
+    region = F.interpolate((within > 0).float()[None, None], size=tuple(size), mode="nearest")
+    return F.max_pool2d(region, 2 * GROW + 1, stride=1, padding=GROW) if GROW else region
 
 
 class KeepOutside:

@@ -43,8 +43,9 @@ class UnclipDecoder:
         self.embed_dim = int(self.pipe.image_normalizer.config.embedding_dim)
 
     def decode(self, image_embeds: torch.Tensor, init_image: Image.Image | None, settings: DecodeSettings,
-               on_step: Callable[[int, int], None] | None = None, source_embeds: torch.Tensor | None = None) -> Image.Image:
-        # source_embeds and settings.region are not used: this pipeline draws a variation from noise
+               on_step: Callable[[int, int], None] | None = None, source_embeds: torch.Tensor | None = None,
+               within: torch.Tensor | None = None) -> Image.Image:
+        # source_embeds, within and settings.region are not used: this pipeline draws a variation from noise
         # with no latents of the input to keep, so it repaints the whole image whatever the region.
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "

@@ -16,7 +16,7 @@ per token), so that at each grid point both push the residual equally far. Print
 method's success at preservation 0.9 ("equal preservation"), interpolated along its
 success-vs-preservation curve, side by side.
 
-    python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.65]
+    python bench/induced_sliders.py [--n 100] [--steps 8] [--strength 0.9] [--region edited]
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ class MainWindow(QMainWindow):
         self.steps.setToolTip("Denoising steps; each decoder keeps its own (the demo's default is 8)")
         self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=self._saved("strength", "demo"))
         self.strength.setToolTip("img2img strength: how far the decoder may move from the input; each decoder keeps its own "
-                                 "(the demo's default is 0.65)")
+                                 "(the demo's default is 0.9)")
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5, value=float(self.settings.value("guidance", 3.0)))
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=int(self.settings.value("seed", 0)))
         self.lock_seed = QCheckBox("lock seed", checked=self.settings.value("lock_seed", "true") in ("true", True))

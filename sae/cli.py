@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's, else the decoder's: 8 for demo, 30 for the hub ones)")
-    p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.65 for demo, 0.5 for the hub ones)")
+    p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.9 for demo, 0.5 for the hub ones)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the preset's, else 3)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
     p.add_argument("--region", choices=("edited", "whole"), default=None,

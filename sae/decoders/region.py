@@ -66,7 +66,8 @@ class EditRegion:
             self.last = (tuple(k.detach().clone() if isinstance(k, torch.Tensor) else k for k in key), without)
         diff = (predict(edited) - without).abs().reshape(self.maps, b, c, h, w).mean((0, 2))  # [B, h, w]
         region = (diff > diff.mean((1, 2), keepdim=True) * THRESHOLD_RATIO / 2).float()
-        region[~(source != edited).any(1).cpu()] = 0  # no edit, no region (and no division by a zero mean)
+        unedited = ~(source != edited).any(1)
+        region[unedited.to(region.device)] = 0  # no edit, no region (and no division by a zero mean)
         region = region[:, None]
         if GROW:
             region = F.max_pool2d(region, 2 * GROW + 1, stride=1, padding=GROW)

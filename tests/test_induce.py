@@ -69,8 +69,9 @@ def test_an_induced_edit_steers_as_its_latents_added_one_by_one():
         Edit(-1, "scale", 2.0, None, "mix", weights=((3, 0.5),))
 
 
-def _preset(edits):
-    return presets.Preset(presets.SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits)
+def _preset(edits, region: str = "whole"):
+    # "whole": the version follows the edits alone (an edit region makes any preset version 3)
+    return presets.Preset(presets.SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits, presets.DecoderSettings(region=region))
 
 
 def test_presets_keep_induced_sliders_and_stay_version_1_without_them(tmp_path):
@@ -83,6 +84,7 @@ def test_presets_keep_induced_sliders_and_stay_version_1_without_them(tmp_path):
     assert back.edits[1].weights == slider.weights and back.edits[1].label == "red object"
     assert back.edits[1].value == 1.25 and back.edits[1].mask == (1, 2)
     assert _preset([Edit(5, "add", 2.0)]).to_json()["version"] == 1  # older readers keep reading these
+    assert _preset([Edit(5, "add", 2.0)], region="edited").to_json()["version"] == 3
 
 
 @pytest.mark.parametrize(("mutate", "message"), [

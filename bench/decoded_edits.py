@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from sae.decoders import DecodeSettings  # noqa: E402
-from sae.demo import world  # noqa: E402
+from sae.demo.fidelity import preservation  # noqa: E402,F401  (the edit benches import it from here)
 
 
 def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
@@ -28,7 +28,9 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
     p.add_argument("--n", type=int, default=n, help=n_help)
     p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength of the edits (default: the demo decoder's)")
-    p.add_argument("--region", choices=("edited", "whole"), default=DecodeSettings.region,
+    from sae.decoders.region import REGIONS
+
+    p.add_argument("--region", choices=REGIONS, default=DecodeSettings.region,
                    help="repaint only where the edit changes the prediction, or the whole image (default: %(default)s)")
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     return p.parse_args()
@@ -73,14 +75,6 @@ def decode(session, embeds: torch.Tensor, images: Sequence[np.ndarray], settings
         s = DecodeSettings(settings.steps, settings.strength, settings.guidance, settings.seed + i, settings.region)
         out += [np.asarray(x.convert("RGB")) for x in session.decoder.decode_many(embeds[i:i + batch], pil, s, sources[i:i + batch])]
     return np.stack(out)
-
-
-def preservation(j0, j1, kind: str | None = None) -> float:
-    """The share of labels (background, each kind's presence but ``kind``'s) the judge reads the
-    same on the edited decode (``j1``) as on the unedited one (``j0``), over all scenes."""
-    others = [i for i, k in enumerate(world.KINDS) if k != kind]
-    same = ((j0.present[:, others] > 0.5) == (j1.present[:, others] > 0.5)).sum(1) + (j0.background == j1.background)
-    return float((same / (len(others) + 1)).mean())
 
 
 PRESERVATION = 0.9  # "at equal preservation": where each edit's curve falls to this

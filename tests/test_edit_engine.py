@@ -181,6 +181,19 @@ def test_batch_edit_is_bit_identical_and_carries_its_preset(quick):
         assert carried.edits == preset.edits and carried.decoder.seed == 3
     r = _cli("edit", pics[0], "--preset", root / "p.json", "--sae", sae_dir, "-o", root / "c", "--seed", "4")
     assert (root / "c" / pics[0].name).read_bytes() != (root / "a" / pics[0].name).read_bytes()
+    r = _cli("edit", pics[0], "--preset", root / "p.json", "--sae", sae_dir, "-o", root / "w", "--region", "whole")
+    assert r.returncode == 0, r.stderr
+    assert preset_in(root / "w" / pics[0].name).decoder.region == "whole"
+    assert (root / "w" / pics[0].name).read_bytes() != (root / "a" / pics[0].name).read_bytes()
+
+
+def test_the_regions_the_cli_offers_are_the_decoders():
+    from sae.cli import build_parser
+    from sae.decoders.region import REGIONS
+
+    edit = build_parser()._subparsers._group_actions[0].choices["edit"]
+    offered = next(a for a in edit._actions if a.dest == "region").choices
+    assert tuple(offered) == REGIONS  # written out in the CLI, so that parsing arguments needs no torch
 
 
 def test_batch_edit_refuses_a_preset_for_another_sae(quick):

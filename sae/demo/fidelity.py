@@ -45,6 +45,16 @@ def _agreement(judge, reference: np.ndarray, images: np.ndarray) -> dict:
             "both": float((objects & background).mean()), "kinds": kinds}
 
 
+def preservation(j0, j1, kind: str | None = None) -> float:
+    """The share of labels (background, each kind's presence but ``kind``'s) the judge reads the
+    same on the edited decode (``j1``) as on the unedited one (``j0``), over all scenes."""
+    from sae.demo import world
+
+    others = [i for i, k in enumerate(world.KINDS) if k != kind]
+    same = ((j0.present[:, others] > 0.5) == (j1.present[:, others] > 0.5)).sum(1) + (j0.background == j1.background)
+    return float((same / (len(others) + 1)).mean())
+
+
 def _as_array(images: list[Image.Image]) -> np.ndarray:
     return np.stack([np.asarray(im.convert("RGB").resize((64, 64), Image.BICUBIC)) for im in images])
 

@@ -39,7 +39,7 @@ from sae.errors import UserError
 from sae.images import IMAGE_SUFFIXES, load_image
 from sae.induce import MIN_POSITIVES, InducedSlider
 from sae.png import preset_in, save_with_preset
-from sae.session import PREVIEW_STRENGTH
+from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 
 PREVIEW_STEPS = 4
 DECODERS = (("demo", "demo (tiny Kandinsky 2.2, shipped)"), ("kandinsky-2.2", "Kandinsky 2.2 (downloads 5 GB)"),
@@ -453,7 +453,7 @@ class MainWindow(QMainWindow):
         else:
             self.features.causal_pending(latent)
             settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value(), self.region())
-            self.scheduler.request_causal(latent, 2 * self.model.unit(latent), settings)
+            self.scheduler.request_causal(latent, PREVIEW_UNITS * self.model.unit(latent), settings)
 
     def _selected_row(self, row: SliderRow | None) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()

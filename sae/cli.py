@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", type=int, default=None, metavar="LATENT",
                    help="causal preview: paint what LATENT does on its own on a neutral image (writes -o)")
     p.add_argument("--value", type=float, default=None,
-                   help="how much to add for --preview (default: twice the latent's typical max activation)")
+                   help="how much to add for --preview (default: 4 times the latent's typical max activation)")
     p.add_argument("-o", "--out", default="preview.png", help="PNG for --preview (default: preview.png)")
     p.add_argument("--decoder", default="demo", help="decoder for --preview: demo, kandinsky-2.2 or a pipeline folder")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --preview")
@@ -352,13 +352,13 @@ def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import load_decoder
     from sae.features import FeatureIndex
-    from sae.session import PREVIEW_STRENGTH, Session
+    from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS, Session
 
     latent = args.preview
     value = args.value
     if value is None:
         try:
-            value = 2 * float(FeatureIndex.load(folder).typical_max()[latent]) if 0 <= latent < sae.d_sae else 1.0
+            value = PREVIEW_UNITS * float(FeatureIndex.load(folder).typical_max()[latent]) if 0 <= latent < sae.d_sae else 1.0
         except UserError:
             value = 1.0
         value = value or 1.0

@@ -24,7 +24,12 @@ from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
 from sae.steer import Edit, latent_column, steer_residual
 
-PREVIEW_STRENGTH = 0.8  # causal previews paint something new on an empty canvas: more noise than an edit
+# Causal previews paint something new on an empty canvas: the latent at PREVIEW_UNITS times its
+# typical maximum, repainted at PREVIEW_STRENGTH. On the demo models the judge saw the object kind
+# of each kind's best latent in 3% of previews (10 kinds x 3 seeds) at strength 0.8 and 2 units,
+# 27% at 0.9 and 2, 57% at 0.9 and 4, 47% at 0.9 and 6 or 8, 57% at 0.95 and 4.
+PREVIEW_STRENGTH = 0.9
+PREVIEW_UNITS = 4.0
 
 
 class Firing(NamedTuple):

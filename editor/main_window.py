@@ -452,7 +452,7 @@ class MainWindow(QMainWindow):
             self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
         else:
             self.features.causal_pending(latent)
-            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value(), self.region())
+            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
             self.scheduler.request_causal(latent, PREVIEW_UNITS * self.model.unit(latent), settings)
 
     def _selected_row(self, row: SliderRow | None) -> None:

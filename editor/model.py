@@ -115,8 +115,8 @@ class EditorModel:
         sae = self.session.sae
         return presets.Preset(
             presets.SaeIdentity(self.sha256, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer),
-            list(edits), presets.DecoderSettings(decoder or self.decoder_name, settings.steps, settings.strength, settings.guidance,
-                                    settings.seed, settings.region),
+            list(edits), presets.DecoderSettings(decoder or self.decoder_name, settings.steps, settings.strength,
+                                                 settings.guidance, settings.seed, settings.region),
         )
 
     def check_preset(self, preset: presets.Preset, source: str) -> None:

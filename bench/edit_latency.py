@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from sae.decoders import DecodeSettings, default_steps, default_strength  # noqa: E402
+from sae.decoders.region import REGIONS  # noqa: E402
 from sae.demo.build import ASSETS  # noqa: E402
 from sae.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
@@ -26,7 +27,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
     p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength (default: the demo decoder's)")
-    p.add_argument("--region", choices=("edited", "whole"), default=DecodeSettings.region, help="edit region (default: %(default)s)")
+    p.add_argument("--region", choices=REGIONS, default=DecodeSettings.region, help="edit region (default: %(default)s)")
     a = p.parse_args()
     session = default_session()
     image = Image.open(ASSETS / "samples" / "cat-on-grass.png").convert("RGB")

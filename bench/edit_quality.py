@@ -8,6 +8,11 @@ kind's presence) that the judge still reads the same as on the unedited decode. 
 image embedding. Both are swept over strengths; printed: each one's success where its
 success-vs-preservation curve falls to 90% preservation (interpolated), i.e. at matched preservation.
 
+Each SAE edit touches the tokens where its latent fires in the index (``FeatureIndex.home_tokens``,
+as a new slider in the editor and a quick edit in the CLI do): the cat latent fires on the cat's
+patches, so it is added on the patches alone; the hat latent fires on the class token, so it is
+edited on every token. The cat is also added on every token, for comparison.
+
 Two latents are measured per concept: the one whose image-level activation best separates the
 concept (its AUROC, from ``eval.json``), and the top hit of ``sae-studio features --search``, which
 is the one a user finds.
@@ -94,7 +99,8 @@ def main() -> None:
     settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0, region=a.region)
     from sae.features import FeatureIndex
 
-    unit = FeatureIndex.load(DEMO / "sae").typical_max()
+    index = FeatureIndex.load(DEMO / "sae")
+    unit = index.typical_max()
     text = torch.nn.functional.normalize(session.backbone.encode_text(["a picture of a cat"]), dim=-1)[0].detach()
     from sae.labels import load_directions, search
 
@@ -109,8 +115,11 @@ def main() -> None:
     print(f"{'edit':<48}{'success':>9}{'preserved':>11}")
     adds = {}  # (method, latent, strength) -> makes the edited embedding
     for c in sorted(set(cats.values())):  # (once when search finds the best-AUROC latent)
-        for mult in (0.5, 1, 2, 4, 8):
-            adds[("sae", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v)])
+        for mult in (0.5, 1, 1.5, 2, 3, 4, 8):
+            adds[("sae", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v, tokens=index.home_tokens(c))])
+        if index.home_tokens(c) != "all":
+            for mult in (0.5, 1, 2, 4):
+                adds[("sae-all", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v)])
     for alpha in (0.5, 1, 2, 4):  # the text direction, scaled to a share of the embedding's norm
         adds[("text", "", alpha)] = lambda ss, alpha=alpha: (e := ss.embedding([])) + alpha * 0.25 * e.norm() * text
     plain_e, edited_e = embeddings(session, no_cat, list(adds.values()))
@@ -120,7 +129,8 @@ def main() -> None:
         rows[key] = s, k = score(judge, plain, decode(session, e, no_cat, settings, plain_e), "cat", added=True)
         method, c, strength = key
         which = "/".join(w for w, v in cats.items() if v == c)
-        name = f"SAE add #{c} ({which}) {strength}x unit" if method == "sae" else f"text direction x{strength}"
+        where = {"sae": index.home_tokens(c) if c != "" else "", "sae-all": "all"}.get(method, "")
+        name = f"SAE add #{c} ({which}) {strength}x on {where}" if method != "text" else f"text direction x{strength}"
         print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
     hat_latents = sorted(set(hats.values()))
     # the edit, set to 0; and pushing the latent below zero (add a negative amount everywhere),
@@ -128,9 +138,10 @@ def main() -> None:
     # neighbouring latents still say of the hat
     removals = {}
     for h in hat_latents:
-        removals[(h, "set", 0.0)] = lambda ss, h=h: ss.embedding([Edit(h, "set", 0.0)])
+        on = index.home_tokens(h)
+        removals[(h, "set", 0.0)] = lambda ss, h=h, on=on: ss.embedding([Edit(h, "set", 0.0, tokens=on)])
         for mult in (0.5, 1, 2):
-            removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult: ss.embedding([Edit(h, "add", v)])
+            removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult, on=on: ss.embedding([Edit(h, "add", v, tokens=on)])
     plain_e, edited_e = embeddings(session, with_hat, list(removals.values()))
     plain = decode(session, plain_e, with_hat, settings, plain_e)
     removed, pushed = {}, {}
@@ -139,10 +150,10 @@ def main() -> None:
         which = "/".join(w for w, v in hats.items() if v == h)
         if mode == "set":
             removed.update({w: s for w, v in hats.items() if v == h})
-            name = f"SAE set #{h} ({which}) to 0"
+            name = f"SAE set #{h} ({which}) to 0 on {index.home_tokens(h)}"
         else:
             pushed.setdefault(h, []).append((mult, s, k))  # weakest first
-            name = f"SAE add #{h} ({which}) {mult}x unit"
+            name = f"SAE add #{h} ({which}) {mult}x on {index.home_tokens(h)}"
         print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
 
     having, lacking = pairs(a.n, "cat", 13)
@@ -160,6 +171,7 @@ def main() -> None:
         return matched([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
     print(f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
           + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
+          + " ".join(f" sae_{w}_cat_on_all_tokens {at_equal('sae-all', c)}" for w, c in cats.items() if index.home_tokens(c) != "all")
           + f" text_cat {at_equal('text')} "
           + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
           + " " + " ".join(f"{w}_hat_pushed_below_zero {matched(pushed[v])}" for w, v in hats.items())

@@ -38,7 +38,7 @@ class RenderRequest:
     edits: list[Edit]
     settings: DecodeSettings
     preview: bool  # a quick low-step render while a slider is dragged
-    causal: tuple[int, float] | None = None  # (latent, value): a causal preview instead of the edit
+    causal: tuple[int, float, str] | None = None  # (latent, value, tokens): a causal preview instead of the edit
     image: Image.Image | None = None  # a new input image to encode and cache (no render)
 
 
@@ -88,9 +88,9 @@ class RenderScheduler(QObject):
             self._start_next()
         return job.job_id
 
-    def request_causal(self, latent: int, value: float, settings: DecodeSettings) -> int:
+    def request_causal(self, latent: int, value: float, settings: DecodeSettings, tokens: str = "all") -> int:
         with self._lock:
-            job = RenderRequest(next(self._ids), [], settings, False, (latent, value))
+            job = RenderRequest(next(self._ids), [], settings, False, (latent, value, tokens))
             self.latest_causal = job.job_id
             self._pending_causal = job
             start = not self._running
@@ -142,7 +142,8 @@ class RenderScheduler(QObject):
 
         try:
             if job.causal is not None:
-                return job, session.causal_preview(*job.causal, job.settings, on_step)
+                latent, value, tokens = job.causal
+                return job, session.causal_preview(latent, value, job.settings, on_step, tokens=tokens)
             t0 = time.perf_counter()
             image = session.render(job.edits, job.settings, on_step)
             if job.preview:

@@ -79,17 +79,20 @@ class _AddRemove(QUndoCommand):
     def __init__(self, window: MainWindow, latent: int, adding: bool, value: float = 0.0, mode: str = "add"):
         super().__init__(("add" if adding else "remove") + f" slider #{latent}")
         self.w, self.latent, self.adding, self.value, self.mode = window, latent, adding, value, mode
+        self.tokens: str | None = None  # None: where the latent fires (a new slider's choice)
 
     def _add(self) -> None:
         row = self.w._make_row(self.latent)
         row.set_mode(self.mode)
         row.set_value(self.value, quiet=True)
+        if self.tokens is not None:
+            row.set_tokens(self.tokens)
         self.w.request_render(preview=False)
 
     def _remove(self) -> None:
         row = self.w.sliders.row_for(self.latent)
         if row is not None:
-            self.value, self.mode = row.slider.value(), row.mode.currentText()
+            self.value, self.mode, self.tokens = row.slider.value(), row.mode.currentText(), row.token_choice()
             self.w.sliders.remove(row)
 
     def redo(self) -> None:
@@ -107,7 +110,7 @@ class _Mask(QUndoCommand):
     def _set(self, mask) -> None:
         row = self.w.sliders.row_for(self.latent)
         if row is not None:
-            row.mask = mask
+            row.set_mask(mask)
             if self.w.sliders.selected is row:
                 self.w.canvas.mask = set(mask or ())
                 self.w.canvas.update()
@@ -374,6 +377,7 @@ class MainWindow(QMainWindow):
         row = self.sliders.add(latent, m.label(latent), m.unit(latent), m.current_activation(latent))
         if latent in m.induced:
             row.make_induced(m.induced[latent].weights)
+        row.set_tokens(m.home_tokens(latent))
         return row
 
     def add_slider(self, latent: int) -> None:
@@ -453,7 +457,8 @@ class MainWindow(QMainWindow):
         else:
             self.features.causal_pending(latent)
             settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
-            self.scheduler.request_causal(latent, PREVIEW_UNITS * self.model.unit(latent), settings)
+            self.scheduler.request_causal(latent, PREVIEW_UNITS * self.model.unit(latent), settings,
+                                          self.model.home_tokens(latent))
 
     def _selected_row(self, row: SliderRow | None) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()
@@ -717,7 +722,8 @@ class MainWindow(QMainWindow):
                 row = self.sliders.row_for(e.latent) or self._make_row(e.latent)
             row.set_mode(e.mode)
             row.set_value(e.value, quiet=True)
-            row.mask = e.mask
+            row.set_tokens(e.tokens)
+            row.set_mask(e.mask)
         d = preset.decoder
         for w, v in ((self.steps, d.steps), (self.strength, d.strength), (self.guidance, d.guidance), (self.seed, d.seed)):
             w.blockSignals(True)

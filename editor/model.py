@@ -76,6 +76,13 @@ class EditorModel:
                 return a
         return 1.0
 
+    def home_tokens(self, latent: int) -> str:
+        """Which tokens a new slider of ``latent`` edits: where the latent fires in the indexed
+        images (every token for an induced slider, or without an index)."""
+        if latent in self.induced or self.index is None:
+            return "all"
+        return self.index.home_tokens(latent)
+
     def current_activation(self, latent: int) -> float:
         """How strongly the open image shows the latent (an induced slider: its projection, in
         units of the examples' average difference)."""

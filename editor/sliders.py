@@ -17,7 +17,13 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from sae.steer import MODES, Edit
+from sae.steer import MODES, TOKENS, Edit
+
+TOKEN_NAMES = {"all": "all tokens", "patches": "patches", "class": "class token"}
+TOKENS_TIP = ("Which tokens the slider edits. patches: the image patches alone, right for a feature that fires "
+              "on parts of the picture (objects); forced onto the class token, where the image embedding is read "
+              "out, it drowns out the rest of the picture. class token: that token alone. all tokens: both. "
+              "A new slider starts where its feature fires in the indexed images.")
 
 
 class SliderRow(QFrame):
@@ -26,6 +32,7 @@ class SliderRow(QFrame):
     moved = Signal(object)  # self, while dragging
     committed = Signal(object, float, float)  # self, value before the drag, value after
     mode_changed = Signal(object, str, str)  # self, old mode, new mode
+    tokens_changed = Signal(object)  # self
     remove_requested = Signal(object)
 
     def __init__(self, latent: int, label: str, unit: float, current: float, parent: QWidget | None = None):
@@ -43,6 +50,10 @@ class SliderRow(QFrame):
         self.mode = QComboBox()
         self.mode.addItems(list(MODES))
         self.mode.setToolTip("add: shift the activation · scale: multiply it · set: replace it")
+        self.tokens = QComboBox()
+        for t in TOKENS:
+            self.tokens.addItem(TOKEN_NAMES[t], t)
+        self.tokens.setToolTip(TOKENS_TIP)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.slider.setDecimals(2)
         self.reset_button = QToolButton(text="↺")
@@ -58,7 +69,13 @@ class SliderRow(QFrame):
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addLayout(top)
         lay.addWidget(self.slider)
-        lay.addWidget(self.now)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.now, 1)
+        on = QLabel("on")
+        on.setStyleSheet("color: gray")
+        bottom.addWidget(on)
+        bottom.addWidget(self.tokens)
+        lay.addLayout(bottom)
         self._last_mode = "add"
         self._apply_range("add")
         self.slider.setValue(0.0)
@@ -67,6 +84,7 @@ class SliderRow(QFrame):
         self.slider.sliderReleased.connect(self._release)
         self.slider.editingFinished.connect(self._release)
         self.mode.currentTextChanged.connect(self._mode)
+        self.tokens.currentIndexChanged.connect(lambda _i: self.tokens_changed.emit(self))
         self.reset_button.clicked.connect(self.reset)
         self.remove_button.clicked.connect(lambda: self.remove_requested.emit(self))
 
@@ -105,6 +123,22 @@ class SliderRow(QFrame):
         self._apply_range(mode)
         self._last_mode = mode
 
+    def token_choice(self) -> str:
+        return self.tokens.currentData()
+
+    def set_tokens(self, tokens: str) -> None:
+        """Choose which tokens the slider edits, without emitting signals."""
+        self.tokens.blockSignals(True)
+        self.tokens.setCurrentIndex(TOKENS.index(tokens))
+        self.tokens.blockSignals(False)
+
+    def set_mask(self, mask: tuple[int, ...] | None) -> None:
+        """Limit the slider to painted patches (None: no limit). A brushed slider acts on its
+        patches alone, so its token choice steps aside while it has a mask."""
+        self.mask = mask
+        self.tokens.setEnabled(mask is None)
+        self.tokens.setToolTip("A brushed slider edits its painted patches" if mask is not None else TOKENS_TIP)
+
     def set_value(self, value: float, quiet: bool = False) -> None:
         self.slider.blockSignals(quiet)
         self.slider.setValue(value)
@@ -133,8 +167,11 @@ class SliderRow(QFrame):
         self.now.setText(f"{what} here at {current:.2f}" + (" (1 = the examples)" if self.weights is not None else ""))
 
     def edit(self) -> Edit:
+        tokens = self.token_choice()
+        if self.mask is not None and tokens == "class":
+            tokens = "patches"  # the painted patches are where it acts
         return Edit(self.latent, self.mode.currentText(), float(self.slider.value()), self.mask, self.label,
-                    weights=self.weights)
+                    weights=self.weights, tokens=tokens)
 
 
 class SliderPanel(QWidget):
@@ -170,6 +207,7 @@ class SliderPanel(QWidget):
         row.moved.connect(lambda _r: self.edits_changed.emit(True))
         row.committed.connect(self._committed)
         row.mode_changed.connect(lambda *_: self.edits_changed.emit(False))
+        row.tokens_changed.connect(lambda *_: self.edits_changed.emit(False))
         row.remove_requested.connect(self.remove)
         row.mousePressEvent = lambda _e, r=row: self.select(r)  # type: ignore[method-assign]
         pos = len(self.rows) if index is None else index

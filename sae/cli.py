@@ -26,6 +26,14 @@ Every long command shows progress, can be stopped with Ctrl+C, and resumes
 """
 
 
+
+# which tokens an edit touches (sae.steer.TOKENS, written out so parsing needs no torch), or
+# "home": where the latent fires, from the SAE's feature index
+TOKEN_CHOICES = ("home", "all", "patches", "class")
+TOKENS_HELP = ("which tokens the edit touches: home (where the latent fires in the indexed images: the patches "
+               "alone for a latent that hardly fires on the class token, else all), all, patches or class "
+               "(default: %(default)s)")
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--option`` per field of ``cls``, with the field's help, type and default."""
     hints = typing.get_type_hints(cls)
@@ -107,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="preview.png", help="PNG for --preview (default: preview.png)")
     p.add_argument("--decoder", default="demo", help="decoder for --preview: demo, kandinsky-2.2 or a pipeline folder")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --preview")
+    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP)
 
     p = sub.add_parser(
         "edit", help="apply a preset or quick edits to images (batch, deterministic)",
@@ -120,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="preset JSON (from the editor or a previous run)")
     for mode in ("add", "set", "scale"):
         p.add_argument(f"--{mode}", action="append", default=[], metavar="LATENT=VALUE", help=f"{mode} a latent's activation")
+    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.replace("the edit", "the quick edits"))
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)")
@@ -363,7 +373,8 @@ def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict
             value = 1.0
         value = value or 1.0
     session = Session(backbone, sae, load_decoder(args.decoder, backbone), labels)
-    image = session.causal_preview(latent, value, DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed))
+    tokens = _tokens_for(args.tokens, folder)(latent) if 0 <= latent < sae.d_sae else "all"
+    image = session.causal_preview(latent, value, DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed), tokens=tokens)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
@@ -396,17 +407,35 @@ def cmd_induce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quick_edits(args: argparse.Namespace) -> list:
+def _tokens_for(choice: str, folder: Path):
+    """latent -> the tokens its edit touches: ``choice``, or for "home" where the latent fires
+    (every token when the SAE has no index)."""
+    if choice != "home":
+        return lambda _latent: choice
+    from sae.features import FeatureIndex
+
+    try:
+        index = FeatureIndex.load(folder)
+    except UserError:
+        return lambda _latent: "all"
+    return index.home_tokens
+
+
+def _quick_edits(args: argparse.Namespace, folder: Path, d_sae: int) -> list:
     from sae.steer import Edit
 
+    tokens = _tokens_for(args.tokens, folder)
     edits = []
     for mode in ("add", "set", "scale"):
         for item in getattr(args, mode):
             latent, sep, value = item.partition("=")
             try:
-                edits.append(Edit(int(latent), mode, float(value)))
+                latent, value = int(latent), float(value)
             except ValueError as e:
                 raise UserError(f"--{mode} {item!r} is not LATENT=VALUE (e.g. --{mode} 17=4.0).") from e
+            if not 0 <= latent < d_sae:
+                raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {d_sae - 1}.")
+            edits.append(Edit(latent, mode, value, tokens=tokens(latent)))
     return edits
 
 
@@ -429,11 +458,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     else:
         preset = presets.Preset(presets.SaeIdentity(sha, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer))
     labels = read_labels(folder)
-    extra = _quick_edits(args)
-    for e in extra:
-        if e.latent >= sae.d_sae:
-            raise UserError(f"Latent {e.latent} does not exist; this SAE has latents 0 to {sae.d_sae - 1}.")
-    preset.edits = list(preset.edits) + [type(e)(e.latent, e.mode, e.value, e.mask, labels.get(e.latent, "")) for e in extra]
+    extra = _quick_edits(args, folder, sae.d_sae)
+    preset.edits = list(preset.edits) + [dataclasses.replace(e, label=labels.get(e.latent, "")) for e in extra]
     d = preset.decoder
     for key in ("steps", "strength", "guidance", "seed", "region"):
         if getattr(args, key) is not None:

@@ -7,7 +7,9 @@ the JSON facts (source list, folder, counts). It is written in one atomic replac
 chunk, so an interrupted run resumes where it stopped and a reader never sees half an index.
 Indexing again over a folder with more images adds only the new ones. The same file keeps the
 running sums of ``sae.evidence.ImageEvidence`` (how each latent co-varies with the image
-embedding), which text search uses beside the effect directions. Thumbnails of top images
+embedding), which text search uses beside the effect directions, and, per latent, the sum of
+its class-token activations and of its image-level maxima: their ratio says whether the latent
+lives on the class token or on the patches alone (``home_tokens``). Thumbnails of top images
 are saved under ``index/thumbs``; a top image's patch heatmap is recomputed on demand (one
 prefix pass), which is exact and keeps the index small for wide SAEs.
 """
@@ -37,6 +39,10 @@ INDEX_FILE = "index.safetensors"
 TOP = 16
 BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
 THUMB = 96
+# A latent whose class-token activation averages under this share of its image-level maximum
+# lives on the patches: edits leave its class token alone. On the demo SAE the cat latent is at
+# 2% (it fires on the cat's patches) and the hat latent at about 100% (on the class token).
+HOME_CLASS_SHARE = 0.1
 
 
 def index_path(folder: str | Path) -> Path:
@@ -61,13 +67,15 @@ class FeatureIndex:
     top_values: torch.Tensor  # [F, TOP] image-level activation, descending
     top_images: torch.Tensor  # [F, TOP] index into sources (-1: empty)
     evidence: ImageEvidence | None = None  # None: an index written before evidence was kept
+    class_total: torch.Tensor | None = None  # [F] sum of class-token activations (None: an older index)
+    peak_total: torch.Tensor | None = None  # [F] sum of image-level maxima
 
     @classmethod
     def empty(cls, d_sae: int, root: str, embed_dim: int) -> FeatureIndex:
         z = torch.zeros(d_sae)
         return cls([], root, 0, z.clone(), z.clone(), z.clone(), z.clone(), torch.zeros(d_sae, len(BINS) - 1),
                    torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long),
-                   ImageEvidence.empty(d_sae, embed_dim))
+                   ImageEvidence.empty(d_sae, embed_dim), z.clone(), z.clone())
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -86,6 +94,15 @@ class FeatureIndex:
         med = v.nanmedian(dim=1).values
         return torch.nan_to_num(med, nan=0.0)
 
+    def home_tokens(self, latent: int) -> str:
+        """The tokens an edit of ``latent`` should touch (``sae.steer.TOKENS``): ``"patches"`` when
+        it hardly fires on the class token, else ``"all"``; ``"all"`` too when the index predates
+        the class-token sums or the latent never fired."""
+        if self.class_total is None or self.peak_total is None or self.peak_total[latent] <= 0:
+            return "all"
+        share = float(self.class_total[latent] / self.peak_total[latent])
+        return "patches" if share < HOME_CLASS_SHARE else "all"
+
     def top(self, latent: int) -> list[tuple[str, float]]:
         return [(self.sources[int(i)], float(v)) for i, v in zip(self.top_images[latent], self.top_values[latent], strict=True) if i >= 0]
 
@@ -94,6 +111,8 @@ class FeatureIndex:
         tensors = {k: getattr(self, k).contiguous() for k in ("count", "images", "total", "max", "hist", "top_values", "top_images")}
         if self.evidence is not None:
             tensors |= self.evidence.tensors()
+        if self.class_total is not None and self.peak_total is not None:
+            tensors |= {"class_total": self.class_total.contiguous(), "peak_total": self.peak_total.contiguous()}
         meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
         with atomic.atomic_path(index_path(folder)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -112,7 +131,8 @@ class FeatureIndex:
             if evidence is not None and int(evidence.n) != len(facts["sources"]):
                 evidence = None  # grown by a version that did not keep it: it covers only part of the images
             return cls(facts["sources"], facts["root"], int(facts["tokens"]), t["count"], t["images"], t["total"],
-                       t["max"], t["hist"], t["top_values"], t["top_images"], evidence)
+                       t["max"], t["hist"], t["top_values"], t["top_images"], evidence,
+                       t.get("class_total"), t.get("peak_total"))
         except UserError:
             raise
         except Exception as e:
@@ -161,6 +181,9 @@ def build_index(
         index = FeatureIndex.empty(sae.d_sae, str(images.resolve()), backbone.embed_dim)
     if index.evidence is None and index.sources:
         tqdm.write(f"note: the index of {sae_folder} predates search evidence; delete {sae_folder / INDEX_DIR} and index again for better text search")
+    if index.class_total is None and index.sources:
+        tqdm.write(f"note: the index of {sae_folder} predates class-token sums; its latents' edits touch every token "
+                   f"until you delete {sae_folder / INDEX_DIR} and index again")
     done = set(index.sources)
     todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
     positions = backbone.token_positions(sae.metadata.token_set)
@@ -188,6 +211,11 @@ def build_index(
             index.images += fired.any(1).sum(0)
             index.total += f.sum((0, 1))
             img_max = f.amax(1)  # [B, F]
+            if index.class_total is not None and index.peak_total is not None:
+                has_class = positions.start in (None, 0)  # a patches-only SAE never sees the class token
+                if has_class:
+                    index.class_total += f[:, 0].sum(0)
+                index.peak_total += img_max.sum(0)
             if index.evidence is not None:
                 index.evidence.add(img_max, backbone.suffix(full))
             index.max = torch.maximum(index.max, img_max.amax(0))

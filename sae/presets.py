@@ -17,6 +17,10 @@ the whole image is written as version 1 or 2, and one without the key replays as
 the whole image. Older sae-studio versions refuse a version 3 preset rather than replay it
 differently.
 
+Version 4 adds which tokens an edit touches (``"tokens": "patches"`` or ``"class"``,
+``sae.steer.TOKENS``); an edit without the key touches every token, as before. A preset whose
+edits all touch every token is written with an older version number.
+
 Reading validates against a JSON schema, then checks what a schema cannot: finite values, a
 latent id the SAE has, the SAE itself (by the sha256 of its weights). Every refusal is one
 sentence. Writing is atomic.
@@ -36,10 +40,10 @@ import jsonschema
 from sae import atomic
 from sae.decoders.region import REGIONS
 from sae.errors import UserError
-from sae.steer import CUSTOM, MODES, Edit
+from sae.steer import CUSTOM, MODES, TOKENS, Edit
 
 FORMAT = "sae-studio-preset"
-VERSION = 3
+VERSION = 4
 MAX_EDITS = 256
 MAX_WEIGHTS = 256  # latents in one induced slider
 MAX_ABS_VALUE = 1e4
@@ -95,6 +99,7 @@ SCHEMA: dict[str, Any] = {
                     "label": {"type": "string", "maxLength": 200},
                     "mode": {"enum": list(MODES)},
                     "value": {"type": "number"},
+                    "tokens": {"enum": list(TOKENS)},
                     "mask": {"anyOf": [{"type": "null"},
                                        {"type": "array", "maxItems": 65536, "items": {"type": "integer", "minimum": 0}}]},
                 },
@@ -144,13 +149,15 @@ class Preset:
     def to_json(self) -> dict:
         def edit(e: Edit) -> dict:
             mask = list(e.mask) if e.mask is not None else None
+            where = {"tokens": e.tokens} if e.tokens != "all" else {}
             if e.weights is not None:
                 return {"slider": {"name": e.label, "weights": [[i, w] for i, w in e.weights]},
-                        "mode": e.mode, "value": e.value, "mask": mask}
-            return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask}
+                        "mode": e.mode, "value": e.value, "mask": mask} | where
+            return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask} | where
 
         induced = any(e.weights is not None for e in self.edits)
-        version = 3 if self.decoder.region != "whole" else 2 if induced else 1
+        tokens = any(e.tokens != "all" for e in self.edits)
+        version = 4 if tokens else 3 if self.decoder.region != "whole" else 2 if induced else 1
         return {
             "format": FORMAT, "version": version,
             "sae": self.sae.__dict__,
@@ -187,19 +194,22 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
         if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
             raise UserError(f"{source}: edit {i} has value {value}, outside the allowed -{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
         mask = tuple(ed["mask"]) if ed.get("mask") is not None else None
+        tokens = ed.get("tokens", "all")  # made before token choices: every token
+        if tokens == "class" and mask is not None:
+            raise UserError(f"{source}: edit {i} is on the class token and has a mask of patches; it can have only one.")
         if "slider" in ed:
-            edits.append(_induced(ed["slider"], ed["mode"], value, mask, raw["sae"]["d_sae"], f"{source}: edit {i}"))
+            edits.append(_induced(ed["slider"], ed["mode"], value, mask, tokens, raw["sae"]["d_sae"], f"{source}: edit {i}"))
             continue
         if ed["latent"] >= raw["sae"]["d_sae"]:
             raise UserError(f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents.")
-        edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", "")))
+        edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", ""), tokens=tokens))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
     dec = {k: raw.get("decoder", {})[k] for k in DecoderSettings.__dataclass_fields__ if k in raw.get("decoder", {})}
     dec.setdefault("region", "whole")  # made before edit regions: it repainted the whole image
     return Preset(SaeIdentity(**known), edits, DecoderSettings(**dec))
 
 
-def _induced(slider: dict, mode: str, value: float, mask, d_sae: int, where: str) -> Edit:
+def _induced(slider: dict, mode: str, value: float, mask, tokens: str, d_sae: int, where: str) -> Edit:
     if mode != "add":
         raise UserError(f"{where} is the induced slider '{slider['name']}' in {mode} mode; induced sliders only add.")
     weights = []
@@ -210,7 +220,7 @@ def _induced(slider: dict, mode: str, value: float, mask, d_sae: int, where: str
             raise UserError(f"{where} (induced slider '{slider['name']}') has weight {w}, outside the allowed "
                             f"-{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
         weights.append((int(latent), float(w)))
-    return Edit(CUSTOM, "add", value, mask, slider["name"], weights=tuple(weights))
+    return Edit(CUSTOM, "add", value, mask, slider["name"], weights=tuple(weights), tokens=tokens)
 
 
 def load(path: str | Path) -> Preset:

@@ -156,10 +156,10 @@ class Session:
     # -- causal preview -------------------------------------------------------------------------
     def causal_preview(self, latent: int, value: float, settings: DecodeSettings,
                        on_step: Callable[[int, int], None] | None = None,
-                       canvas: Image.Image | None = None) -> Image.Image:
-        """What ``latent`` does on its own: ``value`` added to it on every token of a neutral
-        canvas (an empty scene for the demo), decoded from that canvas. Leaves the current image
-        alone."""
+                       canvas: Image.Image | None = None, tokens: str = "all") -> Image.Image:
+        """What ``latent`` does on its own: ``value`` added to it on ``tokens`` (``sae.steer.TOKENS``)
+        of a neutral canvas (an empty scene for the demo), decoded from that canvas. Leaves the
+        current image alone."""
         if self.decoder is None:
             raise UserError("No decoder is loaded; choose one in the generation settings.")
         if not 0 <= latent < self.sae.d_sae:
@@ -173,7 +173,7 @@ class Session:
         else:
             cached = self._cache(canvas)
         with torch.inference_mode():
-            edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value)], self.positions)
+            edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value, tokens=tokens)], self.positions)
             embedding = self.backbone.suffix(edited[None])[0]
         # the whole canvas is repainted: it holds nothing to keep, and an edit region found on a
         # featureless canvas is scattered cells too small for an object to appear in

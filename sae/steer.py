@@ -8,6 +8,12 @@ rows times the change) -> the encoder's suffix -> the image embedding -> the dec
 
 Only the change of the code is decoded, so the SAE's reconstruction error stays in x' and an
 empty edit returns x exactly (bit for bit).
+
+Which tokens an edit touches: every token (``"all"``), the image patches only (``"patches"``) or
+the class token only (``"class"``); a brushed ``mask`` narrows the patches further. A latent that
+never fires on the class token (an object detector, say) is best edited on the patches alone:
+forced onto the class token, where the image embedding is read out, it drowns out everything
+else in the picture (``FeatureIndex.home_tokens`` picks this per latent).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode
 
 MODES = ("add", "scale", "set")
+TOKENS = ("all", "patches", "class")
 CUSTOM = -1  # the latent id of an induced slider's edit: it acts through its weights instead
 
 
@@ -29,8 +36,10 @@ CUSTOM = -1  # the latent id of an induced slider's edit: it acts through its we
 class Edit:
     """One slider: latent ``latent`` gets ``value`` added, multiplied in, or set.
 
-    ``mask`` lists patch indices (0..P-1, row-major over the patch grid) the edit is restricted
-    to; None means every token (the class token included).
+    ``tokens`` says which tokens it touches: ``"all"``, ``"patches"`` or ``"class"``. ``mask``
+    lists patch indices (0..P-1, row-major over the patch grid) the edit is restricted to; a
+    masked edit never touches the class token. None means every patch (and, under ``"all"``,
+    the class token).
 
     An induced slider (``sae.induce``) is an edit with ``weights``, pairs (latent, amount): it
     adds ``value * amount`` to each of those latents, so its ``latent`` is ``CUSTOM`` (or any
@@ -43,10 +52,15 @@ class Edit:
     mask: tuple[int, ...] | None = None
     label: str = field(default="", compare=False)
     weights: tuple[tuple[int, float], ...] | None = None
+    tokens: str = "all"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"Edit mode '{self.mode}' is unknown; use add, scale or set.")
+        if self.tokens not in TOKENS:
+            raise UserError(f"Edit tokens '{self.tokens}' are unknown; use all, patches or class.")
+        if self.tokens == "class" and self.mask is not None:
+            raise UserError(f"The edit of latent {self.latent} is on the class token, which a brushed mask of patches cannot narrow.")
         if not math.isfinite(self.value):
             raise UserError(f"Edit of latent {self.latent} has a value of {self.value}; use a finite number.")
         if self.weights is not None:
@@ -59,7 +73,7 @@ class Edit:
         """The plain per-latent edits this edit stands for (itself, unless it has weights)."""
         if self.weights is None:
             return [self]
-        return [Edit(i, "add", self.value * w, self.mask) for i, w in self.weights]
+        return [Edit(i, "add", self.value * w, self.mask, tokens=self.tokens) for i, w in self.weights]
 
     @property
     def is_identity(self) -> bool:
@@ -73,10 +87,17 @@ def latent_column(code: SparseCode | torch.Tensor, latent: int) -> torch.Tensor:
     return code[..., latent]
 
 
-def token_mask(n_tokens: int, mask: tuple[int, ...] | None, device=None) -> torch.Tensor:
-    """Boolean [T]: the tokens an edit touches (patch p is token 1 + p; token 0 is the class token)."""
+def token_mask(n_tokens: int, mask: tuple[int, ...] | None, tokens: str = "all", device=None) -> torch.Tensor:
+    """Boolean [T] over all of an image's tokens (token 0 is the class token, patch p is token
+    1 + p): the tokens an edit touches."""
+    if n_tokens == 1 and tokens == "patches":
+        raise UserError("This SAE reads one token (an image embedding) and no patches; edit it on all tokens.")
     if mask is None:
-        return torch.ones(n_tokens, dtype=torch.bool, device=device)
+        keep = torch.ones(n_tokens, dtype=torch.bool, device=device)
+        keep[0] = tokens != "patches"
+        if tokens == "class":
+            keep[1:] = False
+        return keep
     keep = torch.zeros(n_tokens, dtype=torch.bool, device=device)
     idx = torch.tensor([1 + p for p in mask], dtype=torch.long, device=device)
     if len(idx) and (idx.min() < 1 or idx.max() >= n_tokens):
@@ -86,15 +107,17 @@ def token_mask(n_tokens: int, mask: tuple[int, ...] | None, device=None) -> torc
     return keep
 
 
-def edited_columns(code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tokens: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """For each edited latent: (old activations [T], new activations [T]), edits stacked in order."""
+def edited_columns(code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tokens: int,
+                   positions: slice = slice(0, None)) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """For each edited latent: (old activations, new activations) on the code's tokens, which are
+    ``positions`` of the image's ``n_tokens``; edits stacked in order."""
     out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for e in edits:
         if e.latent not in out:
             col = latent_column(code, e.latent)
             out[e.latent] = (col, col.clone())
         old, new = out[e.latent]
-        where = token_mask(n_tokens, e.mask, device=new.device)
+        where = token_mask(n_tokens, e.mask, e.tokens, device=new.device)[positions]
         if e.mode == "add":
             new = torch.where(where, new + e.value, new)
         elif e.mode == "scale":
@@ -117,8 +140,7 @@ def steer_residual(resid: torch.Tensor, sae: SparseAutoencoder, code: SparseCode
     for e in edits:
         if not 0 <= e.latent < sae.d_sae:
             raise UserError(f"Latent {e.latent} does not exist; this SAE has latents 0 to {sae.d_sae - 1}.")
-    n = resid[positions].shape[0]
-    cols = edited_columns(code, edits, n)
+    cols = edited_columns(code, edits, resid.shape[0], positions)
     latents = list(cols)
     delta = torch.stack([new - old for old, new in cols.values()], dim=1)  # [n, m]
     rows = sae.W_dec[latents].to(resid.dtype)  # [m, d]

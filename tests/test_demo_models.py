@@ -136,6 +136,21 @@ def test_every_shipped_model_has_a_card_line():
 
 
 @_shipped("sae")
+def test_object_latents_are_edited_on_the_patches_they_fire_on():
+    """The shipped index says where each latent fires. The detectors of small objects (cat, ball,
+    tree, sun, flower) fire on their object's patches and hardly on the class token, so their
+    sliders edit the patches alone; the hat latent fires on the class token, so its sliders edit
+    every token."""
+    import json
+
+    from sae.features import FeatureIndex
+
+    index = FeatureIndex.load(DEMO / "sae")
+    concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
+    assert [index.home_tokens(concepts[k]["latent"]) for k in ("cat", "ball", "tree", "sun", "flower")] == ["patches"] * 5
+    assert index.home_tokens(concepts["hat"]["latent"]) == "all"
+
+
 @pytest.mark.parametrize(("query", "concept"), [
     ("cat", "cat"), ("cowboy hat", "hat"), ("dog", "dog"), ("night", "night"),
 ])
@@ -259,8 +274,9 @@ def test_an_edit_region_removes_the_hat_and_keeps_the_rest_of_the_scene(judge, s
 @_shipped("decoder")
 def test_a_causal_preview_shows_the_object_its_latent_detects(judge):
     """Each object kind's best latent, previewed on its own on the empty canvas (the editor's and
-    `features --preview`'s settings), three seeds each: the judge sees that kind in 57% of the 30
-    previews (at the earlier strength 0.8 and 2 units: 3%)."""
+    `features --preview`'s settings: on the tokens where the latent fires), three seeds each: the
+    judge sees that kind in 73% of the 30 previews (on every token: 57%; at the earlier strength
+    0.8 and 2 units: 3%)."""
     import json
 
     from sae.decoders import DecodeSettings
@@ -268,13 +284,15 @@ def test_a_causal_preview_shows_the_object_its_latent_detects(judge):
     from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS, default_session
 
     session = default_session()
-    unit = FeatureIndex.load(DEMO / "sae").typical_max()
+    index = FeatureIndex.load(DEMO / "sae")
+    unit = index.typical_max()
     concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
     seen = []
     for kind in world.KINDS:
         latent = concepts[kind]["latent"]
         for seed in range(3):
             preview = session.causal_preview(latent, PREVIEW_UNITS * float(unit[latent]),
-                                             DecodeSettings(strength=PREVIEW_STRENGTH, seed=seed))
+                                             DecodeSettings(strength=PREVIEW_STRENGTH, seed=seed),
+                                             tokens=index.home_tokens(latent))
             seen.append(judge.predict(np.asarray(preview.convert("RGB"))[None]).present[0, world.KINDS.index(kind)] > 0.5)
-    assert np.mean(seen) >= 0.4, np.mean(seen)
+    assert np.mean(seen) >= 0.6, np.mean(seen)

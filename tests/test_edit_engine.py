@@ -83,13 +83,25 @@ def test_index_keeps_image_evidence_as_if_computed_at_once(quick, tmp_path):
     build_index(folder, bb, sae, grown, progress=False)
     for p in paths[20:]:
         shutil.copy(p, grown / p.name)
-    evidence = build_index(folder, bb, sae, grown, progress=False).evidence
+    index = build_index(folder, bb, sae, grown, progress=False)
+    evidence = index.evidence
     assert int(evidence.n) == len(paths)
 
     with torch.no_grad():
         pixels = torch.stack([bb.preprocess(Image.open(p).convert("RGB")) for p in paths])
         resid = bb.prefix(pixels)
-        codes = sae.encode(resid).amax(1).double().numpy()
+        f = sae.encode(resid)
+        codes = f.amax(1).double().numpy()
+    # the class-token and image-maximum sums, and the tokens each latent's edits touch by them
+    torch.testing.assert_close(index.class_total, f[:, 0].sum(0), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(index.peak_total, f.amax(1).sum(0), rtol=1e-4, atol=1e-3)
+    share = f[:, 0].sum(0) / f.amax(1).sum(0)
+    fired = f.amax(1).sum(0) > 0
+    homes = [index.home_tokens(j) for j in range(sae.d_sae)]
+    assert homes == ["patches" if fired[j] and share[j] < 0.1 else "all" for j in range(sae.d_sae)]
+    assert {"patches", "all"} <= set(homes)  # both kinds of latent exist in the quick SAE
+
+    with torch.no_grad():
         emb = torch.nn.functional.normalize(bb.suffix(resid), dim=-1).double().numpy()
         q = torch.nn.functional.normalize(bb.encode_text(["a cat"]), dim=-1)[0]
     centre = torch.randn(q.shape[0], generator=torch.Generator().manual_seed(1)) * 0.1
@@ -194,6 +206,11 @@ def test_the_regions_the_cli_offers_are_the_decoders():
     edit = build_parser()._subparsers._group_actions[0].choices["edit"]
     offered = next(a for a in edit._actions if a.dest == "region").choices
     assert tuple(offered) == REGIONS  # written out in the CLI, so that parsing arguments needs no torch
+    from sae.steer import TOKENS
+
+    for command in ("edit", "features"):
+        p = build_parser()._subparsers._group_actions[0].choices[command]
+        assert tuple(next(a for a in p._actions if a.dest == "tokens").choices) == ("home", *TOKENS)
 
 
 def test_batch_edit_refuses_a_preset_for_another_sae(quick):
@@ -218,6 +235,19 @@ def test_quick_edit_flags_and_bad_flag(quick):
     r = _cli("edit", next(images.glob("*.png")), "--add", "seven", "--sae", root / "demo" / "sae", "-o", root / "q",
              "--decoder", root / "decoder")
     assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr
+    # a quick edit touches the tokens where its latent fires (the index says), or those --tokens names
+    from sae.features import FeatureIndex, has_index
+
+    if not has_index(root / "demo" / "sae"):  # (run alone, without the index test before it)
+        assert _cli("index", "--sae", root / "demo" / "sae", "--images", images, "--no-labels").returncode == 0
+    index = FeatureIndex.load(root / "demo" / "sae")
+    patchy = next(j for j in range(len(index.count)) if index.home_tokens(j) == "patches")
+    for flag, expected in (((), "patches"), (("--tokens", "class"), "class")):
+        out = root / f"t-{expected}"
+        r = _cli("edit", next(images.glob("*.png")), "--add", f"{patchy}=2", *flag, "--sae", root / "demo" / "sae",
+                 "-o", out, "--decoder", root / "decoder", "--steps", "2")
+        assert r.returncode == 0, r.stderr
+        assert preset_in(next(out.glob("*.png"))).edits[0].tokens == expected
 
 
 def test_an_edit_limited_to_brushed_patches_repaints_only_there(quick):

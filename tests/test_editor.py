@@ -112,6 +112,35 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
     assert np.array_equal(gui, cli)
 
 
+def test_a_slider_edits_the_tokens_its_feature_fires_on(window, qtbot, quick_models):
+    """A new slider starts on the tokens where its latent fires in the index (the patches alone for
+    most latents); a choice of tokens travels in the preset and survives undo and redo of a
+    removal; a brushed slider acts on its painted patches."""
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[2])
+    index = window.model.index
+    latent = next(f.latent for f in window.model.session.fires(40) if index.home_tokens(f.latent) == "patches")
+    window.add_slider(latent)
+    row = window.sliders.row_for(latent)
+    assert row.token_choice() == "patches" and row.tokens.currentText() == "patches"
+    assert window.current_preset().edits[0].tokens == "patches"
+    row.tokens.setCurrentIndex(row.tokens.findData("class"))
+    assert window.current_preset().edits[0].tokens == "class"
+    window.sliders.select(row)
+    window.remove_slider(row)
+    assert window.sliders.row_for(latent) is None
+    window.undo.undo()
+    row = window.sliders.row_for(latent)
+    assert row is not None and row.token_choice() == "class"
+    window.sliders.select(row)
+    window._painted(3)
+    assert not row.tokens.isEnabled()
+    edit = window.current_preset().edits[0]
+    assert edit.mask == (3,) and edit.tokens == "patches"
+    window.undo.undo()  # the stroke
+    assert row.tokens.isEnabled() and window.current_preset().edits[0].tokens == "class"
+
+
 def _drop(window, path):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])

@@ -41,6 +41,18 @@ def test_a_preset_made_before_edit_regions_replays_over_the_whole_image():
     assert whole.to_json()["version"] == 1  # nothing a version 1 reader would replay differently
 
 
+def test_presets_keep_which_tokens_an_edit_touches():
+    p = _preset()
+    p.edits.append(Edit(9, "add", 1.5, None, "sun", tokens="patches"))
+    d = p.to_json()
+    assert d["version"] == 4 and d["edits"][2]["tokens"] == "patches" and "tokens" not in d["edits"][0]
+    back = presets.parse(json.dumps(d))
+    assert back.edits == p.edits and back.edits[0].tokens == "all"  # an edit without the key: every token
+    d["edits"][1]["tokens"] = "class"  # and a mask of patches
+    with pytest.raises(UserError, match="edit 1 is on the class token and has a mask"):
+        presets.parse(json.dumps(d))
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.update(version=99), "newer sae-studio"),
     (lambda d: d.update(format="other"), "not a valid preset"),
@@ -51,6 +63,7 @@ def test_a_preset_made_before_edit_regions_replays_over_the_whole_image():
     (lambda d: d.update(edits=[d["edits"][0]] * 1000), "edits"),
     (lambda d: d["sae"].update(sha256="zz"), "sae/sha256"),
     (lambda d: d["decoder"].update(region="everywhere"), "decoder/region"),
+    (lambda d: d["edits"][0].update(tokens="cls"), "edits/0/tokens"),
 ])
 def test_bad_presets_are_refused_with_one_sentence(mutate, message):
     d = _preset().to_json()

@@ -73,3 +73,35 @@ def test_bad_edits_are_one_sentence(split):
         Edit(1, "add", float("nan"))
     with pytest.raises(UserError, match="mode 'boost'"):
         Edit(1, "boost", 1.0)
+
+
+def test_tokens_choose_the_class_token_or_the_patches(split):
+    _bb, sae, resid = split
+    with torch.no_grad():
+        code = sae.encode_sparse(resid)
+        on = {t: ((steer_residual(resid, sae, code, [Edit(2, "add", 1.0, tokens=t)]) - resid).abs().sum(1) > 0).tolist()
+              for t in ("all", "patches", "class")}
+    n = resid.shape[0]
+    assert on["all"] == [True] * n
+    assert on["patches"] == [False] + [True] * (n - 1)
+    assert on["class"] == [True] + [False] * (n - 1)
+    with pytest.raises(UserError, match="class token"):
+        Edit(2, "add", 1.0, mask=(0,), tokens="class")
+    with pytest.raises(UserError, match="tokens 'cls'"):
+        Edit(2, "add", 1.0, tokens="cls")
+
+
+def test_an_sae_of_patches_edits_the_patch_a_mask_names(split):
+    """An SAE trained on the patches alone codes tokens 1..P: a mask's patch p is still residual
+    token 1 + p, and its edits never reach the class token."""
+    bb, _sae, resid = split
+    g = torch.Generator().manual_seed(1)
+    sae = SparseAutoencoder(SaeConfig(bb.width, 8 * bb.width, "topk", 6), SaeMetadata(layer=6, token_set="patches"))
+    sae.initialize(resid[1:], generator=g)
+    positions = bb.token_positions("patches")
+    with torch.no_grad():
+        code = sae.encode_sparse(resid[positions])
+        masked = steer_residual(resid, sae, code, [Edit(2, "add", 1.0, mask=(0, 3))], positions)
+        everywhere = steer_residual(resid, sae, code, [Edit(2, "add", 1.0)], positions)
+    assert ((masked - resid).abs().sum(1) > 0).tolist() == [i in (1, 4) for i in range(resid.shape[0])]
+    assert ((everywhere - resid).abs().sum(1) > 0).tolist() == [i > 0 for i in range(resid.shape[0])]

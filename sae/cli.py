@@ -337,11 +337,14 @@ def cmd_features(args: argparse.Namespace) -> int:
         hits = search(args.search, q, load_directions(folder), labels, top=args.top, named=named_by_people(folder))
         from sae.features import FeatureIndex, has_index
 
-        # the slider unit (typical max activation), what --add/--set values are measured against
-        unit = FeatureIndex.load(folder).typical_max() if has_index(folder) else None
-        print(f"{'latent':>7}  {'score':>6}  " + (f"{'unit':>6}  " if unit is not None else "") + "label")
+        # the slider unit (typical max activation), what --add/--set values are measured against,
+        # and the tokens its edits touch by default (where it fires)
+        index = FeatureIndex.load(folder) if has_index(folder) else None
+        unit = index.typical_max() if index is not None else None
+        print(f"{'latent':>7}  {'score':>6}  " + (f"{'unit':>6}  {'on':<7}  " if index is not None else "") + "label")
         for h in hits:
-            print(f"{h.latent:>7}  {h.score:>6.3f}  " + (f"{float(unit[h.latent]):>6.2f}  " if unit is not None else "") + h.label)
+            extra = f"{float(unit[h.latent]):>6.2f}  {index.home_tokens(h.latent):<7}  " if index is not None else ""
+            print(f"{h.latent:>7}  {h.score:>6.3f}  " + extra + h.label)
         return 0
     if args.image:
         from sae.images import load_image

@@ -105,3 +105,15 @@ def test_an_sae_of_patches_edits_the_patch_a_mask_names(split):
         everywhere = steer_residual(resid, sae, code, [Edit(2, "add", 1.0)], positions)
     assert ((masked - resid).abs().sum(1) > 0).tolist() == [i in (1, 4) for i in range(resid.shape[0])]
     assert ((everywhere - resid).abs().sum(1) > 0).tolist() == [i > 0 for i in range(resid.shape[0])]
+
+
+def test_an_edit_on_tokens_the_sae_does_not_read_is_one_sentence(split):
+    bb, _sae, resid = split
+    sae = SparseAutoencoder(SaeConfig(bb.width, 8 * bb.width, "topk", 6), SaeMetadata(layer=6, token_set="cls"))
+    sae.initialize(resid[:1], generator=torch.Generator().manual_seed(2))
+    positions = bb.token_positions("cls")
+    with torch.no_grad():
+        code = sae.encode_sparse(resid[positions])
+        assert not torch.equal(steer_residual(resid, sae, code, [Edit(2, "add", 1.0)], positions), resid)
+        with pytest.raises(UserError, match="touches none of the tokens this SAE reads"):
+            steer_residual(resid, sae, code, [Edit(2, "add", 1.0, tokens="patches")], positions)

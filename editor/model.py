@@ -78,9 +78,11 @@ class EditorModel:
 
     def home_tokens(self, latent: int) -> str:
         """Which tokens a new slider of ``latent`` edits: where the latent fires in the indexed
-        images (every token for an induced slider, or without an index)."""
-        if latent in self.induced or self.index is None:
+        images (an induced slider: where all its latents fire; without an index, every token)."""
+        if self.index is None:
             return "all"
+        if latent in self.induced:
+            return self.induced[latent].home_tokens(self.index.home_tokens)
         return self.index.home_tokens(latent)
 
     def current_activation(self, latent: int) -> float:

@@ -402,7 +402,8 @@ def cmd_induce(args: argparse.Namespace) -> int:
             index = None  # comparison_images says what to do if nothing else stands in
     slider = induce_from_images(Session(backbone, sae), args.examples, args.negatives, args.name, index)
     preset = presets.Preset(presets.SaeIdentity(presets.sae_sha256(folder), sae.d_sae, sae.d_in,
-                                                sae.metadata.backbone, sae.metadata.layer), [slider.edit(args.value)])
+                                                sae.metadata.backbone, sae.metadata.layer),
+                            [slider.edit(args.value, tokens=slider.home_tokens(_tokens_for("home", folder)))])
     preset.save(args.out)
     labels = read_labels(folder)
     print(f"slider {slider.name!r} = " + " + ".join(f"{w:.2f} x #{i} ({labels.get(i, 'unlabelled')})" for i, w in slider.weights))

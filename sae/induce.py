@@ -28,7 +28,7 @@ the t-score keeps only latents that differ consistently across the examples, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +53,14 @@ class InducedSlider:
     name: str
     weights: tuple[tuple[int, float], ...]  # (latent, activation added per unit of slider value)
 
-    def edit(self, value: float = 1.0, mask: tuple[int, ...] | None = None, latent: int = CUSTOM) -> Edit:
-        return Edit(latent, "add", value, mask, self.name, weights=self.weights)
+    def edit(self, value: float = 1.0, mask: tuple[int, ...] | None = None, latent: int = CUSTOM,
+             tokens: str = "all") -> Edit:
+        return Edit(latent, "add", value, mask, self.name, weights=self.weights, tokens=tokens)
+
+    def home_tokens(self, home: Callable[[int], str]) -> str:
+        """Where the slider's edit belongs, given where each latent does (``home``): the patches
+        when all its latents live there, else every token."""
+        return "patches" if all(home(i) == "patches" for i, _ in self.weights) else "all"
 
 
 def t_scores(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

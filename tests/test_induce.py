@@ -146,6 +146,11 @@ def test_cli_induces_a_slider_from_example_folders_that_edit_can_replay(tmp_path
     assert edit.label == "cat" and edit.value == 2.0 and 1 <= len(edit.weights) <= 8
     detector = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]["cat"]["latent"]
     assert detector in [latent for latent, _ in edit.weights]  # it found the SAE's cat detector
+    from sae.features import FeatureIndex
+
+    home = FeatureIndex.load(DEMO / "sae").home_tokens  # the slider edits where its latents fire
+    assert edit.tokens == ("patches" if all(home(i) == "patches" for i, _ in edit.weights) else "all")
+    assert InducedSlider("x", ((detector, 1.0),)).home_tokens(home) == "patches"
     assert main(["induce", str(tmp_path / "cats" / "0.png"), "--name", "red", "-o", str(tmp_path / "x.json")]) != 0
     assert "at least 3 example" in capsys.readouterr().err
 

@@ -460,14 +460,6 @@ def test_the_whole_flow_on_the_shipped_models(qtbot, tmp_path):
     _whole_flow(qtbot, tmp_path, "dog-in-a-hat.png", judge_sees_cat=True)
 
 
-@NEEDS_DECODER
-@pytest.mark.xfail(strict=True, reason="on the empty desert sample the searched 'cat' latent raised 4 units does not "
-                   "make the demo decoder paint a cat the judge sees: on a featureless scene the edit region is "
-                   "scattered cells, and the decoder seldom paints a new animal into empty space; see issue 6's bench")
-def test_the_searched_cat_slider_paints_a_cat_on_an_empty_scene(qtbot, tmp_path):
-    _whole_flow(qtbot, tmp_path, "empty-desert.png", judge_sees_cat=True)
-
-
 def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
     from editor.main_window import MainWindow
     from sae.cli import main

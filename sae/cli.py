@@ -26,13 +26,13 @@ Every long command shows progress, can be stopped with Ctrl+C, and resumes
 """
 
 
-
 # which tokens an edit touches (sae.steer.TOKENS, written out so parsing needs no torch), or
 # "home": where the latent fires, from the SAE's feature index
 TOKEN_CHOICES = ("home", "all", "patches", "class")
 TOKENS_HELP = ("which tokens the edit touches: home (where the latent fires in the indexed images: the patches "
                "alone for a latent that hardly fires on the class token, else all), all, patches or class "
                "(default: %(default)s)")
+
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--option`` per field of ``cls``, with the field's help, type and default."""

@@ -41,7 +41,7 @@ BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
 THUMB = 96
 # A latent whose class-token activation averages under this share of its image-level maximum
 # lives on the patches: edits leave its class token alone. On the demo SAE the cat latent is at
-# 2% (it fires on the cat's patches) and the hat latent at about 100% (on the class token).
+# 1% (it fires on the cat's patches) and the hat latent at about 100% (on the class token).
 HOME_CLASS_SHARE = 0.1
 
 

@@ -29,7 +29,7 @@ Every long command shows progress, can be stopped with Ctrl+C, and resumes
 # which tokens an edit touches (sae.steer.TOKENS, written out so parsing needs no torch), or
 # "home": where the latent fires, from the SAE's feature index
 TOKEN_CHOICES = ("home", "all", "patches", "class")
-TOKENS_HELP = ("which tokens the edit touches: home (where the latent fires in the indexed images: the patches "
+TOKENS_HELP = ("which tokens {} edits: home (where the latent fires in the indexed images: the patches "
                "alone for a latent that hardly fires on the class token, else all), all, patches or class "
                "(default: %(default)s)")
 
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="preview.png", help="PNG for --preview (default: preview.png)")
     p.add_argument("--decoder", default="demo", help="decoder for --preview: demo, kandinsky-2.2 or a pipeline folder")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --preview")
-    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP)
+    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.format("--preview"))
 
     p = sub.add_parser(
         "edit", help="apply a preset or quick edits to images (batch, deterministic)",
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="preset JSON (from the editor or a previous run)")
     for mode in ("add", "set", "scale"):
         p.add_argument(f"--{mode}", action="append", default=[], metavar="LATENT=VALUE", help=f"{mode} a latent's activation")
-    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.replace("the edit", "the quick edits"))
+    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.format("each quick edit (--add/--set/--scale)"))
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)")

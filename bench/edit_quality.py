@@ -129,8 +129,10 @@ def main() -> None:
         rows[key] = s, k = score(judge, plain, decode(session, e, no_cat, settings, plain_e), "cat", added=True)
         method, c, strength = key
         which = "/".join(w for w, v in cats.items() if v == c)
-        where = {"sae": index.home_tokens(c) if c != "" else "", "sae-all": "all"}.get(method, "")
-        name = f"SAE add #{c} ({which}) {strength}x on {where}" if method != "text" else f"text direction x{strength}"
+        if method == "text":
+            name = f"text direction x{strength}"
+        else:
+            name = f"SAE add #{c} ({which}) {strength}x on {'all' if method == 'sae-all' else index.home_tokens(c)}"
         print(f"{name:<48}{s:>9.3f}{k:>11.3f}")
     hat_latents = sorted(set(hats.values()))
     # the edit, set to 0; and pushing the latent below zero (add a negative amount everywhere),

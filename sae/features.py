@@ -187,6 +187,7 @@ def build_index(
     done = set(index.sources)
     todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
     positions = backbone.token_positions(sae.metadata.token_set)
+    has_class = positions.start in (None, 0)  # a patches-only SAE never sees the class token
     bar = tqdm(total=len(todo), unit="img", desc="index", disable=not progress)
     since_save = 0
     for start in range(0, len(todo), batch_size):
@@ -212,7 +213,6 @@ def build_index(
             index.total += f.sum((0, 1))
             img_max = f.amax(1)  # [B, F]
             if index.class_total is not None and index.peak_total is not None:
-                has_class = positions.start in (None, 0)  # a patches-only SAE never sees the class token
                 if has_class:
                     index.class_total += f[:, 0].sum(0)
                 index.peak_total += img_max.sum(0)

@@ -378,6 +378,9 @@ class MainWindow(QMainWindow):
         if latent in m.induced:
             row.make_induced(m.induced[latent].weights)
         row.set_tokens(m.home_tokens(latent))
+        only = m.only_tokens()
+        if only is not None:
+            row.fix_tokens(*only)
         return row
 
     def add_slider(self, latent: int) -> None:

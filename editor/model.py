@@ -85,6 +85,19 @@ class EditorModel:
             return self.induced[latent].home_tokens(self.index.home_tokens)
         return self.index.home_tokens(latent)
 
+    def only_tokens(self) -> tuple[str, str] | None:
+        """(tokens, why) when the SAE reads one kind of token, so a slider has no choice of tokens;
+        None when it reads them all."""
+        session = self.session
+        if session.backbone.is_embedding:
+            return "all", "This SAE reads the image embedding: one token"
+        kind = session.sae.metadata.token_set
+        if kind == "patches":
+            return "patches", "This SAE reads the image patches only"
+        if kind == "cls":
+            return "class", "This SAE reads the class token only"
+        return None
+
     def current_activation(self, latent: int) -> float:
         """How strongly the open image shows the latent (an induced slider: its projection, in
         units of the examples' average difference)."""

@@ -40,6 +40,7 @@ class SliderRow(QFrame):
         self.latent, self.label, self.unit, self.current = latent, label, max(unit, 1e-3), current
         self.mask: tuple[int, ...] | None = None
         self.weights: tuple[tuple[int, float], ...] | None = None  # an induced slider's latents
+        self.tokens_fixed = False  # the SAE reads one kind of token only: there is no choice
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._pressed_value = 0.0
         self.title = title = QLabel(f"<b>{label}</b>  <span style='color:gray'>#{latent}</span>")
@@ -136,8 +137,16 @@ class SliderRow(QFrame):
         """Limit the slider to painted patches (None: no limit). A brushed slider acts on its
         patches alone, so its token choice steps aside while it has a mask."""
         self.mask = mask
-        self.tokens.setEnabled(mask is None)
-        self.tokens.setToolTip("A brushed slider edits its painted patches" if mask is not None else TOKENS_TIP)
+        self.tokens.setEnabled(mask is None and not self.tokens_fixed)
+        if not self.tokens_fixed:
+            self.tokens.setToolTip("A brushed slider edits its painted patches" if mask is not None else TOKENS_TIP)
+
+    def fix_tokens(self, tokens: str, why: str) -> None:
+        """Offer no choice of tokens: the SAE reads ``tokens`` alone (``why`` says so)."""
+        self.tokens_fixed = True
+        self.set_tokens(tokens)
+        self.tokens.setEnabled(False)
+        self.tokens.setToolTip(why)
 
     def set_value(self, value: float, quiet: bool = False) -> None:
         self.slider.blockSignals(quiet)

@@ -281,6 +281,12 @@ def test_train_dialog_trains_an_sae_on_the_image_embedding(window, qtbot, quick_
     qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "on-embedding", timeout=30_000)
     sae = window.model.session.sae
     assert sae.metadata.layer == EMBEDDING and sae.d_in == window.model.session.backbone.embed_dim
+    # an embedding has one token: its sliders offer no choice of tokens
+    window.add_slider(0)
+    row = window.sliders.row_for(0)
+    assert not row.tokens.isEnabled() and row.edit().tokens == "all"
+    row.set_mask(None)
+    assert not row.tokens.isEnabled()
 
 
 def test_first_run_suggests_a_cat_slider_that_fires_on_the_image_if_one_can(qtbot, quick_models, tmp_path):

@@ -211,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "assets/demo/decoder, after retraining the CLIP or the movq; for a movq of another latent width "
                    "all but the UNet's first and last convolution carry over), on one of the schedules of "
                    "--warm-schedule instead of the 5,500 steps from scratch")
-    b.add_argument("--warm-schedule", choices=("relearn", "continue"), default=None,
+    b.add_argument("--warm-schedule", choices=("relearn", "continue", "edits"), default=None,
                    help="with --warm-start: relearn (default; 3,000 steps at half the rate, after retraining the CLIP "
-                   "or the movq) or continue (10,000 steps at the full rate: the same UNet trained on, on the same "
-                   "CLIP and movq)")
+                   "or the movq), continue (10,000 steps at the full rate: the same UNet trained on, on the same "
+                   "CLIP and movq) or edits (3,000 steps at half the rate, half of each batch teaching it to paint "
+                   "what an embedding adds to or takes from its img2img start)")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
                             description="Evaluate the demo models on held-out world scenes; writes eval.json.")
     e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")

@@ -53,6 +53,36 @@ def test_captions_name_the_objects_and_mostly_the_colours_and_place():
     assert 0.5 < with_colour < 0.8 and 0.6 < with_place < 0.9  # sometimes left out, on purpose
 
 
+def test_removal_pairs_are_one_scene_with_and_without_one_object():
+    images, lab, _ = world.dataset(400, seed=5, removals=True)
+    having, lacking = lab.present[0::2], lab.present[1::2]
+    assert (lacking <= having).all()
+    gone = having.sum(1) - lacking.sum(1)
+    hat = world.KINDS.index("hat")
+    assert ((gone == 1) | ((gone == 2) & (having[:, hat] == 1) & (lacking[:, hat] == 0))).all()  # a wearer takes its hat
+    assert (gone == 2).any() and (lacking.sum(1) == 0).any()  # and a one-object scene leaves its bare background
+    assert (lab.background[0::2] == lab.background[1::2]).all()
+    # drawn with the same background details: the pixels differ only where the object was
+    same = (images[0::2] == images[1::2]).all(-1).mean((1, 2))
+    assert same.min() > 0.7 and np.median(same) > 0.9
+
+
+def test_edit_pairs_start_from_one_scene_and_aim_at_its_pair():
+    from sae.demo.decoder import edit_pair_batch
+
+    # latents and embeddings that name their scene: index i is filled with i (twins) or 1000 + i (removals)
+    twins = torch.arange(40.0).view(-1, 1, 1, 1).expand(-1, 2, 2, 2), torch.arange(40.0).view(-1, 1).expand(-1, 3)
+    removals = (1000 + torch.arange(60.0)).view(-1, 1, 1, 1).expand(-1, 2, 2, 2), (1000 + torch.arange(60.0)).view(-1, 1).expand(-1, 3)
+    start, target, embeds = edit_pair_batch(twins, removals, 600, torch.Generator().manual_seed(0))
+    s, t = start[:, 0, 0, 0].long(), target[:, 0, 0, 0].long()
+    assert start.shape == target.shape == (600, 2, 2, 2) and embeds.shape == (600, 3)
+    assert torch.equal(embeds[:, 0].long(), t)  # the embedding is the target's
+    assert ((s // 2 == t // 2) & (s != t)).all()  # its pair's, never its own
+    assert ((s < 1000) == (t < 1000)).all()
+    assert 0.25 < (s < 1000).float().mean() < 0.42  # a third from the twins
+    assert 0.4 < (s % 2 == 0).float().mean() < 0.6  # both ways: an object put in, and taken out
+
+
 def test_quick_build_and_eval_from_the_command_line(tmp_path):
     env = {"SAE_STUDIO_CACHE": str(tmp_path / "cache"), "SAE_STUDIO_WORK": str(tmp_path / "work")}
     import os
@@ -118,10 +148,11 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
                         "decoder", "--warm-schedule", "continue"], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "--warm-schedule needs --warm-start" in r.stderr
     r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
-                        "decoder", "--warm-start", str(tmp_path / "previous"), "--warm-schedule", "continue"],
+                        "decoder", "--warm-start", str(tmp_path / "previous"), "--warm-schedule", "edits"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((out / "build.json").read_text())["decoder"]["schedule"] == "continue"
+    assert json.loads((out / "build.json").read_text())["decoder"]["schedule"] == "edits"
+    assert list((tmp_path / "work" / "quick").glob("unet-removals-2000-*.safetensors"))  # it trained on edit pairs
     from diffusers import UNet2DConditionModel
 
     from sae.backbone import weights_fingerprint
@@ -219,7 +250,10 @@ def test_the_warm_schedules_the_cli_offers_are_the_recipes():
     assert set(offered) == set(WARM_SCHEDULES)
     # relearning is shorter than a fresh run; continuing trains on for longer than either
     assert WARM_SCHEDULES["relearn"][0] < UNET_STEPS < WARM_SCHEDULES["continue"][0]
-    assert all(0 < anneal < steps for steps, anneal, _ in WARM_SCHEDULES.values())
+    assert all(0 < anneal < steps for steps, anneal, _, _ in WARM_SCHEDULES.values())
+    # only the edits schedule trains on edit pairs, and on some of each batch
+    assert [name for name, (*_, pairs) in WARM_SCHEDULES.items() if pairs] == ["edits"]
+    assert 0 < WARM_SCHEDULES["edits"][3] < 1
 
 
 def test_a_warm_start_for_a_wider_latent_keeps_all_but_the_latent_convolutions():

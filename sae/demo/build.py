@@ -91,9 +91,9 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             from sae.demo.decoder import WARM_SCHEDULES, train_unet
 
             schedule = {}
-            if warm_start is not None and not quick:
-                steps, anneal, lr = WARM_SCHEDULES[warm_schedule]
-                schedule = {"steps": steps, "anneal": anneal, "lr": lr}
+            if warm_start is not None:  # (--quick keeps its own step count, and the schedule's edit pairs)
+                steps, anneal, lr, edit_pairs = WARM_SCHEDULES[warm_schedule]
+                schedule = {"steps": steps, "anneal": anneal, "lr": lr, "edit_pairs": edit_pairs}
             figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
                                  warm_start=warm_start, **schedule)
             if warm_start is not None and "stopped_at" not in figures:

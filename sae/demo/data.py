@@ -20,9 +20,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SAE_STUDIO_CACHE", user_cache_dir("sae-studio"))) / "demo-data"
 
 
-def _chunk(args: tuple[int, int, bool]) -> tuple:
-    n, seed, twins = args
-    images, lab, captions = world.dataset(n, seed, twins=twins)
+def _chunk(args: tuple[int, int, bool, bool]) -> tuple:
+    n, seed, twins, removals = args
+    images, lab, captions = world.dataset(n, seed, twins=twins, removals=removals)
     return images, lab.present, lab.colour, lab.background, captions
 
 
@@ -37,14 +37,16 @@ class WorldData:
         return len(self.images)
 
 
-def world_data(n: int, seed: int, workers: int = 2, twins: bool = False) -> WorldData:
+def world_data(n: int, seed: int, workers: int = 2, twins: bool = False, removals: bool = False) -> WorldData:
     """``n`` scenes for ``seed``, generated in chunks (in parallel) and cached; ``twins`` makes
-    minimal pairs (scenes 2i and 2i+1 differ in one object's kind)."""
-    path = cache_dir() / f"world-v{world.VERSION}-{n}-{seed}{'-twins' if twins else ''}.npz"
+    minimal pairs (scenes 2i and 2i+1 differ in one object's kind), ``removals`` pairs whose
+    second scene lacks one object of the first."""
+    kind = "-twins" if twins else "-removals" if removals else ""
+    path = cache_dir() / f"world-v{world.VERSION}-{n}-{seed}{kind}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         return WorldData(z["images"], z["present"], z["colour"], z["background"], json.loads(str(z["captions"])))
-    jobs = [(min(CHUNK, n - i), seed * 100_003 + i // CHUNK, twins) for i in range(0, n, CHUNK)]
+    jobs = [(min(CHUNK, n - i), seed * 100_003 + i // CHUNK, twins, removals) for i in range(0, n, CHUNK)]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_chunk, jobs))

@@ -236,10 +236,27 @@ WARM_LR = 5e-4
 CONTINUE_CONSTANT = 7_000
 CONTINUE_ANNEAL = 3_000
 CONTINUE_LR = 1e-3
-# a warm start's schedule by name: (steps, annealed steps, learning rate)
+# Edit pairs: a UNet trained only to denoise scenes paints what an img2img start already holds. Given
+# the embedding of a scene *with* a cat and, as its start, the noised scene without one, the v4 UNet
+# turned an existing tree or ball into the cat, or painted none (the twin reference of
+# bench/edit_quality.py: 17% of scenes got their cat). So part of each batch teaches the edit an img2img
+# start asks for: the start is a noised scene, the embedding and the target that of its pair (one object
+# taken out or put in, `world.take_out`; or one object's kind changed, the twins the CLIP trained on),
+# at the noise levels where an edit's denoising starts and where the edit region is found (t from
+# EDIT_PAIR_T_MIN up). Those samples are weighted 1, not by min-SNR: at high noise min-SNR weighs a
+# sample at a few hundredths, and what the embedding asks for over the start is what they teach.
+EDIT_PAIR_SHARE = 0.5  # of each batch
+EDIT_PAIR_T_MIN = 450  # the edit region is found at t=499 (8 steps), an edit at strength 0.9 starts at 874
+EDIT_PAIR_SCENES = 40_000  # 20,000 removal pairs, made once
+EDIT_PAIR_SEED = 5  # world scenes no other demo model trains on
+EDITS_CONSTANT = 1_500
+EDITS_ANNEAL = 1_500
+EDITS_LR = 5e-4
+# a warm start's schedule by name: (steps, annealed steps, learning rate, share of each batch on edit pairs)
 WARM_SCHEDULES = {
-    "relearn": (WARM_CONSTANT + WARM_ANNEAL, WARM_ANNEAL, WARM_LR),
-    "continue": (CONTINUE_CONSTANT + CONTINUE_ANNEAL, CONTINUE_ANNEAL, CONTINUE_LR),
+    "relearn": (WARM_CONSTANT + WARM_ANNEAL, WARM_ANNEAL, WARM_LR, 0.0),
+    "continue": (CONTINUE_CONSTANT + CONTINUE_ANNEAL, CONTINUE_ANNEAL, CONTINUE_LR, 0.0),
+    "edits": (EDITS_CONSTANT + EDITS_ANNEAL, EDITS_ANNEAL, EDITS_LR, EDIT_PAIR_SHARE),
 }
 
 
@@ -273,12 +290,15 @@ def transplant(unet, start: dict) -> list[str]:
 def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = UNET_STEPS, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
                ema_decay: float = 0.999, cond_dropout: float = 0.1, anneal: int = UNET_ANNEAL, progress: bool = True,
-               should_stop=None, compact: Path | None = COMPACT, warm_start: Path | None = None) -> dict:
+               should_stop=None, compact: Path | None = COMPACT, warm_start: Path | None = None,
+               edit_pairs: float = 0.0) -> dict:
     """Denoising training (a step of 64 costs about 1.5 s on two cores of this project's CPU; on a
     ``should_stop`` stop it also writes a compact fp16 checkpoint to ``compact``, which a fresh
     clone resumes from). ``warm_start``: a decoder pipeline folder whose UNet (same architecture)
     the run starts from instead of random weights; pass one of ``WARM_SCHEDULES`` with it
-    (``relearn`` after retraining the CLIP or the movq, ``continue`` to train the same UNet on)."""
+    (``relearn`` after retraining the CLIP or the movq, ``continue`` to train the same UNet on,
+    ``edits`` to teach it edits). ``edit_pairs``: the share of each batch on edit pairs (see
+    ``EDIT_PAIR_SHARE``)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     from sae.backbone import load_backbone
@@ -301,9 +321,22 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
             save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
     t = load_file(str(cache))
     latents, embeds = t["latents"], t["embeds"]
+    removals = None  # (latents, embeds) of the removal pairs: scenes 2i and 2i+1
+    if edit_pairs:
+        n_pairs = 2_000 if quick else EDIT_PAIR_SCENES
+        pair_cache = cache.with_name(cache.name.replace(f"unet-cache-{n_images}", f"unet-removals-{n_pairs}"))
+        if not pair_cache.is_file():
+            data = world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True)
+            z, e = cache_latents_and_embeddings(movq, backbone, data.images)
+            with atomic.atomic_path(pair_cache) as tmp:
+                save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
+        t = load_file(str(pair_cache))
+        removals = t["latents"], t["embeds"]
     null = blank_embedding(backbone)
     sched = DDIMScheduler(**scheduler_config())
     models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
+    if edit_pairs:
+        models["edit_pairs"] = edit_pairs
     start = None
     if warm_start is not None:
         previous = UNet2DConditionModel.from_pretrained(Path(warm_start) / "unet")
@@ -342,21 +375,31 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = unet_rate(step, lr, steps, anneal) * rewarm(step, resumed_at)
-        idx = torch.randint(0, len(latents), (batch,), generator=gen)
+        n_pairs = int(round(batch * edit_pairs))
+        idx = torch.randint(0, len(latents), (batch - n_pairs,), generator=gen)
         z0 = latents[idx].float()
         e = embeds[idx].float()
-        drop = torch.rand(batch, generator=gen) < cond_dropout
+        drop = torch.rand(len(idx), generator=gen) < cond_dropout
         e[drop] = null
-        ts = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+        ts = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        start = z0
+        if n_pairs:
+            src, tgt, e_pair = edit_pair_batch((latents, embeds), removals, n_pairs, gen)
+            z0, start, e = torch.cat([z0, tgt]), torch.cat([start, src]), torch.cat([e, e_pair])
+            ts = torch.cat([ts, torch.randint(EDIT_PAIR_T_MIN, sched.config.num_train_timesteps, (n_pairs,), generator=gen)])
         noise = torch.randn(z0.shape, generator=gen)
         a = alphas[ts].view(-1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        v = a.sqrt() * noise - (1 - a).sqrt() * z0
+        zt = a.sqrt() * start + (1 - a).sqrt() * noise
+        # the v whose clean estimate sqrt(a) zt - sqrt(1 - a) v is the target z0; for a sample that
+        # starts from its own scene (start = z0) it is the usual sqrt(a) noise - sqrt(1 - a) z0
+        v = (a.sqrt() * zt - z0) / (1 - a).sqrt()
         pred = unet(zt, ts, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": e}).sample
         # Min-SNR-5 weighting (Hang et al. 2023; for v-prediction min(SNR, 5) / (SNR + 1)): the
-        # nearly clean timesteps, which teach little, stop dominating the gradient.
+        # nearly clean timesteps, which teach little, stop dominating the gradient. Edit pairs: 1.
         snr = a / (1 - a)
         weight = snr.clamp(max=5.0) / (snr + 1)
+        if n_pairs:
+            weight[len(idx):] = 1.0
         loss = (weight * (pred[:, :z0.shape[1]] - v).pow(2)).mean()  # the first half: the noise prediction
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -389,6 +432,26 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
     return {"train_seconds": seconds, "steps": step, "batch": batch, "lr": lr, "final_loss": losses[-1][1] if losses else None,
             **({"warm_start": models["warm_start"], "warm_start_renewed": renewed} if warm_start is not None else {})}
+
+
+def edit_pair_batch(twins: tuple[torch.Tensor, torch.Tensor], removals: tuple[torch.Tensor, torch.Tensor],
+                    n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` edit pairs as (start latents, target latents, target embeddings): each drawn from
+    ``removals`` (an object put in or taken out) or, one in three, from ``twins`` (an object's kind
+    changed), in a random direction. Both hold paired scenes at 2i and 2i+1."""
+    starts, targets, embeds = [], [], []
+    from_twins = torch.rand(n, generator=gen) < 1 / 3
+    for source, count in ((twins, int(from_twins.sum())), (removals, n - int(from_twins.sum()))):
+        if not count:
+            continue
+        latents, embeddings = source
+        first = 2 * torch.randint(0, len(latents) // 2, (count,), generator=gen)
+        flip = torch.randint(0, 2, (count,), generator=gen)
+        s, t = first + flip, first + 1 - flip
+        starts.append(latents[s].float())
+        targets.append(latents[t].float())
+        embeds.append(embeddings[t].float())
+    return torch.cat(starts), torch.cat(targets), torch.cat(embeds)
 
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:

@@ -362,6 +362,8 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
             phrase += f" wearing a {hat_words}" if rng.random() < 0.7 else f" with a {hat_words} on its head"
         parts.append(phrase)
     rng.shuffle(parts)
+    if not parts:  # a bare background (a removal pair's second scene)
+        parts = ["an empty scene"]
     things = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     if rng.random() < 0.25:
         return things if rng.random() < 0.5 else f"a picture of {things}"
@@ -413,10 +415,20 @@ def twin(scene: Scene, rng: np.random.Generator) -> Scene:
     return Scene(scene.background, [new if t is old else t for t in scene.things])
 
 
-def dataset(n: int, seed: int, twins: bool = False) -> tuple[np.ndarray, Labels, list[str]]:
+def take_out(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same scene with one object taken out (a hat's wearer takes its hat along): a pair that
+    differs by an object which is there or not, where a twin differs by one object's kind. A
+    one-object scene leaves its bare background."""
+    gone = scene.things[int(rng.integers(len(scene.things)))]
+    return Scene(scene.background, [t for t in scene.things if t is not gone and not (t.kind == "hat" and t.on == gone.kind)])
+
+
+def dataset(n: int, seed: int, twins: bool = False, removals: bool = False) -> tuple[np.ndarray, Labels, list[str]]:
     """``n`` scenes: images uint8 [n, 64, 64, 3], stacked labels, and captions.
 
-    With ``twins``, scenes come in minimal pairs (2i, 2i+1): see :func:`twin`.
+    With ``twins``, scenes come in minimal pairs (2i, 2i+1): see :func:`twin`. With ``removals``,
+    scene 2i+1 is scene 2i with one object taken out (:func:`take_out`), drawn with the same
+    background details.
     """
     rng = np.random.default_rng(seed)
     images = np.zeros((n, SIZE, SIZE, 3), np.uint8)
@@ -424,11 +436,16 @@ def dataset(n: int, seed: int, twins: bool = False) -> tuple[np.ndarray, Labels,
     colour = np.zeros((n, len(KINDS)), np.int64)
     background = np.zeros(n, np.int64)
     captions = []
-    previous = None
+    previous, drawn = None, 0
     for i in range(n):
-        scene = twin(previous, rng) if twins and i % 2 == 1 else sample_scene(rng)
+        paired = (twins or removals) and i % 2 == 1
+        if paired and removals:
+            scene = take_out(previous, rng)
+        else:
+            scene = twin(previous, rng) if paired else sample_scene(rng)
         previous = scene
-        images[i] = render(scene, seed=int(rng.integers(2**31)))
+        drawn = drawn if paired and removals else int(rng.integers(2**31))
+        images[i] = render(scene, seed=drawn)
         lab = labels(scene)
         present[i], colour[i], background[i] = lab.present, lab.colour, lab.background
         captions.append(caption(scene, rng))

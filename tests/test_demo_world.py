@@ -151,7 +151,10 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
                         "decoder", "--warm-start", str(tmp_path / "previous"), "--warm-schedule", "edits"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((out / "build.json").read_text())["decoder"]["schedule"] == "edits"
+    from sae.demo.decoder import WARM_SCHEDULES
+
+    recorded = json.loads((out / "build.json").read_text())["decoder"]
+    assert recorded["schedule"] == "edits" and recorded["edit_pairs"] == WARM_SCHEDULES["edits"][3]
     assert list((tmp_path / "work" / "quick").glob("unet-removals-2000-*.safetensors"))  # it trained on edit pairs
     from diffusers import UNet2DConditionModel
 

@@ -117,6 +117,9 @@ def write_card(demo: Path = DEMO) -> Path:
            "latents and CLIP embeddings"
            + (", continuing the previous demo decoder's UNet at the full rate (`demo build --warm-start DECODER "
               "--warm-schedule continue`)" if unet.get("schedule") == "continue" else
+              ", teaching the previous demo decoder's UNet edits: half of each batch starts from a noised scene "
+              "and is conditioned on, and aimed at, its pair with one object put in, taken out or changed "
+              "(`demo build --warm-start DECODER --warm-schedule edits`)" if unet.get("schedule") == "edits" else
               ", starting from the previous demo decoder's UNet (`demo build --warm-start`)" if unet.get("warm_start") else "")
            + (f" but its {' and '.join(unet['warm_start_renewed'])}, which the new latent width starts afresh"
               if unet.get("warm_start_renewed") else "")

@@ -436,16 +436,17 @@ def dataset(n: int, seed: int, twins: bool = False, removals: bool = False) -> t
     colour = np.zeros((n, len(KINDS)), np.int64)
     background = np.zeros(n, np.int64)
     captions = []
-    previous, drawn = None, 0
+    if twins and removals:
+        raise ValueError("scenes pair up as twins or as removals, not both")
+    previous = None
     for i in range(n):
-        paired = (twins or removals) and i % 2 == 1
-        if paired and removals:
-            scene = take_out(previous, rng)
+        if removals and i % 2 == 1:
+            scene = take_out(previous, rng)  # drawn with its first scene's background details
         else:
-            scene = twin(previous, rng) if paired else sample_scene(rng)
+            scene = twin(previous, rng) if twins and i % 2 == 1 else sample_scene(rng)
+            details = int(rng.integers(2**31))
         previous = scene
-        drawn = drawn if paired and removals else int(rng.integers(2**31))
-        images[i] = render(scene, seed=drawn)
+        images[i] = render(scene, seed=details)
         lab = labels(scene)
         present[i], colour[i], background[i] = lab.present, lab.colour, lab.background
         captions.append(caption(scene, rng))

@@ -322,30 +322,28 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     from sae.backbone import weights_fingerprint
 
     # keyed by both models' weights, so a retrained CLIP or autoencoder never meets stale latents
-    cache = work / f"unet-cache-{n_images}-{backbone.fingerprint[:10]}-{weights_fingerprint(movq)[:10]}.safetensors"
-    if not cache.is_file():
-        data = world_data(2_000 if quick else 120_000, seed=1, twins=True)  # the CLIP's scenes, made once
-        z, e = cache_latents_and_embeddings(movq, backbone, data.images[:n_images])
-        with atomic.atomic_path(cache) as tmp:
-            save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
-    t = load_file(str(cache))
-    latents, embeds = t["latents"], t["embeds"]
+    models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
+    key = f"{models['clip']}-{models['movq']}.safetensors"
+
+    def cached(name: str, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents, embeddings) of the scenes ``images()`` makes, from the work folder's ``name``."""
+        path = work / f"{name}-{key}"
+        if not path.is_file():
+            z, e = cache_latents_and_embeddings(movq, backbone, images())
+            with atomic.atomic_path(path) as tmp:
+                save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
+        t = load_file(str(path))
+        return t["latents"], t["embeds"]
+
+    # the CLIP's scenes, made once
+    latents, embeds = cached(f"unet-cache-{n_images}", lambda: world_data(2_000 if quick else 120_000, seed=1, twins=True).images[:n_images])
     removals = None  # (latents, embeds) of the removal pairs: scenes 2i and 2i+1
     if edit_pairs:
         n_pairs = 2_000 if quick else EDIT_PAIR_SCENES
-        pair_cache = cache.with_name(cache.name.replace(f"unet-cache-{n_images}", f"unet-removals-{n_pairs}"))
-        if not pair_cache.is_file():
-            data = world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True)
-            z, e = cache_latents_and_embeddings(movq, backbone, data.images)
-            with atomic.atomic_path(pair_cache) as tmp:
-                save_file({"latents": z.contiguous(), "embeds": e.contiguous()}, str(tmp))
-        t = load_file(str(pair_cache))
-        removals = t["latents"], t["embeds"]
+        removals = cached(f"unet-removals-{n_pairs}", lambda: world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True).images)
+        models["edit_pairs"] = edit_pairs
     null = blank_embedding(backbone)
     sched = DDIMScheduler(**scheduler_config())
-    models = {"clip": backbone.fingerprint[:10], "movq": weights_fingerprint(movq)[:10]}  # what it was trained on
-    if edit_pairs:
-        models["edit_pairs"] = edit_pairs
     start = None
     if warm_start is not None:
         previous = UNet2DConditionModel.from_pretrained(Path(warm_start) / "unet")

@@ -250,6 +250,8 @@ CONTINUE_LR = 1e-3
 #   these constants (3,000 steps):       cat 0.83, cat twin 0.73, hat set 0 1.00; img2img 0.930, from noise 0.480
 #   pairs from t=650 only (2,000 steps): cat 0.65, cat twin 0.18, hat set 0 0.93; img2img 0.949, from noise 0.316
 #   pairs weighted by min-SNR (2,000):   cat 0.81, cat twin 0.69, hat set 0 0.96; img2img 0.914, from noise 0.508
+#   t>=650 and min-SNR (2,000):          cat 0.71 (region found at strength 0.75);   img2img 0.957, from noise 0.508
+# (the t>=650, weight 1 UNet with its region found at strength 0.75 instead of 0.5: cat 0.77)
 # The edits need the pairs at the edit region's noise level (t=499), and there they cost img2img at 0.5
 # (which starts there too) the scenes whose embedding leaves an object's kind in doubt. Not shipped: the
 # decoder's img2img target (95% at 0.5) would fall.

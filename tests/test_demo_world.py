@@ -154,7 +154,25 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     from sae.demo.decoder import WARM_SCHEDULES
 
     recorded = json.loads((out / "build.json").read_text())["decoder"]
-    assert recorded["schedule"] == "edits" and recorded["edit_pairs"] == WARM_SCHEDULES["edits"][3]
+    phases = WARM_SCHEDULES["edits"]
+    assert recorded["schedule"] == "edits" and recorded["edit_pairs"] == [share for *_, share in phases]
+    assert recorded["steps"] == 40 * len(phases) and len(recorded["phases"]) == len(phases)  # (--quick: 40 a phase)
+    # each phase starts from the UNet the one before made, and the phases' folders go when all are done
+    assert len({p["warm_start"] for p in recorded["phases"]}) == len(phases)
+    assert not list((tmp_path / "work" / "quick").glob("warm-edits-phase-*"))
+    # stopped in its second phase, the schedule resumes there: the first phase is not trained again
+    from sae.demo.decoder import train_warm
+
+    work = tmp_path / "work" / "quick"
+    first_done = work / "warm-edits-phase-1.json"
+    stopped = train_warm(tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits",
+                         quick=True, should_stop=first_done.is_file, progress=False)
+    assert stopped["phase"] == 2 and not (tmp_path / "again").exists()
+    first = json.loads(first_done.read_text())["figures"]
+    resumed = train_warm(tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits",
+                         quick=True, progress=False)
+    assert resumed["phases"][0] == first and resumed["steps"] == 40 * len(phases)
+    assert (tmp_path / "again" / "unet" / "config.json").is_file() and not first_done.exists()
     assert list((tmp_path / "work" / "quick").glob("unet-removals-2000-*.safetensors"))  # it trained on edit pairs
     from diffusers import UNet2DConditionModel
 
@@ -252,11 +270,14 @@ def test_the_warm_schedules_the_cli_offers_are_the_recipes():
     offered = next(a for a in demo._actions if a.dest == "warm_schedule").choices
     assert set(offered) == set(WARM_SCHEDULES)
     # relearning is shorter than a fresh run; continuing trains on for longer than either
-    assert WARM_SCHEDULES["relearn"][0] < UNET_STEPS < WARM_SCHEDULES["continue"][0]
-    assert all(0 < anneal < steps for steps, anneal, _, _ in WARM_SCHEDULES.values())
-    # only the edits schedule trains on edit pairs, and on some of each batch
-    assert [name for name, (*_, pairs) in WARM_SCHEDULES.items() if pairs] == ["edits"]
-    assert 0 < WARM_SCHEDULES["edits"][3] < 1
+    assert WARM_SCHEDULES["relearn"][0][0] < UNET_STEPS < WARM_SCHEDULES["continue"][0][0]
+    assert all(0 < anneal < steps for phases in WARM_SCHEDULES.values() for steps, anneal, _, _ in phases)
+    # only the edits schedule trains on edit pairs: on half of each batch first, then on fewer and
+    # fewer, each phase at a lower rate than the first
+    assert [name for name, phases in WARM_SCHEDULES.items() if any(p[3] for p in phases)] == ["edits"]
+    shares = [p[3] for p in WARM_SCHEDULES["edits"]]
+    assert 0 < shares[-1] and shares == sorted(shares, reverse=True) and shares[0] < 1
+    assert all(p[2] < WARM_SCHEDULES["edits"][0][2] for p in WARM_SCHEDULES["edits"][1:])
 
 
 def test_a_warm_start_for_a_wider_latent_keeps_all_but_the_latent_convolutions():

@@ -88,16 +88,13 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
 
             figures = train_movq(target, work, out / "clip", quick=quick, should_stop=should_stop)
         elif stage == "decoder":
-            from sae.demo.decoder import WARM_SCHEDULES, train_unet
+            from sae.demo.decoder import train_unet, train_warm
 
-            schedule = {}
-            if warm_start is not None:  # (--quick keeps its own step count, and the schedule's edit pairs)
-                steps, anneal, lr, edit_pairs = WARM_SCHEDULES[warm_schedule]
-                schedule = {"steps": steps, "anneal": anneal, "lr": lr, "edit_pairs": edit_pairs}
-            figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop,
-                                 warm_start=warm_start, **schedule)
-            if warm_start is not None and "stopped_at" not in figures:
-                figures["schedule"] = warm_schedule
+            if warm_start is None:
+                figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop)
+            else:  # (--quick keeps its own step count per phase, and each phase's edit pairs)
+                figures = train_warm(target, out / "movq", out / "clip", work, warm_start, warm_schedule,
+                                     quick=quick, should_stop=should_stop)
         elif stage == "refine":
             from sae.demo.refine import refine_movq
 

@@ -118,7 +118,8 @@ def write_card(demo: Path = DEMO) -> Path:
            + (", continuing the previous demo decoder's UNet at the full rate (`demo build --warm-start DECODER "
               "--warm-schedule continue`)" if unet.get("schedule") == "continue" else
               ", teaching the previous demo decoder's UNet edits: half of each batch starts from a noised scene "
-              "and is conditioned on, and aimed at, its pair with one object put in, taken out or changed "
+              "and is conditioned on, and aimed at, its pair with one object put in, taken out or changed, "
+              "then on fewer pairs at a lower rate while img2img recovers "
               "(`demo build --warm-start DECODER --warm-schedule edits`)" if unet.get("schedule") == "edits" else
               ", starting from the previous demo decoder's UNet (`demo build --warm-start`)" if unet.get("warm_start") else "")
            + (f" but its {' and '.join(unet['warm_start_renewed'])}, which the new latent width starts afresh"

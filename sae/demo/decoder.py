@@ -15,7 +15,9 @@ image for classifier-free guidance, EMA weights).
 from __future__ import annotations
 
 import copy
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -168,8 +170,6 @@ def train_movq(out: Path, work: Path, clip_dir: Path | None = None, steps: int =
                 return {"stopped_at": step}
     bar.close()
     if compact is not None and compact.exists():
-        import shutil
-
         shutil.rmtree(compact)
     movq.eval()
     figures = fold_latent_scale(movq, data.images[:4096])
@@ -253,8 +253,8 @@ CONTINUE_LR = 1e-3
 #   t>=650 and min-SNR (2,000):          cat 0.71 (region found at strength 0.75);   img2img 0.957, from noise 0.508
 # (the t>=650, weight 1 UNet with its region found at strength 0.75 instead of 0.5: cat 0.77)
 # The edits need the pairs at the edit region's noise level (t=499), and there they cost img2img at 0.5
-# (which starts there too) the scenes whose embedding leaves an object's kind in doubt. Not shipped: the
-# decoder's img2img target (95% at 0.5) would fall.
+# (which starts there too) the scenes whose embedding leaves an object's kind in doubt: the decoder's
+# img2img target (95% at 0.5) would fall, hence the settling phases below.
 EDIT_PAIR_SHARE = 0.5  # of each batch
 EDIT_PAIR_T_MIN = 450  # the edit region is found at t=499 (8 steps), an edit at strength 0.9 starts at 874
 EDIT_PAIR_WEIGHT = 1.0  # None: min-SNR, as every other sample; a number: that weight for every pair
@@ -263,11 +263,19 @@ EDIT_PAIR_SEED = 5  # world scenes no other demo model trains on
 EDITS_CONSTANT = 1_500
 EDITS_ANNEAL = 1_500
 EDITS_LR = 5e-4
-# a warm start's schedule by name: (steps, annealed steps, learning rate, share of each batch on edit pairs)
+# Then the edits settle: two more phases from that UNet at half the rate, with a quarter and then a
+# tenth of each batch on pairs, win img2img back while the edits stay (same measures as above):
+#   after a quarter (1,500 steps):       cat 0.85, cat twin 0.71, hat set 0 0.99; img2img 0.938, from noise 0.469
+#   then a tenth (1,500 steps, shipped): cat 0.79, cat twin 0.71, hat set 0 0.98; img2img 0.961, from noise 0.512
+#   or instead none (1,000 steps, 1e-4): cat 0.73, cat twin 0.30, hat set 0 0.90; img2img 0.957, from noise 0.438
+# so a UNet trained on plain scenes alone soon forgets how to paint into empty space again.
+SETTLE_PHASES = ((1_500, 1_000, 2.5e-4, 0.25), (1_500, 1_000, 2.5e-4, 0.1))
+# A warm start's schedule by name: its phases, each (steps, annealed steps, learning rate, share of
+# each batch on edit pairs) and each starting from the UNet the one before it made.
 WARM_SCHEDULES = {
-    "relearn": (WARM_CONSTANT + WARM_ANNEAL, WARM_ANNEAL, WARM_LR, 0.0),
-    "continue": (CONTINUE_CONSTANT + CONTINUE_ANNEAL, CONTINUE_ANNEAL, CONTINUE_LR, 0.0),
-    "edits": (EDITS_CONSTANT + EDITS_ANNEAL, EDITS_ANNEAL, EDITS_LR, EDIT_PAIR_SHARE),
+    "relearn": ((WARM_CONSTANT + WARM_ANNEAL, WARM_ANNEAL, WARM_LR, 0.0),),
+    "continue": ((CONTINUE_CONSTANT + CONTINUE_ANNEAL, CONTINUE_ANNEAL, CONTINUE_LR, 0.0),),
+    "edits": ((EDITS_CONSTANT + EDITS_ANNEAL, EDITS_ANNEAL, EDITS_LR, EDIT_PAIR_SHARE), *SETTLE_PHASES),
 }
 
 
@@ -436,12 +444,55 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
     save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models})
     save_pipeline(out, ema.eval(), movq, sched, null)
     if compact is not None and compact.exists():
-        import shutil
-
         shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
     return {"train_seconds": seconds, "steps": step, "batch": batch, "lr": lr, "final_loss": losses[-1][1] if losses else None,
             **({"warm_start": models["warm_start"], "warm_start_renewed": renewed} if warm_start is not None else {}),
             **({"edit_pairs": edit_pairs} if edit_pairs else {})}
+
+
+def train_warm(out: Path, movq_dir: Path, clip_dir: Path, work: Path, warm_start: Path, schedule: str,
+               quick: bool = False, should_stop=None, progress: bool = True) -> dict:
+    """Train on from ``warm_start``'s UNet by the phases of ``WARM_SCHEDULES[schedule]`` in turn, each
+    from the UNet the one before made. Until the last is done, each finished phase's decoder is kept
+    in ``work`` (keyed by the UNet it started from), so a stopped run resumes in the phase it
+    stopped in. The figures add up the phases' steps and seconds and list each phase's own."""
+    from diffusers import UNet2DConditionModel
+
+    from sae.backbone import weights_fingerprint
+
+    phases = WARM_SCHEDULES[schedule]
+    start, done, kept = Path(warm_start), [], []
+    for i, (steps, anneal, lr, pairs) in enumerate(phases, 1):
+        last = i == len(phases)
+        folder = out if last else work / f"warm-{schedule}-phase-{i}"
+        record = work / f"warm-{schedule}-phase-{i}.json"
+        origin = weights_fingerprint(UNet2DConditionModel.from_pretrained(start / "unet"))
+        finished = json.loads(record.read_text()) if record.is_file() else None
+        if not last and finished and finished["from"] == origin and (folder / "unet").is_dir():
+            done.append(finished["figures"])
+        else:
+            figures = train_unet(folder, movq_dir, clip_dir, work, steps=steps, anneal=anneal, lr=lr, edit_pairs=pairs,
+                                 quick=quick, should_stop=should_stop, warm_start=start, progress=progress)
+            if "stopped_at" in figures:
+                return {**figures, "phase": i}
+            done.append(figures)
+            if not last:
+                atomic.write_json(record, {"from": origin, "figures": figures})
+                # the next phase starts afresh from this one's folder, not from its checkpoint
+                shutil.rmtree(work / "unet-checkpoint", ignore_errors=True)
+        kept += [] if last else [folder, record]
+        start = folder
+    for path in kept:  # done: a new run starts from the first phase again
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    first = done[0]
+    return {"train_seconds": sum(f["train_seconds"] for f in done), "steps": sum(f["steps"] for f in done),
+            "batch": first["batch"], "lr": first["lr"], "final_loss": done[-1]["final_loss"],
+            "warm_start": first["warm_start"], "warm_start_renewed": first["warm_start_renewed"],
+            **({"edit_pairs": [f.get("edit_pairs", 0.0) for f in done]} if any(f.get("edit_pairs") for f in done) else {}),
+            "schedule": schedule, "phases": done}
 
 
 def edit_pair_batch(twins: tuple[torch.Tensor, torch.Tensor], removals: tuple[torch.Tensor, torch.Tensor],

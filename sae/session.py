@@ -28,7 +28,8 @@ from sae.steer import Edit, latent_column, steer_residual
 # typical maximum, repainted at PREVIEW_STRENGTH. On the demo models the judge saw the object kind
 # of each kind's best latent in 3% of previews (10 kinds x 3 seeds) at strength 0.8 and 2 units,
 # 27% at 0.9 and 2, 57% at 0.9 and 4, 47% at 0.9 and 6 or 8, 57% at 0.95 and 4 (every token, the
-# v3 UNet); at 0.9 and 4 on the tokens where each latent fires, 73% (v3) and 83% (v4).
+# v3 UNet); at 0.9 and 4 on the tokens where each latent fires, 73% (v3), 83% (v4) and 80% (the
+# shipped UNet, taught edit pairs).
 PREVIEW_STRENGTH = 0.9
 PREVIEW_UNITS = 4.0
 

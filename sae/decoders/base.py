@@ -34,7 +34,8 @@ def default_steps(decoder: str) -> int:
 # picture no longer pays for a high strength. bench/edit_quality.py --n 200 at 90% preservation:
 # a cat added in 51% of scenes and a hat removed by set 0 in 88% (98% of other labels kept), where
 # the whole image repainted at 0.65 (the default before regions) gave 34% and 32%, and at 0.9 62%
-# and 81% while an unedited image lost an object in 31% of scenes. The hub decoders keep diffusers'
+# and 81% while an unedited image lost an object in 31% of scenes (all on the v3 UNet, every token;
+# the shipped UNet, taught edit pairs, with each latent on its tokens: 85% and 97%). The hub decoders keep diffusers'
 # usual 0.5, as does a pipeline folder: no figures for them here.
 DEFAULT_STRENGTH = {"demo": 0.9}
 FOLDER_STRENGTH = 0.5

@@ -214,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warm-schedule", choices=("relearn", "continue", "edits"), default=None,
                    help="with --warm-start: relearn (default; 3,000 steps at half the rate, after retraining the CLIP "
                    "or the movq), continue (10,000 steps at the full rate: the same UNet trained on, on the same "
-                   "CLIP and movq) or edits (3,000 steps at half the rate, half of each batch teaching it to paint "
-                   "what an embedding adds to or takes from its img2img start; edits take more often, img2img at 0.5 "
-                   "keeps fewer scenes whole)")
+                   "CLIP and movq) or edits (6,000 steps in three phases: half of each batch teaching it to paint "
+                   "what an embedding adds to or takes from its img2img start, then fewer such pairs at a lower "
+                   "rate while img2img recovers; the shipped UNet's last schedule)")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
                             description="Evaluate the demo models on held-out world scenes; writes eval.json.")
     e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")

@@ -230,6 +230,19 @@ def test_shipped_decoder_meets_its_img2img_fidelity_target(judge, shipped_decode
     assert _agreement(judge, scenes, kept)["both"] >= TARGETS["decoder.img2img"]
 
 
+def _unedited_and_edited(scenes, edit) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each scene's image embedding through the shipped CLIP and SAE, unedited and with ``edit``."""
+    from sae.session import default_session
+
+    session = default_session(decoder=False)
+    plain, edited = [], []
+    for im in scenes:
+        session.set_image(Image.fromarray(im))
+        plain.append(session.embedding([]))
+        edited.append(session.embedding([edit]))
+    return torch.stack(plain), torch.stack(edited)
+
+
 @_shipped("decoder")
 def test_an_edit_region_removes_the_hat_and_keeps_the_rest_of_the_scene(judge, shipped_decoder):
     """Issue 6's removal at the demo decoder's defaults (strength 0.9, only the edit region
@@ -241,19 +254,12 @@ def test_an_edit_region_removes_the_hat_and_keeps_the_rest_of_the_scene(judge, s
 
     from sae.decoders import DecodeSettings, default_strength
     from sae.demo.fidelity import _agreement, preservation
-    from sae.session import default_session
     from sae.steer import Edit
 
-    session = default_session(decoder=False)
     hat = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]["hat"]["latent"]
     rng = np.random.default_rng(21)
     scenes = [world.render(world.sample_scene(rng, include=("hat",)), seed=i) for i in range(48)]
-    plain, edited = [], []
-    for im in scenes:
-        session.set_image(Image.fromarray(im))
-        plain.append(session.embedding([]))
-        edited.append(session.embedding([Edit(hat, "set", 0.0)]))
-    plain, edited = torch.stack(plain), torch.stack(edited)
+    plain, edited = _unedited_and_edited(scenes, Edit(hat, "set", 0.0))
     pil = [Image.fromarray(im) for im in scenes]
 
     def paint(embeds, region):
@@ -282,21 +288,14 @@ def test_raising_the_cat_latent_paints_a_cat_and_keeps_the_rest_of_the_scene(jud
     from sae.decoders import DecodeSettings, default_strength
     from sae.demo.fidelity import preservation
     from sae.features import FeatureIndex
-    from sae.session import default_session
     from sae.steer import Edit
 
-    session = default_session(decoder=False)
     index = FeatureIndex.load(DEMO / "sae")
     cat = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]["cat"]["latent"]
     amount = 1.5 * float(index.typical_max()[cat])
     rng = np.random.default_rng(22)
     scenes = [world.render(world.sample_scene(rng, exclude=("cat",)), seed=i) for i in range(48)]
-    plain, edited = [], []
-    for im in scenes:
-        session.set_image(Image.fromarray(im))
-        plain.append(session.embedding([]))
-        edited.append(session.embedding([Edit(cat, "add", amount, tokens=index.home_tokens(cat))]))
-    plain, edited = torch.stack(plain), torch.stack(edited)
+    plain, edited = _unedited_and_edited(scenes, Edit(cat, "add", amount, tokens=index.home_tokens(cat)))
     pil = [Image.fromarray(im) for im in scenes]
     settings = DecodeSettings(strength=default_strength("demo"), seed=0)
 

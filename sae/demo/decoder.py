@@ -467,9 +467,9 @@ def train_warm(out: Path, movq_dir: Path, clip_dir: Path, work: Path, warm_start
         last = i == len(phases)
         folder = out if last else work / f"warm-{schedule}-phase-{i}"
         record = work / f"warm-{schedule}-phase-{i}.json"
-        origin = weights_fingerprint(UNet2DConditionModel.from_pretrained(start / "unet"))
-        finished = json.loads(record.read_text()) if record.is_file() else None
-        if not last and finished and finished["from"] == origin and (folder / "unet").is_dir():
+        finished = json.loads(record.read_text()) if record.is_file() and not last else None
+        origin = None if last else weights_fingerprint(UNet2DConditionModel.from_pretrained(start / "unet"))
+        if finished and finished["from"] == origin and (folder / "unet").is_dir():
             done.append(finished["figures"])
         else:
             figures = train_unet(folder, movq_dir, clip_dir, work, steps=steps, anneal=anneal, lr=lr, edit_pairs=pairs,

@@ -106,6 +106,17 @@ def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256
     return F.normalize(torch.cat([backbone.encode_text(list(prompts[i:i + batch])) for i in range(0, len(prompts), batch)]), dim=-1)
 
 
+# Weight of the image evidence (a correlation in [-1, 1]) beside the effect alignment (a cosine).
+# The evidence is the CLIP-Dissect idea (Oikarinen & Weng, 2023: match a unit to the concept whose
+# CLIP image-text scores its activations follow); the effect alignment says what the slider does
+# and breaks ties among detectors. Rank of the best-AUROC latent on two demo SAEs (the one before
+# the CLIP's tune stage / the one after), weight 0.5 -> 3: night 0 -> 0 / 17 -> 0, "a flower"
+# 2 -> 0 / 7 -> 0, "by the sea" 35 -> 5 / 27 -> 1, "indoors" 1 -> 0 / 9 -> 3, car 0 / 1 -> 0; cat,
+# dog, cowboy hat, desert, snow first at both. At 0.5 the newer SAE's night detectors (14
+# latents that fire on every night scene) ranked below four partial "night" latents.
+EVIDENCE_WEIGHT = 3.0
+
+
 class FeatureDirections(NamedTuple):
     """What search compares a query with: every latent's effect direction, the mean of the label
     vocabulary's text directions (``None`` in folders labelled before it was kept: their search
@@ -122,14 +133,33 @@ class FeatureDirections(NamedTuple):
         d = F.normalize(self.effects - self.effects.mean(0), dim=-1)
         return F.normalize(query_dirs - self.text_centre, dim=-1) @ d.T
 
+    def match(self, query_dir: torch.Tensor, evidence_weight: float | None = None) -> torch.Tensor:
+        """[F]: how well each latent matches a text direction [e]: the effect alignment plus the
+        weighted image evidence when there is some (what search ranks by, and labels choose by)."""
+        weight = EVIDENCE_WEIGHT if evidence_weight is None else evidence_weight
+        score = self.alignment(query_dir)
+        if self.evidence is not None and weight:
+            score = score + weight * self.evidence.correlation(query_dir, self.text_centre)
+        return score
 
-def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor) -> dict[int, dict]:
-    """Best vocabulary entry per latent by cosine with its effect direction.
+
+def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor,
+               evidence: ImageEvidence | None = None) -> dict[int, dict]:
+    """Best vocabulary entry per latent by the score search ranks by: cosine with its effect
+    direction, plus the weighted image evidence (how its activation follows the indexed images'
+    CLIP match to the entry) when the index has it.
 
     Both sets are centred first: CLIP's image-side and text-side vectors each share a large
     common component (the "modality gap"), which otherwise pulls most latents to the few prompts
-    nearest the image cloud's centre (on the demo SAE: 'fish' was never chosen, 'ball' 290 times)."""
-    sims = FeatureDirections(directions, vocab_dirs.mean(0)).alignment(vocab_dirs).T  # [F, V]
+    nearest the image cloud's centre (on the demo SAE: 'fish' was never chosen, 'ball' 290 times).
+    The evidence is what makes a label say what the latent fires on: on the demo SAE, of the
+    latents labelled with an object kind by their effect alone, the judge saw that kind in at least
+    half of the top 8 images of 18%; with the evidence, 78%."""
+    features = FeatureDirections(directions, vocab_dirs.mean(0), evidence)
+    if evidence is None:
+        sims = features.alignment(vocab_dirs).T  # [F, V]
+    else:
+        sims = torch.stack([features.match(d) for d in vocab_dirs], 1)
     score, best = sims.max(1)
     return {i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
             for i, (s, b) in enumerate(zip(score, best, strict=True))}
@@ -148,16 +178,6 @@ class SearchHit(NamedTuple):
     label: str
 
 
-# Weight of the image evidence (a correlation in [-1, 1]) beside the effect alignment (a cosine).
-# The evidence is the CLIP-Dissect idea (Oikarinen & Weng, 2023: match a unit to the concept whose
-# CLIP image-text scores its activations follow); the effect alignment says what the slider does
-# and breaks ties among detectors. Rank of the best-AUROC latent on two demo SAEs (the one before
-# the CLIP's tune stage / the one after), weight 0.5 -> 3: night 0 -> 0 / 17 -> 0, "a flower"
-# 2 -> 0 / 7 -> 0, "by the sea" 35 -> 5 / 27 -> 1, "indoors" 1 -> 0 / 9 -> 3, car 0 / 1 -> 0; cat,
-# dog, cowboy hat, desert, snow first at both. At 0.5 the newer SAE's night detectors (14
-# latents that fire on every night scene) ranked below four partial "night" latents.
-EVIDENCE_WEIGHT = 3.0
-
 
 def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],
            top: int = 20, label_bonus: float = 0.25, evidence_weight: float = EVIDENCE_WEIGHT,
@@ -166,9 +186,7 @@ def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, l
     evidence when the index has it, + a bonus when the label matches. A latent in ``named`` (its
     label given by a person) whose label is the query comes first: the person said what it is."""
     q = query.strip().lower()
-    score = directions.alignment(query_dir)  # [F]
-    if directions.evidence is not None and evidence_weight:
-        score = score + evidence_weight * directions.evidence.correlation(query_dir, directions.text_centre)
+    score = directions.match(query_dir, evidence_weight)  # [F]
     ceiling = 2 + 2 * evidence_weight  # more than any two scores differ by without a label
     if q:
         for latent, label in labels.items():
@@ -212,12 +230,14 @@ def load_directions(folder: str | Path, index: FeatureIndex | None = None) -> Fe
 
 
 def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,
-              neutral_pixels: torch.Tensor, vocabulary: Sequence[tuple[str, str]]) -> dict[int, dict]:
-    """Compute effect directions, label every latent from ``vocabulary``, keep renames; saves both."""
+              neutral_pixels: torch.Tensor, vocabulary: Sequence[tuple[str, str]],
+              evidence: ImageEvidence | None = None) -> dict[int, dict]:
+    """Compute effect directions, label every latent from ``vocabulary`` (with the index's image
+    ``evidence`` when given), keep renames; saves both."""
     directions = effect_directions(backbone, sae, neutral_pixels, strengths)
     words = [label for label, _ in vocabulary]
     vocab_dirs = text_directions(backbone, [prompt for _, prompt in vocabulary])
     save_directions(folder, FeatureDirections(directions, vocab_dirs.mean(0)))
-    entries = merge_labels(auto_label(directions, words, vocab_dirs), read_label_entries(folder))
+    entries = merge_labels(auto_label(directions, words, vocab_dirs, evidence), read_label_entries(folder))
     write_label_entries(folder, entries)
     return entries

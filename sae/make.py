@@ -107,7 +107,7 @@ def index_and_label(folder: str | Path, backbone: Backbone, sae: SparseAutoencod
     strengths = index.typical_max()
     strengths = torch.where(strengths > 0, strengths, index.max.clamp_min(1e-3))
     entries = label_sae(folder, backbone, sae, strengths, neutral_pixels(backbone, index),
-                        vocabulary_for(backbone, vocabulary))
+                        vocabulary_for(backbone, vocabulary), index.evidence)
     if on_event:
         on_event("label", 1, 1, {})
     return entries

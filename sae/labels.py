@@ -178,7 +178,6 @@ class SearchHit(NamedTuple):
     label: str
 
 
-
 def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],
            top: int = 20, label_bonus: float = 0.25, evidence_weight: float = EVIDENCE_WEIGHT,
            named: Collection[int] = ()) -> list[SearchHit]:

@@ -238,12 +238,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         backbone, cfg.images, cfg.out, token_set=cfg.tokens, dtype=cfg.dtype,
         shard_mb=cfg.shard_mb, batch_size=cfg.batch_size,
     )
-    if not distributed.is_main():
-        return 0
-    print(
-        f"{manifest.rows:,} activations of {backbone.model_id} at layer {backbone.layer} "
-        f"({len(manifest.shards)} shards, {len(manifest.skipped)} files skipped) in {cfg.out}"
-    )
+    if distributed.is_main():
+        print(
+            f"{manifest.rows:,} activations of {backbone.model_id} at layer {backbone.layer} "
+            f"({len(manifest.shards)} shards, {len(manifest.skipped)} files skipped) in {cfg.out}"
+        )
+    distributed.finish()
     return 0
 
 
@@ -256,15 +256,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.device = distributed.init(cfg.device)
     trainer = Trainer(cfg, progress=distributed.is_main())
     model = trainer.run()
-    if not distributed.is_main():
-        return 0
-    metrics = model.metadata.metrics
-    if args.eval_images > 0:
-        cos = _splice_cosine(trainer, args.eval_images)
-        if cos is not None:
-            metrics["splice_cosine"] = cos
-            model.save(cfg.out)
-    print(f"SAE saved to {cfg.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    if distributed.is_main():
+        metrics = model.metadata.metrics
+        if args.eval_images > 0:
+            cos = _splice_cosine(trainer, args.eval_images)
+            if cos is not None:
+                metrics["splice_cosine"] = cos
+                model.save(cfg.out)
+        print(f"SAE saved to {cfg.out}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    distributed.finish()
     return 0
 
 

@@ -73,3 +73,12 @@ def broadcast_(tensors) -> None:
     if active():
         for t in tensors:
             dist.broadcast(t.data, src=0)
+
+
+def finish() -> None:
+    """Leave the process group once every rank is done (call it on success only: after an error
+    the other ranks may never reach the barrier). A rank that exits without it can abort in gloo's
+    teardown ("terminate called without an active exception") while its peer still closes."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -24,6 +24,7 @@ from open_clip.push_to_hf_hub import save_for_hf
 from open_clip.transformer import VisionTransformer
 
 from sae.errors import UserError
+from sae.view import EncoderView
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -164,6 +165,19 @@ class Backbone:
     def image_size(self) -> int:
         size = self.visual.image_size
         return size[0] if isinstance(size, tuple | list) else int(size)
+
+    @property
+    def resize_mode(self) -> str:
+        """How open_clip's preprocessing fits a picture to the model: shortest (centre crop), longest (pad) or squash."""
+        try:
+            return str(open_clip.get_model_preprocess_cfg(self.model).get("resize_mode") or "shortest")
+        except Exception:  # a model without preprocessing facts gets open_clip's default
+            return "shortest"
+
+    def view(self, width: int, height: int) -> EncoderView:
+        """Which part of a ``width`` x ``height`` picture this encoder reads, with its patch grid."""
+        grid = int(round(self.n_patches**0.5)) if self.n_patches else 0
+        return EncoderView.of(self.resize_mode, width, height, grid)
 
     @property
     def embed_dim(self) -> int:

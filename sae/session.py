@@ -23,6 +23,7 @@ from sae.decoders import Decoder, DecodeSettings
 from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
 from sae.steer import Edit, latent_column, steer_residual
+from sae.view import EncoderView
 
 # Causal previews paint something new on an empty canvas: the latent at PREVIEW_UNITS times its
 # typical maximum, repainted at PREVIEW_STRENGTH. On the demo models the judge saw the object kind
@@ -143,16 +144,16 @@ class Session:
         return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None],
                                    self.brushed(edits))
 
+    def view(self) -> EncoderView:
+        """Which part of the current image the encoder reads, and where its patches lie on it."""
+        return self.backbone.view(*self._need_image().image.size)
+
     def brushed(self, edits: Sequence[Edit]) -> torch.Tensor | None:
-        """[grid, grid] 0/1 of the patches the edits are limited to, when every edit is limited
-        (the decoder then repaints only there), else None."""
-        n_patches = self.backbone.n_patches
-        if not edits or not n_patches or any(e.mask is None for e in edits):
+        """[h, w] 0/1 over the current image: the patches the edits are limited to, when every
+        edit is limited (the decoder then repaints only there), else None."""
+        if not edits or not self.backbone.n_patches or any(e.mask is None for e in edits):
             return None
-        grid = int(round(n_patches**0.5))
-        area = torch.zeros(grid * grid)
-        area[sorted({p for e in edits for p in e.mask if p < grid * grid})] = 1
-        return area.reshape(grid, grid)
+        return self.view().area({p for e in edits for p in e.mask})
 
 
     # -- causal preview -------------------------------------------------------------------------

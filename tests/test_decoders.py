@@ -25,7 +25,7 @@ def tiny_kandinsky(tmp_path_factory):
 
 
 def test_text2img_and_img2img_run_from_the_saved_folder(tiny_kandinsky):
-    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
     emb = torch.randn(1, 24, generator=torch.Generator().manual_seed(1))
     steps = []
     out = dec.decode(emb, None, DecodeSettings(steps=3, guidance=2.0, seed=0), on_step=lambda s, t: steps.append((s, t)))
@@ -36,7 +36,7 @@ def test_text2img_and_img2img_run_from_the_saved_folder(tiny_kandinsky):
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels(tiny_kandinsky):
-    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
     emb = torch.randn(1, 24, generator=torch.Generator().manual_seed(1))
     a = np.asarray(dec.decode(emb, None, DecodeSettings(steps=3, seed=5)))
     b = np.asarray(dec.decode(emb, None, DecodeSettings(steps=3, seed=5)))
@@ -46,7 +46,7 @@ def test_same_seed_same_pixels_other_seed_other_pixels(tiny_kandinsky):
 
 def test_img2img_encodes_an_unchanged_init_image_once_and_paints_the_same(tiny_kandinsky):
     """Slider moves re-run img2img on one image: the movq encodes it once; results are unchanged."""
-    dec, fresh = (KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64) for _ in range(2))
+    dec, fresh = (KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24)) for _ in range(2))
     encodes = []
     dec.img2img.movq.encoder.register_forward_hook(lambda *a: encodes.append(1))
     init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
@@ -64,7 +64,7 @@ def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
     to the autoencoder's reconstruction of the input."""
     from sae.decoders.region import EditRegion, KeepOutside
 
-    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
     pipe = dec.img2img
     init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     source = torch.randn(1, 24, generator=torch.Generator().manual_seed(1))
@@ -98,7 +98,7 @@ def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
 
 
 def test_cancel_from_the_progress_callback(tiny_kandinsky):
-    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
 
     def stop(step, total):
         raise DecodeCancelled()
@@ -108,7 +108,7 @@ def test_cancel_from_the_progress_callback(tiny_kandinsky):
 
 
 def test_wrong_embedding_width_and_missing_folder_are_one_sentence(tiny_kandinsky, tmp_path):
-    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
     with pytest.raises(UserError, match="takes 24-d image embeddings, not 1280-d"):
         dec.decode(torch.zeros(1, 1280), None, DecodeSettings(steps=2))
     with pytest.raises(UserError, match="Could not load the Kandinsky 2.2 decoder"):
@@ -199,11 +199,11 @@ def tiny_unclip(tmp_path_factory):
 def test_unclip_decodes_an_embedding_from_the_saved_folder(tiny_unclip):
     from sae.decoders.unclip import UnclipDecoder
 
-    dec = UnclipDecoder(tiny_unclip, size=32)
+    dec = UnclipDecoder(tiny_unclip)
     emb = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
     a = np.asarray(dec.decode(emb, None, DecodeSettings(steps=2, guidance=1.0, seed=1)))
     b = np.asarray(dec.decode(emb, None, DecodeSettings(steps=2, guidance=1.0, seed=1)))
-    assert a.shape == (32, 32, 3) and np.array_equal(a, b)
+    assert a.shape == (dec.sizes.native, dec.sizes.native, 3) and np.array_equal(a, b)
     with pytest.raises(UserError, match="takes 32-d image embeddings"):
         dec.decode(torch.zeros(1, 1024), None, DecodeSettings(steps=2))
 
@@ -245,5 +245,5 @@ def test_a_cached_hub_decoder_loads_offline_through_the_download_path(tiny_kandi
     local = hub_snapshot("kandinsky-community/kandinsky-2-2-decoder", 10, on_progress=lambda d, t: seen.append((d, t)),
                          endpoint=DEAD_HUB)
     assert (local / "model_index.json").is_file() and seen and seen[-1][0] == seen[-1][1] > 0
-    dec = KandinskyDecoder(local, torch.zeros(1, 24), size=64)
+    dec = KandinskyDecoder(local, torch.zeros(1, 24))
     assert dec.decode(torch.zeros(1, 24), None, DecodeSettings(steps=2)).size == (64, 64)

@@ -4,9 +4,11 @@
 ``image_embeds`` [1, e] is the (edited) CLIP image embedding; ``init_image`` (optional) is the
 image to start from, noised to ``settings.strength`` (img2img); ``source_embeds`` [1, e] (optional)
 is the unedited embedding, so that with ``settings.region == "edited"`` only what the edit changes
-is repainted (``sae.decoders.region``), or only the brushed patches ``within`` [gh, gw] when the
-edits are limited to them; ``on_step(step, total)`` reports progress and may raise
-``DecodeCancelled`` to stop. The same settings and seed give the same pixels.
+is repainted (``sae.decoders.region``), or only the brushed area ``within`` ([h, w] 0/1 over the
+picture, any resolution) when the edits are limited to it; ``on_step(step, total)`` reports
+progress and may raise ``DecodeCancelled`` to stop. The same settings and seed give the same
+pixels. Each decoder paints at its own ``sizes`` (``sae.decoders.sizes``) and returns the result
+at the init image's own size.
 """
 
 from sae.decoders.base import (

@@ -9,6 +9,8 @@ from typing import Protocol
 import torch
 from PIL import Image
 
+from sae.decoders.sizes import SizePolicy
+
 
 class DecodeCancelled(Exception):
     """Raised from an ``on_step`` callback to abandon a decode (a newer slider state arrived)."""
@@ -59,6 +61,7 @@ class DecodeSettings:
 class Decoder(Protocol):
     name: str
     embed_dim: int
+    sizes: SizePolicy  # the size it paints at; results come back at the init image's own size
 
     def decode(
         self,
@@ -67,5 +70,5 @@ class Decoder(Protocol):
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
         source_embeds: torch.Tensor | None = None,  # the unedited embedding, for settings.region == "edited"
-        within: torch.Tensor | None = None,  # [gh, gw] brushed patches: with a region, repaint only there
+        within: torch.Tensor | None = None,  # [h, w] 0/1 brushed area over the picture: with a region, repaint only there
     ) -> Image.Image: ...

@@ -19,4 +19,4 @@ def load_demo_decoder(folder: str | Path | None = None, device: str = "cpu") -> 
     if not (folder / "model_index.json").is_file():
         raise UserError(f"{folder} holds no decoder pipeline; run sae-studio demo build --stages movq,decoder.")
     negative = load_file(str(folder / NEGATIVE_NAME))["negative_image_embeds"]
-    return KandinskyDecoder(folder, negative, name="demo", size=64, device=device)
+    return KandinskyDecoder(folder, negative, name="demo", device=device)

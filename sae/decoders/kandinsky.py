@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from sae.decoders.base import DecodeSettings
-from sae.decoders.region import EditRegion, KeepOutside, brushed_region
+from sae.decoders.region import EditRegion, KeepOutside, grow
+from sae.decoders.sizes import Canvas, SizePolicy
 from sae.errors import UserError
 
 HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
@@ -28,7 +29,6 @@ class KandinskyDecoder:
         source: str | Path,
         negative_embeds: torch.Tensor,
         name: str = "kandinsky-2.2",
-        size: int = 512,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         cpu_offload: bool = False,
@@ -50,7 +50,8 @@ class KandinskyDecoder:
                 pipe.enable_model_cpu_offload()
             else:
                 pipe.to(device)
-        self.name, self.size, self.dtype = name, size, dtype
+        self.name, self.dtype = name, dtype
+        self.sizes = SizePolicy.from_configs(self.text2img.unet.config, self.text2img.movq.config)
         self.edit_region = EditRegion()
         self.negative_embeds = negative_embeds.reshape(1, -1)
         self.embed_dim = int(self.negative_embeds.shape[1])
@@ -88,7 +89,9 @@ class KandinskyDecoder:
              within: torch.Tensor | None = None) -> list[Image.Image]:
         """Decode ``embeds`` [n, e]: from noise without init images; else img2img from them, over
         the whole image or (``settings.region == "edited"`` with the unedited ``sources``) only where
-        the edit changes the decoder's prediction, or only ``within`` a brushed area if given."""
+        the edit changes the decoder's prediction, or only ``within`` a brushed area if given
+        ([h, w] 0/1 over the picture). Any picture size: the decoder paints on ``self.sizes``'
+        canvas and each result comes back at its picture's own size."""
         n = len(embeds)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         common = dict(
@@ -98,24 +101,38 @@ class KandinskyDecoder:
             output_type="pil",
         )
         if init_images is None:
-            w, h = self.size, self.size
-            return self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common).images
-        w, h = _multiple_of_8(init_images[0].size)
-        images = [im.convert("RGB") for im in init_images]
+            side = self.sizes.native
+            return self.text2img(height=side, width=side, callback_on_step_end=_progress(on_step, settings.steps),
+                                 **common).images
+        pictures = [im.convert("RGB") for im in init_images]
+        canvas = self.sizes.canvas(*pictures[0].size)
+        images = [canvas.to_working(im) for im in pictures]
+        w, h = canvas.working
         if settings.region == "edited" and sources is not None:
-            return self._repaint_region(embeds, sources, images, w, h, settings, on_step, common, within)
+            painted, region = self._repaint_region(embeds, sources, images, canvas, settings, on_step, common, within)
+            return [canvas.to_picture(p, im, r) for p, im, r in zip(painted, pictures, region, strict=True)]
         if settings.strength >= 1.0:  # nothing of the input survives: plain generation at its size
-            return self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common).images
-        total = max(1, int(settings.steps * settings.strength))
-        return self.img2img(image=images, strength=settings.strength, height=h, width=w,
-                            callback_on_step_end=_progress(on_step, total), **common).images
+            painted = self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps),
+                                    **common).images
+        else:
+            # height and width None: the images are at the working size already, and diffusers'
+            # Kandinsky 2.2 img2img hands (width, height) to a preprocess that takes (height, width)
+            total = max(1, int(settings.steps * settings.strength))
+            painted = self.img2img(image=images, strength=settings.strength, height=None, width=None,
+                                   callback_on_step_end=_progress(on_step, total), **common).images
+        return [canvas.to_picture(p, im) for p, im in zip(painted, pictures, strict=True)]
 
-    def _repaint_region(self, embeds, sources, images, w, h, settings, on_step, common, within=None) -> list[Image.Image]:
+    def _repaint_region(self, embeds, sources, images, canvas: Canvas, settings, on_step, common,
+                        within=None) -> tuple[list[Image.Image], torch.Tensor | None]:
+        """Img2img only where the edit acts (or ``within`` the brushed area); the painted images
+        at the working size and their regions [B, h, w] over the working frame (all zero for no
+        edit: then the painted images are the autoencoder's redrawing of the inputs)."""
         pipe = self.img2img
-        pixels = torch.cat([pipe.image_processor.preprocess(im, w, h) for im in images]).to(pipe.device, self.dtype)
+        pixels = torch.cat([pipe.image_processor.preprocess(im) for im in images]).to(pipe.device, self.dtype)
         latents = pipe.movq.encode(pixels)["latents"]  # remembered: the pipeline's own encode hits it
         if within is not None and bool((embeds != sources).any()):
-            region = brushed_region(within, latents.shape[-2:]).to(latents).expand(len(latents), -1, -1, -1)
+            area = canvas.to_latents(within, tuple(latents.shape[-2:]))
+            region = grow(area[None, None]).to(latents).expand(len(latents), -1, -1, -1)
         else:
             region = self.edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
                                       settings.steps, settings.seed + REGION_SEED)
@@ -123,15 +140,16 @@ class KandinskyDecoder:
             if on_step is not None:
                 on_step(1, 1)
             decoded = pipe.movq.decode(latents, force_not_quantize=True)["sample"]
-            return pipe.image_processor.postprocess(decoded, "pil")
+            return pipe.image_processor.postprocess(decoded, "pil"), torch.zeros(len(latents), *latents.shape[-2:])
         keep = KeepOutside(region, latents, settings.seed + KEEP_SEED)
         progress = _progress(on_step, max(1, int(settings.steps * settings.strength)))
 
         def step_end(p, step, timestep, kwargs):
             return progress(p, step, timestep, keep(p, step, timestep, kwargs))
 
-        return pipe(image=images, strength=settings.strength, height=h, width=w, callback_on_step_end=step_end,
-                    **common).images
+        painted = pipe(image=images, strength=settings.strength, height=None, width=None, callback_on_step_end=step_end,
+                       **common).images
+        return painted, region[:, 0].float().cpu()
 
 
 REGION_SEED, KEEP_SEED = 12345, 999  # offsets from the decode seed for the region's and the kept latents' noise
@@ -183,6 +201,3 @@ class LastEncoding:
         self.last = (x.detach().clone(), out)
         return out
 
-
-def _multiple_of_8(size: tuple[int, int]) -> tuple[int, int]:
-    return tuple(max(8, (s // 8) * 8) for s in size)

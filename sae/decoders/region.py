@@ -68,10 +68,7 @@ class EditRegion:
         region = (diff > diff.mean((1, 2), keepdim=True) * THRESHOLD_RATIO / 2).float()
         unedited = ~(source != edited).any(1)
         region[unedited.to(region.device)] = 0  # no edit, no region (and no division by a zero mean)
-        region = region[:, None]
-        if GROW:
-            region = F.max_pool2d(region, 2 * GROW + 1, stride=1, padding=GROW)
-        return region.to(latents.device)
+        return grow(region[:, None]).to(latents.device)
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -84,10 +81,8 @@ def _same(a: tuple, b: tuple) -> bool:
     return True
 
 
-def brushed_region(within: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[1, 1, h, w] of 0/1: the brushed patch grid ``within`` [gh, gw] laid over the latent grid
-    (the whole image, as the editor's canvas lays the patches), grown by GROW cells."""
-    region = F.interpolate((within > 0).float()[None, None], size=tuple(size), mode="nearest")
+def grow(region: torch.Tensor) -> torch.Tensor:
+    """[B, 1, h, w] 0/1 ``region`` grown by GROW cells on each side."""
     return F.max_pool2d(region, 2 * GROW + 1, stride=1, padding=GROW) if GROW else region
 
 

@@ -65,7 +65,7 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
         recipe = RECIPES[name]
         local = hub_snapshot(recipe.decoder_repo, int(recipe.decoder_gb * 1e9), on_download, should_stop)
         if name == "kandinsky-2.2":
-            return KandinskyDecoder(local, zero_image_embedding(backbone).float().cpu(), name=name, size=512,
+            return KandinskyDecoder(local, zero_image_embedding(backbone).float().cpu(), name=name,
                                     device=device, dtype=dtype, cpu_offload=cpu_offload)
         from sae.decoders.unclip import UnclipDecoder
 
@@ -74,7 +74,7 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
     if (path / "model_index.json").is_file() and "StableUnCLIP" in (path / "model_index.json").read_text():
         from sae.decoders.unclip import UnclipDecoder
 
-        return UnclipDecoder(path, name=path.name, size=backbone.image_size, device=device, dtype=dtype)
+        return UnclipDecoder(path, name=path.name, device=device, dtype=dtype)
     if (path / "model_index.json").is_file():
         neg_file = path / "negative_image_embeds.safetensors"
         if neg_file.is_file():
@@ -83,5 +83,5 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
             negative = load_file(str(neg_file))["negative_image_embeds"]
         else:
             negative = zero_image_embedding(backbone).float().cpu()
-        return KandinskyDecoder(path, negative, name=path.name, size=backbone.image_size, device=device, dtype=dtype)
+        return KandinskyDecoder(path, negative, name=path.name, device=device, dtype=dtype)
     raise UserError(f"Decoder '{name}' is unknown; use {', '.join(NAMES)} or a folder with a saved pipeline.")

@@ -2,7 +2,7 @@
 
 ``stabilityai/stable-diffusion-2-1-unclip`` takes the (edited) ViT-H-14 ``laion2b_s32b_b79k``
 image embedding directly; it makes a variation of the embedding rather than noising the input
-image, so ``strength`` does not apply, the init image only sets the output size, and the whole image is
+image, so ``strength`` does not apply, the init image only sets the output's size and shape, and the whole image is
 repainted whatever the edit region setting says. The text
 prompt is empty: the edit lives in the embedding.
 """
@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from sae.decoders.base import DecodeSettings
+from sae.decoders.sizes import SizePolicy
 from sae.errors import UserError
 
 HUB_ID = "stabilityai/stable-diffusion-2-1-unclip"
@@ -23,7 +24,7 @@ ENCODER = "ViT-H-14:laion2b_s32b_b79k"
 
 
 class UnclipDecoder:
-    def __init__(self, source: str | Path = HUB_ID, name: str = "sd21-unclip", size: int = 768,
+    def __init__(self, source: str | Path = HUB_ID, name: str = "sd21-unclip",
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, cpu_offload: bool = False):
         from diffusers import StableUnCLIPImg2ImgPipeline
 
@@ -39,7 +40,8 @@ class UnclipDecoder:
             self.pipe.enable_model_cpu_offload()
         else:
             self.pipe.to(device)
-        self.name, self.size, self.dtype = name, size, dtype
+        self.name, self.dtype = name, dtype
+        self.sizes = SizePolicy.from_configs(self.pipe.unet.config, self.pipe.vae.config)
         self.embed_dim = int(self.pipe.image_normalizer.config.embedding_dim)
 
     def decode(self, image_embeds: torch.Tensor, init_image: Image.Image | None, settings: DecodeSettings,
@@ -50,15 +52,17 @@ class UnclipDecoder:
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
                             f"{image_embeds.shape[-1]}-d; pair it with {ENCODER}.")
-        w, h = (self.size, self.size) if init_image is None else tuple(max(8, s // 8 * 8) for s in init_image.size)
+        canvas = None if init_image is None else self.sizes.canvas(*init_image.size)
+        w, h = (self.sizes.native, self.sizes.native) if canvas is None else canvas.working
 
         def callback(step, timestep, latents):  # this pipeline still has the older callback API
             if on_step is not None:
                 on_step(step + 1, settings.steps)
 
-        return self.pipe(
+        painted = self.pipe(
             prompt="", image_embeds=image_embeds.reshape(1, -1).to(self.dtype), noise_level=0,
             num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=h, width=w,
             generator=torch.Generator("cpu").manual_seed(settings.seed), output_type="pil",
             callback=callback, callback_steps=1,
         ).images[0]
+        return painted if canvas is None else canvas.to_picture(painted, init_image)

@@ -352,8 +352,18 @@ def cmd_features(args: argparse.Namespace) -> int:
         from sae.images import load_image
         from sae.session import Session
 
+        from sae.demo.build import PHOTO_NOTE, is_demo_sae
+        from sae.features import FeatureIndex, has_index
+
         session = Session(backbone, sae, None, labels)
         session.set_image(load_image(args.image))
+        coverage = session.coverage(FeatureIndex.load(folder) if has_index(folder) else None)
+        print(f"coverage: {coverage.line()}")
+        if coverage.warning():
+            print(f"note: {PHOTO_NOTE if is_demo_sae(folder) else coverage.warning()}")
+        if session.view().is_partial:
+            w, h = session.current.image.size
+            print(f"note: the encoder reads the centre {min(w, h)}x{min(w, h)} of this {w}x{h} picture")
         print(f"{'latent':>7}  {'max act':>8}  label")
         for f in session.fires(args.top):
             print(f"{f.latent:>7}  {f.activation:>8.3f}  {f.label}")

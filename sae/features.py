@@ -9,7 +9,8 @@ Indexing again over a folder with more images adds only the new ones. The same f
 running sums of ``sae.evidence.ImageEvidence`` (how each latent co-varies with the image
 embedding), which text search uses beside the effect directions, and, per latent, the sum of
 its class-token activations and of its image-level maxima: their ratio says whether the latent
-lives on the class token or on the patches alone (``home_tokens``). Thumbnails of top images
+lives on the class token or on the patches alone (``home_tokens``). Per picture it keeps the
+SAE's explained share (``sae.coverage``), against which an opened picture is compared. Thumbnails of top images
 are saved under ``index/thumbs``; a top image's patch heatmap is recomputed on demand (one
 prefix pass), which is exact and keeps the index small for wide SAEs.
 """
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from sae import atomic
 from sae.backbone import Backbone
+from sae.coverage import explained_share
 from sae.errors import UserError
 from sae.evidence import ImageEvidence
 from sae.images import find_images, load_image
@@ -69,13 +71,15 @@ class FeatureIndex:
     evidence: ImageEvidence | None = None  # None: an index written before evidence was kept
     class_total: torch.Tensor | None = None  # [F] sum of class-token activations (None: an older index)
     peak_total: torch.Tensor | None = None  # [F] sum of image-level maxima
+    centre: torch.Tensor | None = None  # [d] mean token of the first pictures indexed (sae.coverage)
+    explained: torch.Tensor | None = None  # [N] each indexed picture's explained share (None: an older index)
 
     @classmethod
     def empty(cls, d_sae: int, root: str, embed_dim: int) -> FeatureIndex:
         z = torch.zeros(d_sae)
         return cls([], root, 0, z.clone(), z.clone(), z.clone(), z.clone(), torch.zeros(d_sae, len(BINS) - 1),
                    torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long),
-                   ImageEvidence.empty(d_sae, embed_dim), z.clone(), z.clone())
+                   ImageEvidence.empty(d_sae, embed_dim), z.clone(), z.clone(), None, torch.zeros(0))
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -113,6 +117,8 @@ class FeatureIndex:
             tensors |= self.evidence.tensors()
         if self.class_total is not None and self.peak_total is not None:
             tensors |= {"class_total": self.class_total.contiguous(), "peak_total": self.peak_total.contiguous()}
+        if self.centre is not None and self.explained is not None:
+            tensors |= {"centre": self.centre.contiguous(), "explained": self.explained.contiguous()}
         meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
         with atomic.atomic_path(index_path(folder)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -128,11 +134,15 @@ class FeatureIndex:
                 t = {k: f.get_tensor(k) for k in f.keys()}
             facts = json.loads(meta["facts"])
             evidence = ImageEvidence.from_tensors(t)
+            explained = t.get("explained")
+            if explained is not None and len(explained) != len(facts["sources"]):
+                explained = None  # grown by a version that did not measure it
             if evidence is not None and int(evidence.n) != len(facts["sources"]):
                 evidence = None  # grown by a version that did not keep it: it covers only part of the images
             return cls(facts["sources"], facts["root"], int(facts["tokens"]), t["count"], t["images"], t["total"],
                        t["max"], t["hist"], t["top_values"], t["top_images"], evidence,
-                       t.get("class_total"), t.get("peak_total"))
+                       t.get("class_total"), t.get("peak_total"), t.get("centre") if explained is not None else None,
+                       explained)
         except UserError:
             raise
         except Exception as e:
@@ -181,6 +191,9 @@ def build_index(
         index = FeatureIndex.empty(sae.d_sae, str(images.resolve()), backbone.embed_dim)
     if index.evidence is None and index.sources:
         tqdm.write(f"note: the index of {sae_folder} predates search evidence; delete {sae_folder / INDEX_DIR} and index again for better text search")
+    if index.explained is None and index.sources:
+        tqdm.write(f"note: the index of {sae_folder} predates coverage figures; delete {sae_folder / INDEX_DIR} and "
+                   "index again to compare pictures with the indexed ones")
     if index.class_total is None and index.sources:
         tqdm.write(f"note: the index of {sae_folder} predates class-token sums; its latents' edits touch every token "
                    f"until you delete {sae_folder / INDEX_DIR} and index again")
@@ -205,7 +218,12 @@ def build_index(
             pil.append(im)
         if pixels:
             full = backbone.prefix(torch.stack(pixels).to(backbone.device))
-            f = sae.encode(full[:, positions].float()).cpu()  # [B, T, F]
+            tokens = full[:, positions].float()
+            f = sae.encode(tokens).cpu()  # [B, T, F]
+            if index.explained is not None:
+                if index.centre is None:
+                    index.centre = tokens.mean((0, 1)).cpu()
+                index.explained = torch.cat([index.explained, explained_share(sae, tokens, index.centre)])
             fired = f > 0
             index.tokens += f.shape[0] * f.shape[1]
             index.count += fired.sum((0, 1))

@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 
 from sae.backbone import Backbone, load_backbone
+from sae.coverage import Coverage, explained_share
 from sae.decoders import Decoder, DecodeSettings
 from sae.errors import UserError
+from sae.features import FeatureIndex
 from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
 from sae.steer import Edit, latent_column, steer_residual
 from sae.view import EncoderView
@@ -90,6 +92,14 @@ class Session:
         if self.current is None:
             raise UserError("No image is loaded; open an image first.")
         return self.current
+
+    def coverage(self, index: FeatureIndex | None = None) -> Coverage:
+        """How well the SAE reads the current image, beside the pictures of ``index`` when it has coverage figures."""
+        cur = self._need_image()
+        measured = index is not None and index.explained is not None and index.centre is not None
+        centre = index.centre if measured else None
+        share = float(explained_share(self.sae, cur.resid[self.positions][None], centre)[0])
+        return Coverage(share, index.explained if measured else None)
 
     # -- features -----------------------------------------------------------------------------
     def label(self, latent: int) -> str:

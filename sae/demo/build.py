@@ -22,6 +22,19 @@ DEMO = ASSETS / "demo"
 STAGES = ("clip", "tune", "judge", "sae", "movq", "decoder", "refine")
 
 
+# Said beside the coverage line when a picture is far outside the shipped SAE's world.
+PHOTO_NOTE = ("The shipped demo models know only their 64x64 cartoon world, so on a photograph their "
+              "features and edits mean little; sae-studio models lists the real encoder and decoder pairs.")
+
+
+def is_demo_sae(folder: str | Path) -> bool:
+    """True for the shipped demo SAE's folder."""
+    try:
+        return Path(folder).resolve() == (DEMO / "sae").resolve()
+    except OSError:
+        return False
+
+
 def work_dir() -> Path:
     return Path(os.environ.get("SAE_STUDIO_WORK", Path(__file__).resolve().parents[2] / "runs" / "demo"))
 

@@ -1,0 +1,80 @@
+"""How well an SAE reads a picture, and how that compares with the pictures it was indexed on.
+
+A picture's *explained share* is one minus the SAE's fraction of variance unexplained over the
+tokens it reads: ``1 - sum ||x - x_hat||^2 / sum ||x - c||^2``, where ``c`` is the mean token of
+the first pictures indexed (kept in the index, so every picture is measured from one centre).
+A picture unlike the ones the SAE was trained on (a photograph shown to the demo's cartoon SAE)
+is reconstructed far worse than the indexed ones, and its feature labels may not mean there what
+they say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sae.model import SparseAutoencoder
+
+# A picture is far outside when its explained share falls this far below the indexed pictures'
+# 1st percentile (or, with no indexed pictures to compare with, below FLOOR).
+MARGIN = 0.05
+FLOOR = 0.5
+
+
+@torch.inference_mode()
+def explained_share(sae: SparseAutoencoder, tokens: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+    """[B]: the share of each picture's token variance (around ``centre`` [d], default the SAE's
+    own ``b_dec`` origin) that the SAE reconstructs, for ``tokens`` [B, T, d]."""
+    tokens = tokens.float()
+    if sae.cfg.arch == "topk":
+        recon = sae.decode_sparse(sae.encode_sparse(tokens)).float()
+    else:
+        recon = sae.decode(sae.encode(tokens)).float()
+    if centre is None:
+        centre = (sae.b_dec / sae.input_scale).detach()
+    err = (tokens - recon).pow(2).sum((1, 2))
+    spread = (tokens - centre.to(tokens)).pow(2).sum((1, 2)).clamp_min(1e-12)
+    return (1 - err / spread).cpu()
+
+
+@dataclass(frozen=True)
+class Coverage:
+    explained: float  # this picture's explained share
+    indexed: torch.Tensor | None = None  # [N] the indexed pictures' explained shares
+
+    @property
+    def typical(self) -> tuple[float, float] | None:
+        """The indexed pictures' 5th and 95th percentiles."""
+        if self.indexed is None or len(self.indexed) == 0:
+            return None
+        q = torch.quantile(self.indexed.float(), torch.tensor([0.05, 0.95]))
+        return float(q[0]), float(q[1])
+
+    @property
+    def far_outside(self) -> bool:
+        """True when this picture is read far worse than the indexed pictures are."""
+        if self.indexed is None or len(self.indexed) == 0:
+            return self.explained < FLOOR
+        return self.explained < float(torch.quantile(self.indexed.float(), 0.01)) - MARGIN
+
+    def line(self) -> str:
+        """E.g. ``the SAE explains 58% of this picture (indexed pictures: 96-99%)``."""
+        typical = self.typical
+        here = f"the SAE explains {_percent(self.explained)} of this picture"
+        if typical is None:
+            return here + " (no indexed pictures to compare with; sae-studio index adds them)"
+        return here + f" (indexed pictures: {_percent(typical[0], sign=False)}-{_percent(typical[1])})"
+
+    def warning(self) -> str | None:
+        """One sentence for a picture far outside what the SAE knows, else None."""
+        if not self.far_outside:
+            return None
+        return ("This picture is far from the pictures this SAE was trained on, so its feature labels "
+                "may not mean here what they say.")
+
+
+def _percent(share: float, sign: bool = True) -> str:
+    value = round(100 * share)
+    value = max(-999, value)  # a reconstruction worse than the centre itself reads as a negative share
+    return f"{value}%" if sign else f"{value}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from PIL import Image
-from PySide6.QtCore import QPoint, QRect, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from sae.view import EncoderView
 
 
 def to_qimage(image: Image.Image) -> QImage:
@@ -16,8 +18,11 @@ def to_qimage(image: Image.Image) -> QImage:
 
 
 class BeforeAfterView(QWidget):
-    """Paints ``before`` and ``after`` scaled to fit; small images are enlarged without smoothing
-    so the demo world's pixels stay crisp. In split mode a vertical divider can be dragged."""
+    """Paints ``before`` and ``after`` scaled to fit at their own aspect; small images are
+    enlarged without smoothing so the demo world's pixels stay crisp. In split mode a vertical
+    divider can be dragged. The heatmap and the brush lie on the encoder's patch grid as ``view``
+    places it on the picture; where the encoder reads only part of the picture, a dashed outline
+    shows that part."""
 
     mask_painted = Signal(int)  # patch index painted with the region brush
 
@@ -28,7 +33,7 @@ class BeforeAfterView(QWidget):
         self.split_mode = False
         self.split = 0.5
         self.mask: set[int] = set()
-        self.grid = 8
+        self.view: EncoderView | None = None  # where the encoder's patches lie on the input
         self.brush = False
         self.busy_text = ""
         self.after_caption = "edited"  # under the right pane: "edited", or that no edit is applied
@@ -65,17 +70,22 @@ class BeforeAfterView(QWidget):
 
     # -- geometry ---------------------------------------------------------------------------------
     def _panes(self) -> tuple[QRect, QRect]:
+        """The input's and the result's rectangles: the picture's aspect, as large as fits."""
         r = self.rect().adjusted(8, 22, -8, -24)
+        w, h = (self.before.width(), self.before.height()) if self.before is not None else (1, 1)
         if self.split_mode:
-            side = min(r.width(), r.height())
-            box = QRect(0, 0, side, side)
-            box.moveCenter(r.center())
+            box = _fit(r, w, h)
             return box, box
         half = (r.width() - 8) // 2
-        side = min(half, r.height())
-        left = QRect(r.left() + (half - side) // 2, r.top() + (r.height() - side) // 2, side, side)
-        right = QRect(left.left() + half + 8, left.top(), side, side)
+        left = _fit(QRect(r.left(), r.top(), half, r.height()), w, h)
+        right = _fit(QRect(r.left() + half + 8, r.top(), half, r.height()), w, h)
         return left, right
+
+    def _on_pane(self, pane: QRect, box: tuple[float, float, float, float]) -> QRectF:
+        """A rectangle in picture pixels (left, top, right, bottom) on ``pane``, in widget coordinates."""
+        sx, sy = pane.width() / self.before.width(), pane.height() / self.before.height()
+        left, top, right, bottom = box
+        return QRectF(pane.left() + left * sx, pane.top() + top * sy, (right - left) * sx, (bottom - top) * sy)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         p = QPainter(self)
@@ -102,7 +112,9 @@ class BeforeAfterView(QWidget):
             p.drawText(left.left(), left.bottom() + 18, "before  |  after (drag the line, B toggles)")
         else:
             p.drawPixmap(left, self.before)
-            p.drawText(left.left(), left.bottom() + 18, "input")
+            partial = self.view is not None and self.view.is_partial
+            p.drawText(left.left(), left.bottom() + 18,
+                       "input (the encoder reads inside the dashed line)" if partial else "input")
             if self.after is not None:
                 p.drawPixmap(right, self.after)
             else:
@@ -111,35 +123,44 @@ class BeforeAfterView(QWidget):
                            self.busy_text or "the edited image appears here")
             p.drawText(right.left(), right.bottom() + 18,
                        self.after_caption + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
+        if self.view is None or not self.view.grid:
+            return
+        p.save()
+        p.setClipRect(left)  # a padded view's cells beyond the picture are not drawn
         if self.heatmap is not None and self.show_heatmap and not self.split_mode:
             top = max((max(row) for row in self.heatmap), default=0.0)
-            cell = left.width() / len(self.heatmap)
             p.setPen(Qt.PenStyle.NoPen)
             for r, row in enumerate(self.heatmap):
                 for c, v in enumerate(row):
                     if v > 0 and top > 0:
                         p.setBrush(QColor(255, 40, 40, int(40 + 150 * v / top)))
-                        p.drawRect(int(left.left() + c * cell), int(left.top() + r * cell), int(cell) + 1, int(cell) + 1)
+                        p.drawRect(self._on_pane(left, self.view.cell(r * len(row) + c)))
+        if self.mask or self.brush:
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(255, 210, 60, 90))
+            for i in self.mask:
+                p.drawRect(self._on_pane(left, self.view.cell(i)))
+        if self.view.is_partial and not self.split_mode:
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1, Qt.PenStyle.DashLine))
+            p.drawRect(self._on_pane(left, self.view.box).adjusted(0, 0, -1, -1))
+        p.restore()
+        if self.heatmap is not None and self.show_heatmap and not self.split_mode:
+            top = max((max(row) for row in self.heatmap), default=0.0)
             p.setPen(QColor(255, 120, 120))
             p.drawText(left.left(), left.top() - 2, f"where {self.heatmap_title} fires (H hides)" if top > 0
                        else f"{self.heatmap_title} fires only on the class token"
                        if self.heatmap_whole > 0 else f"{self.heatmap_title} does not fire here")
-        if self.mask or self.brush:
-            cell = left.width() / self.grid
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QColor(255, 210, 60, 90))
-            for i in self.mask:
-                r, c = divmod(i, self.grid)
-                p.drawRect(int(left.left() + c * cell), int(left.top() + r * cell), int(cell), int(cell))
 
     # -- interaction ------------------------------------------------------------------------------
     def _patch_at(self, pos: QPoint) -> int | None:
+        """The encoder's patch under ``pos`` on the input pane (None off the picture or the view)."""
         left, _ = self._panes()
-        if not left.contains(pos):
+        if self.before is None or self.view is None or not left.contains(pos):
             return None
-        c = int((pos.x() - left.left()) / left.width() * self.grid)
-        r = int((pos.y() - left.top()) / left.height() * self.grid)
-        return r * self.grid + c
+        x = (pos.x() - left.left() + 0.5) / left.width() * self.before.width()
+        y = (pos.y() - left.top() + 0.5) / left.height() * self.before.height()
+        return self.view.patch_at(x, y)
 
     def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802
         self._drag(e)
@@ -160,3 +181,10 @@ class BeforeAfterView(QWidget):
             left, _ = self._panes()
             self.split = min(1.0, max(0.0, (pos.x() - left.left()) / max(1, left.width())))
             self.update()
+
+
+def _fit(box: QRect, width: int, height: int) -> QRect:
+    """The largest rectangle of ``width``:``height`` inside ``box``, centred."""
+    scale = min(box.width() / max(1, width), box.height() / max(1, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return QRect(box.left() + (box.width() - w) // 2, box.top() + (box.height() - h) // 2, w, h)

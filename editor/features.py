@@ -50,6 +50,11 @@ class FeaturePanel(QWidget):
         lay.addWidget(self.results, 2)
         lay.addWidget(QLabel("Fires in this image"))
         lay.addWidget(self.fires, 3)
+        self.coverage = QLabel()
+        self.coverage.setWordWrap(True)
+        self.coverage.setToolTip("How much of this picture's activations the SAE reconstructs, against the "
+                                 "pictures it was indexed on (5th to 95th percentile)")
+        lay.addWidget(self.coverage)
         lay.addWidget(self.top_title)
         lay.addWidget(self.top_images)
         self.causal_title = QLabel("What the selected feature paints on its own")
@@ -81,6 +86,10 @@ class FeaturePanel(QWidget):
         self.fires.clear()
         for f in firings:
             self.fires.addItem(self._item(f.latent, f.label, f.activation, "act"))
+
+    def show_coverage(self, line: str, warning: str | None) -> None:
+        """The current image's coverage line, and a warning in orange below it when there is one."""
+        self.coverage.setText(line if not warning else f"{line}<br><span style='color:#e8a23a'>{warning}</span>")
 
     def show_top_images(self, latent: int, paths: list[Path]) -> None:
         while self._grid.count():

@@ -168,7 +168,12 @@ class RenderScheduler(QObject):
             self.finished.emit(job.job_id, image)
 
     def _error(self, job: RenderRequest, error: Exception) -> None:
-        message = str(error) if isinstance(error, UserError) else f"Rendering failed: {type(error).__name__}: {error}"
+        if isinstance(error, UserError):
+            message = str(error)
+        else:  # one sentence and what to change; the window stays as it was
+            first = (str(error).splitlines() or [""])[0][:200]
+            message = (f"Rendering failed ({type(error).__name__}: {first}); the picture and sliders are kept: "
+                       "try fewer steps, another decoder, or a smaller picture.")
         self.failed.emit(job.job_id, message)
 
     def wait(self, timeout_ms: int = 30_000) -> bool:

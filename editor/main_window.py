@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
                 self.show_error(str(e))
         self.image_path = path
         self.canvas.set_before(image)
+        self.canvas.view = None  # until the encoder has read the image
         self.canvas.set_heatmap(None, "")
         self.canvas.busy_text = "reading the image…"
         self._remember(path)
@@ -347,12 +348,15 @@ class MainWindow(QMainWindow):
         if job_id != self._image_job:
             return  # a newer image is on its way
         self.loading_image = False
-        self.canvas.grid = max(1, int(round(self.model.session.backbone.n_patches ** 0.5)))
-        self.features.show_fires(self.model.session.fires(20))
+        session = self.model.session
+        self.canvas.view = session.view()
+        self.features.show_fires(session.fires(20))
+        self.features.show_coverage(*self.model.coverage_text())
         for row in self.sliders.rows:
             row.set_current(self.model.current_activation(row.latent))
         carried, name = self._carried
-        self.statusBar().showMessage(f"Opened {name}", 4000)
+        size_note = session.decoder.sizes.canvas(*session.current.image.size).note() if session.decoder else None
+        self.statusBar().showMessage(f"Opened {name}" + (f". {size_note}" if size_note else ""), 10000 if size_note else 4000)
         if self.model.session.decoder is None:
             self.canvas.busy_text = NO_DECODER
             self.canvas.update()

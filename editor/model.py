@@ -39,6 +39,7 @@ class EditorModel:
         except UserError:
             self.directions = None
         self.session.labels = read_labels(self.sae_folder)
+        self.session.compare_with(self.index)
         self.named = named_by_people(self.sae_folder)  # latents a person labelled: first when searched by name
         self.induced: dict[int, InducedSlider] = {}  # slider id (negative) -> induced slider
 
@@ -54,6 +55,18 @@ class EditorModel:
         from sae.session import default_session
 
         return cls(default_session(), DEMO / "sae")
+
+    def coverage_text(self) -> tuple[str, str | None]:
+        """The current image's coverage line, and a warning sentence when it is far outside the
+        SAE's pictures (on the shipped demo SAE, that the demo knows only its cartoon world)."""
+        from sae.demo.build import PHOTO_NOTE, is_demo_sae
+
+        coverage = self.session.coverage()
+        warning = coverage.warning()
+        if warning and is_demo_sae(self.sae_folder):
+            warning = PHOTO_NOTE
+        line = coverage.line()
+        return line[0].upper() + line[1:] + ".", warning
 
     # -- features -----------------------------------------------------------------------------
     def label(self, latent: int) -> str:

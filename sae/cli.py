@@ -356,8 +356,9 @@ def cmd_features(args: argparse.Namespace) -> int:
         from sae.features import FeatureIndex, has_index
 
         session = Session(backbone, sae, None, labels)
+        session.compare_with(FeatureIndex.load(folder) if has_index(folder) else None)
         session.set_image(load_image(args.image))
-        coverage = session.coverage(FeatureIndex.load(folder) if has_index(folder) else None)
+        coverage = session.coverage()
         print(f"coverage: {coverage.line()}")
         if coverage.warning():
             print(f"note: {PHOTO_NOTE if is_demo_sae(folder) else coverage.warning()}")
@@ -499,7 +500,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     failed = 0
     for path in tqdm(args.images, unit="img", desc="edit"):
         try:
-            session.set_image(load_image(path))
+            image = load_image(path)
+            size_note = session.decoder.sizes.canvas(*image.size).note()
+            if size_note:
+                tqdm.write(f"note: {path}: {size_note}", file=sys.stderr)
+            session.set_image(image)
             result = session.render(preset.edits, settings)
         except UserError as e:
             tqdm.write(f"warning: skipping {e}", file=sys.stderr)

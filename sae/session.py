@@ -49,6 +49,7 @@ class CachedImage:
     resid: torch.Tensor  # [T, d] residual entering block L
     code: SparseCode | torch.Tensor  # SAE code of resid[positions]
     embedding: torch.Tensor  # [e] unedited image embedding
+    explained: float  # the SAE's explained share of its tokens (sae.coverage)
 
 
 class Session:
@@ -62,6 +63,7 @@ class Session:
         self.positions = backbone.token_positions(sae.metadata.token_set)
         self.current: CachedImage | None = None
         self._canvas: CachedImage | None = None  # the neutral canvas of causal previews, cached
+        self._reference: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # see compare_with
 
     # -- the image ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -72,7 +74,8 @@ class Session:
         tokens = resid[self.positions]
         code = self.sae.encode_sparse(tokens) if self.sae.cfg.arch == "topk" else self.sae.encode(tokens)
         embedding = self.backbone.suffix(resid[None])[0]
-        return CachedImage(image, resid, code, embedding)
+        explained = float(explained_share(self.sae, tokens[None], self._reference[0])[0])
+        return CachedImage(image, resid, code, embedding, explained)
 
     @torch.inference_mode()
     def image_codes(self, images: Sequence[Image.Image], batch: int = 32) -> torch.Tensor:
@@ -93,13 +96,17 @@ class Session:
             raise UserError("No image is loaded; open an image first.")
         return self.current
 
-    def coverage(self, index: FeatureIndex | None = None) -> Coverage:
-        """How well the SAE reads the current image, beside the pictures of ``index`` when it has coverage figures."""
-        cur = self._need_image()
-        measured = index is not None and index.explained is not None and index.centre is not None
-        centre = index.centre if measured else None
-        share = float(explained_share(self.sae, cur.resid[self.positions][None], centre)[0])
-        return Coverage(share, index.explained if measured else None)
+    def compare_with(self, index: FeatureIndex | None) -> None:
+        """Measure the images set from now on against ``index``'s pictures (``coverage``), when
+        the index has coverage figures; else against the SAE's own origin, with nothing to compare."""
+        if index is not None and index.explained is not None and index.centre is not None:
+            self._reference = (index.centre, index.explained)
+        else:
+            self._reference = (None, None)
+
+    def coverage(self) -> Coverage:
+        """How well the SAE reads the current image, beside the pictures of the index compared with."""
+        return Coverage(self._need_image().explained, self._reference[1])
 
     # -- features -----------------------------------------------------------------------------
     def label(self, latent: int) -> str:
@@ -203,7 +210,9 @@ def default_session(decoder: bool = True, device: str = "cpu") -> Session:
     sae = SparseAutoencoder.load(DEMO / "sae", device=device)
     backbone = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer, device=device)
     dec = load_demo_decoder(device=device) if decoder and (DEMO / "decoder").exists() else None
-    return Session(backbone, sae, dec, read_labels(DEMO / "sae"))
+    session = Session(backbone, sae, dec, read_labels(DEMO / "sae"))
+    session.compare_with(FeatureIndex.load(DEMO / "sae"))
+    return session
 
 
 def open_image(path: str | Path) -> Image.Image:

@@ -181,7 +181,7 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     firing = window.model.session.fires(1)[0]
     window.features.fires.setCurrentRow(0)
     grid = window.canvas.heatmap
-    assert grid is not None and len(grid) == window.canvas.grid
+    assert grid is not None and len(grid) == window.canvas.view.grid
     # the patches' own activations; the image-level one is their max or the class token's, if higher
     patches = window.model.session.heatmap(firing.latent)
     assert torch.allclose(torch.tensor(grid), patches, rtol=1e-5)

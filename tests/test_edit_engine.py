@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -156,7 +157,9 @@ def test_what_fires_lists_active_latents(quick):
     root, images = quick
     r = _cli("features", "--sae", root / "demo" / "sae", "--image", next(images.glob("*.png")), "--top", "5")
     assert r.returncode == 0, r.stderr
-    rows = r.stdout.strip().splitlines()[1:]
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"coverage: the SAE explains -?\d+% of this picture \(.+\)", lines[0])
+    rows = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == ["latent"]) + 1:]
     acts = [float(line.split()[1]) for line in rows]
     assert len(rows) == 5 and acts == sorted(acts, reverse=True) and acts[0] > 0
 
@@ -268,7 +271,8 @@ def test_an_edit_limited_to_brushed_patches_repaints_only_there(quick):
     brushed = tuple(r * grid + c for r in range(grid // 4) for c in range(grid // 4))
     latent = int(torch.argmax(sae.W_dec.norm(dim=1)))
     edits = [Edit(latent, "add", 50.0, brushed)]
-    assert s.brushed(edits).sum() == len(brushed) and s.brushed([Edit(latent, "add", 50.0)]) is None
+    area, side = s.brushed(edits), s.current.image.width // 4  # over the picture: its top-left quarter
+    assert area[:side, :side].all() and area.sum() == side * side and s.brushed([Edit(latent, "add", 50.0)]) is None
     movq = s.decoder.img2img.movq
     painted = []
     decode = movq.decode

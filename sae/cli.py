@@ -349,11 +349,10 @@ def cmd_features(args: argparse.Namespace) -> int:
             print(f"{h.latent:>7}  {h.score:>6.3f}  " + extra + h.label)
         return 0
     if args.image:
-        from sae.images import load_image
-        from sae.session import Session
-
         from sae.demo.build import PHOTO_NOTE, is_demo_sae
         from sae.features import FeatureIndex, has_index
+        from sae.images import load_image
+        from sae.session import Session
 
         session = Session(backbone, sae, None, labels)
         session.compare_with(FeatureIndex.load(folder) if has_index(folder) else None)

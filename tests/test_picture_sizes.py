@@ -88,6 +88,28 @@ def test_each_decoder_reads_its_size_policy_from_its_config(decoders):
 
 
 @pytest.mark.parametrize("decoder", ["demo", "kandinsky", "unclip"])
+def test_each_decoder_paints_the_working_canvas_itself_not_its_transpose(decoder, decoders, monkeypatch):
+    """diffusers' Kandinsky 2.2 img2img hands (width, height) to a preprocess that takes (height,
+    width): a landscape picture must still be painted landscape, before it is scaled back."""
+    from sae.decoders import DecodeSettings, sizes
+    from sae.decoders.registry import load_decoder
+    from sae.session import default_session
+
+    painted = []
+    to_picture = sizes.Canvas.to_picture
+    monkeypatch.setattr(sizes.Canvas, "to_picture", lambda self, image, *a: painted.append(
+        (image.size, self.working)) or to_picture(self, image, *a))
+    backbone = default_session(decoder=False).backbone
+    dec = load_decoder(decoders[decoder], backbone)
+    emb, picture = torch.randn(1, backbone.embed_dim), _photo(451, 300, 9)
+    for region, strength in (("edited", 0.5), ("whole", 0.5), ("whole", 1.0)):
+        out = dec.decode(emb, picture, DecodeSettings(steps=2, strength=strength, region=region),
+                         source_embeds=torch.zeros_like(emb))
+        assert out.size == (451, 300)
+    assert painted and all(size == working and size[0] > size[1] for size, working in painted)
+
+
+@pytest.mark.parametrize("decoder", ["demo", "kandinsky", "unclip"])
 def test_sae_studio_edit_keeps_every_picture_at_its_size(decoder, decoders, photos, tmp_path, capsys):
     paths = [p for p, _ in photos]
     code = main(["edit", *paths, "--add", "0=1.0", "--decoder", decoders[decoder], "--steps", "2",
@@ -154,7 +176,8 @@ def test_coverage_tells_a_world_scene_from_a_photograph(photos, capsys):
     assert PHOTO_NOTE in out and "the encoder reads the centre 300x300 of this 451x300 picture" in out
 
 
-def test_the_editor_edits_every_picture_at_its_size(qtbot, photos, tmp_path):
+@pytest.mark.parametrize("decoder", ["demo", "kandinsky", "unclip"])
+def test_the_editor_edits_every_picture_at_its_size(decoder, decoders, qtbot, photos, tmp_path):
     from editor.main_window import MainWindow
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
@@ -162,6 +185,9 @@ def test_the_editor_edits_every_picture_at_its_size(qtbot, photos, tmp_path):
     window = MainWindow(settings=settings)  # the shipped demo models
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.model is not None, timeout=120_000)
+    if decoder != "demo":
+        window.choose_decoder(decoders[decoder])
+        qtbot.waitUntil(lambda: window.decoder_name == decoders[decoder], timeout=60_000)
     window.steps.setValue(2)
     for path, size in photos:
         window.result = None
@@ -173,3 +199,10 @@ def test_the_editor_edits_every_picture_at_its_size(qtbot, photos, tmp_path):
         assert PHOTO_NOTE in window.features.coverage.text()  # photographs, to the cartoon-world demo
         view = window.canvas.view
         assert view.size == size and view.is_partial == (size[0] != size[1])
+    # a slider edit on the last picture renders at its size too
+    window.add_slider(window.model.session.fires(1)[0].latent)
+    window.result = None
+    window.sliders.rows[0].set_value(2.0)
+    window.request_render(preview=False)
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=60_000)
+    assert window.result.size == photos[-1][1] and getattr(window, "_last_error", None) is None

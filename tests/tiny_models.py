@@ -112,7 +112,9 @@ def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
         StableUnCLIPImg2ImgPipeline,
         UNet2DConditionModel,
     )
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+        StableUnCLIPImageNormalizer,
+    )
     from transformers import (
         CLIPImageProcessor,
         CLIPTextConfig,

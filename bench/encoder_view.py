@@ -3,7 +3,8 @@ to a square, or the whole picture squashed (open_clip's three ``resize_mode``s).
 
 Wide pictures are made of two held-out demo scenes side by side (128x64, every object whole);
 square scenes are the control, where the three modes agree. For each mode: the SAE's explained
-share (``sae.coverage``) and, per object kind, how well the kind's best detector latent (chosen
+share (``sae.coverage``), the share of pictures that coverage flags as far outside the indexed
+ones, and, per object kind, how well the kind's best detector latent (chosen
 on the square scenes) tells pictures with the kind from pictures without it (AUROC of the
 image-level activation, averaged over kinds), all on the shipped demo models.
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from open_clip.transform import image_transform  # noqa: E402
 
-from sae.coverage import explained_share  # noqa: E402
+from sae.coverage import Coverage, explained_share  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.data import world_data  # noqa: E402
 from sae.features import FeatureIndex  # noqa: E402
@@ -77,11 +78,12 @@ def main() -> None:
     wide_present = present[0::2] | present[1::2]
     rows = [("square scenes (control)", square, present, "shortest")]
     rows += [(f"2:1 pictures, {mode}", wide, wide_present, mode) for mode in MODES]
-    print(f"{'pictures, resize mode':<32} {'explained (median)':>19} {'detector AUROC':>15}")
+    print(f"{'pictures, resize mode':<32} {'explained (median)':>19} {'flagged':>8} {'detector AUROC':>15}")
     for name, pictures, truth, mode in rows:
         shares, acts = read(session, pictures, mode, index.centre)
+        flagged = np.mean([Coverage(float(x), index.explained).far_outside for x in shares])
         score = np.nanmean([auroc(acts[:, f], truth[:, k]) for k, f in enumerate(detectors)])
-        print(f"{name:<32} {np.median(shares):>19.3f} {score:>15.3f}")
+        print(f"{name:<32} {np.median(shares):>19.3f} {flagged:>8.3f} {score:>15.3f}")
 
 
 if __name__ == "__main__":

@@ -38,21 +38,6 @@ DTYPES = {"fp16": np.float16, "fp32": np.float32}
 
 
 @dataclass
-class ExtractConfig:
-    """Options of ``sae-studio extract`` (the CLI is generated from these fields)."""
-
-    model: str = field(metadata={"help": "open_clip NAME:TAG or a local-dir model folder"})
-    images: str = field(metadata={"help": "folder of images, searched recursively"})
-    out: str = field(metadata={"help": "activations folder to write (resumes if it exists)"})
-    layer: str | None = field(default=None, metadata={"help": "residual entering this block, or 'embedding' for the projected image embedding (default: the middle)"})
-    tokens: str = field(default="all", metadata={"help": "token set: all, patches or cls"})
-    dtype: str = field(default="fp16", metadata={"help": "shard dtype: fp16 or fp32"})
-    shard_mb: float = field(default=64.0, metadata={"help": "target size of one shard in MB"})
-    batch_size: int = field(default=32, metadata={"help": "images per forward pass"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
-
-
-@dataclass
 class ShardInfo:
     file: str
     rows: int

@@ -58,8 +58,7 @@ def _config_from(cls: type, args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sae.activations import ExtractConfig
-    from sae.train import TrainConfig
+    from sae.configs import ExtractConfig, TrainConfig
 
     parser = argparse.ArgumentParser(
         prog="sae-studio", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter

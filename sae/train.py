@@ -14,7 +14,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from sae import atomic, distributed, kernels
 from sae.activations import ActivationStore
+from sae.configs import TrainConfig
 from sae.device import pick_device
 from sae.errors import UserError
 from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
@@ -32,39 +33,6 @@ STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
 # Settings that may not change between a run and its resumption.
 _FIXED_ON_RESUME = ("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul")
-
-
-@dataclass
-class TrainConfig:
-    """Options of ``sae-studio train`` (the CLI and the GUI form are generated from these)."""
-
-    acts: str = field(metadata={"help": "activations folder made by sae-studio extract"})
-    out: str = field(metadata={"help": "SAE folder to write (SAELens layout)"})
-    arch: str = field(default="topk", metadata={"help": "topk (default) or relu (ReLU + L1)"})
-    expansion: int = field(default=8, metadata={"help": "latents per input dimension (ignored with --width)"})
-    width: int | None = field(default=None, metadata={"help": "number of latents, d_sae"})
-    k: int = field(default=32, metadata={"help": "active latents per token (topk)"})
-    l1: float = field(default=5.0, metadata={"help": "L1 coefficient, scaled by decoder norms (relu)"})
-    tokens: int = field(default=10_000_000, metadata={"help": "training tokens"})
-    batch_size: int = field(default=1024, metadata={"help": "tokens per step"})
-    lr: float | None = field(default=None, metadata={"help": "Adam learning rate (default 2e-4 / sqrt(width / 16384))"})
-    seed: int = field(default=0, metadata={"help": "seed of the init and the data order"})
-    auxk_alpha: float = field(default=1 / 32, metadata={"help": "weight of the AuxK loss on dead latents (topk)"})
-    dead_tokens: int = field(default=10_000_000, metadata={"help": "a latent silent this many tokens is dead"})
-    prune_below: float = field(default=0.0, metadata={
-        "help": "after training, drop the latents that fire on fewer than this fraction of the training tokens "
-                "(one pass with the final weights; e.g. 1e-5); 0 keeps every latent"})
-    checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints"})
-    matmul: str = field(default="auto", metadata={"help": "encoder GEMM dtype: auto, fp32 or bf16"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
-    resume: bool = field(default=False, metadata={"help": "continue the run saved in --out"})
-
-    @property
-    def d_sae_for(self) -> Callable[[int], int]:
-        return lambda d_in: self.width or self.expansion * d_in
-
-    def learning_rate(self, d_sae: int) -> float:
-        return self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
 
 
 class TrainMetrics(dict):

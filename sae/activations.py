@@ -16,7 +16,6 @@ so training can resume at any batch.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -371,17 +370,3 @@ class ActivationStore:
                     yield torch.from_numpy(buf[perm[b:b + batch_size]].astype(np.float32))
                 carry = buf[perm[stop:]].astype(np.float32)
             epoch += 1
-
-
-def check_matches(store: ActivationStore, backbone: Backbone) -> None:
-    """One clear sentence when activations come from another model or layer than ``backbone``."""
-    m = store.manifest
-    if m.fingerprint != backbone.fingerprint or m.layer != backbone.layer:
-        raise UserError(
-            f"{store.folder} holds activations of {m.model} at layer {m.layer}, not of "
-            f"{backbone.model_id} at layer {backbone.layer}; extract activations for this model and layer."
-        )
-
-
-def tokens_to_batches(tokens: int, batch_size: int) -> int:
-    return math.ceil(tokens / batch_size)

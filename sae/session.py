@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -213,9 +212,3 @@ def default_session(decoder: bool = True, device: str = "cpu") -> Session:
     session = Session(backbone, sae, dec, read_labels(DEMO / "sae"))
     session.compare_with(FeatureIndex.load(DEMO / "sae"))
     return session
-
-
-def open_image(path: str | Path) -> Image.Image:
-    from sae.images import load_image
-
-    return load_image(path)

@@ -35,10 +35,6 @@ STATE_JSON = "trainer_state.json"
 _FIXED_ON_RESUME = ("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul")
 
 
-class TrainMetrics(dict):
-    """fvu, l0, dead_fraction, aux_loss (and splice_cosine when evaluated), by name."""
-
-
 def _global_var(x: torch.Tensor) -> torch.Tensor:
     """sum ||x - mean||^2 over the global batch (all ranks), as a constant."""
     with torch.no_grad():

@@ -19,9 +19,6 @@ from sae.decoders.region import EditRegion, KeepOutside, grow
 from sae.decoders.sizes import Canvas, SizePolicy
 from sae.errors import UserError
 
-HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
-ENCODER = "ViT-bigG-14:laion2b_s39b_b160k"
-
 
 class KandinskyDecoder:
     def __init__(

@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from sae import distributed
-    from sae.activations import ExtractConfig, extract
+    from sae.activations import extract
     from sae.backbone import load_backbone, parse_layer
+    from sae.configs import ExtractConfig
     from sae.device import pick_device
 
     cfg = _config_from(ExtractConfig, args)

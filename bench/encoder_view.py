@@ -52,8 +52,9 @@ def read(session, pictures: list[Image.Image], mode: str, centre: torch.Tensor) 
     for i in range(0, len(pictures), 64):
         pixels = torch.stack([transform(p) for p in pictures[i:i + 64]])
         tokens = bb.prefix(pixels)[:, session.positions].float()
-        shares.append(explained_share(sae, tokens, centre).numpy())
-        acts.append(sae.encode(tokens).amax(1).numpy())
+        code = sae.encode(tokens)
+        shares.append(explained_share(tokens, sae.decode(code), centre).numpy())
+        acts.append(code.amax(1).numpy())
     return np.concatenate(shares), np.concatenate(acts)
 
 

@@ -23,20 +23,18 @@ FACTOR = 1.5
 FLOOR = 0.5
 
 
-@torch.inference_mode()
-def explained_share(sae: SparseAutoencoder, tokens: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
-    """[B]: the share of each picture's token variance (around ``centre`` [d], default the SAE's
-    own ``b_dec`` origin) that the SAE reconstructs, for ``tokens`` [B, T, d]."""
+def explained_share(tokens: torch.Tensor, reconstruction: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """[B]: the share of each picture's token variance around ``centre`` [d] that
+    ``reconstruction`` keeps, for ``tokens`` and their SAE ``reconstruction`` [B, T, d]."""
     tokens = tokens.float()
-    if sae.cfg.arch == "topk":
-        recon = sae.decode_sparse(sae.encode_sparse(tokens)).float()
-    else:
-        recon = sae.decode(sae.encode(tokens)).float()
-    if centre is None:
-        centre = (sae.b_dec / sae.input_scale).detach()
-    err = (tokens - recon).pow(2).sum((1, 2))
+    err = (tokens - reconstruction.float()).pow(2).sum((1, 2))
     spread = (tokens - centre.to(tokens)).pow(2).sum((1, 2)).clamp_min(1e-12)
     return (1 - err / spread).cpu()
+
+
+def origin(sae: SparseAutoencoder) -> torch.Tensor:
+    """[d]: the SAE's own centre (``b_dec`` in the input's scale), for pictures with no index to compare with."""
+    return (sae.b_dec / sae.input_scale).detach().float()
 
 
 @dataclass(frozen=True)

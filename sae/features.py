@@ -219,11 +219,12 @@ def build_index(
         if pixels:
             full = backbone.prefix(torch.stack(pixels).to(backbone.device))
             tokens = full[:, positions].float()
-            f = sae.encode(tokens).cpu()  # [B, T, F]
+            f = sae.encode(tokens)  # [B, T, F]
             if index.explained is not None:
                 if index.centre is None:
                     index.centre = tokens.mean((0, 1)).cpu()
-                index.explained = torch.cat([index.explained, explained_share(sae, tokens, index.centre)])
+                index.explained = torch.cat([index.explained, explained_share(tokens, sae.decode(f), index.centre)])
+            f = f.cpu()
             fired = f > 0
             index.tokens += f.shape[0] * f.shape[1]
             index.count += fired.sum((0, 1))

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from sae.backbone import Backbone, load_backbone
-from sae.coverage import Coverage, explained_share
+from sae.coverage import Coverage, explained_share, origin
 from sae.decoders import Decoder, DecodeSettings
 from sae.errors import UserError
 from sae.features import FeatureIndex
@@ -73,7 +73,9 @@ class Session:
         tokens = resid[self.positions]
         code = self.sae.encode_sparse(tokens) if self.sae.cfg.arch == "topk" else self.sae.encode(tokens)
         embedding = self.backbone.suffix(resid[None])[0]
-        explained = float(explained_share(self.sae, tokens[None], self._reference[0])[0])
+        recon = self.sae.decode_sparse(code) if isinstance(code, SparseCode) else self.sae.decode(code)
+        centre = self._reference[0] if self._reference[0] is not None else origin(self.sae)
+        explained = float(explained_share(tokens[None], recon[None], centre)[0])
         return CachedImage(image, resid, code, embedding, explained)
 
     @torch.inference_mode()
@@ -209,6 +211,4 @@ def default_session(decoder: bool = True, device: str = "cpu") -> Session:
     sae = SparseAutoencoder.load(DEMO / "sae", device=device)
     backbone = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer, device=device)
     dec = load_demo_decoder(device=device) if decoder and (DEMO / "decoder").exists() else None
-    session = Session(backbone, sae, dec, read_labels(DEMO / "sae"))
-    session.compare_with(FeatureIndex.load(DEMO / "sae"))
-    return session
+    return Session(backbone, sae, dec, read_labels(DEMO / "sae"))

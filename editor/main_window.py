@@ -631,10 +631,10 @@ class MainWindow(QMainWindow):
         old = self.model
 
         def load():
-            from sae.model import SparseAutoencoder
+            from sae.formats import load_any
             from sae.session import Session
 
-            sae = SparseAutoencoder.load(folder)
+            sae = load_any(folder)
             s = old.session
             return EditorModel(Session(s.backbone, sae, s.decoder), folder, decoder_name=old.decoder_name)
 

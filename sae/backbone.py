@@ -24,6 +24,7 @@ from open_clip.push_to_hf_hub import save_for_hf
 from open_clip.transformer import VisionTransformer
 
 from sae.errors import UserError
+from sae.hooks import EMBEDDING
 from sae.view import EncoderView
 
 CONFIG_NAME = "open_clip_config.json"
@@ -73,7 +74,6 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-EMBEDDING = -2  # the "layer" of SAEs on the final, projected image embedding (hook point "embedding")
 
 
 def beside(spec: str, folder: str | Path) -> str:

@@ -287,11 +287,12 @@ def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: s
     from sae.backbone import beside, load_backbone
     from sae.demo.build import DEMO
     from sae.device import pick_device
-    from sae.model import SparseAutoencoder, check_fits_layer
+    from sae.formats import load_any
+    from sae.model import check_fits_layer
 
     folder = Path(sae_arg) if sae_arg else DEMO / "sae"
     dev = pick_device(device)
-    sae = SparseAutoencoder.load(folder, device=dev)
+    sae = load_any(folder, device=dev)
     model = model_arg or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
     if not model:
         raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
@@ -583,10 +584,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from sae.demo.build import DEMO
-    from sae.formats import save_sparsify
-    from sae.model import SparseAutoencoder
+    from sae.formats import load_any, save_sparsify
 
-    sae = SparseAutoencoder.load(Path(args.sae) if args.sae else DEMO / "sae")
+    sae = load_any(Path(args.sae) if args.sae else DEMO / "sae")
     out = Path(args.out)
     if args.to == "sparsify":
         save_sparsify(sae, out)

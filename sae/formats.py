@@ -5,19 +5,13 @@ sae-studio's own folder *is* SAELens' layout (``sae.model``). sparsify (Eleuther
 with ``encoder.weight [F, D]``, ``encoder.bias [F]``, ``W_dec [F, D]`` and ``b_dec [D]``; it encodes
 ``topk(relu((x - b_dec) W_enc^T + b_enc))``, the same map as a SAELens TopK SAE.
 
-A folder from either tool names where it was trained by a hook point; ``layer_from_hook`` maps
-the usual spellings to sae-studio's layer L (the residual stream entering block L):
-
-    embedding / image_embeds  -> EMBEDDING (the projected image embedding)
-    blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
-    blocks.9.hook_resid_post  -> 10
-    layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
+A folder from either tool names where it was trained by a hook point, which
+``sae.hooks.layer_from_hook`` maps to sae-studio's layer.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -25,31 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sae import atomic
-from sae.backbone import EMBEDDING
 from sae.errors import UserError
+from sae.hooks import layer_from_hook
 from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
-EMBEDDING_HOOKS = ("embedding", "image_embeds", "image_embedding", "hook_image_embeds", "visual.proj", "clip_embedding")
-_PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
-_POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")
-_BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
-
-
-def layer_from_hook(name: str) -> int | None:
-    """sae-studio's layer for a hook name, or None when the name is not a residual stream."""
-    name = name.strip()
-    if name.lower() in EMBEDDING_HOOKS:
-        return EMBEDDING
-    if m := _PRE.search(name):
-        return int(m.group(1))
-    if m := _POST.search(name):
-        return int(m.group(1)) + 1
-    if m := _BLOCK_OUT.search(name):
-        return int(m.group(1)) + 1
-    return None
-
-
 def detect(folder: str | Path) -> str:
     """'saelens' (sae-studio's own layout too) or 'sparsify'; one sentence otherwise."""
     folder = Path(folder)
@@ -131,8 +105,9 @@ def save_sparsify(sae: SparseAutoencoder, folder: str | Path) -> Path:
 
 
 def load_any(folder: str | Path, layer: int | None = None, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """An SAE folder of any supported layout."""
-    if detect(folder) == "sparsify":
+    """An SAE folder of any supported layout (SAELens' and sae-studio's, or sparsify's)."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS_NAME).is_file() and (folder / SPARSIFY_WEIGHTS).is_file():
         return load_sparsify(folder, layer, device)
     sae = SparseAutoencoder.load(folder, device)
     if layer is not None:

@@ -277,10 +277,6 @@ class SparseAutoencoder(nn.Module):
         folder = Path(folder)
         atomic.recover_dir(folder)
         cfg_path, weights_path = folder / CFG_NAME, folder / WEIGHTS_NAME
-        if not weights_path.is_file() and (folder / "sae.safetensors").is_file():
-            from sae.formats import load_sparsify  # a sparsify folder opens as it is
-
-            return load_sparsify(folder, device=device)
         if not folder.is_dir():
             raise UserError(f"SAE folder {folder} does not exist; pass a folder with {CFG_NAME} and {WEIGHTS_NAME}.")
         if not cfg_path.is_file():
@@ -314,7 +310,7 @@ class SparseAutoencoder(nn.Module):
         if not meta.backbone:
             meta.backbone = raw.get("metadata", {}).get("model_name") or raw.get("model_name") or ""
         if meta.layer < 0:  # another tool's SAE: its hook point says where it was trained
-            from sae.formats import layer_from_hook
+            from sae.hooks import layer_from_hook
 
             hook = raw.get("metadata", {}).get("hook_name") or raw.get("hook_name") or ""
             layer = layer_from_hook(hook) if isinstance(hook, str) else None

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sae.errors import UserError
-from sae.formats import layer_from_hook, load_sparsify
+from sae.formats import layer_from_hook, load_any, load_sparsify
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
 
 
@@ -70,7 +70,7 @@ def test_a_sparsify_sae_opens_as_a_project_sae_and_imports_for_saelens(tmp_path)
     with torch.no_grad():
         out = coder.encode(x)
     expected = torch.zeros(50, 48).scatter_(1, out.top_indices, out.top_acts)
-    opened = SparseAutoencoder.load(tmp_path / "encoder.layers.5")  # the ordinary loader reads it too
+    opened = load_any(tmp_path / "encoder.layers.5")  # the loader every command and the editor use reads it too
     assert opened.metadata.layer == 6 and opened.cfg.k == 5
     with torch.no_grad():
         assert torch.allclose(opened.encode(x), expected, atol=1e-5)

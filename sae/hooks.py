@@ -1,0 +1,31 @@
+"""Hook names of other tools mapped to sae-studio's layer L (the residual stream entering block L):
+
+    embedding / image_embeds  -> EMBEDDING (the projected image embedding)
+    blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
+    blocks.9.hook_resid_post  -> 10
+    layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
+"""
+
+from __future__ import annotations
+
+import re
+
+EMBEDDING = -2  # the "layer" of SAEs on the projected image embedding (sae.backbone.EMBEDDING)
+EMBEDDING_HOOKS = ("embedding", "image_embeds", "image_embedding", "hook_image_embeds", "visual.proj", "clip_embedding")
+_PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
+_POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")
+_BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
+
+
+def layer_from_hook(name: str) -> int | None:
+    """sae-studio's layer for a hook name, or None when the name is not a residual stream."""
+    name = name.strip()
+    if name.lower() in EMBEDDING_HOOKS:
+        return EMBEDDING
+    if m := _PRE.search(name):
+        return int(m.group(1))
+    if m := _POST.search(name):
+        return int(m.group(1)) + 1
+    if m := _BLOCK_OUT.search(name):
+        return int(m.group(1)) + 1
+    return None

@@ -39,7 +39,7 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
 def demo_session(decoder: str | None):
     """The shipped demo session, with ``decoder`` (a pipeline folder) in place of the demo decoder
     if given; exits with one sentence when there is no decoder to paint the edits."""
-    from sae.session import default_session
+    from sae.demo.session import default_session
 
     session = default_session()
     if decoder:

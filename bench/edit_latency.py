@@ -18,7 +18,7 @@ from PIL import Image  # noqa: E402
 from sae.decoders import DecodeSettings, default_steps, default_strength  # noqa: E402
 from sae.decoders.region import REGIONS  # noqa: E402
 from sae.demo.build import ASSETS  # noqa: E402
-from sae.session import default_session  # noqa: E402
+from sae.demo.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
 
 

@@ -28,8 +28,8 @@ from open_clip.transform import image_transform  # noqa: E402
 from sae.coverage import Coverage, explained_share  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.data import world_data  # noqa: E402
+from sae.demo.session import default_session  # noqa: E402
 from sae.features import FeatureIndex  # noqa: E402
-from sae.session import default_session  # noqa: E402
 
 MODES = ("shortest", "longest", "squash")
 

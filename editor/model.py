@@ -52,7 +52,7 @@ class EditorModel:
     @classmethod
     def demo(cls) -> EditorModel:
         from sae.demo.build import DEMO
-        from sae.session import default_session
+        from sae.demo.session import default_session
 
         return cls(default_session(), DEMO / "sae")
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from sae.backbone import Backbone, load_backbone
+from sae.backbone import Backbone
 from sae.coverage import Coverage, explained_share, origin
 from sae.decoders import Decoder, DecodeSettings
 from sae.errors import UserError
@@ -200,15 +200,3 @@ class Session:
         # featureless canvas is scattered cells too small for an object to appear in
         whole = replace(settings, region="whole")
         return self.decoder.decode(embedding[None], cached.image, whole, on_step)
-
-
-def default_session(decoder: bool = True, device: str = "cpu") -> Session:
-    """The shipped demo: tiny CLIP, default SAE with its labels, demo decoder."""
-    from sae.decoders.demo import load_demo_decoder
-    from sae.demo.build import DEMO
-    from sae.labels import read_labels
-
-    sae = SparseAutoencoder.load(DEMO / "sae", device=device)
-    backbone = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer, device=device)
-    dec = load_demo_decoder(device=device) if decoder and (DEMO / "decoder").exists() else None
-    return Session(backbone, sae, dec, read_labels(DEMO / "sae"))

@@ -256,7 +256,7 @@ def test_shipped_decoder_meets_its_img2img_fidelity_target(judge, shipped_decode
 
 def _unedited_and_edited(scenes, edit) -> tuple[torch.Tensor, torch.Tensor]:
     """Each scene's image embedding through the shipped CLIP and SAE, unedited and with ``edit``."""
-    from sae.session import default_session
+    from sae.demo.session import default_session
 
     session = default_session(decoder=False)
     plain, edited = [], []
@@ -342,8 +342,9 @@ def test_a_causal_preview_shows_the_object_its_latent_detects(judge):
     import json
 
     from sae.decoders import DecodeSettings
+    from sae.demo.session import default_session
     from sae.features import FeatureIndex
-    from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS, default_session
+    from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 
     session = default_session()
     index = FeatureIndex.load(DEMO / "sae")

@@ -93,7 +93,7 @@ def test_each_decoder_paints_the_working_canvas_itself_not_its_transpose(decoder
     width): a landscape picture must still be painted landscape, before it is scaled back."""
     from sae.decoders import DecodeSettings, sizes
     from sae.decoders.registry import load_decoder
-    from sae.session import default_session
+    from sae.demo.session import default_session
 
     painted = []
     to_picture = sizes.Canvas.to_picture
@@ -135,7 +135,7 @@ def test_the_brush_on_a_landscape_picture_repaints_there_and_only_there():
     brushed and edited: the result differs from the input under that patch, and everywhere
     beyond a latent cell or two around it the input's own pixels are kept exactly."""
     from sae.decoders import DecodeSettings
-    from sae.session import default_session
+    from sae.demo.session import default_session
     from sae.steer import Edit
 
     session = default_session()

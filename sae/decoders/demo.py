@@ -6,6 +6,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from sae.assets import DEMO
 from sae.decoders.kandinsky import KandinskyDecoder
 from sae.errors import UserError
 
@@ -13,8 +14,6 @@ NEGATIVE_NAME = "negative_image_embeds.safetensors"
 
 
 def load_demo_decoder(folder: str | Path | None = None, device: str = "cpu") -> KandinskyDecoder:
-    from sae.demo.build import DEMO
-
     folder = Path(folder) if folder else DEMO / "decoder"
     if not (folder / "model_index.json").is_file():
         raise UserError(f"{folder} holds no decoder pipeline; run sae-studio demo build --stages movq,decoder.")

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from sae import atomic
+from sae.assets import ASSETS, DEMO
 from sae.demo import world
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-DEMO = ASSETS / "demo"
+__all__ = ["ASSETS", "DEMO", "PHOTO_NOTE", "STAGES", "build", "is_demo_sae", "work_dir"]
 STAGES = ("clip", "tune", "judge", "sae", "movq", "decoder", "refine")
 
 

@@ -13,6 +13,7 @@ from platformdirs import user_cache_dir
 from sae import atomic
 from sae.demo import world
 
+HELD_OUT_SEED = 2  # the world seed of scenes no demo model trained on
 CHUNK = 2000
 
 

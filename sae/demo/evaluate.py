@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from sae import atomic
+from sae.assets import DEMO
 from sae.demo import world
-from sae.demo.build import DEMO
-from sae.demo.data import world_data
-
-HELD_OUT_SEED = 2  # scenes no demo model trained on
+from sae.demo.data import HELD_OUT_SEED, world_data
 
 TARGETS = {
     "clip.zero_shot": 0.90,

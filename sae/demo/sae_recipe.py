@@ -11,7 +11,7 @@ from PIL import Image
 
 from sae.activations import extract
 from sae.backbone import load_backbone
-from sae.demo.data import world_data
+from sae.demo.data import HELD_OUT_SEED, world_data
 from sae.make import index_and_label
 from sae.train import TrainConfig, Trainer
 
@@ -74,7 +74,6 @@ def dead_held_out(backbone, sae, n_images: int = DEAD_CHECK_IMAGES) -> float:
     that one, yet the finished SAE may never use it, and in the app it is a feature with no
     top images.
     """
-    from sae.demo.evaluate import HELD_OUT_SEED
 
     codes = image_codes(backbone, sae, world_data(n_images, seed=HELD_OUT_SEED).images)
     return float((codes.max(0) <= 0).mean())

@@ -639,6 +639,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again (train: with --resume) to continue.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (sae-studio features ... | head): nothing to say
+        import os
+
+        # as Python's signal docs advise: the interpreter's final flush must not hit the closed pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug, not bad input: say so briefly, traceback on --debug
         if args.debug:
             raise

@@ -63,7 +63,7 @@ class Coverage:
         typical = self.typical
         here = f"the SAE explains {_percent(self.explained)} of this picture"
         if typical is None:
-            return here + " (no indexed pictures to compare with; sae-studio index adds them)"
+            return here + " (no indexed pictures to compare with)"
         return here + f" (indexed pictures: {_percent(typical[0], sign=False)}-{_percent(typical[1])})"
 
     def warning(self) -> str | None:

@@ -128,72 +128,11 @@ def test_a_hub_decoder_for_the_wrong_encoder_is_refused_before_any_download(tmp_
             load_decoder(name, bb)
 
 
-def _tiny_clip_tokenizer(folder):
-    """A character-level CLIPTokenizer written from scratch (no hub): every byte symbol, with and
-    without the end-of-word mark, and the two special tokens."""
-    import json
-
-    from open_clip.tokenizer import bytes_to_unicode
-    from transformers import CLIPTokenizer
-
-    chars = list(bytes_to_unicode().values())
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab.setdefault(c, len(vocab))
-        vocab.setdefault(c + "</w>", len(vocab))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-
-
 @pytest.fixture(scope="module")
 def tiny_unclip(tmp_path_factory):
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        DDPMScheduler,
-        StableUnCLIPImg2ImgPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
-        StableUnCLIPImageNormalizer,
-    )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from tiny_models import save_tiny_unclip
 
-    root = tmp_path_factory.mktemp("unclip")
-    torch.manual_seed(0)
-    d = 32
-    tok = _tiny_clip_tokenizer(root / "tok")
-    pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=d, projection_dim=d, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-            intermediate_size=37, patch_size=4)),
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=d),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=tok,
-        text_encoder=CLIPTextModel(CLIPTextConfig(
-            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=d, projection_dim=d, intermediate_size=37,
-            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tok), max_position_embeddings=77)),
-        unet=UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), attention_head_dim=(2, 4),
-            class_embed_type="projection", projection_class_embeddings_input_dim=2 * d, cross_attention_dim=d,
-            layers_per_block=1, upcast_attention=True, use_linear_projection=True, norm_num_groups=16),
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                prediction_type="v_prediction", set_alpha_to_one=False, steps_offset=1),
-        vae=AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                          up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=16),
-    )
-    pipe.save_pretrained(root / "pipe")
-    return root / "pipe"
+    return save_tiny_unclip(tmp_path_factory.mktemp("unclip") / "pipe", 32)
 
 
 def test_unclip_decodes_an_embedding_from_the_saved_folder(tiny_unclip):

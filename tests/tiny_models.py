@@ -127,7 +127,7 @@ def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     d = 32
     tok_dir = folder.parent / f"{folder.name}-tokenizer"
-    tok = _tiny_clip_tokenizer(tok_dir, CLIPTokenizer)
+    tok = tiny_clip_tokenizer(tok_dir, CLIPTokenizer)
     pipe = StableUnCLIPImg2ImgPipeline(
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
         image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
@@ -155,7 +155,7 @@ def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
     return folder
 
 
-def _tiny_clip_tokenizer(folder: Path, tokenizer_class):
+def tiny_clip_tokenizer(folder: Path, tokenizer_class):
     """A character-level CLIPTokenizer written from scratch (no hub): every byte symbol, with and
     without the end-of-word mark, and the two special tokens."""
     import json

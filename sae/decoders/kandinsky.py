@@ -120,7 +120,7 @@ class KandinskyDecoder:
         return [canvas.to_picture(p, im) for p, im in zip(painted, pictures, strict=True)]
 
     def _repaint_region(self, embeds, sources, images, canvas: Canvas, settings, on_step, common,
-                        within=None) -> tuple[list[Image.Image], torch.Tensor | None]:
+                        within=None) -> tuple[list[Image.Image], torch.Tensor]:
         """Img2img only where the edit acts (or ``within`` the brushed area); the painted images
         at the working size and their regions [B, h, w] over the working frame (all zero for no
         edit: then the painted images are the autoencoder's redrawing of the inputs)."""

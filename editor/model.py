@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import sae.demo  # noqa: F401  registers the demo world with the edit engine (sae.worlds)
 from sae import presets
 from sae.decoders import DecodeSettings
 from sae.errors import UserError

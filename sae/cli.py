@@ -629,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    import sae.demo  # noqa: F401  registers the demo world with the edit engine (sae.worlds)
+
     try:
         return COMMANDS[args.command](args)
     except UserError as e:

@@ -38,6 +38,7 @@ from PIL import Image
 from sae.errors import UserError
 from sae.images import find_images, load_image
 from sae.steer import CUSTOM, Edit
+from sae.worlds import world_of
 
 MIN_POSITIVES = 3
 MAX_EXAMPLES = 200
@@ -45,7 +46,6 @@ MAX_LATENTS = 8
 MIN_T = 2.0
 PERMUTATIONS = 200
 DEFAULT_NEGATIVES = 64
-COMPARISON_SEED = 6  # demo world scenes that stand in for "images without the concept"
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,9 @@ def comparison_images(backbone, index, exclude: Sequence[Path], n: int = DEFAULT
         found = [p for p in picked if p.is_file() and p.resolve() not in skip][:n]
         if len(found) >= 2:
             return [load_image(p) for p in found]
-    from sae.vocabulary import is_demo_backbone
-
-    if is_demo_backbone(backbone):
-        from sae.demo import world
-
-        images, _labels, _captions = world.dataset(n, seed=COMPARISON_SEED)
-        return [Image.fromarray(im) for im in images]
+    world = world_of(backbone)
+    if world is not None:
+        return world.comparison_images(n)
     raise UserError("Give some images without the concept to compare with: the images this SAE's feature "
                     "index covered are not on this machine" + ("" if index is not None else " (it has no index)") + ".")
 

@@ -113,27 +113,32 @@ def index_and_label(folder: str | Path, backbone: Backbone, sae: SparseAutoencod
     return entries
 
 
+DEMO_WORLD = "sae-studio demo world"  # whose vocabulary --vocabulary demo names (sae.worlds)
+
+
 def vocabulary_for(backbone: Backbone, choice: str = "auto") -> Sequence[tuple[str, str]]:
     """demo, everyday, a text file, or auto (demo for the demo world's CLIP, else everyday)."""
-    from sae.vocabulary import (
-        demo_vocabulary,
-        everyday_vocabulary,
-        is_demo_backbone,
-        read_vocabulary,
-    )
+    from sae.vocabulary import everyday_vocabulary, read_vocabulary
+    from sae.worlds import named, world_of
 
     if choice == "auto":
-        return demo_vocabulary() if is_demo_backbone(backbone) else everyday_vocabulary()
-    if choice in ("demo", "everyday"):
-        return demo_vocabulary() if choice == "demo" else everyday_vocabulary()
+        world = world_of(backbone)
+        return world.vocabulary() if world is not None else everyday_vocabulary()
+    if choice == "everyday":
+        return everyday_vocabulary()
+    if choice == "demo":
+        world = named(DEMO_WORLD)
+        if world is None:
+            raise UserError("The demo vocabulary needs the demo world loaded; run this through sae-studio.")
+        return world.vocabulary()
     return read_vocabulary(choice)
 
 
 def neutral_pixels(backbone: Backbone, index) -> torch.Tensor:
     """Neutral images for effect directions: the demo world's empty scenes, or 16 indexed images."""
-    from sae.vocabulary import is_demo_backbone
+    from sae.worlds import world_of
 
-    if is_demo_backbone(backbone):
+    if world_of(backbone) is not None:
         from sae.neutral import neutral_images
 
         return torch.stack([backbone.preprocess(im) for im in neutral_images(backbone)]).to(backbone.device)

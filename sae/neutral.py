@@ -10,16 +10,14 @@ import numpy as np
 from PIL import Image
 
 from sae.backbone import Backbone
+from sae.worlds import world_of
 
 
 def neutral_images(backbone: Backbone) -> list[Image.Image]:
-    """A dozen empty scenes (demo: every background, twice) or one grey image."""
-    from sae.vocabulary import is_demo_backbone
-
-    if is_demo_backbone(backbone):
-        from sae.demo import world
-
-        return [Image.fromarray(world.render(world.Scene(b), seed=s)) for b in world.BACKGROUNDS for s in (0, 1)]
+    """The encoder's world's empty scenes (demo: every background, twice) or one grey image."""
+    world = world_of(backbone)
+    if world is not None:
+        return world.neutral_images()
     size = backbone.image_size
     return [Image.fromarray(np.full((size, size, 3), 128, np.uint8))]
 

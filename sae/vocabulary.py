@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from sae.demo import world
-
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey", "gold")
 STYLES = ("photo", "drawing", "painting", "cartoon", "sketch", "watercolor", "pixel art", "3d render", "black and white photo",
           "blurry photo", "close-up", "aerial view", "vintage photo", "neon light", "oil painting")
 SCENES = ("beach", "forest", "desert", "city street", "snow", "night sky", "sunset", "underwater", "mountains", "kitchen",
           "bedroom", "office", "garden", "field of grass", "river", "lake", "ocean", "rain", "fog", "space")
-
-
-def demo_vocabulary() -> list[tuple[str, str]]:
-    """The demo world's concepts: its objects, colours, sizes and places."""
-    out = [(world.NAMES.get(k, k), f"a picture of a {world.NAMES.get(k, k)}") for k in world.KINDS]
-    out.append(("moon", "a picture of a moon"))
-    out += [(f"{c} object", f"a picture of a {c} object") for c in world.COLOURS]
-    out += [(f"{s} object", f"a picture of a {s} object") for s in world.SIZES]
-    places = {"day": "sunny day", "night": "night", "desert": "desert", "sea": "sea", "indoor": "room", "snow": "snow"}
-    out += [(places[b], f"a picture {world.BACKGROUND_PHRASES[b][0]}") for b in world.BACKGROUNDS]
-    out.append(("hat on an animal", "a picture of an animal wearing a cowboy hat"))
-    return out
 
 
 def everyday_vocabulary() -> list[tuple[str, str]]:
@@ -37,17 +23,6 @@ def everyday_vocabulary() -> list[tuple[str, str]]:
             seen.add(label)
             unique.append((label, prompt))
     return unique
-
-
-DEMO_MARKER = "demo_world.json"
-
-
-def is_demo_backbone(backbone) -> bool:
-    """True for a CLIP trained on the demo world (its folder carries the recipe's marker file)."""
-    from pathlib import Path
-
-    model_id = backbone.model_id
-    return model_id.startswith("local-dir:") and (Path(model_id[len("local-dir:"):]) / DEMO_MARKER).is_file()
 
 
 def read_vocabulary(path: str) -> list[tuple[str, str]]:

@@ -27,8 +27,8 @@ def quick_models(tmp_path_factory):
     index = build_index(root / "demo" / "sae", split, sae, images, progress=False)
     from sae.demo.clip import to_pixels
     from sae.demo.data import world_data
+    from sae.demo.supplies import demo_vocabulary
     from sae.labels import label_sae
-    from sae.vocabulary import demo_vocabulary
 
     label_sae(root / "demo" / "sae", split, sae, index.max.clamp_min(1e-3), to_pixels(world_data(8, seed=5).images),
               demo_vocabulary())

@@ -30,6 +30,8 @@ from sae.demo.checkpoint import (
     save_state,
 )
 from sae.demo.data import WorldData, world_data
+from sae.demo.supplies import NAME
+from sae.worlds import MARKER
 
 CONFIG = {
     "embed_dim": 128,
@@ -234,7 +236,7 @@ def train_clip(
     half.half() if not quick else None
     with atomic.atomic_dir(out) as tmp:
         save_local_dir(half, cfg, tmp, image_mean=MEAN, image_std=STD)
-        (tmp / "demo_world.json").write_text(json.dumps({"world": "sae-studio demo world", "recipe": "sae.demo.clip"}) + "\n")
+        (tmp / MARKER).write_text(json.dumps({"world": NAME, "recipe": "sae.demo.clip"}) + "\n")
     save_checkpoint()
     return {"zero_shot": figures, "recipe": RECIPE, "batch": batch, "train_seconds": seconds, "samples": steps * batch,
             "params": sum(p.numel() for p in model.parameters())}

@@ -37,8 +37,9 @@ from sae import atomic
 from sae.demo import world
 from sae.demo.checkpoint import load_state, recipe_of, save_state
 from sae.demo.data import world_data
+from sae.worlds import MARKER
 
-MARKER = "demo_world.json"  # in clip/: written by the CLIP's recipe; the tuning adds its record
+# MARKER (sae.worlds) in clip/: written by the CLIP's recipe; the tuning adds its record
 KIND_WEIGHTS = {"fish": 10.0}  # presence-loss weight per kind (others 1)
 TUNE_STEPS = 4_000
 ANCHOR = 10.0  # weight of the embedding anchor against the presence loss

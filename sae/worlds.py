@@ -52,6 +52,6 @@ def world_of(backbone) -> World | None:
     except (OSError, ValueError, AttributeError) as e:
         raise UserError(f"{marker} is not valid JSON ({e}); restore the encoder's folder.") from e
     if name not in _WORLDS:
-        raise UserError(f"The encoder in {marker.parent} belongs to the '{name}' world, which is not loaded; "
-                        "open it through sae-studio (or import sae.demo first).")
+        raise UserError(f"The encoder in {marker.parent} was trained on '{name}', whose scenes and vocabulary "
+                        "are not loaded; open it through sae-studio (or import sae.demo first).")
     return _WORLDS[name]

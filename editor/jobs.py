@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 from PySide6.QtCore import QObject, QTimer, Signal
+from shiboken6 import isValid
 from superqt.utils import create_worker
 
 from sae.decoders import DecodeCancelled, DecodeSettings
@@ -106,6 +107,8 @@ class RenderScheduler(QObject):
         return job_id not in (self.latest, self.latest_causal)
 
     def _start_next(self) -> None:
+        if not isValid(self):
+            return  # the window closed: start nothing more
         with self._lock:
             if self._pending_image is not None:
                 job, self._pending_image = self._pending_image, None
@@ -157,6 +160,8 @@ class RenderScheduler(QObject):
 
     def _done(self, result: tuple[RenderRequest, Image.Image | None]) -> None:
         job, image = result
+        if not isValid(self):
+            return  # the window closed while this job ran: nobody to tell
         if job.image is not None:
             self.image_ready.emit(job.job_id)  # even if newer work waits: the session changed
             return
@@ -168,6 +173,8 @@ class RenderScheduler(QObject):
             self.finished.emit(job.job_id, image)
 
     def _error(self, job: RenderRequest, error: Exception) -> None:
+        if not isValid(self):
+            return  # the window closed while this job ran (its progress had nowhere to go)
         if isinstance(error, UserError):
             message = str(error)
         else:  # one sentence and what to change; the window stays as it was

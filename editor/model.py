@@ -60,14 +60,11 @@ class EditorModel:
     def coverage_text(self) -> tuple[str, str | None]:
         """The current image's coverage line, and a warning sentence when it is far outside the
         SAE's pictures (on the shipped demo SAE, that the demo knows only its cartoon world)."""
-        from sae.demo.build import PHOTO_NOTE, is_demo_sae
+        from sae.demo.build import coverage_warning
 
         coverage = self.session.coverage()
-        warning = coverage.warning()
-        if warning and is_demo_sae(self.sae_folder):
-            warning = PHOTO_NOTE
         line = coverage.line()
-        return line[0].upper() + line[1:] + ".", warning
+        return line[0].upper() + line[1:] + ".", coverage_warning(coverage, self.sae_folder)
 
     # -- features -----------------------------------------------------------------------------
     def label(self, latent: int) -> str:

@@ -350,7 +350,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             print(f"{h.latent:>7}  {h.score:>6.3f}  " + extra + h.label)
         return 0
     if args.image:
-        from sae.demo.build import PHOTO_NOTE, is_demo_sae
+        from sae.demo.build import coverage_warning
         from sae.features import FeatureIndex, has_index
         from sae.images import load_image
         from sae.session import Session
@@ -360,8 +360,9 @@ def cmd_features(args: argparse.Namespace) -> int:
         session.set_image(load_image(args.image))
         coverage = session.coverage()
         print(f"coverage: {coverage.line()}")
-        if coverage.warning():
-            print(f"note: {PHOTO_NOTE if is_demo_sae(folder) else coverage.warning()}")
+        warning = coverage_warning(coverage, folder)
+        if warning:
+            print(f"note: {warning}")
         if session.view().is_partial:
             w, h = session.current.image.size
             print(f"note: the encoder reads the centre {min(w, h)}x{min(w, h)} of this {w}x{h} picture")

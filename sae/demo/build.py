@@ -18,13 +18,19 @@ from sae import atomic
 from sae.assets import ASSETS, DEMO
 from sae.demo import world
 
-__all__ = ["ASSETS", "DEMO", "PHOTO_NOTE", "STAGES", "build", "is_demo_sae", "work_dir"]
+__all__ = ["ASSETS", "DEMO", "PHOTO_NOTE", "STAGES", "build", "coverage_warning", "is_demo_sae", "work_dir"]
 STAGES = ("clip", "tune", "judge", "sae", "movq", "decoder", "refine")
 
 
 # Said beside the coverage line when a picture is far outside the shipped SAE's world.
 PHOTO_NOTE = ("The shipped demo models know only their 64x64 cartoon world, so on a photograph their "
               "features and edits mean little; sae-studio models lists the real encoder and decoder pairs.")
+
+
+def coverage_warning(coverage, sae_folder: str | Path) -> str | None:
+    """``coverage.warning()``, told as the demo's own sentence when the SAE is the shipped demo one."""
+    warning = coverage.warning()
+    return PHOTO_NOTE if warning and is_demo_sae(sae_folder) else warning
 
 
 def is_demo_sae(folder: str | Path) -> bool:

@@ -49,13 +49,13 @@ def _quick_loader():
     from sae.decoders.registry import load_decoder
     from sae.features import build_index
     from sae.model import SparseAutoencoder
-    from sae.session import Session
+    from sae.workspace import Workspace
 
     root, images = build_quick_demo(Path(tempfile.mkdtemp(prefix="gui-bench-")), 16)
     sae = SparseAutoencoder.load(root / "demo" / "sae")
     bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
     build_index(root / "demo" / "sae", bb, sae, images, progress=False)
-    return (lambda: EditorModel(Session(bb, sae, load_decoder(str(root / "decoder"), bb)), root / "demo" / "sae")), \
+    return (lambda: EditorModel(Workspace.open(root / "demo" / "sae", backbone=bb), load_decoder(str(root / "decoder"), bb))), \
         sorted(images.glob("*.png"))
 
 

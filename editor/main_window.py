@@ -32,7 +32,7 @@ from editor.jobs import PreviewThrottle, RenderScheduler
 from editor.model import EditorModel
 from editor.sliders import SliderPanel, SliderRow
 from sae import presets
-from sae.decoders import DecodeSettings, default_steps, default_strength
+from sae.decoders import DECODERS, DecodeSettings, default_steps, default_strength
 from sae.device import available_devices
 from sae.download import DownloadCancelled
 from sae.errors import UserError
@@ -42,8 +42,6 @@ from sae.png import preset_in, save_with_preset
 from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 
 PREVIEW_STEPS = 4
-DECODERS = (("demo", "demo (tiny Kandinsky 2.2, shipped)"), ("kandinsky-2.2", "Kandinsky 2.2 (downloads 5 GB)"),
-            ("sd21-unclip", "SD 2.1 unCLIP (downloads 5 GB)"))
 NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
@@ -213,8 +211,8 @@ class MainWindow(QMainWindow):
                                   "rest of the image as it is (an image with no edit comes back unchanged). Off: it repaints "
                                   "the whole image at the chosen strength. The SD 2.1 unCLIP decoder always repaints the whole image.")
         self.decoder_box = QComboBox()
-        for name, text in DECODERS:
-            self.decoder_box.addItem(text, name)
+        for entry in DECODERS.values():
+            self.decoder_box.addItem(entry.label, entry.name)
         self.decoder_box.addItem("Pipeline folder…", "folder")
         self.decoder_box.setToolTip("The diffusion decoder that paints the edited embedding")
         self.device_box = QComboBox()
@@ -463,7 +461,7 @@ class MainWindow(QMainWindow):
             self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
         else:
             self.features.causal_pending(latent)
-            settings = DecodeSettings(self.steps.value(), PREVIEW_STRENGTH, self.guidance.value(), self.seed.value())
+            settings = self.decode_settings().but(strength=PREVIEW_STRENGTH, region="edited")
             self.scheduler.request_causal(latent, PREVIEW_UNITS * self.model.unit(latent), settings,
                                           self.model.home_tokens(latent))
 
@@ -494,7 +492,8 @@ class MainWindow(QMainWindow):
     # -- rendering ----------------------------------------------------------------------------
     def decode_settings(self, preview: bool = False) -> DecodeSettings:
         steps = min(PREVIEW_STEPS, self.steps.value()) if preview else self.steps.value()
-        return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value(), self.region())
+        return DecodeSettings(steps, self.strength.value(), self.guidance.value(), self.seed.value(), self.region(),
+                              self.decoder_name)
 
     def region(self) -> str:
         return "edited" if self.keep_rest.isChecked() else "whole"
@@ -591,7 +590,6 @@ class MainWindow(QMainWindow):
     def _decoder_ready(self, name: str, decoder) -> None:
         self.scheduler.wait(30_000)
         self.model.session.decoder = decoder
-        self.model.decoder_name = name
         if name != self.decoder_name:
             self._keep_per_decoder()
             with QSignalBlocker(self.steps), QSignalBlocker(self.strength):
@@ -631,12 +629,7 @@ class MainWindow(QMainWindow):
         old = self.model
 
         def load():
-            from sae.formats import load_any
-            from sae.session import Session
-
-            sae = load_any(folder)
-            s = old.session
-            return EditorModel(Session(s.backbone, sae, s.decoder), folder, decoder_name=old.decoder_name)
+            return old.with_sae(folder)
 
         self.statusBar().showMessage(f"Loading the SAE in {folder}…")
         self._loading = create_worker(load, _start_thread=False, _ignore_errors=True)
@@ -692,7 +685,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {Path(path).name} (with its preset inside)", 5000)
 
     def current_preset(self) -> presets.Preset:
-        return self.model.make_preset(self.sliders.edits(), self.decode_settings())
+        return self.model.workspace.preset(self.sliders.edits(), self.decode_settings())
 
     def export_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export preset", "preset.json", "Preset (*.json)")
@@ -715,7 +708,7 @@ class MainWindow(QMainWindow):
 
     def apply_preset(self, preset: presets.Preset, source: str) -> None:
         try:
-            self.model.check_preset(preset, source)
+            self.model.workspace.check_preset(preset, source)
         except UserError as e:
             self.show_error(str(e))
             return

@@ -283,34 +283,21 @@ def _splice_cosine(trainer, n_images: int) -> float | None:
     return splice_cosine(backbone, trainer.model, pixels, m.token_set)
 
 
-def _load_sae_and_backbone(sae_arg: str | None, model_arg: str | None, device: str = "cpu"):
-    from sae.backbone import beside, load_backbone
-    from sae.demo.build import DEMO
+def _workspace(args: argparse.Namespace):
+    """The SAE folder a command names (default: the shipped demo SAE), opened on its encoder."""
+    from sae.assets import DEMO
     from sae.device import pick_device
-    from sae.formats import load_any
-    from sae.model import check_fits_layer
+    from sae.workspace import Workspace
 
-    folder = Path(sae_arg) if sae_arg else DEMO / "sae"
-    dev = pick_device(device)
-    sae = load_any(folder, device=dev)
-    model = model_arg or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
-    if not model:
-        raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
-    if sae.metadata.layer == -1:
-        raise UserError(
-            f"{folder} does not say which layer it was trained on; make it a project SAE with "
-            f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
-        )
-    backbone = load_backbone(model, layer=sae.metadata.layer, device=dev)
-    check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
-    return folder, sae, backbone
+    return Workspace.open(args.sae or DEMO / "sae", args.model, device=pick_device(getattr(args, "device", "cpu")))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from sae.features import build_index
     from sae.make import index_and_label
 
-    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
+    ws = _workspace(args)
+    folder, sae, backbone = ws.folder, ws.sae, ws.backbone
     if args.no_labels:
         index = build_index(folder, backbone, sae, args.images)
         print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
@@ -321,46 +308,33 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from sae.labels import load_directions, named_by_people, read_labels, rename, search
-
-    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model)
+    ws = _workspace(args)
     if args.rename:
         latent, label = args.rename
-        if not latent.isdigit() or int(latent) >= sae.d_sae:
-            raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {sae.d_sae - 1}.")
-        rename(folder, int(latent), label)
+        if not latent.isdigit():
+            raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {ws.sae.d_sae - 1}.")
+        ws.rename(int(latent), label)
         print(f"latent {latent} is now labelled {label!r}")
         return 0
-    labels = read_labels(folder)
     if args.search:
-        import torch
-
-        with torch.inference_mode():
-            q = torch.nn.functional.normalize(backbone.encode_text([args.search]), dim=-1)[0]
-        hits = search(args.search, q, load_directions(folder), labels, top=args.top, named=named_by_people(folder))
-        from sae.features import FeatureIndex, has_index
-
+        hits = ws.search(args.search, top=args.top)
         # the slider unit (typical max activation), what --add/--set values are measured against,
         # and the tokens its edits touch by default (where it fires)
-        index = FeatureIndex.load(folder) if has_index(folder) else None
-        unit = index.typical_max() if index is not None else None
-        print(f"{'latent':>7}  {'score':>6}  " + (f"{'unit':>6}  {'on':<7}  " if index is not None else "") + "label")
+        indexed = ws.index is not None
+        print(f"{'latent':>7}  {'score':>6}  " + (f"{'unit':>6}  {'on':<7}  " if indexed else "") + "label")
         for h in hits:
-            extra = f"{float(unit[h.latent]):>6.2f}  {index.home_tokens(h.latent):<7}  " if index is not None else ""
+            extra = f"{ws.unit(h.latent):>6.2f}  {ws.home_tokens(h.latent):<7}  " if indexed else ""
             print(f"{h.latent:>7}  {h.score:>6.3f}  " + extra + h.label)
         return 0
     if args.image:
         from sae.demo.build import coverage_warning
-        from sae.features import FeatureIndex, has_index
         from sae.images import load_image
-        from sae.session import Session
 
-        session = Session(backbone, sae, None, labels)
-        session.compare_with(FeatureIndex.load(folder) if has_index(folder) else None)
+        session = ws.session()
         session.set_image(load_image(args.image))
         coverage = session.coverage()
         print(f"coverage: {coverage.line()}")
-        warning = coverage_warning(coverage, folder)
+        warning = coverage_warning(coverage, ws.folder)
         if warning:
             print(f"note: {warning}")
         if session.view().is_partial:
@@ -371,27 +345,24 @@ def cmd_features(args: argparse.Namespace) -> int:
             print(f"{f.latent:>7}  {f.activation:>8.3f}  {f.label}")
         return 0
     if args.preview is not None:
-        return _preview(args, folder, sae, backbone, labels)
+        return _preview(args, ws)
     raise UserError("Say what to do: --search TEXT, --image PATH, --preview LATENT or --rename LATENT LABEL.")
 
 
-def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict[int, str]) -> int:
+def _preview(args: argparse.Namespace, ws) -> int:
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import load_decoder
-    from sae.features import FeatureIndex
-    from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS, Session
+    from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 
     latent = args.preview
+    known = 0 <= latent < ws.sae.d_sae
     value = args.value
     if value is None:
-        try:
-            value = PREVIEW_UNITS * float(FeatureIndex.load(folder).typical_max()[latent]) if 0 <= latent < sae.d_sae else 1.0
-        except UserError:
-            value = 1.0
-        value = value or 1.0
-    session = Session(backbone, sae, load_decoder(args.decoder, backbone), labels)
-    tokens = _tokens_for(args.tokens, folder)(latent) if 0 <= latent < sae.d_sae else "all"
-    image = session.causal_preview(latent, value, DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed), tokens=tokens)
+        value = (PREVIEW_UNITS * ws.unit(latent) if known else 0.0) or 1.0
+    session = ws.session(load_decoder(args.decoder, ws.backbone))
+    tokens = ws.tokens_for(args.tokens)(latent) if known else "all"
+    settings = DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed, decoder=args.decoder)
+    image = session.causal_preview(latent, value, settings, tokens=tokens)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
@@ -399,50 +370,25 @@ def _preview(args: argparse.Namespace, folder: Path, sae, backbone, labels: dict
     return 0
 
 
-
 def cmd_induce(args: argparse.Namespace) -> int:
-    from sae import presets
-    from sae.features import FeatureIndex
     from sae.induce import induce_from_images
-    from sae.labels import read_labels
-    from sae.session import Session
 
-    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
-    index = None
-    if not args.negatives:
-        try:
-            index = FeatureIndex.load(folder)
-        except UserError:
-            index = None  # comparison_images says what to do if nothing else stands in
-    slider = induce_from_images(Session(backbone, sae), args.examples, args.negatives, args.name, index)
-    preset = presets.Preset(presets.SaeIdentity(presets.sae_sha256(folder), sae.d_sae, sae.d_in,
-                                                sae.metadata.backbone, sae.metadata.layer),
-                            [slider.edit(args.value, tokens=slider.home_tokens(_tokens_for("home", folder)))])
-    preset.save(args.out)
-    labels = read_labels(folder)
-    print(f"slider {slider.name!r} = " + " + ".join(f"{w:.2f} x #{i} ({labels.get(i, 'unlabelled')})" for i, w in slider.weights))
+    ws = _workspace(args)
+    # without --negatives the comparison images come from the index (comparison_images says
+    # what to do when nothing stands in)
+    slider = induce_from_images(ws.session(), args.examples, args.negatives, args.name,
+                                None if args.negatives else ws.index)
+    ws.preset([slider.edit(args.value, tokens=slider.home_tokens(ws.home_tokens))]).save(args.out)
+    print(f"slider {slider.name!r} = " + " + ".join(f"{w:.2f} x #{i} ({ws.labels.get(i, 'unlabelled')})"
+                                                    for i, w in slider.weights))
     print(f"wrote {args.out} (value {args.value:g}); apply it with: sae-studio edit IMAGE --preset {args.out} -o OUTDIR")
     return 0
 
 
-def _tokens_for(choice: str, folder: Path):
-    """latent -> the tokens its edit touches: ``choice``, or for "home" where the latent fires
-    (every token when the SAE has no index)."""
-    if choice != "home":
-        return lambda _latent: choice
-    from sae.features import FeatureIndex
-
-    try:
-        index = FeatureIndex.load(folder)
-    except UserError:
-        return lambda _latent: "all"
-    return index.home_tokens
-
-
-def _quick_edits(args: argparse.Namespace, folder: Path, d_sae: int) -> list:
+def _quick_edits(args: argparse.Namespace, ws) -> list:
     from sae.steer import Edit
 
-    tokens = _tokens_for(args.tokens, folder)
+    tokens = ws.tokens_for(args.tokens)
     edits = []
     for mode in ("add", "set", "scale"):
         for item in getattr(args, mode):
@@ -451,9 +397,8 @@ def _quick_edits(args: argparse.Namespace, folder: Path, d_sae: int) -> list:
                 latent, value = int(latent), float(value)
             except ValueError as e:
                 raise UserError(f"--{mode} {item!r} is not LATENT=VALUE (e.g. --{mode} 17=4.0).") from e
-            if not 0 <= latent < d_sae:
-                raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {d_sae - 1}.")
-            edits.append(Edit(latent, mode, value, tokens=tokens(latent)))
+            ws.check_latent(latent)
+            edits.append(Edit(latent, mode, value, tokens=tokens(latent), label=ws.labels.get(latent, "")))
     return edits
 
 
@@ -461,48 +406,34 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sae import presets
-    from sae.decoders import DecodeSettings, default_steps, default_strength
-    from sae.decoders.registry import load_decoder
+    from sae.decoders import DecodeSettings
+    from sae.decoders.registry import download_note, load_decoder
     from sae.images import load_image
-    from sae.labels import read_labels
     from sae.png import save_with_preset
-    from sae.session import Session
 
-    folder, sae, backbone = _load_sae_and_backbone(args.sae, args.model, args.device)
-    sha = presets.sae_sha256(folder)
+    ws = _workspace(args)
     if args.preset:
         preset = presets.load(args.preset)
-        presets.check_for(preset, sha, sae.d_sae, source=f"Preset {args.preset}")
+        ws.check_preset(preset, source=f"Preset {args.preset}")
+        settings = preset.decoder
     else:
-        preset = presets.Preset(presets.SaeIdentity(sha, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer))
-    labels = read_labels(folder)
-    extra = _quick_edits(args, folder, sae.d_sae)
-    preset.edits = list(preset.edits) + [dataclasses.replace(e, label=labels.get(e.latent, "")) for e in extra]
-    d = preset.decoder
-    for key in ("steps", "strength", "guidance", "seed", "region"):
-        if getattr(args, key) is not None:
-            setattr(d, key, getattr(args, key))
-    if args.decoder:
-        d.name = args.decoder
-    if not args.preset and args.steps is None:
-        d.steps = default_steps(d.name)
-    if not args.preset and args.strength is None:
-        d.strength = default_strength(d.name)
-    settings = DecodeSettings(steps=d.steps, strength=d.strength, guidance=d.guidance, seed=d.seed, region=d.region)
-    from sae.decoders.registry import download_note
-
-    note = download_note(d.name)
+        preset = ws.preset()
+        settings = DecodeSettings.for_decoder(args.decoder or "demo")
+    preset.edits = list(preset.edits) + _quick_edits(args, ws)
+    asked = {key: getattr(args, key) for key in ("steps", "strength", "guidance", "seed", "region", "decoder")}
+    preset.decoder = settings = settings.but(**{k: v for k, v in asked.items() if v is not None})
+    note = download_note(settings.decoder)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    session = Session(backbone, sae, load_decoder(d.name, backbone, device=args.device, fp16=args.fp16,
-                                                  cpu_offload=args.cpu_offload), labels)
+    decoder = load_decoder(settings.decoder, ws.backbone, device=args.device, fp16=args.fp16, cpu_offload=args.cpu_offload)
+    session = ws.session(decoder)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in tqdm(args.images, unit="img", desc="edit"):
         try:
             image = load_image(path)
-            size_note = session.decoder.sizes.canvas(*image.size).note()
+            size_note = decoder.sizes.canvas(*image.size).note()
             if size_note:
                 tqdm.write(f"note: {path}: {size_note}", file=sys.stderr)
             session.set_image(image)
@@ -584,7 +515,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sae.demo.build import DEMO
+    from sae.assets import DEMO
     from sae.formats import load_any, save_sparsify
 
     sae = load_any(Path(args.sae) if args.sae else DEMO / "sae")

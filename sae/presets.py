@@ -3,7 +3,7 @@
     {
       "format": "sae-studio-preset", "version": 1,
       "sae": {"sha256": "...", "d_sae": 2048, "d_in": 128, "backbone": "...", "layer": 3},
-      "decoder": {"name": "demo", "steps": 12, "strength": 0.5, "guidance": 3.0, "seed": 0},
+      "decoder": {"name": "demo", "steps": 8, "strength": 0.9, "guidance": 3.0, "seed": 0},
       "edits": [{"latent": 17, "label": "cat", "mode": "add", "value": 4.0, "mask": null}]
     }
 
@@ -39,6 +39,7 @@ import jsonschema
 
 from sae import atomic
 from sae.decoders.region import REGIONS
+from sae.decoders.table import DecodeSettings
 from sae.errors import UserError
 from sae.steer import CUSTOM, MODES, TOKENS, Edit
 
@@ -131,20 +132,10 @@ class SaeIdentity:
 
 
 @dataclass
-class DecoderSettings:
-    name: str = "demo"
-    steps: int = 12
-    strength: float = 0.5
-    guidance: float = 3.0
-    seed: int = 0
-    region: str = "edited"  # a preset read without one gets "whole", as it was made
-
-
-@dataclass
 class Preset:
     sae: SaeIdentity
     edits: list[Edit] = field(default_factory=list)
-    decoder: DecoderSettings = field(default_factory=DecoderSettings)
+    decoder: DecodeSettings = field(default_factory=DecodeSettings)
 
     def to_json(self) -> dict:
         def edit(e: Edit) -> dict:
@@ -161,7 +152,7 @@ class Preset:
         return {
             "format": FORMAT, "version": version,
             "sae": self.sae.__dict__,
-            "decoder": self.decoder.__dict__,
+            "decoder": _decoder_json(self.decoder),
             "edits": [edit(e) for e in self.edits],
         }
 
@@ -204,9 +195,20 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
             raise UserError(f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents.")
         edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", ""), tokens=tokens))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
-    dec = {k: raw.get("decoder", {})[k] for k in DecoderSettings.__dataclass_fields__ if k in raw.get("decoder", {})}
-    dec.setdefault("region", "whole")  # made before edit regions: it repainted the whole image
-    return Preset(SaeIdentity(**known), edits, DecoderSettings(**dec))
+    return Preset(SaeIdentity(**known), edits, _decoder_settings(raw.get("decoder", {})))
+
+
+def _decoder_json(settings: DecodeSettings) -> dict:
+    """A preset's "decoder" object: the decoder by "name", then its settings."""
+    fields = dict(settings.__dict__)
+    return {"name": fields.pop("decoder"), **fields}
+
+
+def _decoder_settings(raw: dict) -> DecodeSettings:
+    """Settings a preset names; what it leaves out is its decoder's default, and a preset made
+    before edit regions repaints the whole image, as it was made."""
+    known = {k: raw[k] for k in DecodeSettings.__dataclass_fields__ if k in raw and k != "decoder"}
+    return DecodeSettings.for_decoder(raw.get("name", "demo"), **{"region": "whole", **known})
 
 
 def _induced(slider: dict, mode: str, value: float, mask, tokens: str, d_sae: int, where: str) -> Edit:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae.decoders.table import DECODERS
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -36,17 +38,19 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "kandinsky-2.2": Recipe(
-        name="kandinsky-2.2", encoder="ViT-bigG-14:laion2b_s39b_b160k", layer=24, n_layers=48,
-        decoder="kandinsky-2.2", decoder_repo="kandinsky-community/kandinsky-2-2-decoder",
-        download_gb=10.2 + 5.3, decoder_gb=5.3, disk_gb=18.0,
+        name="kandinsky-2.2", encoder=DECODERS["kandinsky-2.2"].encoder, layer=24, n_layers=48,
+        decoder="kandinsky-2.2", decoder_repo=DECODERS["kandinsky-2.2"].hub_id,
+        download_gb=10.2 + DECODERS["kandinsky-2.2"].download_gb, decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
+        disk_gb=18.0,
         plans=(MemoryPlan("fp32", "default", 20.0), MemoryPlan("fp16", "--fp16", 10.0),
                MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 5.5)),
         note="ViT-bigG-14 (2.5B parameters) with the Kandinsky 2.2 decoder (UNet 1.2B, MoVQ); 512x512 images",
     ),
     "sd21-unclip": Recipe(
-        name="sd21-unclip", encoder="ViT-H-14:laion2b_s32b_b79k", layer=16, n_layers=32,
-        decoder="sd21-unclip", decoder_repo="stabilityai/stable-diffusion-2-1-unclip",
-        download_gb=3.9 + 7.9, decoder_gb=7.9, disk_gb=14.0,
+        name="sd21-unclip", encoder=DECODERS["sd21-unclip"].encoder, layer=16, n_layers=32,
+        decoder="sd21-unclip", decoder_repo=DECODERS["sd21-unclip"].hub_id,
+        download_gb=3.9 + DECODERS["sd21-unclip"].download_gb, decoder_gb=DECODERS["sd21-unclip"].download_gb,
+        disk_gb=14.0,
         plans=(MemoryPlan("fp32", "default", 14.0), MemoryPlan("fp16", "--fp16", 7.0),
                MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 4.0)),
         note="ViT-H-14 (1B parameters) with Stable Diffusion 2.1 unCLIP; 768x768 images",

@@ -23,13 +23,14 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
 
 PRESET_WRITER = """
 import sys
-from sae.presets import DecoderSettings, Preset, SaeIdentity
+from sae.decoders import DecodeSettings
+from sae.presets import Preset, SaeIdentity
 from sae.steer import Edit
 i = 0
 while True:
     value = float(1 + i % 2)
     edits = [Edit(j, "add", value, None, "x" * 200) for j in range(60)]
-    Preset(SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits, DecoderSettings(seed=4)).save(sys.argv[1])
+    Preset(SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits, DecodeSettings(seed=4)).save(sys.argv[1])
     if i == 0:
         print("ready", flush=True)
     i += 1

@@ -205,9 +205,9 @@ def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept)
 
 @pytest.fixture(scope="module")
 def shipped_decoder():
-    from sae.decoders.demo import load_demo_decoder
+    from sae.decoders.registry import load_decoder
 
-    return load_demo_decoder()
+    return load_decoder("demo", load_backbone(str(DEMO / "clip")))
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from tiny_models import build_quick_demo
 
 from sae import presets
 from sae.backbone import load_backbone
+from sae.decoders import DecodeSettings
 from sae.model import SparseAutoencoder
 from sae.png import preset_in
 from sae.session import Session
@@ -185,7 +186,7 @@ def test_batch_edit_is_bit_identical_and_carries_its_preset(quick):
     sae = SparseAutoencoder.load(sae_dir)
     preset = presets.Preset(presets.SaeIdentity(sha, sae.d_sae, sae.d_in),
                             [Edit(3, "add", 2.0, None, "x"), Edit(9, "set", 0.0, (0, 1, 2))],
-                            presets.DecoderSettings(name=str(root / "decoder"), steps=4, seed=3))
+                            DecodeSettings(steps=4, seed=3, decoder=str(root / "decoder")))
     preset.save(root / "p.json")
     for out in ("a", "b"):
         r = _cli("edit", *pics, "--preset", root / "p.json", "--sae", sae_dir, "-o", root / out)
@@ -257,7 +258,6 @@ def test_an_edit_limited_to_brushed_patches_repaints_only_there(quick):
     """With the edit region on, an edit on the top-left patches changes only the latents under
     them (grown by one cell): everywhere else the decoder's autoencoder gets the input's own
     latents back. Repainting the whole image changes them everywhere."""
-    from sae.decoders import DecodeSettings
     from sae.decoders.region import GROW
     from sae.decoders.registry import load_decoder
     from sae.steer import Edit

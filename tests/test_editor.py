@@ -46,12 +46,11 @@ def _new_window(qtbot, root, tmp_path):
     from editor.main_window import MainWindow
     from editor.model import EditorModel
     from sae.decoders.registry import load_decoder
-    from sae.session import Session
+    from sae.workspace import Workspace
 
     def load():
-        sae = SparseAutoencoder.load(root / "demo" / "sae")
-        bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
-        return EditorModel(Session(bb, sae, load_decoder(str(root / "decoder"), bb)), root / "demo" / "sae")
+        workspace = Workspace.open(root / "demo" / "sae")
+        return EditorModel(workspace, load_decoder(str(root / "decoder"), workspace.backbone))
 
     w = MainWindow(load, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
@@ -103,7 +102,7 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
     window.request_render()
     assert window.scheduler.wait(30_000)
     preset = window.current_preset()
-    preset.decoder.name = str(root / "decoder")
+    preset.decoder.decoder = str(root / "decoder")
     preset.save(tmp_path / "p.json")
     gui = np.asarray(window.result)
     assert main(["edit", str(pics[1]), "--preset", str(tmp_path / "p.json"), "--sae", str(root / "demo" / "sae"),
@@ -205,7 +204,7 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     window.strength.setValue(0.7)
     window.choose_decoder(str(root / "decoder"))
     qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
-    assert window.current_preset().decoder.name == str(root / "decoder")
+    assert window.current_preset().decoder.decoder == str(root / "decoder")
     # Each decoder keeps its own steps and strength: the folder starts at the hub defaults, the
     # demo's 3 steps and 0.7 are kept.
     assert window.steps.value() == default_steps(str(root / "decoder")) == 30

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from sae import presets
+from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.induce import InducedSlider, comparison_images, induce
 from sae.steer import Edit, steer_residual
@@ -71,7 +72,7 @@ def test_an_induced_edit_steers_as_its_latents_added_one_by_one():
 
 def _preset(edits, region: str = "whole"):
     # "whole": the version follows the edits alone (an edit region makes any preset version 3)
-    return presets.Preset(presets.SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits, presets.DecoderSettings(region=region))
+    return presets.Preset(presets.SaeIdentity("ab" * 32, 64, 16, "tiny", 3), edits, DecodeSettings(region=region))
 
 
 def test_presets_keep_induced_sliders_and_stay_version_1_without_them(tmp_path):

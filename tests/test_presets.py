@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae import presets
+from sae.decoders import DecodeSettings
 from sae.errors import UserError
-from sae.presets import DecoderSettings, Preset, SaeIdentity
+from sae.presets import Preset, SaeIdentity
 from sae.steer import Edit
 
 SHA = "ab" * 32
@@ -18,7 +19,7 @@ SHA = "ab" * 32
 
 def _preset(**kw) -> Preset:
     return Preset(SaeIdentity(SHA, 64, 16, "tiny", 3), [Edit(5, "add", 2.0, None, "cat"), Edit(7, "set", 0.0, (1, 2), "hat")],
-                  DecoderSettings(seed=4), **kw)
+                  DecodeSettings(seed=4), **kw)
 
 
 def test_round_trip(tmp_path):

@@ -11,12 +11,7 @@ pixels. Each decoder paints at its own ``sizes`` (``sae.decoders.sizes``) and re
 at the init image's own size.
 """
 
-from sae.decoders.base import (
-    DecodeCancelled,
-    Decoder,
-    DecodeSettings,
-    default_steps,
-    default_strength,
-)
+from sae.decoders.base import DecodeCancelled, Decoder
+from sae.decoders.table import DECODERS, DecodeSettings, default_steps, default_strength
 
-__all__ = ["DecodeCancelled", "DecodeSettings", "Decoder", "default_steps", "default_strength"]
+__all__ = ["DECODERS", "DecodeCancelled", "DecodeSettings", "Decoder", "default_steps", "default_strength"]

@@ -198,3 +198,37 @@ class LastEncoding:
         self.last = (x.detach().clone(), out)
         return out
 
+
+
+NEGATIVE_FILE = "negative_image_embeds.safetensors"  # beside a saved pipeline: its guidance negative
+
+
+def save_folder(out: Path, unet, movq, scheduler, negative_embeds: torch.Tensor) -> None:
+    """A ``KandinskyV22Pipeline`` folder plus its negative embedding, written atomically; weights
+    in fp16 (half the size; loading casts them back). ``open_decoder`` reads it back."""
+    import copy
+
+    from diffusers import KandinskyV22Pipeline
+    from safetensors.torch import save_file
+
+    from sae import atomic
+
+    pipe = KandinskyV22Pipeline(unet=copy.deepcopy(unet).half(), scheduler=scheduler, movq=copy.deepcopy(movq).half())
+    with atomic.atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp, variant=None, safe_serialization=True)
+        save_file({"negative_image_embeds": negative_embeds.float().contiguous()}, str(tmp / NEGATIVE_FILE))
+
+
+def open_decoder(source: Path, backbone, name: str, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, cpu_offload: bool = False) -> KandinskyDecoder:
+    """A Kandinsky 2.2 pipeline folder: its saved negative embedding when it has one (the demo's),
+    else the encoder's embedding of an all-zero image, as Kandinsky's prior makes it."""
+    if (Path(source) / NEGATIVE_FILE).is_file():
+        from safetensors.torch import load_file
+
+        negative = load_file(str(Path(source) / NEGATIVE_FILE))["negative_image_embeds"]
+    else:
+        with torch.inference_mode():
+            blank = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
+            negative = backbone.encode_image(blank).float().cpu()
+    return KandinskyDecoder(source, negative, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)

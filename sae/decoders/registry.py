@@ -1,87 +1,81 @@
-"""Decoders by name: ``demo``, ``kandinsky-2.2``, or a local folder holding a Kandinsky 2.2 pipeline."""
+"""Decoders by name (an entry of ``sae.decoders.table``) or by a folder holding a saved pipeline."""
 
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from sae.assets import ASSETS
 from sae.backbone import Backbone
-from sae.decoders.kandinsky import KandinskyDecoder
+from sae.decoders.base import Decoder
+from sae.decoders.table import DECODERS, DecoderEntry
 from sae.errors import UserError
 
-NAMES = ("demo", "kandinsky-2.2", "sd21-unclip")
-# What the hub decoders paint: (embedding width, the encoder that makes it). Checked before any
-# download, so pairing a decoder with the wrong encoder costs one sentence, not gigabytes.
-PAIRS = {"kandinsky-2.2": (1280, "ViT-bigG-14:laion2b_s39b_b160k"), "sd21-unclip": (1024, "ViT-H-14:laion2b_s32b_b79k")}
 
-
-def check_pair(name: str, backbone: Backbone) -> None:
-    if name in PAIRS and backbone.embed_dim != PAIRS[name][0]:
-        width, encoder = PAIRS[name]
+def check_pair(entry: DecoderEntry, backbone: Backbone) -> None:
+    """Checked before any download: pairing a decoder with the wrong encoder costs one sentence."""
+    if entry.embed_dim is not None and backbone.embed_dim != entry.embed_dim:
         raise UserError(
-            f"The {name} decoder paints {width}-d {encoder} embeddings, but this encoder makes "
-            f"{backbone.embed_dim}-d ones; load an SAE trained on {encoder} first."
+            f"The {entry.name} decoder paints {entry.embed_dim}-d {entry.encoder} embeddings, but this encoder "
+            f"makes {backbone.embed_dim}-d ones; load an SAE trained on {entry.encoder} first."
         )
-
-
-@torch.inference_mode()
-def zero_image_embedding(backbone: Backbone) -> torch.Tensor:
-    """The encoder's embedding of an all-zero image: Kandinsky's negative embedding."""
-    return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device))
 
 
 def download_note(name: str) -> str | None:
     """What a hub decoder will download, if it is not in the cache yet (None otherwise)."""
     from sae.recipes import RECIPES, decoder_cached, estimate
 
-    recipe = RECIPES.get(name)
-    if recipe is None:
+    entry, recipe = DECODERS.get(name), RECIPES.get(name)
+    if entry is None or entry.hub_id is None or recipe is None:
         return None
     try:
-        if decoder_cached(recipe.decoder_repo):
+        if decoder_cached(entry.hub_id):
             return None
     except Exception:  # a cache that cannot be read is treated as empty
         pass
     return estimate(recipe)
 
 
+def entry_for_folder(folder: Path) -> DecoderEntry:
+    """The table entry whose pipeline class a saved pipeline folder names."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise UserError(f"Decoder '{folder}' is unknown; use {', '.join(DECODERS)} or a folder with a saved pipeline.")
+    try:
+        pipeline = json.loads(index.read_text()).get("_class_name", "")
+    except (ValueError, OSError, AttributeError) as e:
+        raise UserError(f"{index} is not a readable pipeline index ({e}).") from e
+    for entry in DECODERS.values():
+        if entry.pipeline == pipeline and entry.shipped is None:
+            return entry
+    known = sorted({e.pipeline for e in DECODERS.values()})
+    raise UserError(f"{folder} holds a {pipeline or 'nameless'} pipeline; sae-studio paints with {' or '.join(known)}.")
+
+
 def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cpu", fp16: bool = False,
                  cpu_offload: bool = False, on_download: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> KandinskyDecoder:
+                 should_stop: Callable[[], bool] | None = None) -> Decoder:
     """``on_download(done_bytes, total_bytes)`` follows a hub decoder's first download, which
     ``should_stop()`` can cancel (``sae.download.DownloadCancelled``)."""
-    if name == "demo":
-        from sae.decoders.demo import load_demo_decoder
-
-        return load_demo_decoder(device=str(device))
-    check_pair(name, backbone)
-    dtype = torch.float16 if fp16 else torch.float32
-    if name in ("kandinsky-2.2", "sd21-unclip"):
-        from sae.download import hub_snapshot
-        from sae.recipes import RECIPES
-
-        recipe = RECIPES[name]
-        local = hub_snapshot(recipe.decoder_repo, int(recipe.decoder_gb * 1e9), on_download, should_stop)
-        if name == "kandinsky-2.2":
-            return KandinskyDecoder(local, zero_image_embedding(backbone).float().cpu(), name=name,
-                                    device=device, dtype=dtype, cpu_offload=cpu_offload)
-        from sae.decoders.unclip import UnclipDecoder
-
-        return UnclipDecoder(local, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)
-    path = Path(name)
-    if (path / "model_index.json").is_file() and "StableUnCLIP" in (path / "model_index.json").read_text():
-        from sae.decoders.unclip import UnclipDecoder
-
-        return UnclipDecoder(path, name=path.name, device=device, dtype=dtype)
-    if (path / "model_index.json").is_file():
-        neg_file = path / "negative_image_embeds.safetensors"
-        if neg_file.is_file():
-            from safetensors.torch import load_file
-
-            negative = load_file(str(neg_file))["negative_image_embeds"]
+    entry = DECODERS.get(name)
+    if entry is None:
+        source = Path(name)
+        entry, label = entry_for_folder(source), source.name
+    else:
+        check_pair(entry, backbone)
+        label = name
+        if entry.shipped is not None:
+            source = ASSETS / entry.shipped
+            if not (source / "model_index.json").is_file():
+                raise UserError(f"{source} holds no decoder pipeline; run sae-studio demo build --stages movq,decoder.")
         else:
-            negative = zero_image_embedding(backbone).float().cpu()
-        return KandinskyDecoder(path, negative, name=path.name, device=device, dtype=dtype)
-    raise UserError(f"Decoder '{name}' is unknown; use {', '.join(NAMES)} or a folder with a saved pipeline.")
+            from sae.download import hub_snapshot
+
+            source = hub_snapshot(entry.hub_id, int(entry.download_gb * 1e9), on_download, should_stop)
+    module = importlib.import_module(entry.module)
+    return module.open_decoder(source, backbone, name=label, device=device,
+                               dtype=torch.float16 if fp16 else torch.float32, cpu_offload=cpu_offload)

@@ -17,14 +17,12 @@ from PIL import Image
 
 from sae.decoders.base import DecodeSettings
 from sae.decoders.sizes import SizePolicy
+from sae.decoders.table import DECODERS
 from sae.errors import UserError
-
-HUB_ID = "stabilityai/stable-diffusion-2-1-unclip"
-ENCODER = "ViT-H-14:laion2b_s32b_b79k"
 
 
 class UnclipDecoder:
-    def __init__(self, source: str | Path = HUB_ID, name: str = "sd21-unclip",
+    def __init__(self, source: str | Path, name: str = "sd21-unclip",
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, cpu_offload: bool = False):
         from diffusers import StableUnCLIPImg2ImgPipeline
 
@@ -51,7 +49,7 @@ class UnclipDecoder:
         # with no latents of the input to keep, so it repaints the whole image whatever the region.
         if image_embeds.shape[-1] != self.embed_dim:
             raise UserError(f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
-                            f"{image_embeds.shape[-1]}-d; pair it with {ENCODER}.")
+                            f"{image_embeds.shape[-1]}-d; pair it with {DECODERS['sd21-unclip'].encoder}.")
         canvas = None if init_image is None else self.sizes.canvas(*init_image.size)
         w, h = (self.sizes.native, self.sizes.native) if canvas is None else canvas.working
 
@@ -66,3 +64,9 @@ class UnclipDecoder:
             callback=callback, callback_steps=1,
         ).images[0]
         return painted if canvas is None else canvas.to_picture(painted, init_image)
+
+
+def open_decoder(source: Path, backbone, name: str, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, cpu_offload: bool = False) -> UnclipDecoder:
+    """An SD 2.1 unCLIP pipeline folder (it needs nothing of the encoder but the embedding's width)."""
+    return UnclipDecoder(source, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)

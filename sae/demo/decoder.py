@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sae import atomic
+from sae.decoders.kandinsky import save_folder
 from sae.demo import world
 from sae.demo.checkpoint import (
     load_compact,
@@ -518,11 +519,6 @@ def edit_pair_batch(twins: tuple[torch.Tensor, torch.Tensor], removals: tuple[to
 
 
 def save_pipeline(out: Path, unet, movq, scheduler, null_embed: torch.Tensor) -> None:
-    """A ``KandinskyV22Pipeline`` folder plus the blank-image negative embedding. Weights are
-    stored in fp16 (half the size; loading casts them back to the decoder's dtype)."""
-    from diffusers import KandinskyV22Pipeline
-
-    pipe = KandinskyV22Pipeline(unet=copy.deepcopy(unet).half(), scheduler=scheduler, movq=copy.deepcopy(movq).half())
-    with atomic.atomic_dir(out) as tmp:
-        pipe.save_pretrained(tmp, variant=None, safe_serialization=True)
-        save_file({"negative_image_embeds": null_embed.float().contiguous()}, str(tmp / "negative_image_embeds.safetensors"))
+    """The demo decoder's folder: a Kandinsky 2.2 pipeline with the blank image's embedding as its
+    negative, in the layout the app's Kandinsky loader reads (``sae.decoders.kandinsky``)."""
+    save_folder(out, unet, movq, scheduler, null_embed)

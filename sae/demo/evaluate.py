@@ -47,12 +47,12 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
     figures["sae"]["dead_check_scenes"] = 5 * n_held_out
     figures["sae"]["dead_held_out"] = dead_held_out(backbone, sae, figures["sae"]["dead_check_scenes"])
     if (demo / "decoder" / "model_index.json").is_file():
-        from sae.decoders.demo import load_demo_decoder
+        from sae.decoders.kandinsky import open_decoder
         from sae.demo.fidelity import decoder_fidelity, sample_grid
 
-        decoder = load_demo_decoder(demo / "decoder")
         judge = Judge.load(demo / "judge")
         full = load_backbone(str(demo / "clip"))
+        decoder = open_decoder(demo / "decoder", full, name="demo")
         figures["decoder"] = decoder_fidelity(decoder, full, judge, held.images[:DECODER_SCENES])
         sample_grid(decoder, full, held.images[:12], demo / "decoder-samples.png")
     elif (demo / "movq" / "config.json").is_file():  # the autoencoder ships before its UNet

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sae.backbone import load_backbone
-from sae.decoders.demo import load_demo_decoder
+from sae.decoders.registry import load_decoder
 from sae.demo.build import DEMO
 from sae.labels import read_labels
 from sae.model import SparseAutoencoder
@@ -14,5 +14,5 @@ def default_session(decoder: bool = True, device: str = "cpu") -> Session:
     """The shipped demo models in a ``Session`` (without the decoder when ``decoder`` is False)."""
     sae = SparseAutoencoder.load(DEMO / "sae", device=device)
     backbone = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer, device=device)
-    dec = load_demo_decoder(device=device) if decoder and (DEMO / "decoder").exists() else None
+    dec = load_decoder("demo", backbone, device=device) if decoder and (DEMO / "decoder").exists() else None
     return Session(backbone, sae, dec, read_labels(DEMO / "sae"))

@@ -1,0 +1,134 @@
+"""An SAE folder opened for editing: the SAE and its encoder, with what the folder keeps beside
+the weights (labels, feature index, search directions) and the identity presets carry. The
+command line and the editor both work through one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from sae import presets
+from sae.backbone import Backbone, beside, load_backbone
+from sae.decoders import Decoder, DecodeSettings
+from sae.errors import UserError
+from sae.features import FeatureIndex, has_index, thumbnail_path
+from sae.formats import load_any
+from sae.labels import (
+    FeatureDirections,
+    SearchHit,
+    load_directions,
+    named_by_people,
+    read_labels,
+    rename,
+    search,
+)
+from sae.model import SparseAutoencoder, check_fits_layer
+from sae.session import Session
+from sae.steer import Edit
+
+
+class Workspace:
+    def __init__(self, folder: str | Path, sae: SparseAutoencoder, backbone: Backbone):
+        if sae.metadata.layer not in (-1, backbone.layer):
+            backbone = backbone.at_layer(sae.metadata.layer)
+        check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
+        self.folder, self.sae, self.backbone = Path(folder), sae, backbone
+        self.sha256 = presets.sae_sha256(self.folder)
+        self.index: FeatureIndex | None = FeatureIndex.load(self.folder) if has_index(self.folder) else None
+        self.labels = read_labels(self.folder)
+        self.named = named_by_people(self.folder)  # latents a person labelled: first when searched by name
+        self._directions: FeatureDirections | None = None
+
+    @classmethod
+    def open(cls, folder: str | Path, model: str | None = None, device: str | torch.device = "cpu",
+             backbone: Backbone | None = None) -> Workspace:
+        """The SAE in ``folder`` (any layout ``sae.formats`` reads) on its encoder: ``backbone``
+        when given (checked to fit), else ``model`` or the one its metadata names."""
+        folder = Path(folder)
+        sae = load_any(folder, device=device)
+        if backbone is not None:
+            return cls(folder, sae, backbone)
+        spec = model or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
+        if not spec:
+            raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
+        if sae.metadata.layer == -1:
+            raise UserError(
+                f"{folder} does not say which layer it was trained on; make it a project SAE with "
+                f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
+            )
+        return cls(folder, sae, load_backbone(spec, layer=sae.metadata.layer, device=device))
+
+    def session(self, decoder: Decoder | None = None) -> Session:
+        """An edit session on this SAE; it shares the workspace's labels, so renames show at once."""
+        session = Session(self.backbone, self.sae, decoder, self.labels)
+        session.compare_with(self.index)
+        return session
+
+    # -- what a slider starts from --------------------------------------------------------------
+    def unit(self, latent: int) -> float:
+        """A latent's slider unit: its typical max activation over the indexed images (0 when unknown)."""
+        return float(self.index.typical_max()[latent]) if self.index is not None else 0.0
+
+    def home_tokens(self, latent: int) -> str:
+        """Where the latent fires in the indexed images (every token without an index)."""
+        return self.index.home_tokens(latent) if self.index is not None else "all"
+
+    def tokens_for(self, choice: str) -> Callable[[int], str]:
+        """latent -> the tokens its edit touches: ``choice``, or for "home" where it fires."""
+        return self.home_tokens if choice == "home" else (lambda _latent: choice)
+
+    def only_tokens(self) -> tuple[str, str] | None:
+        """(tokens, why) when the SAE reads one kind of token, so an edit has no choice of tokens."""
+        if self.backbone.is_embedding:
+            return "all", "This SAE reads the image embedding: one token"
+        kind = self.sae.metadata.token_set
+        if kind == "patches":
+            return "patches", "This SAE reads the image patches only"
+        if kind == "cls":
+            return "class", "This SAE reads the class token only"
+        return None
+
+    def check_latent(self, latent: int) -> None:
+        if not 0 <= latent < self.sae.d_sae:
+            raise UserError(f"Latent {latent} does not exist; this SAE has latents 0 to {self.sae.d_sae - 1}.")
+
+    # -- labels and search ----------------------------------------------------------------------
+    @property
+    def directions(self) -> FeatureDirections:
+        if self._directions is None:
+            if self.index is None:
+                raise UserError(f"{self.folder} has no feature index yet; run sae-studio index on it to search its features.")
+            self._directions = load_directions(self.folder, self.index)
+        return self._directions
+
+    @torch.inference_mode()
+    def search(self, query: str, top: int = 20) -> list[SearchHit]:
+        if not query.strip():
+            return []
+        q = torch.nn.functional.normalize(self.backbone.encode_text([query]), dim=-1)[0]
+        return search(query, q, self.directions, self.labels, top=top, named=self.named)
+
+    def rename(self, latent: int, label: str) -> None:
+        self.check_latent(latent)
+        rename(self.folder, latent, label)
+        self.labels[latent] = label.strip()
+        self.named.add(latent)
+
+    def top_thumbnails(self, latent: int) -> list[Path]:
+        if self.index is None:
+            return []
+        return [p for i in self.index.top_images[latent].tolist()
+                if i >= 0 and (p := thumbnail_path(self.folder, i)).is_file()]
+
+    # -- presets --------------------------------------------------------------------------------
+    def identity(self) -> presets.SaeIdentity:
+        sae = self.sae
+        return presets.SaeIdentity(self.sha256, sae.d_sae, sae.d_in, sae.metadata.backbone, sae.metadata.layer)
+
+    def preset(self, edits: Sequence[Edit] = (), settings: DecodeSettings | None = None) -> presets.Preset:
+        return presets.Preset(self.identity(), list(edits), settings or DecodeSettings())
+
+    def check_preset(self, preset: presets.Preset, source: str) -> None:
+        presets.check_for(preset, self.sha256, self.sae.d_sae, source=source)

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_models import tiny_clip_config  # noqa: E402
+from helpers import tiny_clip_config  # noqa: E402
 
 from sae.backbone import Backbone  # noqa: E402
 

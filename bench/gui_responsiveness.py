@@ -42,7 +42,7 @@ def _wait_until(cond, timeout_s: float = 60.0) -> None:
 
 
 def _quick_loader():
-    from tiny_models import build_quick_demo
+    from helpers import build_quick_demo
 
     from editor.model import EditorModel
     from sae.backbone import load_backbone

@@ -179,7 +179,7 @@ def real_activations(n_images: int, seed: int = 0) -> torch.Tensor:
     from PIL import Image, ImageDraw
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from tiny_models import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from sae.backbone import Backbone
 

@@ -11,13 +11,21 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import save_tiny_clip  # noqa: E402
+from helpers import build_quick_demo, save_tiny_clip  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A tiny random ViT-B-16-shaped CLIP (12 blocks, width 32, 32x32 images) in local-dir layout."""
     return save_tiny_clip("ViT-B-16", tmp_path_factory.mktemp("clip") / "tiny-vit-b-16", image_size=32)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> Path:
+    """The --quick demo CLIP and SAE with a tiny random decoder of the demo's shape, built once a
+    run; modules take their own copy with ``helpers.copy_quick_demo``."""
+    root, _images = build_quick_demo(tmp_path_factory.mktemp("quick-demo"), 0)
+    return root
 
 
 def write_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> Path:

@@ -7,7 +7,7 @@ import copy
 import open_clip
 import pytest
 import torch
-from tiny_models import save_tiny_clip
+from helpers import save_tiny_clip
 
 from sae.backbone import BackboneSpec, load_backbone, save_local_dir
 from sae.errors import UserError

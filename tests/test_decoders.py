@@ -116,7 +116,7 @@ def test_wrong_embedding_width_and_missing_folder_are_one_sentence(tiny_kandinsk
 
 
 def test_a_hub_decoder_for_the_wrong_encoder_is_refused_before_any_download(tmp_path, monkeypatch):
-    from tiny_models import save_tiny_clip
+    from helpers import save_tiny_clip
 
     from sae.backbone import load_backbone
     from sae.decoders.registry import load_decoder
@@ -130,7 +130,7 @@ def test_a_hub_decoder_for_the_wrong_encoder_is_refused_before_any_download(tmp_
 
 @pytest.fixture(scope="module")
 def tiny_unclip(tmp_path_factory):
-    from tiny_models import save_tiny_unclip
+    from helpers import save_tiny_unclip
 
     return save_tiny_unclip(tmp_path_factory.mktemp("unclip") / "pipe", 32)
 

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 import torch
-from test_train import synthetic_store
+from helpers import synthetic_store
 
 from sae.model import SparseAutoencoder
 from sae.train import TrainConfig, Trainer

@@ -4,16 +4,13 @@ index, labels, search, what fires, presets and the batch edit command."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import copy_quick_demo, run_cli
 from PIL import Image
-from tiny_models import build_quick_demo
 
 from sae import presets
 from sae.backbone import load_backbone
@@ -23,17 +20,15 @@ from sae.png import preset_in
 from sae.session import Session
 from sae.steer import Edit
 
-CLI = [sys.executable, "-m", "sae"]
-
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def quick(quick_demo, tmp_path_factory):
     """Quick demo CLIP + SAE, a tiny random decoder of the demo's shape, and some world images."""
-    return build_quick_demo(tmp_path_factory.mktemp("quick"), 64)
+    return copy_quick_demo(quick_demo, tmp_path_factory.mktemp("quick"), 64)
 
 
-def _cli(*args, **kw):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), **kw)
+def _cli(*args, cwd=None):
+    return run_cli(*args, cwd=cwd)
 
 
 def test_index_labels_and_search(quick):

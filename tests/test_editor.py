@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import copy_quick_demo
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from tiny_models import build_quick_demo
 
 from sae.backbone import load_backbone
 from sae.model import SparseAutoencoder
@@ -17,10 +17,10 @@ pytest.importorskip("pytestqt")
 
 
 @pytest.fixture(scope="module")
-def quick_models(tmp_path_factory):
+def quick_models(quick_demo, tmp_path_factory):
     from sae.features import build_index
 
-    root, images = build_quick_demo(tmp_path_factory.mktemp("editor"), 32)
+    root, images = copy_quick_demo(quick_demo, tmp_path_factory.mktemp("editor"), 32)
     bb = load_backbone(str(root / "demo" / "clip"))
     sae = SparseAutoencoder.load(root / "demo" / "sae")
     split = bb.at_layer(sae.metadata.layer)

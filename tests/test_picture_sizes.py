@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import save_tiny_kandinsky, save_tiny_unclip
 from PIL import Image
 from PySide6.QtCore import QSettings
-from tiny_models import save_tiny_kandinsky, save_tiny_unclip
 
 from sae.cli import main
 from sae.decoders.sizes import MAX_ASPECT, SizePolicy

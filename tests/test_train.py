@@ -14,35 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_store
 from safetensors.torch import load_file
 
-from sae import atomic
-from sae.activations import MANIFEST_NAME, Manifest, ShardInfo, _write_shard, extract
+from sae.activations import extract
 from sae.backbone import load_backbone
 from sae.errors import UserError
 from sae.model import SparseAutoencoder
 from sae.train import TrainConfig, Trainer
 
 CLI = [sys.executable, "-m", "sae"]
-
-
-def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int = 3, rows: int = 2048) -> Path:
-    """Activations that truly are sparse sums of ``n_latents`` unit directions, plus an offset."""
-    g = torch.Generator().manual_seed(0)
-    dictionary = torch.randn(n_latents, d, generator=g)
-    dictionary /= dictionary.norm(dim=1, keepdim=True)
-    folder.mkdir(parents=True)
-    infos = []
-    for i in range(shards):
-        codes = (torch.rand(rows, n_latents, generator=g) < 4 / n_latents) * torch.rand(rows, n_latents, generator=g) * 4
-        x = codes @ dictionary + 2.0
-        _write_shard(folder / f"shard-{i:05d}.npy", x.numpy().astype(np.float32))
-        infos.append(ShardInfo(f"shard-{i:05d}.npy", rows, i, i + 1))
-    m = Manifest(model="synthetic", fingerprint="0", layer=0, token_set="all", d=d, dtype="fp32",
-                 tokens_per_image=rows, shard_images=1, sources=[str(i) for i in range(shards)], shards=infos,
-                 complete=True)
-    atomic.write_json(folder / MANIFEST_NAME, m.to_json())
-    return folder
 
 
 @pytest.fixture

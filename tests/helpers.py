@@ -1,15 +1,46 @@
-"""Tiny random open_clip models in the shapes of real configs, saved in the hub's on-disk layout."""
+"""What several test modules share: the command line run in-process, tiny random models in the
+shapes of real configs saved in the hub's on-disk layouts, the quick demo, synthetic activations."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
 
 from sae.backbone import save_local_dir
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, cwd: str | Path | None = None) -> CliResult:
+    """``sae-studio ARGS`` in this process (``sae.cli.main``), its output captured: what a
+    subprocess proves too, without importing torch and diffusers again for each call."""
+    from sae.cli import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse refusing the arguments
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+        finally:
+            os.chdir(here)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def tiny_clip_config(name: str, width: int = 32, image_size: int = 56) -> dict:
@@ -41,6 +72,16 @@ def save_tiny_clip(name: str, folder: Path, seed: int = 0, **kw) -> Path:
     return save_local_dir(model, cfg, folder)
 
 
+def copy_quick_demo(built: Path, root: Path, n_images: int) -> tuple[Path, Path]:
+    """A module's own copy of the session's quick demo (``build_quick_demo``'s ``root``), which
+    it may index, label and rename freely, with ``n_images`` world scenes under ``root/images``."""
+    from sae.demo.sae_recipe import write_world_images
+
+    for part in ("demo", "decoder"):
+        shutil.copytree(built / part, root / part)
+    return root, write_world_images(root / "images", n_images, seed=9)
+
+
 def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
     """--quick demo CLIP + SAE under ``root/demo``, a tiny random decoder of the demo's shape
     under ``root/decoder``, and ``n_images`` world scenes under ``root/images``."""
@@ -70,7 +111,7 @@ def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
     torch.manual_seed(0)
     save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
                   VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
-    return root, write_world_images(root / "images", n_images, seed=9)
+    return root, write_world_images(root / "images", n_images, seed=9) if n_images else root / "images"
 
 
 def save_tiny_kandinsky(folder: Path, embed_dim: int, seed: int = 0) -> Path:
@@ -170,3 +211,25 @@ def tiny_clip_tokenizer(folder: Path, tokenizer_class):
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return tokenizer_class(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int = 3, rows: int = 2048) -> Path:
+    """Activations that truly are sparse sums of ``n_latents`` unit directions, plus an offset."""
+    from sae import atomic
+    from sae.activations import MANIFEST_NAME, Manifest, ShardInfo, _write_shard
+
+    g = torch.Generator().manual_seed(0)
+    dictionary = torch.randn(n_latents, d, generator=g)
+    dictionary /= dictionary.norm(dim=1, keepdim=True)
+    folder.mkdir(parents=True)
+    infos = []
+    for i in range(shards):
+        codes = (torch.rand(rows, n_latents, generator=g) < 4 / n_latents) * torch.rand(rows, n_latents, generator=g) * 4
+        x = codes @ dictionary + 2.0
+        _write_shard(folder / f"shard-{i:05d}.npy", x.numpy().astype(np.float32))
+        infos.append(ShardInfo(f"shard-{i:05d}.npy", rows, i, i + 1))
+    m = Manifest(model="synthetic", fingerprint="0", layer=0, token_set="all", d=d, dtype="fp32",
+                 tokens_per_image=rows, shard_images=1, sources=[str(i) for i in range(shards)], shards=infos,
+                 complete=True)
+    atomic.write_json(folder / MANIFEST_NAME, m.to_json())
+    return folder

@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
+from sae.assets import SAMPLES  # noqa: E402
 from sae.decoders import DecodeSettings, default_steps, default_strength  # noqa: E402
 from sae.decoders.region import REGIONS  # noqa: E402
-from sae.demo.build import ASSETS  # noqa: E402
 from sae.demo.session import default_session  # noqa: E402
 from sae.steer import Edit  # noqa: E402
 
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--region", choices=REGIONS, default=DecodeSettings.region, help="edit region (default: %(default)s)")
     a = p.parse_args()
     session = default_session()
-    image = Image.open(ASSETS / "samples" / "cat-on-grass.png").convert("RGB")
+    image = Image.open(SAMPLES / "cat-on-grass.png").convert("RGB")
     settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0, region=a.region)
     session.set_image(image)
     latent = session.fires(1)[0].latent

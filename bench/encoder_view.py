@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from open_clip.transform import image_transform  # noqa: E402
 
+from sae.assets import DEMO  # noqa: E402
 from sae.coverage import Coverage, explained_share  # noqa: E402
 from sae.demo import world  # noqa: E402
 from sae.demo.data import world_data  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="wide pictures (each of two scenes)")
     args = parser.parse_args()
     session = default_session(decoder=False)
-    index = FeatureIndex.load(Path(__file__).resolve().parents[1] / "assets" / "demo" / "sae")
+    index = FeatureIndex.load(DEMO / "sae")
     data = world_data(2 * args.n, seed=77)
     square = [Image.fromarray(im) for im in data.images]
     present = data.present.astype(bool)  # [2n, kinds]

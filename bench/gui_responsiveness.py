@@ -73,12 +73,12 @@ def main() -> None:
 
     from editor.main_window import MainWindow
     from editor.model import EditorModel
-    from sae.demo.build import ASSETS
+    from sae.assets import SAMPLES
 
     if a.quick:
         loader, images = _quick_loader()
     else:
-        loader, images = EditorModel.demo, sorted((ASSETS / "samples").glob("*.png"))
+        loader, images = EditorModel.demo, sorted(SAMPLES.glob("*.png"))
     app = QApplication.instance() or QApplication([])
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
     w = MainWindow(loader, settings=settings)

@@ -30,8 +30,8 @@ w = MainWindow(settings=settings)
 w.show()
 app.processEvents()
 shown = time.perf_counter() - t0
-from sae.demo.build import ASSETS
-w.open_image(ASSETS / "samples" / "cat-on-grass.png")  # as sae-studio with no image does
+from sae.assets import SAMPLES
+w.open_image(SAMPLES / "cat-on-grass.png")  # as sae-studio with no image does
 process_events_until(lambda: w.result is not None and w.scheduler.wait(1), 300_000)
 print(shown, time.perf_counter() - t0)
 """

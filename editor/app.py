@@ -17,9 +17,9 @@ def run(image: str | None = None) -> int:
     window = MainWindow()
     window.show()
     if image is None:
-        from sae.demo.build import ASSETS
+        from sae.assets import SAMPLES
 
-        sample = ASSETS / "samples" / "cat-on-grass.png"
+        sample = SAMPLES / "cat-on-grass.png"
         image = str(sample) if sample.is_file() else None
     if image is not None:
         window.open_image(Path(image))

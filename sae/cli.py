@@ -217,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "what an embedding adds to or takes from its img2img start, then fewer such pairs at a lower "
                    "rate while img2img recovers; the shipped UNet's last schedule)")
     e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
-                            description="Evaluate the demo models on held-out world scenes; writes eval.json.")
-    e.add_argument("--out", default=None, help="folder of the models (default: the shipped assets/demo)")
+                            description="Evaluate the demo models on held-out world scenes; writes eval.json, the "
+                            "decoder's sample grid and the model card (README.md) to --out.")
+    e.add_argument("--models", default=None, help="folder of the models (default: the shipped ones)")
+    e.add_argument("--out", default=None, help="folder for the results (default: the --models folder, or for the "
+                   "shipped models a folder in your user cache)")
     e.add_argument("--images", type=int, default=2000, help="held-out scenes")
     return parser
 
@@ -452,8 +455,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from sae.demo.build import DEMO, STAGES, build
 
-    out = Path(args.out) if args.out else DEMO
     if args.demo_command == "build":
+        out = Path(args.out) if args.out else DEMO
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
         if args.warm_start and not (Path(args.warm_start) / "unet" / "config.json").is_file():
             raise UserError(f"{args.warm_start} is not a decoder folder (it has no unet/ to start from).")
@@ -467,15 +470,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      warm_schedule=args.warm_schedule or "relearn")
         print(json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds).")
         return 0
+    from platformdirs import user_cache_dir
+
+    from sae.demo.card import write_card
     from sae.demo.evaluate import evaluate, table
 
+    models = Path(args.models) if args.models else DEMO
     for stage in ("clip", "judge", "sae"):
-        if not (out / stage).exists():
-            raise UserError(f"{out / stage} is missing; run sae-studio demo build first.")
-    from sae.demo.card import write_card
-
-    print(table(evaluate(out, n_held_out=args.images)))
-    print(f"(written to {out / 'eval.json'}; model card {write_card(out)})")
+        if not (models / stage).exists():
+            raise UserError(f"{models / stage} is missing; run sae-studio demo build first.")
+    report = Path(args.out) if args.out else models if args.models else Path(user_cache_dir("sae-studio")) / "demo-eval"
+    print(table(evaluate(models, n_held_out=args.images, out=report)))
+    print(f"(written to {report / 'eval.json'}; model card {write_card(models, report)})")
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_images
+from helpers import run_cli
 
 from sae.activations import ActivationStore, extract
 from sae.backbone import load_backbone
@@ -22,8 +23,8 @@ from sae.errors import UserError
 CLI = [sys.executable, "-m", "sae"]
 
 
-def _run(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, **kw)
+def _run(*args: str):
+    return run_cli(*args)
 
 
 def test_extract_writes_layer_residuals_of_every_image(tiny_clip, image_dir, tmp_path):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from sae.assets import ASSETS, DEMO, SAMPLES
 from sae.backbone import load_backbone
 from sae.demo import world
-from sae.demo.build import ASSETS, DEMO
 from sae.demo.data import world_data
 from sae.demo.judge import Judge, accuracy
 from sae.demo.metrics import auroc_per_column
@@ -49,7 +49,7 @@ def test_assets_stay_under_60_mb():
 def test_shipped_clip_loads_through_open_clip_and_splits_mid_way():
     bb = load_backbone(str(DEMO / "clip"))
     assert (bb.n_layers, bb.layer, bb.image_size, bb.n_tokens) == (6, 3, 64, 65)
-    image = bb.preprocess(Image.open(ASSETS / "samples" / "cat-on-grass.png"))[None]
+    image = bb.preprocess(Image.open(SAMPLES / "cat-on-grass.png"))[None]
     with torch.no_grad():
         assert torch.allclose(bb.suffix(bb.prefix(image)), bb.encode_image(image), atol=1e-5)
         text = bb.encode_text(["a picture of a cat", "a picture of a car"])
@@ -65,7 +65,7 @@ def test_judge_meets_its_accuracy_on_a_fixed_held_out_set(judge, held_out):
 
 def test_judge_reads_the_shipped_samples(judge):
     names = ["cat-on-grass", "dog-in-a-hat", "empty-desert"]
-    images = np.stack([np.asarray(Image.open(ASSETS / "samples" / f"{n}.png").convert("RGB")) for n in names])
+    images = np.stack([np.asarray(Image.open(SAMPLES / f"{n}.png").convert("RGB")) for n in names])
     out = judge.predict(images)
     seen = [{world.KINDS[i] for i in np.flatnonzero(p > 0.5)} for p in out.present]
     assert "cat" in seen[0] and {"dog", "hat"} <= seen[1] and seen[2] == set()

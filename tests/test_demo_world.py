@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import torch
+from helpers import run_cli
 
 from sae.demo import world
 
@@ -83,19 +82,15 @@ def test_edit_pairs_start_from_one_scene_and_aim_at_its_pair():
     assert 0.4 < (s % 2 == 0).float().mean() < 0.6  # both ways: an object put in, and taken out
 
 
-def test_quick_build_and_eval_from_the_command_line(tmp_path):
-    env = {"SAE_STUDIO_CACHE": str(tmp_path / "cache"), "SAE_STUDIO_WORK": str(tmp_path / "work")}
-    import os
-
-    env = {**os.environ, **env}
+def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SAE_STUDIO_WORK", str(tmp_path / "work"))
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages", "clip"],
-                       capture_output=True, text=True, env=env)
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages", "clip")
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.copytree(out / "clip", tmp_path / "untuned")
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out),
-                        "--stages", "tune,judge,sae,movq,decoder,refine"],
-                       capture_output=True, text=True, env=env)
+    r = run_cli("demo", "build", "--quick", "--out", out,
+                        "--stages", "tune,judge,sae,movq,decoder,refine")
     assert r.returncode == 0, r.stderr[-2000:]
     build = json.loads((out / "build.json").read_text())
     assert set(build) == {"clip", "tune", "judge", "sae", "movq", "decoder", "refine"}
@@ -126,8 +121,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     labels = json.loads((out / "sae" / "labels.json").read_text())["labels"]
     assert (out / "sae" / "index" / "index.safetensors").is_file()
     assert len(labels) == json.loads((out / "sae" / "cfg.json").read_text())["d_sae"]
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],
-                       capture_output=True, text=True, env=env)
+    r = run_cli("demo", "eval", "--models", out, "--images", "200")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "sae best-latent AUROC cat" in r.stdout
     figures = json.loads((out / "eval.json").read_text())
@@ -141,15 +135,14 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     assert "img2img at 0.5: objects" in (out / "README.md").read_text()
     # a retrained CLIP's decoder may start from the previous decoder's UNet
     shutil.move(out / "decoder", tmp_path / "previous")
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
-                        "decoder", "--warm-start", str(tmp_path / "work")], capture_output=True, text=True, env=env)
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
+                "decoder", "--warm-start", tmp_path / "work")
     assert r.returncode == 2 and "is not a decoder folder" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
-                        "decoder", "--warm-schedule", "continue"], capture_output=True, text=True, env=env)
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
+                "decoder", "--warm-schedule", "continue")
     assert r.returncode == 2 and "--warm-schedule needs --warm-start" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "build", "--quick", "--out", str(out), "--stages",
-                        "decoder", "--warm-start", str(tmp_path / "previous"), "--warm-schedule", "edits"],
-                       capture_output=True, text=True, env=env)
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
+                "decoder", "--warm-start", tmp_path / "previous", "--warm-schedule", "edits")
     assert r.returncode == 0, r.stderr[-2000:]
     from sae.demo.decoder import WARM_SCHEDULES
 
@@ -186,8 +179,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path):
     assert moved < 0.2  # a few steps of fine-tuning, not a fresh start (random weights differ by ~1.4)
     # the autoencoder ships before its UNet: eval then measures it alone
     shutil.rmtree(out / "decoder")
-    r = subprocess.run([sys.executable, "-m", "sae", "demo", "eval", "--out", str(out), "--images", "200"],
-                       capture_output=True, text=True, env=env)
+    r = run_cli("demo", "eval", "--models", out, "--images", "200")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "decoder autoencoder: judge agrees" in r.stdout and "img2img" not in r.stdout
     assert set(json.loads((out / "eval.json").read_text())["decoder"]) == {"autoencoder", "scenes"}

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 import torch
-from helpers import synthetic_store
+from helpers import run_cli, synthetic_store
 
 from sae.model import SparseAutoencoder
 from sae.train import TrainConfig, Trainer
@@ -44,8 +44,7 @@ def _weights(folder) -> dict[str, torch.Tensor]:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     store = synthetic_store(root / "acts", d=16, n_latents=48, shards=3, rows=2048)
-    single = subprocess.run([sys.executable, "-m", "sae", "train", "--acts", str(store), "--out", str(root / "one"), *ARGS],
-                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    single = run_cli("train", "--acts", store, "--out", root / "one", *ARGS)
     assert single.returncode == 0, single.stderr
     r = _torchrun("train", "--acts", str(store), "--out", str(root / "two"), *ARGS)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -85,8 +84,7 @@ def test_two_ranks_extract_the_same_store_as_one_process(tiny_clip, tmp_path):
     images = write_images(tmp_path / "images", 30)
     (images / "broken.png").write_bytes(b"not a png")
     common = ["--model", str(tiny_clip), "--images", str(images), "--shard-mb", "0.002", "--device", "cpu"]
-    one = subprocess.run([sys.executable, "-m", "sae", "extract", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True)
+    one = run_cli("extract", *common, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     r = _torchrun("extract", *common, "--out", str(tmp_path / "two"))
     assert r.returncode == 0, r.stderr[-3000:]

@@ -467,9 +467,9 @@ def test_the_whole_flow_on_the_shipped_models(qtbot, tmp_path):
 
 def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
     from editor.main_window import MainWindow
+    from sae.assets import DEMO, SAMPLES
     from sae.cli import main
     from sae.demo import world
-    from sae.demo.build import ASSETS, DEMO
     from sae.demo.judge import Judge
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
@@ -484,7 +484,7 @@ def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
     def settled():
         return not w.loading_image and w.result is not None and w.scheduler.wait(1)
 
-    _drop(w, ASSETS / "samples" / sample)
+    _drop(w, SAMPLES / sample)
     qtbot.waitUntil(lambda: settled() and w.features.fires.count() > 0, timeout=60_000)
     before = np.asarray(w.result)
     assert judge.predict(before[None]).present[0, cat] < 0.5
@@ -515,7 +515,7 @@ def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
 
     preset_path = tmp_path / "cat.json"
     w.current_preset().save(preset_path)
-    other = ASSETS / "samples" / "house-at-night.png"
+    other = SAMPLES / "house-at-night.png"
     _drop(w, other)
     qtbot.waitUntil(settled, timeout=60_000)
     w.result = None

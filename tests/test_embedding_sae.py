@@ -4,11 +4,10 @@ steer, and drive a Kandinsky-shaped decoder, through the same code as layer-L SA
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import run_cli
 from PIL import Image
 
 from sae.backbone import EMBEDDING, load_backbone, parse_layer
@@ -17,8 +16,6 @@ from sae.model import SparseAutoencoder
 from sae.session import Session
 from sae.steer import Edit
 
-CLI = [sys.executable, "-m", "sae"]
-
 
 @pytest.fixture(scope="module")
 def embedding_sae(tiny_clip, tmp_path_factory):
@@ -26,11 +23,10 @@ def embedding_sae(tiny_clip, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("emb")
     images = write_images(root / "images", 40)
-    r = subprocess.run([*CLI, "extract", "--model", str(tiny_clip), "--images", str(images), "--out", str(root / "acts"),
-                        "--layer", "embedding"], capture_output=True, text=True)
+    r = run_cli("extract", "--model", tiny_clip, "--images", images, "--out", root / "acts", "--layer", "embedding")
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*CLI, "train", "--acts", str(root / "acts"), "--out", str(root / "sae"), "--expansion", "4",
-                        "--k", "4", "--tokens", "8000", "--batch-size", "16"], capture_output=True, text=True)
+    r = run_cli("train", "--acts", root / "acts", "--out", root / "sae", "--expansion", "4",
+                "--k", "4", "--tokens", "8000", "--batch-size", "16")
     assert r.returncode == 0, r.stderr
     return root, images
 

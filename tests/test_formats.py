@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import run_cli
 
 from sae.errors import UserError
 from sae.formats import layer_from_hook, load_any, load_sparsify
@@ -36,8 +37,7 @@ def test_hook_names_map_to_layers():
 def test_export_to_sparsify_loads_in_sparsify_with_the_same_activations(tmp_path):
     sparsify = pytest.importorskip("sparsify")
     sae, x = _sae()
-    r = subprocess.run([sys.executable, "-m", "sae", "export", "--sae", str(_saved(sae, tmp_path)), "--to", "sparsify",
-                        "-o", str(tmp_path / "layers.2")], capture_output=True, text=True)
+    r = run_cli("export", "--sae", _saved(sae, tmp_path), "--to", "sparsify", "-o", tmp_path / "layers.2")
     assert r.returncode == 0, r.stderr
     theirs = sparsify.SparseCoder.load_from_disk(tmp_path / "layers.2")
     with torch.no_grad():
@@ -74,8 +74,7 @@ def test_a_sparsify_sae_opens_as_a_project_sae_and_imports_for_saelens(tmp_path)
     assert opened.metadata.layer == 6 and opened.cfg.k == 5
     with torch.no_grad():
         assert torch.allclose(opened.encode(x), expected, atol=1e-5)
-    r = subprocess.run([sys.executable, "-m", "sae", "import", str(tmp_path / "encoder.layers.5"), "-o",
-                        str(tmp_path / "project")], capture_output=True, text=True)
+    r = run_cli("import", tmp_path / "encoder.layers.5", "-o", tmp_path / "project")
     assert r.returncode == 0, r.stderr
     assert "layer 6" in r.stdout
     theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "project"))
@@ -108,8 +107,7 @@ def test_unmappable_folder_names_and_other_coders_get_one_sentence(tmp_path):
     with pytest.raises(UserError, match="Cannot tell which layer"):
         load_sparsify(tmp_path / "my_sae")
     assert load_sparsify(tmp_path / "my_sae", layer=2).metadata.layer == 2
-    r = subprocess.run([sys.executable, "-m", "sae", "import", str(tmp_path / "my_sae"), "-o", str(tmp_path / "p")],
-                       capture_output=True, text=True)
+    r = run_cli("import", tmp_path / "my_sae", "-o", tmp_path / "p")
     assert r.returncode == 2 and "Cannot tell which layer" in r.stderr and "Traceback" not in r.stderr
     sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2, transcode=True)).save_to_disk(tmp_path / "layers.1")
     with pytest.raises(UserError, match="transcoder"):
@@ -126,6 +124,7 @@ def _fake_hub_file(cache, repo, filename):
 
 
 def test_models_lists_recipes_and_reads_the_hub_cache(tmp_path):
+    """A subprocess: the Hugging Face cache folder is read from the environment at import."""
     import os
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}

@@ -12,9 +12,10 @@ from helpers import save_tiny_kandinsky, save_tiny_unclip
 from PIL import Image
 from PySide6.QtCore import QSettings
 
+from sae.assets import DEMO, SAMPLES
 from sae.cli import main
 from sae.decoders.sizes import MAX_ASPECT, SizePolicy
-from sae.demo.build import ASSETS, DEMO, PHOTO_NOTE
+from sae.demo.build import PHOTO_NOTE
 
 SIZES = [(1, 1), (7, 5), (451, 300), (300, 451), (640, 427), (2000, 500), (1023, 767)]
 
@@ -139,7 +140,7 @@ def test_the_brush_on_a_landscape_picture_repaints_there_and_only_there():
     from sae.steer import Edit
 
     session = default_session()
-    scene = Image.open(ASSETS / "samples" / "house-at-night.png").convert("RGB")
+    scene = Image.open(SAMPLES / "house-at-night.png").convert("RGB")
     picture = Image.new("RGB", (96, 64))
     picture.paste(scene, (16, 0))
     picture.paste(scene.crop((0, 0, 16, 64)), (0, 0))
@@ -164,7 +165,7 @@ def test_the_brush_on_a_landscape_picture_repaints_there_and_only_there():
 
 
 def test_coverage_tells_a_world_scene_from_a_photograph(photos, capsys):
-    scene = str(ASSETS / "samples" / "cat-on-grass.png")
+    scene = str(SAMPLES / "cat-on-grass.png")
     assert main(["features", "--image", scene, "--top", "3"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("coverage: "))

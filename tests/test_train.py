@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_store
+from helpers import run_cli, synthetic_store
 from safetensors.torch import load_file
 
 from sae.activations import extract
@@ -150,16 +150,15 @@ def test_damaged_training_state_is_one_sentence(store, tmp_path):
     cfg = TrainConfig(acts=str(store), out=str(out), expansion=2, k=4, tokens=20_000, batch_size=128)
     Trainer(cfg, progress=False, should_stop=lambda: True).run()
     (out / "trainer_state.safetensors").write_bytes(b"half a file")
-    r = subprocess.run([*CLI, "train", "--acts", str(store), "--out", str(out), "--expansion", "2", "--k", "4",
-                        "--tokens", "20000", "--batch-size", "128", "--resume"], capture_output=True, text=True)
+    r = run_cli("train", "--acts", store, "--out", out, "--expansion", "2", "--k", "4",
+                "--tokens", "20000", "--batch-size", "128", "--resume")
     assert r.returncode == 2
     assert "is damaged" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_not_an_activations_folder_is_one_sentence(tmp_path):
     (tmp_path / "nothing").mkdir()
-    r = subprocess.run([*CLI, "train", "--acts", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = run_cli("train", "--acts", tmp_path / "nothing", "--out", tmp_path / "o")
     assert r.returncode == 2
     assert r.stderr.startswith("error:") and "not an activations folder" in r.stderr
 
@@ -167,9 +166,8 @@ def test_not_an_activations_folder_is_one_sentence(tmp_path):
 def test_cli_end_to_end_on_a_tiny_vit_reports_splice_cosine(tiny_clip, image_dir, tmp_path):
     bb = load_backbone(str(tiny_clip))
     extract(bb, image_dir, tmp_path / "acts", progress=False)
-    r = subprocess.run([*CLI, "train", "--acts", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"),
-                        "--expansion", "4", "--k", "8", "--tokens", "30000", "--batch-size", "64"],
-                       capture_output=True, text=True)
+    r = run_cli("train", "--acts", tmp_path / "acts", "--out", tmp_path / "sae",
+                "--expansion", "4", "--k", "8", "--tokens", "30000", "--batch-size", "64")
     assert r.returncode == 0, r.stderr
     sae = SparseAutoencoder.load(tmp_path / "sae")
     assert sae.metadata.backbone == bb.model_id and sae.metadata.layer == bb.layer

@@ -86,9 +86,12 @@ def _tune_lines(tune: dict) -> list[str]:
     ]
 
 
-def write_card(demo: Path = DEMO) -> Path:
+def write_card(demo: Path = DEMO, out: Path | None = None) -> Path:
+    """The model card of the models in ``demo`` from their build.json and the eval.json in ``out``
+    (default: ``demo``), written to ``out``/README.md."""
+    out = Path(out or demo)
     build = json.loads((demo / "build.json").read_text())
-    ev = json.loads((demo / "eval.json").read_text())
+    ev = json.loads((out / "eval.json").read_text())
     clip, judge, sae = build.get("clip", {}), build.get("judge", {}), build.get("sae", {})
     movq, unet = build.get("movq", {}), build.get("decoder", {})
     zs = ev["clip"]["zero_shot"]
@@ -208,6 +211,6 @@ def write_card(demo: Path = DEMO) -> Path:
         "",
         "Rebuild: `sae-studio demo build --force` (resumable; `--quick` makes toy versions in under two minutes).",
     ]
-    path = demo / "README.md"
+    path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from sae import atomic
+from sae.assets import DEMO
 from sae.backbone import save_local_dir
 from sae.demo import world
 from sae.demo.checkpoint import (
@@ -114,7 +115,7 @@ BATCH = 64
 AUX_LAYER = 3  # the default SAE's layer
 AUX_WEIGHT = 1.0
 RECIPE = "contrastive+presence-L3"
-COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "clip"  # committed between sessions
+COMPACT = DEMO / "training" / "clip"  # committed between sessions
 
 
 class PresenceHeads(torch.nn.Module):

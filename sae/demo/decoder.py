@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from sae import atomic
+from sae.assets import DEMO
 from sae.decoders.kandinsky import save_folder
 from sae.demo import world
 from sae.demo.checkpoint import (
@@ -103,7 +104,7 @@ def fold_latent_scale(movq, images: np.ndarray) -> dict:
     return {"latent_mean": m.tolist(), "latent_std": s.tolist()}
 
 
-MOVQ_COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "movq"  # committed between sessions
+MOVQ_COMPACT = DEMO / "training" / "movq"  # committed between sessions
 MOVQ_STEPS = 6_000  # 64k scenes (the 8-channel movq's 2,000 steps) left it soft; about 1 s a step here
 MOVQ_PERCEPTUAL = 1.0
 
@@ -205,7 +206,7 @@ def blank_embedding(backbone) -> torch.Tensor:
     return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size))[0]
 
 
-COMPACT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "training" / "unet"  # committed between sessions
+COMPACT = DEMO / "training" / "unet"  # committed between sessions
 
 
 # 3,500 steps of 64 at a constant rate (224k samples, ~4 passes over the 60k cached scenes; about

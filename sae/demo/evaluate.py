@@ -20,7 +20,11 @@ TARGETS = {
 DECODER_SCENES = 256  # decoding is the slow part: a quarter of a minute per 32 scenes
 
 
-def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
+def evaluate(demo: Path = DEMO, n_held_out: int = 2_000, out: Path | None = None) -> dict:
+    """Every figure of the demo models in ``demo``, written to ``out``/eval.json (default: ``demo``),
+    with the decoder's sample grid beside it."""
+    out = Path(out or demo)
+    out.mkdir(parents=True, exist_ok=True)
     from sae.backbone import load_backbone
     from sae.demo.clip import zero_shot
     from sae.demo.judge import Judge, accuracy
@@ -54,7 +58,7 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
         full = load_backbone(str(demo / "clip"))
         decoder = open_decoder(demo / "decoder", full, name="demo")
         figures["decoder"] = decoder_fidelity(decoder, full, judge, held.images[:DECODER_SCENES])
-        sample_grid(decoder, full, held.images[:12], demo / "decoder-samples.png")
+        sample_grid(decoder, full, held.images[:12], out / "decoder-samples.png")
     elif (demo / "movq" / "config.json").is_file():  # the autoencoder ships before its UNet
         from diffusers import VQModel
 
@@ -63,7 +67,7 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000) -> dict:
         movq = VQModel.from_pretrained(demo / "movq").eval()
         figures["decoder"] = {"autoencoder": autoencoder_fidelity(movq, Judge.load(demo / "judge"), held.images[:DECODER_SCENES]),
                               "scenes": DECODER_SCENES}
-    atomic.write_json(demo / "eval.json", figures)
+    atomic.write_json(out / "eval.json", figures)
     return figures
 
 

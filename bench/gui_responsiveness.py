@@ -135,7 +135,7 @@ def main() -> None:
     print(f"longest gap on the GUI thread: {gaps[-1]:.1f} ms (target <= 50 ms); 99th percentile {p99:.1f} ms")
     print("longest gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in worst.items()))
     print(f"slider release to finished result: median {statistics.median(release_to_result) * 1000:.0f} ms "
-          f"(steps {w.steps.value()}, decoder {w.decoder_name})")
+          f"(steps {w.generation.steps.value()}, decoder {w.decoder_name})")
     print(f"longest_gap_ms={gaps[-1]:.1f} p99_gap_ms={p99:.1f} release_to_result_ms={statistics.median(release_to_result) * 1000:.0f}")
     w.close()
     app.quit()

@@ -1,6 +1,6 @@
 """Render jobs off the GUI thread: the newest slider state wins, older work is cancelled or dropped.
 
-Where a slider value travels: ``SliderPanel.edits_changed`` -> ``RenderScheduler.request`` (new
+Where a slider value travels: ``EditDocument.edits_changed`` -> ``RenderScheduler.request`` (new
 job id) -> a worker thread runs ``Session.render`` -> ``finished(job_id, image)`` -> the window
 shows it only if ``job_id`` is still the newest. A running decode checks its job id at every
 denoising step and stops (``DecodeCancelled``) as soon as a newer request exists.
@@ -12,6 +12,8 @@ every move; the release asks for the full-quality render at once.
 
 Causal previews (what a selected latent paints on its own) share the worker, since a diffusers
 pipeline must not run twice at once; they wait behind slider renders and the newest one wins.
+Swapping the session's decoder or SAE waits for the running job (``when_idle``), without a nested
+event loop. Quick reads that need no decoder (search, heatmaps) run on ``LatestJob``s.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class RenderScheduler(QObject):
         self._pending_image: RenderRequest | None = None
         self.latest_causal = 0
         self._running = False
+        self._closed = False
         self._worker = None
+        self._when_idle: list[Callable[[], None]] = []
         self.last_preview_ms = 0.0  # how long the last finished drag preview took
 
     def request(self, edits: list[Edit], settings: DecodeSettings, preview: bool = False) -> int:
@@ -103,12 +107,32 @@ class RenderScheduler(QObject):
     def busy(self) -> bool:
         return self._running
 
+    def when_idle(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the GUI thread once no job runs (at once if none does), before any
+        waiting job starts: the moment to change what the jobs use."""
+        if self._running:
+            self._when_idle.append(action)
+        else:
+            action()
+
+    def shutdown(self) -> None:
+        """The window closes: start nothing more, and let a running decode stop at its next step."""
+        with self._lock:
+            self._closed = True
+            self._pending = self._pending_causal = self._pending_image = None
+            self.latest = self.latest_causal = -1
+
     def is_stale(self, job_id: int) -> bool:
         return job_id not in (self.latest, self.latest_causal)
 
     def _start_next(self) -> None:
-        if not isValid(self):
+        if not isValid(self) or self._closed:
             return  # the window closed: start nothing more
+        self._running = False
+        while self._when_idle:
+            self._when_idle.pop(0)()
+        if self._running:
+            return  # an idle action asked for a render, which has started
         with self._lock:
             if self._pending_image is not None:
                 job, self._pending_image = self._pending_image, None
@@ -138,7 +162,7 @@ class RenderScheduler(QObject):
             return job, None
 
         def on_step(step: int, total: int) -> None:
-            if self.is_stale(job.job_id) or (job.causal is not None and (self._pending or self._pending_image)):
+            if not isValid(self) or self.is_stale(job.job_id) or (job.causal is not None and (self._pending or self._pending_image)):
                 raise DecodeCancelled()  # a newer state, or a slider render waiting behind a preview
             if job.causal is None:
                 self.progress.emit(job.job_id, step, total)
@@ -184,8 +208,40 @@ class RenderScheduler(QObject):
         self.failed.emit(job.job_id, message)
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
-        """Block until no render is running (tests and shutdown)."""
+        """Wait, handling events, until no render is running (for tests and benches)."""
         return process_events_until(lambda: not self._running, timeout_ms)
+
+
+class LatestJob(QObject):
+    """One kind of quick job (a search, a heatmap) on a worker thread: only the newest request's
+    result reaches ``done``; an older one still running is dropped when it ends."""
+
+    def __init__(self, done: Callable[[object], None], failed: Callable[[Exception], None],
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self._done, self._failed = done, failed
+        self._ids = itertools.count(1)
+        self.latest = 0
+        self.running = 0
+        self._workers: dict[int, object] = {}
+
+    def run(self, fn: Callable, *args) -> None:
+        job = self.latest = next(self._ids)
+        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result: self._done(result) if job == self.latest and isValid(self) else None)
+        worker.errored.connect(lambda e: self._failed(e) if job == self.latest and isValid(self) else None)
+        worker.finished.connect(lambda: self._finished(job))
+        self._workers[job] = worker
+        self.running += 1
+        worker.start()
+
+    def _finished(self, job: int) -> None:
+        self.running -= 1
+        self._workers.pop(job, None)
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
 
 
 class PreviewThrottle(QObject):

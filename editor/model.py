@@ -36,6 +36,14 @@ class EditorModel:
     def sae_folder(self) -> Path:
         return self.workspace.folder
 
+    @property
+    def index(self):
+        return self.workspace.index
+
+    @property
+    def directions(self):
+        return self.workspace.directions
+
     def add_induced(self, slider: InducedSlider) -> int:
         """Keep ``slider`` under a new negative id (latent ids are >= 0) and return the id."""
         key = min(self.induced, default=0) - 1

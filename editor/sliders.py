@@ -1,9 +1,10 @@
-"""One slider per chosen latent: label, value, mode (add / scale / set), the current activation
-marked, reset and remove; the panel turns the rows into ``Edit``s."""
+"""One row per slider of the edit document: label, value, mode (add / scale / set), tokens, the
+current activation marked, reset and remove. A row shows its ``Slider`` and changes it through the
+document (``editor.document``); it keeps no edit state of its own."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from editor.document import EditDocument, Slider
 from sae.steer import MODES, TOKENS, Edit
 
 TOKEN_NAMES = {"all": "all tokens", "patches": "patches", "class": "class token"}
@@ -27,26 +29,20 @@ TOKENS_TIP = ("Which tokens the slider edits. patches: the image patches alone, 
 
 
 class SliderRow(QFrame):
-    """``unit`` is the latent's typical max activation: ranges are in units of it."""
+    """The view of one ``Slider``; ranges are in units of its ``unit``."""
 
-    moved = Signal(object)  # self, while dragging
     committed = Signal(object, float, float)  # self, value before the drag, value after
-    mode_changed = Signal(object, str, str)  # self, old mode, new mode
-    tokens_changed = Signal(object)  # self
     remove_requested = Signal(object)
 
-    def __init__(self, latent: int, label: str, unit: float, current: float, parent: QWidget | None = None):
+    def __init__(self, doc: EditDocument, state: Slider, parent: QWidget | None = None):
         super().__init__(parent)
-        self.latent, self.label, self.unit, self.current = latent, label, max(unit, 1e-3), current
-        self.mask: tuple[int, ...] | None = None
-        self.weights: tuple[tuple[int, float], ...] | None = None  # an induced slider's latents
-        self.tokens_fixed = False  # the SAE reads one kind of token only: there is no choice
+        self.doc, self.state = doc, state
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self._pressed_value = 0.0
-        self.title = title = QLabel(f"<b>{label}</b>  <span style='color:gray'>#{latent}</span>")
+        self._pressed_value = state.value
+        self.title = title = QLabel()
         title.setToolTip("Double-click a label in the feature list to rename it")
         title.setWordWrap(True)  # a long label wraps instead of pushing the buttons out of the dock
-        self.now = QLabel(f"fires here at {current:.2f}")
+        self.now = QLabel()
         self.now.setStyleSheet("color: gray")
         self.mode = QComboBox()
         self.mode.addItems(list(MODES))
@@ -54,7 +50,6 @@ class SliderRow(QFrame):
         self.tokens = QComboBox()
         for t in TOKENS:
             self.tokens.addItem(TOKEN_NAMES[t], t)
-        self.tokens.setToolTip(TOKENS_TIP)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.slider.setDecimals(2)
         self.reset_button = QToolButton(text="↺")
@@ -77,119 +72,105 @@ class SliderRow(QFrame):
         bottom.addWidget(on)
         bottom.addWidget(self.tokens)
         lay.addLayout(bottom)
-        self._last_mode = "add"
-        self._apply_range("add")
-        self.slider.setValue(0.0)
-        self.slider.valueChanged.connect(lambda _v: self.moved.emit(self))
+        self.show_state()
+        self.slider.valueChanged.connect(lambda v: doc.set_value(self.latent, v, dragging=True))
         self.slider.sliderPressed.connect(self._press)
         self.slider.sliderReleased.connect(self._release)
         self.slider.editingFinished.connect(self._release)
-        self.mode.currentTextChanged.connect(self._mode)
-        self.tokens.currentIndexChanged.connect(lambda _i: self.tokens_changed.emit(self))
+        self.mode.currentTextChanged.connect(lambda mode: doc.set_mode(self.latent, mode))
+        self.tokens.currentIndexChanged.connect(lambda _i: doc.set_tokens(self.latent, self.tokens.currentData()))
         self.reset_button.clicked.connect(self.reset)
         self.remove_button.clicked.connect(lambda: self.remove_requested.emit(self))
 
-    def _apply_range(self, mode: str) -> None:
-        u = self.unit
-        lo, hi = {"add": (-3 * u, 3 * u), "scale": (0.0, 4.0), "set": (0.0, 3 * u)}[mode]
-        self.slider.blockSignals(True)
-        self.slider.setRange(lo, hi)
-        self.slider.setSingleStep((hi - lo) / 100)
-        self.slider.blockSignals(False)
+    # what the row shows of its slider
+    @property
+    def latent(self) -> int:
+        return self.state.latent
 
-    def identity_value(self, mode: str | None = None) -> float:
-        mode = mode or self.mode.currentText()
-        return {"add": 0.0, "scale": 1.0, "set": self.current}[mode]
+    @property
+    def unit(self) -> float:
+        return max(self.state.unit, 1e-3)
 
+    @property
+    def label(self) -> str:
+        return self.state.label
+
+    @property
+    def mask(self) -> tuple[int, ...] | None:
+        return self.state.mask
+
+    @property
+    def weights(self) -> tuple[tuple[int, float], ...] | None:
+        return self.state.weights
+
+    def show_state(self) -> None:
+        """Show the slider as the document has it (no signals: nothing changes but the view)."""
+        s = self.state
+        induced = s.weights is not None
+        with QSignalBlocker(self.slider), QSignalBlocker(self.mode), QSignalBlocker(self.tokens):
+            self.mode.setCurrentText(s.mode)
+            u = self.unit
+            lo, hi = {"add": (-3 * u, 3 * u), "scale": (0.0, 4.0), "set": (0.0, 3 * u)}[s.mode]
+            self.slider.setRange(lo, hi)
+            self.slider.setSingleStep((hi - lo) / 100)
+            self.slider.setValue(s.value)
+            self.tokens.setCurrentIndex(TOKENS.index(s.fixed_tokens[0] if s.fixed_tokens else s.tokens))
+        if induced:
+            self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>induced · {len(s.weights)} latents</span>")
+            self.title.setToolTip("A slider induced from example images (Edit ▸ Induce slider from examples)")
+            self.mode.setEnabled(False)
+            self.mode.setToolTip("Induced sliders add their mix of latents: " +
+                                 " + ".join(f"{w:.2f} x #{i}" for i, w in s.weights))
+        else:
+            self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>#{s.latent}</span>")
+        what = "shows it" if induced else "fires"
+        self.now.setText(f"{what} here at {s.current:.2f}" + (" (1 = the examples)" if induced else ""))
+        self.tokens.setEnabled(s.mask is None and s.fixed_tokens is None)
+        self.tokens.setToolTip(s.fixed_tokens[1] if s.fixed_tokens else
+                               "A brushed slider edits its painted patches" if s.mask is not None else TOKENS_TIP)
+
+    # what a person does with it
     def _press(self) -> None:
-        self._pressed_value = self.slider.value()
+        self._pressed_value = self.state.value
 
     def _release(self) -> None:
-        if self.slider.value() != self._pressed_value:
-            self.committed.emit(self, self._pressed_value, self.slider.value())
-            self._pressed_value = self.slider.value()
-
-    def _mode(self, mode: str) -> None:
-        old = self._last_mode
-        self._last_mode = mode
-        self._apply_range(mode)
-        self.slider.setValue(self.identity_value(mode))
-        self.mode_changed.emit(self, old, mode)
-
-    def set_mode(self, mode: str) -> None:
-        """Switch mode without emitting signals (undo and presets restore a row this way)."""
-        self.mode.blockSignals(True)
-        self.mode.setCurrentText(mode)
-        self.mode.blockSignals(False)
-        self._apply_range(mode)
-        self._last_mode = mode
-
-    def token_choice(self) -> str:
-        return self.tokens.currentData()
-
-    def set_tokens(self, tokens: str) -> None:
-        """Choose which tokens the slider edits, without emitting signals."""
-        self.tokens.blockSignals(True)
-        self.tokens.setCurrentIndex(TOKENS.index(tokens))
-        self.tokens.blockSignals(False)
-
-    def set_mask(self, mask: tuple[int, ...] | None) -> None:
-        """Limit the slider to painted patches (None: no limit). A brushed slider acts on its
-        patches alone, so its token choice steps aside while it has a mask."""
-        self.mask = mask
-        self.tokens.setEnabled(mask is None and not self.tokens_fixed)
-        if not self.tokens_fixed:
-            self.tokens.setToolTip("A brushed slider edits its painted patches" if mask is not None else TOKENS_TIP)
-
-    def fix_tokens(self, tokens: str, why: str) -> None:
-        """Offer no choice of tokens: the SAE reads ``tokens`` alone (``why`` says so)."""
-        self.tokens_fixed = True
-        self.set_tokens(tokens)
-        self.tokens.setEnabled(False)
-        self.tokens.setToolTip(why)
-
-    def set_value(self, value: float, quiet: bool = False) -> None:
-        self.slider.blockSignals(quiet)
-        self.slider.setValue(value)
-        self.slider.blockSignals(False)
-        self._pressed_value = value
+        if self.state.value != self._pressed_value:
+            self.committed.emit(self, self._pressed_value, self.state.value)
+            self._pressed_value = self.state.value
 
     def reset(self) -> None:
-        old = self.slider.value()
-        self.set_value(self.identity_value())
-        self.committed.emit(self, old, self.slider.value())
+        old = self.state.value
+        self.doc.set_value(self.latent, self.state.identity())
+        self.committed.emit(self, old, self.state.value)
+        self._pressed_value = self.state.value
 
-    def make_induced(self, weights: tuple[tuple[int, float], ...]) -> None:
-        """Turn this row into an induced slider's: add-only, its latents in the tooltip."""
-        self.weights = weights
-        self.title.setText(f"<b>{self.label}</b>  <span style='color:gray'>induced · {len(weights)} latents</span>")
-        self.title.setToolTip("A slider induced from example images (Edit ▸ Induce slider from examples)")
-        self.mode.setEnabled(False)
-        self.mode.setToolTip("Induced sliders add their mix of latents: " +
-                             " + ".join(f"{w:.2f} x #{i}" for i, w in weights))
-        self.set_current(self.current)
+    def set_value(self, value: float) -> None:
+        """Move the slider as a typed value would: one change, then the full render."""
+        old = self.state.value
+        self.doc.set_value(self.latent, value)
+        self.committed.emit(self, old, self.state.value)
+        self._pressed_value = self.state.value
 
-    def set_current(self, current: float) -> None:
-        """How much the newly opened image shows the latent (or the induced slider's mix)."""
-        self.current = current
-        what = "shows it" if self.weights is not None else "fires"
-        self.now.setText(f"{what} here at {current:.2f}" + (" (1 = the examples)" if self.weights is not None else ""))
+    def set_mask(self, mask: tuple[int, ...] | None) -> None:
+        self.doc.set_mask(self.latent, mask)
+
+    def token_choice(self) -> str:
+        return self.state.tokens
 
     def edit(self) -> Edit:
-        tokens = self.token_choice()
-        if self.mask is not None and tokens == "class":
-            tokens = "patches"  # the painted patches are where it acts
-        return Edit(self.latent, self.mode.currentText(), float(self.slider.value()), self.mask, self.label,
-                    weights=self.weights, tokens=tokens)
+        return self.state.edit()
 
 
 class SliderPanel(QWidget):
-    edits_changed = Signal(bool)  # True while a slider is being dragged (preview quality)
+    """The document's sliders as rows, in its order; a selected row is the brush's target."""
+
     committed = Signal(object, float, float)  # row, before, after (for undo)
+    remove_requested = Signal(object)  # row
     selected_changed = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, doc: EditDocument, parent: QWidget | None = None):
         super().__init__(parent)
+        self.doc = doc
         self.rows: list[SliderRow] = []
         self.selected: SliderRow | None = None
         self._box = QVBoxLayout()
@@ -210,30 +191,43 @@ class SliderPanel(QWidget):
         lay.addWidget(self.hint)
         lay.addWidget(scroll, 1)
         lay.addWidget(self.clear_button)
+        doc.added.connect(self._added)
+        doc.removed.connect(self._removed)
+        doc.changed.connect(self._changed)
 
-    def add(self, latent: int, label: str, unit: float, current: float, index: int | None = None) -> SliderRow:
-        row = SliderRow(latent, label, unit, current)
-        row.moved.connect(lambda _r: self.edits_changed.emit(True))
+    def _added(self, state: Slider, position: int) -> None:
+        row = SliderRow(self.doc, state)
         row.committed.connect(self._committed)
-        row.mode_changed.connect(lambda *_: self.edits_changed.emit(False))
-        row.tokens_changed.connect(lambda *_: self.edits_changed.emit(False))
-        row.remove_requested.connect(self.remove)
+        row.remove_requested.connect(self.remove_requested)
         row.mousePressEvent = lambda _e, r=row: self.select(r)  # type: ignore[method-assign]
-        pos = len(self.rows) if index is None else index
-        self.rows.insert(pos, row)
-        self._box.insertWidget(pos, row)
+        self.rows.insert(position, row)
+        self._box.insertWidget(position, row)
         self.hint.setVisible(False)
         self.select(row)
-        return row
+
+    def _removed(self, latent: int) -> None:
+        row = self.row_for(latent)
+        if row is None:
+            return
+        self.rows.remove(row)
+        row.setParent(None)
+        if self.selected is row:
+            self.select(self.rows[-1] if self.rows else None)
+        self.hint.setVisible(not self.rows)
+
+    def _changed(self, latent: int) -> None:
+        row = self.row_for(latent)
+        if row is not None:
+            row.show_state()
+            if row is self.selected:
+                self.selected_changed.emit(row)  # its mask may have changed
+
+    def _committed(self, row: SliderRow, before: float, after: float) -> None:
+        self.committed.emit(row, before, after)
+        self.doc.settle()
 
     def remove(self, row: SliderRow) -> None:
-        if row in self.rows:
-            self.rows.remove(row)
-            row.setParent(None)
-            if self.selected is row:
-                self.select(self.rows[-1] if self.rows else None)
-            self.hint.setVisible(not self.rows)
-            self.edits_changed.emit(False)
+        self.doc.remove(row.latent)
 
     def select(self, row: SliderRow | None) -> None:
         self.selected = row
@@ -241,17 +235,11 @@ class SliderPanel(QWidget):
             r.setStyleSheet("SliderRow { border: 2px solid #e0b030; }" if r is row else "")
         self.selected_changed.emit(row)
 
-    def _committed(self, row: SliderRow, before: float, after: float) -> None:
-        self.committed.emit(row, before, after)
-        self.edits_changed.emit(False)
-
     def reset_all(self) -> None:
-        for r in self.rows:
-            r.set_value(r.identity_value(), quiet=True)
-        self.edits_changed.emit(False)
+        self.doc.reset_all()
 
     def edits(self) -> list[Edit]:
-        return [r.edit() for r in self.rows]
+        return self.doc.edits()
 
     def row_for(self, latent: int) -> SliderRow | None:
         return next((r for r in self.rows if r.latent == latent), None)

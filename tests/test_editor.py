@@ -54,7 +54,7 @@ def _new_window(qtbot, root, tmp_path):
 
     w = MainWindow(load, settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
-    w.steps.setValue(3)
+    w.generation.steps.setValue(3)
     return w
 
 
@@ -147,7 +147,7 @@ def _drop(window, path):
     window.dropEvent(event)
 
 
-def test_bad_drops_leave_a_message_and_a_live_window(window, tmp_path):
+def test_bad_drops_leave_a_message_and_a_live_window(window, qtbot, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     _drop(window, tmp_path / "notes.txt")
     assert "neither an image" in window._last_error
@@ -157,8 +157,8 @@ def test_bad_drops_leave_a_message_and_a_live_window(window, tmp_path):
     (tmp_path / "bad.json").write_text("{")
     _drop(window, tmp_path / "bad.json")
     assert "not valid JSON" in window._last_error
-    window.run_search("cat")  # the window still works
-    assert window.features.results.count() > 0
+    window.run_search("cat")  # the window still works (the search runs on a worker thread)
+    qtbot.waitUntil(lambda: window.features.results.count() > 0, timeout=10_000)
 
 
 def test_preset_for_another_sae_is_refused(window, qtbot, tmp_path, quick_models):
@@ -168,7 +168,7 @@ def test_preset_for_another_sae_is_refused(window, qtbot, tmp_path, quick_models
     _root, images = quick_models
     _open(window, qtbot, sorted(images.glob("*.png"))[2])
     presets.Preset(presets.SaeIdentity("0" * 64, 16, 8, "other", 1), [Edit(1, "add", 1.0)]).save(tmp_path / "o.json")
-    window.import_preset(tmp_path / "o.json")
+    window.files.import_preset(tmp_path / "o.json")
     assert "made for another SAE" in window._last_error
     assert window.sliders.rows == []
 
@@ -179,8 +179,9 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     qtbot.waitUntil(lambda: window.scheduler.wait(1) and window.result is not None, timeout=30_000)
     firing = window.model.session.fires(1)[0]
     window.features.fires.setCurrentRow(0)
+    qtbot.waitUntil(lambda: window.canvas.heatmap is not None, timeout=10_000)  # computed on a worker thread
     grid = window.canvas.heatmap
-    assert grid is not None and len(grid) == window.canvas.view.grid
+    assert len(grid) == window.canvas.view.grid
     # the patches' own activations; the image-level one is their max or the class token's, if higher
     patches = window.model.session.heatmap(firing.latent)
     assert torch.allclose(torch.tensor(grid), patches, rtol=1e-5)
@@ -197,29 +198,29 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     root, images = quick_models
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _open(window, qtbot, sorted(images.glob("*.png"))[4])
-    assert window.strength.value() == default_strength("demo") == 0.9
-    assert window.keep_rest.isChecked() and window.current_preset().decoder.region == "edited"
-    window.keep_rest.setChecked(False)  # repaint the whole image: presets and the next run keep it
+    assert window.generation.strength.value() == default_strength("demo") == 0.9
+    assert window.generation.keep_rest.isChecked() and window.current_preset().decoder.region == "edited"
+    window.generation.keep_rest.setChecked(False)  # repaint the whole image: presets and the next run keep it
     assert window.current_preset().decoder.region == "whole"
-    window.strength.setValue(0.7)
-    window.choose_decoder(str(root / "decoder"))
+    window.generation.strength.setValue(0.7)
+    window.switcher.choose_decoder(str(root / "decoder"))
     qtbot.waitUntil(lambda: window.decoder_name == str(root / "decoder"), timeout=30_000)
     assert window.current_preset().decoder.decoder == str(root / "decoder")
     # Each decoder keeps its own steps and strength: the folder starts at the hub defaults, the
     # demo's 3 steps and 0.7 are kept.
-    assert window.steps.value() == default_steps(str(root / "decoder")) == 30
-    assert window.strength.value() == default_strength(str(root / "decoder")) == 0.5
+    assert window.generation.steps.value() == default_steps(str(root / "decoder")) == 30
+    assert window.generation.strength.value() == default_strength(str(root / "decoder")) == 0.5
     assert int(window.settings.value("steps/demo")) == 3
     assert float(window.settings.value("strength/demo")) == 0.7
-    window.steps.setValue(5)
-    window.strength.setValue(0.4)
+    window.generation.steps.setValue(5)
+    window.generation.strength.setValue(0.4)
     window.close()
     assert int(window.settings.value(f"steps/{root / 'decoder'}")) == 5
     assert float(window.settings.value(f"strength/{root / 'decoder'}")) == 0.4
     assert window.settings.value("region") == "whole"
     before = window.model.session.decoder
     window._last_error = ""
-    window.choose_decoder("kandinsky-2.2")
+    window.switcher.choose_decoder("kandinsky-2.2")
     qtbot.waitUntil(lambda: "paints 1280-d" in window._last_error, timeout=30_000)
     assert window.model.session.decoder is before and window.decoder_name == str(root / "decoder")
 
@@ -230,15 +231,15 @@ def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot
     SparseAutoencoder(SaeConfig(d_in=7, d_sae=28, k=4)).save(tmp_path / "narrow")
     old = window.model
     window._last_error = ""
-    window.load_sae(tmp_path / "narrow")
+    window.switcher.load_sae(tmp_path / "narrow")
     qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
     assert "7" in window._last_error and window.model is old
 
 
 def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window, qtbot, quick_models, tmp_path):
     _root, images = quick_models
-    window.train_dialog()
-    dlg = window._train
+    window.switcher.train_dialog()
+    dlg = window.switcher.train
     dlg.images.setText(str(images))
     dlg.out.setText(str(tmp_path / "mine"))
     dlg.expansion.setValue(4)
@@ -259,15 +260,15 @@ def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window,
     evidence = window.model.directions.evidence  # search weighs the new index's image evidence
     assert evidence is window.model.index.evidence and int(evidence.n) == len(window.model.index.sources)
     window.run_search("cat")
-    assert window.features.results.count() > 0
+    qtbot.waitUntil(lambda: window.features.results.count() > 0, timeout=10_000)
 
 
 def test_train_dialog_trains_an_sae_on_the_image_embedding(window, qtbot, quick_models, tmp_path):
     from sae.backbone import EMBEDDING
 
     _root, images = quick_models
-    window.train_dialog()
-    dlg = window._train
+    window.switcher.train_dialog()
+    dlg = window.switcher.train
     dlg.layer.setValue(dlg.layer.minimum())
     assert dlg.layer.text() == "image embedding" and dlg.chosen_layer() == EMBEDDING
     dlg.images.setText(str(images))
@@ -318,7 +319,7 @@ def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_model
 
     _root, images = quick_models
     paths = sorted(images.glob("*.png"))[:5]
-    window.lock_seed.setChecked(True)
+    window.generation.lock_seed.setChecked(True)
     _open(window, qtbot, paths[0])
     fires = window.model.session.fires(2)
     for f in fires:
@@ -369,13 +370,13 @@ def test_induced_slider_from_examples_edits_undoes_and_travels_in_presets(window
         p = tmp_path / f"night{i}.png"
         Image.fromarray(world.render(world.sample_scene(rng, background="night"), i)).save(p)
         examples.append(p)
-    window.lock_seed.setChecked(True)
+    window.generation.lock_seed.setChecked(True)
     _open(window, qtbot, sorted(images.glob("*.png"))[0])
     qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
     before = np.asarray(window.result)
     window._last_error = ""
-    window.induce_slider(examples, "night")
-    qtbot.waitUntil(lambda: not window.inducing, timeout=60_000)
+    window.induction.induce(examples, "night")
+    qtbot.waitUntil(lambda: not window.induction.busy, timeout=60_000)
     assert window._last_error == ""
     [row] = [r for r in window.sliders.rows if r.latent < 0]
     assert row.weights == window.model.induced[row.latent].weights and not row.mode.isEnabled()
@@ -409,12 +410,12 @@ def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window
     monkeypatch.setattr(registry, "check_pair", lambda name, backbone: None)  # the quick CLIP is not ViT-bigG
     before = window.model.session.decoder
     window._last_error = ""
-    window.choose_decoder("kandinsky-2.2")
-    assert window.download_dialog is not None and "Downloading the kandinsky-2.2 decoder" in window.download_dialog.labelText()
+    window.switcher.choose_decoder("kandinsky-2.2")
+    assert window.switcher.download_dialog is not None and "Downloading the kandinsky-2.2 decoder" in window.switcher.download_dialog.labelText()
     qtbot.waitUntil(lambda: window._last_error != "", timeout=60_000)
     assert "Could not download kandinsky-community/kandinsky-2-2-decoder" in window._last_error
     assert "network connection" in window._last_error
-    qtbot.waitUntil(lambda: window.download_dialog is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.switcher.download_dialog is None, timeout=10_000)
     assert window.model.session.decoder is before
 
 
@@ -424,7 +425,7 @@ def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbo
     import time
 
     _root, images = quick_models
-    window.lock_seed.setChecked(True)
+    window.generation.lock_seed.setChecked(True)
     _open(window, qtbot, sorted(images.glob("*.png"))[2])
     qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
     latent = window.model.session.fires(1)[0].latent
@@ -477,7 +478,7 @@ def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
     w = MainWindow(settings=settings)  # the default loader: the shipped demo models
     qtbot.addWidget(w)
     qtbot.waitUntil(lambda: w.model is not None, timeout=120_000)
-    w.lock_seed.setChecked(True)
+    w.generation.lock_seed.setChecked(True)
     judge = Judge.load(DEMO / "judge")
     cat = world.KINDS.index("cat")
 
@@ -533,11 +534,11 @@ def test_recent_files_survive_a_restart_whole(qtbot, quick_models, tmp_path):
     first, second = sorted(images.glob("*.png"))[:2]
     w = _new_window(qtbot, root, tmp_path)
     qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
-    w._remember(first)
+    w.recent.remember(first)
     w.settings.sync()
     again = _new_window(qtbot, root, tmp_path)  # the same settings file, read afresh
     qtbot.waitUntil(lambda: again.model is not None, timeout=30_000)
-    assert again._recent() == [str(first)]
-    again._remember(second)
-    assert again._recent() == [str(second), str(first)]
+    assert again.recent.paths() == [str(first)]
+    again.recent.remember(second)
+    assert again.recent.paths() == [str(second), str(first)]
     assert [a.text() for a in again.recent_menu.actions()] == [second.name, first.name]

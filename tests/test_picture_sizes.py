@@ -187,9 +187,9 @@ def test_the_editor_edits_every_picture_at_its_size(decoder, decoders, qtbot, ph
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.model is not None, timeout=120_000)
     if decoder != "demo":
-        window.choose_decoder(decoders[decoder])
+        window.switcher.choose_decoder(decoders[decoder])
         qtbot.waitUntil(lambda: window.decoder_name == decoders[decoder], timeout=60_000)
-    window.steps.setValue(2)
+    window.generation.steps.setValue(2)
     for path, size in photos:
         window.result = None
         window.open_image(path)

@@ -1,0 +1,94 @@
+"""Changing what the window paints with: another decoder (or device), another SAE folder, or an
+SAE trained in the Train dialog. Loading runs off the GUI thread, and the swap waits for the
+running render (``RenderScheduler.when_idle``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog
+from superqt.utils import create_worker
+
+from editor.decoder_loading import DecoderLoader
+from sae.errors import UserError
+
+
+class ModelSwitcher:
+    def __init__(self, window):
+        self.w = window
+        self.train = None  # the Train dialog, once opened
+        self.loader = DecoderLoader(window)
+        self.loader.ready.connect(self._decoder_ready)
+        self.loader.failed.connect(self._decoder_failed)
+        self.loader.note.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        g = window.generation
+        g.decoder_box.activated.connect(lambda _i: self.choose_decoder(g.decoder_box.currentData()))
+        g.device_box.activated.connect(lambda _i: self.choose_decoder(window.decoder_name))
+
+    @property
+    def download_dialog(self):
+        return self.loader.dialog
+
+    def close(self) -> None:
+        if self.train is not None:
+            self.train.close()
+
+    def choose_decoder(self, name: str) -> None:
+        """Load decoder ``name`` (demo, a hub name, a folder, or 'folder' to ask) on the chosen
+        device in the background; the previous decoder stays until the new one is ready."""
+        if self.w.model is None:
+            return
+        if name == "folder":
+            name = QFileDialog.getExistingDirectory(self.w, "Folder with a saved diffusers pipeline")
+            if not name:
+                self.w.generation.show_decoder(self.w.decoder_name)
+                return
+        self.w.progress.setRange(0, 0)
+        self.w.progress.setVisible(True)
+        self.loader.load(name, self.w.model.session.backbone, self.w.generation.device_box.currentData())
+
+    def _decoder_ready(self, name: str, decoder) -> None:
+        def swap() -> None:
+            self.w.model.session.decoder = decoder
+            self.w.generation.switch_decoder(name)
+            self.w.progress.setVisible(False)
+            self.w.canvas.busy_text = ""
+            self.w.statusBar().showMessage(f"Decoder: {name}", 5000)
+            self.w.request_render(preview=False)
+
+        self.w.scheduler.when_idle(swap)  # not under a render that is using the old one
+
+    def _decoder_failed(self, message: str) -> None:
+        self.w.progress.setVisible(False)
+        self.w.generation.show_decoder(self.w.decoder_name)
+        if message:
+            self.w.show_error(message)
+
+    def load_sae_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.w, "SAE folder (SAELens layout: cfg.json + sae_weights.safetensors)")
+        if path:
+            self.load_sae(path)
+
+    def load_sae(self, folder: str | Path) -> None:
+        """Switch to the SAE in ``folder`` on the current encoder (checked to fit its layer)."""
+        if self.w.model is None:
+            return
+        self.w.statusBar().showMessage(f"Loading the SAE in {folder}…")
+        self._sae_loader = create_worker(self.w.model.with_sae, folder, _start_thread=False, _ignore_errors=True)
+        self._sae_loader.returned.connect(lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)))
+        self._sae_loader.errored.connect(
+            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"))
+        self._sae_loader.start()
+
+    def train_dialog(self) -> None:
+        from editor.train_dialog import TrainDialog
+
+        if self.w.model is None:
+            return
+        if self.train is None:
+            b = self.w.model.session.backbone
+            self.train = TrainDialog(b.model_id, b.n_layers, b.layer, self.w)
+            self.train.trained.connect(self.load_sae)
+        self.train.show()
+        self.train.raise_()
+

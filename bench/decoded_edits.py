@@ -26,12 +26,23 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=n, help=n_help)
-    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
-    p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength of the edits (default: the demo decoder's)")
+    p.add_argument(
+        "--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)"
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=default_strength("demo"),
+        help="img2img strength of the edits (default: the demo decoder's)",
+    )
     from sae.decoders.region import REGIONS
 
-    p.add_argument("--region", choices=REGIONS, default=DecodeSettings.region,
-                   help="repaint only where the edit changes the prediction, or the whole image (default: %(default)s)")
+    p.add_argument(
+        "--region",
+        choices=REGIONS,
+        default=DecodeSettings.region,
+        help="repaint only where the edit changes the prediction, or the whole image (default: %(default)s)",
+    )
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
     return p.parse_args()
 
@@ -51,7 +62,9 @@ def demo_session(decoder: str | None):
     return session
 
 
-def embeddings(session, images: Sequence[np.ndarray], makers: Sequence[Callable]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def embeddings(
+    session, images: Sequence[np.ndarray], makers: Sequence[Callable]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Per scene, the unedited final embedding and one edited embedding per ``makers`` entry
     (each called with the session holding that scene)."""
     plain, edited = [], [[] for _ in makers]
@@ -64,16 +77,25 @@ def embeddings(session, images: Sequence[np.ndarray], makers: Sequence[Callable]
     return torch.stack(plain), [torch.stack(e) for e in edited]
 
 
-def decode(session, embeds: torch.Tensor, images: Sequence[np.ndarray], settings: DecodeSettings,
-           sources: torch.Tensor, batch: int = 32) -> np.ndarray:
+def decode(
+    session,
+    embeds: torch.Tensor,
+    images: Sequence[np.ndarray],
+    settings: DecodeSettings,
+    sources: torch.Tensor,
+    batch: int = 32,
+) -> np.ndarray:
     """Batched img2img from each scene, ``sources`` being the scenes' unedited embeddings (the edit
     region is where ``embeds`` differs from them); batch i uses seed ``settings.seed + i``, so an
     edited and an unedited decode of the same scene get the same noise."""
     out = []
     for i in range(0, len(embeds), batch):
-        pil = [Image.fromarray(im) for im in images[i:i + batch]]
+        pil = [Image.fromarray(im) for im in images[i : i + batch]]
         s = DecodeSettings(settings.steps, settings.strength, settings.guidance, settings.seed + i, settings.region)
-        out += [np.asarray(x.convert("RGB")) for x in session.decoder.decode_many(embeds[i:i + batch], pil, s, sources[i:i + batch])]
+        out += [
+            np.asarray(x.convert("RGB"))
+            for x in session.decoder.decode_many(embeds[i : i + batch], pil, s, sources[i : i + batch])
+        ]
     return np.stack(out)
 
 

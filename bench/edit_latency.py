@@ -25,9 +25,18 @@ from sae.steer import Edit  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)")
-    p.add_argument("--strength", type=float, default=default_strength("demo"), help="img2img strength (default: the demo decoder's)")
-    p.add_argument("--region", choices=REGIONS, default=DecodeSettings.region, help="edit region (default: %(default)s)")
+    p.add_argument(
+        "--steps", type=int, default=default_steps("demo"), help="denoising steps (default: the demo decoder's)"
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=default_strength("demo"),
+        help="img2img strength (default: the demo decoder's)",
+    )
+    p.add_argument(
+        "--region", choices=REGIONS, default=DecodeSettings.region, help="edit region (default: %(default)s)"
+    )
     a = p.parse_args()
     session = default_session()
     image = Image.open(SAMPLES / "cat-on-grass.png").convert("RGB")
@@ -44,7 +53,10 @@ def main() -> None:
         session.render([Edit(latent, "add", 0.1 * (i + 1))], settings)
         full.append(time.perf_counter() - t)
     c, f = statistics.median(cached), statistics.median(full)
-    print(f"slider change on a cached image: median {c * 1000:.0f} ms ({a.steps} steps at strength {a.strength:g}, region {a.region})")
+    print(
+        f"slider change on a cached image: median {c * 1000:.0f} ms ({a.steps} steps at strength {a.strength:g}, "
+        f"region {a.region})"
+    )
     print(f"uncached full pipeline:          median {f * 1000:.0f} ms")
     print(f"cached_ms={c * 1000:.0f} ratio_vs_uncached={c / f:.2f}")
 

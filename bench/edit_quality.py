@@ -4,9 +4,10 @@ Add a cat: 200 held-out scenes without a cat; the cat latent (best cat AUROC) is
 image decoded, and the judge asked whether it now sees a cat. Remove a hat: 200 scenes with a
 hat; the hat latent is set to 0, and (swept) pushed below zero by adding a negative amount.
 Preservation: the share of labels the edit should not touch (background, every other object
-kind's presence) that the judge still reads the same as on the unedited decode. Baseline: the CLIP text direction of "a picture of a cat" added to the final
-image embedding. Both are swept over strengths; printed: each one's success where its
-success-vs-preservation curve falls to 90% preservation (interpolated), i.e. at matched preservation.
+kind's presence) that the judge still reads the same as on the unedited decode. Baseline: the CLIP
+text direction of "a picture of a cat" added to the final image embedding. Both are swept over
+strengths; printed: each one's success where its success-vs-preservation curve falls to 90%
+preservation (interpolated), i.e. at matched preservation.
 
 Each SAE edit touches the tokens where its latent fires in the index (``FeatureIndex.home_tokens``,
 as a new slider in the editor and a quick edit in the CLI do): the cat latent fires on the cat's
@@ -116,7 +117,9 @@ def main() -> None:
     adds = {}  # (method, latent, strength) -> makes the edited embedding
     for c in sorted(set(cats.values())):  # (once when search finds the best-AUROC latent)
         for mult in (0.5, 1, 1.5, 2, 3, 4, 8):
-            adds[("sae", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v, tokens=index.home_tokens(c))])
+            adds[("sae", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding(
+                [Edit(c, "add", v, tokens=index.home_tokens(c))]
+            )
         if index.home_tokens(c) != "all":
             for mult in (0.5, 1, 2, 4):
                 adds[("sae-all", c, mult)] = lambda ss, c=c, v=float(unit[c]) * mult: ss.embedding([Edit(c, "add", v)])
@@ -143,7 +146,9 @@ def main() -> None:
         on = index.home_tokens(h)
         removals[(h, "set", 0.0)] = lambda ss, h=h, on=on: ss.embedding([Edit(h, "set", 0.0, tokens=on)])
         for mult in (0.5, 1, 2):
-            removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult, on=on: ss.embedding([Edit(h, "add", v, tokens=on)])
+            removals[(h, "add", -mult)] = lambda ss, h=h, v=-float(unit[h]) * mult, on=on: ss.embedding(
+                [Edit(h, "add", v, tokens=on)]
+            )
     plain_e, edited_e = embeddings(session, with_hat, list(removals.values()))
     plain = decode(session, plain_e, with_hat, settings, plain_e)
     removed, pushed = {}, {}
@@ -171,13 +176,22 @@ def main() -> None:
 
     def at_equal(method, c=""):
         return matched([(v, *r) for (m, cc, v), r in rows.items() if m == method and cc == c])
-    print(f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
-          + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
-          + " ".join(f" sae_{w}_cat_on_all_tokens {at_equal('sae-all', c)}" for w, c in cats.items() if index.home_tokens(c) != "all")
-          + f" text_cat {at_equal('text')} "
-          + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
-          + " " + " ".join(f"{w}_hat_pushed_below_zero {matched(pushed[v])}" for w, v in hats.items())
-          + f"\ndecoded from the wanted twin's own embedding: cat added {twin_cat[0]:.3f}, hat removed {twin_hat[0]:.3f}")
+
+    print(
+        f"\nsuccess at preservation {PRESERVATION} (interpolated along each sweep): "
+        + " ".join(f"sae_{w}_cat {at_equal('sae', c)}" for w, c in cats.items())
+        + " ".join(
+            f" sae_{w}_cat_on_all_tokens {at_equal('sae-all', c)}"
+            for w, c in cats.items()
+            if index.home_tokens(c) != "all"
+        )
+        + f" text_cat {at_equal('text')} "
+        + " ".join(f"{w}_hat_removed={v:.3f}" for w, v in removed.items())
+        + " "
+        + " ".join(f"{w}_hat_pushed_below_zero {matched(pushed[v])}" for w, v in hats.items())
+        + f"\ndecoded from the wanted twin's own embedding: cat added {twin_cat[0]:.3f}, hat removed {twin_hat[0]:.3f}"
+    )
+
 
 if __name__ == "__main__":
     main()

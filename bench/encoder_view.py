@@ -51,7 +51,7 @@ def read(session, pictures: list[Image.Image], mode: str, centre: torch.Tensor) 
     transform = image_transform(bb.image_size, False, cfg["mean"], cfg["std"], resize_mode=mode)
     shares, acts = [], []
     for i in range(0, len(pictures), 64):
-        pixels = torch.stack([transform(p) for p in pictures[i:i + 64]])
+        pixels = torch.stack([transform(p) for p in pictures[i : i + 64]])
         tokens = bb.prefix(pixels)[:, session.positions].float()
         code = sae.encode(tokens)
         shares.append(explained_share(tokens, sae.decode(code), centre).numpy())
@@ -69,8 +69,10 @@ def main() -> None:
     square = [Image.fromarray(im) for im in data.images]
     present = data.present.astype(bool)  # [2n, kinds]
     _, square_acts = read(session, square, "shortest", index.centre)
-    detectors = [int(np.argmax([auroc(square_acts[:, f], present[:, k]) for f in range(square_acts.shape[1])]))
-                 for k in range(len(world.KINDS))]
+    detectors = [
+        int(np.argmax([auroc(square_acts[:, f], present[:, k]) for f in range(square_acts.shape[1])]))
+        for k in range(len(world.KINDS))
+    ]
     wide = []
     for a, b in zip(square[0::2], square[1::2], strict=True):
         pic = Image.new("RGB", (128, 64))

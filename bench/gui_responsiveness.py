@@ -55,8 +55,9 @@ def _quick_loader():
     sae = SparseAutoencoder.load(root / "demo" / "sae")
     bb = load_backbone(str(root / "demo" / "clip"), layer=sae.metadata.layer)
     build_index(root / "demo" / "sae", bb, sae, images, progress=False)
-    return (lambda: EditorModel(Workspace.open(root / "demo" / "sae", backbone=bb), load_decoder(str(root / "decoder"), bb))), \
-        sorted(images.glob("*.png"))
+    return (
+        lambda: EditorModel(Workspace.open(root / "demo" / "sae", backbone=bb), load_decoder(str(root / "decoder"), bb))
+    ), sorted(images.glob("*.png"))
 
 
 def main() -> None:
@@ -131,12 +132,20 @@ def main() -> None:
     heart.stop()
     gaps = sorted(gaps[1:])
     p99 = gaps[int(0.99 * (len(gaps) - 1))]
-    print(f"heartbeats: {len(gaps):,} (every 5 ms) over {a.drags} drags of {a.moves} moves and {(a.drags + 2) // 3} image switches")
+    print(
+        f"heartbeats: {len(gaps):,} (every 5 ms) over {a.drags} drags of {a.moves} moves and {(a.drags + 2) // 3} "
+        f"image switches"
+    )
     print(f"longest gap on the GUI thread: {gaps[-1]:.1f} ms (target <= 50 ms); 99th percentile {p99:.1f} ms")
     print("longest gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in worst.items()))
-    print(f"slider release to finished result: median {statistics.median(release_to_result) * 1000:.0f} ms "
-          f"(steps {w.generation.steps.value()}, decoder {w.decoder_name})")
-    print(f"longest_gap_ms={gaps[-1]:.1f} p99_gap_ms={p99:.1f} release_to_result_ms={statistics.median(release_to_result) * 1000:.0f}")
+    print(
+        f"slider release to finished result: median {statistics.median(release_to_result) * 1000:.0f} ms "
+        f"(steps {w.generation.steps.value()}, decoder {w.decoder_name})"
+    )
+    print(
+        f"longest_gap_ms={gaps[-1]:.1f} p99_gap_ms={p99:.1f} "
+        f"release_to_result_ms={statistics.median(release_to_result) * 1000:.0f}"
+    )
     w.close()
     app.quit()
 

@@ -80,7 +80,9 @@ def codes(session, images: list[np.ndarray]) -> torch.Tensor:
     return session.image_codes([Image.fromarray(im) for im in images])
 
 
-def sweep(session, judge, images, edits_at: Callable[[float], list[Edit]], values, seen) -> list[tuple[float, float, float]]:
+def sweep(
+    session, judge, images, edits_at: Callable[[float], list[Edit]], values, seen
+) -> list[tuple[float, float, float]]:
     """(value, success, preservation) per value; success: ``seen`` on the edit, not on the plain decode."""
     settings = DecodeSettings(steps=ARGS.steps, strength=ARGS.strength, seed=0, region=ARGS.region)
     plain_e, edited_e = embeddings(session, images, [lambda ss, v=v: ss.embedding(edits_at(v)) for v in values])
@@ -113,8 +115,11 @@ def compare(session, judge, name, keep, seen, held, held_truth, unit) -> None:
     else:
         mix = sum(w * held[:, i] for i, w in slider.weights)
         auc_mix = float(auroc_per_column(mix[:, None].numpy(), held_truth)[0])
-        print(f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
-              + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights) + f" (AUROC {auc_mix:.3f})")
+        print(
+            f"\n{name}: best single latent #{latent} (AUROC {auc_single:.3f}); induced = "
+            + " + ".join(f"{w:.2f}x#{i}" for i, w in slider.weights)
+            + f" (AUROC {auc_mix:.3f})"
+        )
     single = sweep(session, judge, targets, lambda v: [Edit(latent, "add", v * float(unit[latent]))], VALUES, seen)
     induced = []
     if slider is not None:  # the same edit sizes: value v of the single latent's scale, in slider units
@@ -142,7 +147,9 @@ def main() -> None:
     compare(session, judge, "red object", has_red, judged_red, held, np.array([has_red(s) for s in held_scenes]), unit)
 
 
-ARGS = argparse.Namespace(steps=default_steps("demo"), strength=default_strength("demo"), n=100, decoder=None, region=DecodeSettings.region)
+ARGS = argparse.Namespace(
+    steps=default_steps("demo"), strength=default_strength("demo"), n=100, decoder=None, region=DecodeSettings.region
+)
 
 if __name__ == "__main__":
     main()

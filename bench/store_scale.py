@@ -42,9 +42,19 @@ def write_store(folder: Path, images: int) -> Path:
         arr = rng.standard_normal((n * TOKENS, D), dtype=np.float32).astype(np.float16)
         np.save(folder / f"shard-{i:05d}.npy", arr)
         infos.append(ShardInfo(f"shard-{i:05d}.npy", n * TOKENS, start, start + n))
-    m = Manifest(model="synthetic", fingerprint="0", layer=3, token_set="all", d=D, dtype="fp16",
-                 tokens_per_image=TOKENS, shard_images=per_shard, sources=[f"{i}.png" for i in range(images)],
-                 shards=infos, complete=True)
+    m = Manifest(
+        model="synthetic",
+        fingerprint="0",
+        layer=3,
+        token_set="all",
+        d=D,
+        dtype="fp16",
+        tokens_per_image=TOKENS,
+        shard_images=per_shard,
+        sources=[f"{i}.png" for i in range(images)],
+        shards=infos,
+        complete=True,
+    )
     atomic.write_json(folder / MANIFEST_NAME, m.to_json())
     return folder
 
@@ -82,18 +92,36 @@ def main() -> None:
         for images in (int(s) for s in a.sizes.split(",")):
             folder = write_store(root / f"store-{images}", images)
             disk_mb = sum(f.stat().st_size for f in folder.glob("*.npy")) / 2**20
-            r = subprocess.run([sys.executable, __file__, "--read", str(folder), "--batches", str(a.batches),
-                                "--batch-size", str(a.batch_size)], capture_output=True, text=True, check=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--read",
+                    str(folder),
+                    "--batches",
+                    str(a.batches),
+                    "--batch-size",
+                    str(a.batch_size),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res = json.loads(r.stdout.strip().splitlines()[-1])
             rows.append((images, res["rows"], disk_mb, res["peak_rss_mb"], res["tokens_per_s"]))
-            print(f"{images:>8,} images  {res['rows']:>11,} tokens  {disk_mb:>8,.0f} MB on disk  "
-                  f"peak RSS {res['peak_rss_mb']:>6,.0f} MB  {res['tokens_per_s']:>12,.0f} tokens/s", flush=True)
+            print(
+                f"{images:>8,} images  {res['rows']:>11,} tokens  {disk_mb:>8,.0f} MB on disk  "
+                f"peak RSS {res['peak_rss_mb']:>6,.0f} MB  {res['tokens_per_s']:>12,.0f} tokens/s",
+                flush=True,
+            )
     finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
     first, last = rows[0], rows[-1]
-    print(f"store_growth={last[1] / first[1]:.0f}x peak_rss_growth={last[3] / first[3]:.2f}x "
-          f"reader_tokens_per_s={last[4]:,.0f}")
+    print(
+        f"store_growth={last[1] / first[1]:.0f}x peak_rss_growth={last[3] / first[3]:.2f}x "
+        f"reader_tokens_per_s={last[4]:,.0f}"
+    )
 
 
 if __name__ == "__main__":

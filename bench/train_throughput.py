@@ -65,20 +65,40 @@ def store_from(folder: Path, data: torch.Tensor, shard_rows: int) -> Path:
     infos = []
     for i in range(0, len(data), shard_rows):
         name = f"shard-{i // shard_rows:05d}.npy"
-        _write_shard(folder / name, data[i:i + shard_rows].numpy().astype(np.float32))
+        _write_shard(folder / name, data[i : i + shard_rows].numpy().astype(np.float32))
         infos.append(ShardInfo(name, min(shard_rows, len(data) - i), i, i + 1))
-    m = Manifest(model="bench", fingerprint="0", layer=0, token_set="all", d=data.shape[1], dtype="fp32",
-                 tokens_per_image=1, shard_images=1, sources=[str(i) for i in range(len(infos))], shards=infos,
-                 complete=True)
+    m = Manifest(
+        model="bench",
+        fingerprint="0",
+        layer=0,
+        token_set="all",
+        d=data.shape[1],
+        dtype="fp32",
+        tokens_per_image=1,
+        shard_images=1,
+        sources=[str(i) for i in range(len(infos))],
+        shards=infos,
+        complete=True,
+    )
     atomic.write_json(folder / MANIFEST_NAME, m.to_json())
     return folder
 
 
 # -- the contenders: one training step each, as each library's own trainer takes it ------------
 
+
 def ours(store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float) -> tuple[Trainer, Callable]:
-    cfg = TrainConfig(acts=str(store), out=str(out), width=d_sae, k=k, batch_size=batch, lr=lr,
-                      tokens=10**9, checkpoint_every=10**9, device="cpu")
+    cfg = TrainConfig(
+        acts=str(store),
+        out=str(out),
+        width=d_sae,
+        k=k,
+        batch_size=batch,
+        lr=lr,
+        tokens=10**9,
+        checkpoint_every=10**9,
+        device="cpu",
+    )
     trainer = Trainer(cfg, progress=False)
     return trainer, trainer.train_step
 
@@ -120,8 +140,11 @@ def saelens_step(d_in: int, d_sae: int, k: int, lr: float):
     n = {"step": 0}
 
     def step(x: torch.Tensor) -> None:
-        out = sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None,
-                                                       n_training_steps=n["step"], is_logging_step=False))
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=n["step"], is_logging_step=False
+            )
+        )
         out.loss.backward()
         opt.step()
         opt.zero_grad()
@@ -172,6 +195,7 @@ def gemm_seconds(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: in
 
 # -- quality on real activations -----------------------------------------------------------------
 
+
 def real_activations(n_images: int, seed: int = 0) -> torch.Tensor:
     """Middle-layer residuals of a tiny random ViT-B-16-shaped open_clip model over generated
     images of coloured shapes (a stand-in until the demo world's trained CLIP exists)."""
@@ -216,7 +240,9 @@ def quality(tokens: int, batch: int, tmp: Path) -> tuple[float, float]:
     d_sae, k, lr = 8 * d_in, 16, 1e-3
     trainer, step = ours(store, tmp / "q-ours", d_sae, k, batch, lr)
     trainer.total_steps = tokens // batch
-    sp, sp_step = sparsify_step(d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, (tokens // batch) // 20)))
+    sp, sp_step = sparsify_step(
+        d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, (tokens // batch) // 20))
+    )
     with torch.no_grad():  # same start: data-mean b_dec, as our initialisation does (in raw scale)
         sp.b_dec.copy_(data[:-4096].mean(0))
     stream = ActivationStore(store).batches(batch, seed=0)
@@ -244,8 +270,10 @@ def main() -> None:
     a = p.parse_args()
     if a.quick:
         a.d_in, a.latents, a.batch, a.steps, a.quality_tokens = 128, 2048, 256, 3, 100_000
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}"
+    )
     print(f"d_in={a.d_in} latents={a.latents} k={a.k} batch={a.batch}, median of {a.steps} steps")
     g = torch.Generator().manual_seed(0)
     batches = [torch.randn(a.batch, a.d_in, generator=g) for _ in range(a.steps + 1)]
@@ -269,7 +297,10 @@ def main() -> None:
                 results[name] = time_steps(make(), batches)
             except Exception as e:  # a peer that will not install or run here: say so, go on
                 print(f"  ({name} skipped: {type(e).__name__}: {e})")
-        gemm = {str(dt).split(".")[-1]: gemm_seconds(a.batch, a.d_in, a.latents, dt) for dt in (torch.float32, torch.bfloat16)}
+        gemm = {
+            str(dt).split(".")[-1]: gemm_seconds(a.batch, a.d_in, a.latents, dt)
+            for dt in (torch.float32, torch.bfloat16)
+        }
 
         print(f"\n{'trainer':<38}{'tokens/s':>12}{'s/step':>10}")
         for name, sec in results.items():
@@ -280,15 +311,22 @@ def main() -> None:
         fvu_line = ""
         if a.quality_tokens:
             ours_fvu, sp_fvu = quality(a.quality_tokens, min(a.batch, 1024), tmp)
-            fvu_line = f" fvu_ours={ours_fvu:.4f} fvu_sparsify={sp_fvu:.4f} fvu_rel_diff={(ours_fvu - sp_fvu) / sp_fvu:+.3f}"
-            print(f"\nquality after {a.quality_tokens:,} tokens of real ViT activations: held-out FVU "
-                  f"ours {ours_fvu:.4f}, sparsify {sp_fvu:.4f}")
+            fvu_line = (
+                f" fvu_ours={ours_fvu:.4f} fvu_sparsify={sp_fvu:.4f} fvu_rel_diff={(ours_fvu - sp_fvu) / sp_fvu:+.3f}"
+            )
+            print(
+                f"\nquality after {a.quality_tokens:,} tokens of real ViT activations: held-out FVU "
+                f"ours {ours_fvu:.4f}, sparsify {sp_fvu:.4f}"
+            )
 
     ours_s = next(v for k, v in results.items() if k.startswith("sae-studio"))
     sp_s = results.get("sparsify SparseCoder")
     best_gemm = min(gemm.values())
     ratio = f"{sp_s / ours_s:.2f}" if sp_s else "nan"
-    print(f"\nlimit_fraction uses the fastest GEMM here; against bf16 alone it is {gemm['bfloat16'] / ours_s:.2f}.{fvu_line}")
+    print(
+        f"\nlimit_fraction uses the fastest GEMM here; against bf16 alone it is "
+        f"{gemm['bfloat16'] / ours_s:.2f}.{fvu_line}"
+    )
     print(f"ratio_vs_sparsify={ratio} limit_fraction={best_gemm / ours_s:.2f}")
 
 

@@ -94,8 +94,7 @@ class BeforeAfterView(QWidget):
         left, right = self._panes()
         p.setPen(QColor(200, 200, 205))
         if self.before is None:
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                       "Drop an image here, or File ▸ Open (Ctrl+O)")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Drop an image here, or File ▸ Open (Ctrl+O)")
             return
         if self.split_mode:
             p.drawPixmap(left, self.before)
@@ -113,16 +112,25 @@ class BeforeAfterView(QWidget):
         else:
             p.drawPixmap(left, self.before)
             partial = self.view is not None and self.view.is_partial
-            p.drawText(left.left(), left.bottom() + 18,
-                       "input (the encoder reads inside the dashed line)" if partial else "input")
+            p.drawText(
+                left.left(),
+                left.bottom() + 18,
+                "input (the encoder reads inside the dashed line)" if partial else "input",
+            )
             if self.after is not None:
                 p.drawPixmap(right, self.after)
             else:
                 p.drawRect(right.adjusted(0, 0, -1, -1))
-                p.drawText(right.adjusted(12, 12, -12, -12), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                           self.busy_text or "the edited image appears here")
-            p.drawText(right.left(), right.bottom() + 18,
-                       self.after_caption + (f" — {self.busy_text}" if self.busy_text and self.after else ""))
+                p.drawText(
+                    right.adjusted(12, 12, -12, -12),
+                    Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                    self.busy_text or "the edited image appears here",
+                )
+            p.drawText(
+                right.left(),
+                right.bottom() + 18,
+                self.after_caption + (f" — {self.busy_text}" if self.busy_text and self.after else ""),
+            )
         if self.view is None or not self.view.grid:
             return
         p.save()
@@ -148,9 +156,15 @@ class BeforeAfterView(QWidget):
         if self.heatmap is not None and self.show_heatmap and not self.split_mode:
             top = max((max(row) for row in self.heatmap), default=0.0)
             p.setPen(QColor(255, 120, 120))
-            p.drawText(left.left(), left.top() - 2, f"where {self.heatmap_title} fires (H hides)" if top > 0
-                       else f"{self.heatmap_title} fires only on the class token"
-                       if self.heatmap_whole > 0 else f"{self.heatmap_title} does not fire here")
+            p.drawText(
+                left.left(),
+                left.top() - 2,
+                f"where {self.heatmap_title} fires (H hides)"
+                if top > 0
+                else f"{self.heatmap_title} fires only on the class token"
+                if self.heatmap_whole > 0
+                else f"{self.heatmap_title} does not fire here",
+            )
 
     # -- interaction ------------------------------------------------------------------------------
     def _patch_at(self, pos: QPoint) -> int | None:

@@ -33,8 +33,9 @@ class DecoderLoader(QObject):
         self.note.emit(f"Loading the {name} decoder on {device}…" + (f" First use: {note}" if note else ""))
         stop = threading.Event()
         if note:
-            self.dialog = QProgressDialog(f"Downloading the {name} decoder into the Hugging Face cache (once)…",
-                                          "Cancel", 0, 1000, self._parent)
+            self.dialog = QProgressDialog(
+                f"Downloading the {name} decoder into the Hugging Face cache (once)…", "Cancel", 0, 1000, self._parent
+            )
             self.dialog.setWindowTitle("Downloading")
             self.dialog.setMinimumDuration(0)
             self.dialog.setAutoClose(False)
@@ -58,8 +59,10 @@ class DecoderLoader(QObject):
             return
         if total > 0:
             self.dialog.setValue(min(999, int(1000 * done / total)))
-        self.dialog.setLabelText(f"Downloading the {self._name} decoder into the Hugging Face cache (once): "
-                                 f"{done / 1e9:.2f} of ~{total / 1e9:.1f} GB")
+        self.dialog.setLabelText(
+            f"Downloading the {self._name} decoder into the Hugging Face cache (once): "
+            f"{done / 1e9:.2f} of ~{total / 1e9:.1f} GB"
+        )
 
     def _close_dialog(self) -> None:
         if self.dialog is not None:

@@ -37,7 +37,9 @@ class Slider:
         tokens = self.tokens
         if self.mask is not None and tokens == "class":
             tokens = "patches"  # the painted patches are where it acts
-        return Edit(self.latent, self.mode, float(self.value), self.mask, self.label, weights=self.weights, tokens=tokens)
+        return Edit(
+            self.latent, self.mode, float(self.value), self.mask, self.label, weights=self.weights, tokens=tokens
+        )
 
 
 class EditDocument(QObject):

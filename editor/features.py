@@ -52,8 +52,10 @@ class FeaturePanel(QWidget):
         lay.addWidget(self.fires, 3)
         self.coverage = QLabel()
         self.coverage.setWordWrap(True)
-        self.coverage.setToolTip("How much of this picture's activations the SAE reconstructs, against the "
-                                 "pictures it was indexed on (5th to 95th percentile)")
+        self.coverage.setToolTip(
+            "How much of this picture's activations the SAE reconstructs, against the "
+            "pictures it was indexed on (5th to 95th percentile)"
+        )
         lay.addWidget(self.coverage)
         lay.addWidget(self.top_title)
         lay.addWidget(self.top_images)
@@ -111,8 +113,11 @@ class FeaturePanel(QWidget):
         from editor.canvas import to_qimage
 
         self.causal_title.setText(f"#{latent} on its own (added to an empty scene)")
-        self.causal.setPixmap(QPixmap.fromImage(to_qimage(image)).scaled(
-            CAUSAL_SIDE, CAUSAL_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+        self.causal.setPixmap(
+            QPixmap.fromImage(to_qimage(image)).scaled(
+                CAUSAL_SIDE, CAUSAL_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+            )
+        )
 
     def _add(self, item: QListWidgetItem) -> None:
         self.add_requested.emit(item.data(ROLE_LATENT))

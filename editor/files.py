@@ -69,4 +69,6 @@ class Files:
             elif path.suffix.lower() in IMAGE_SUFFIXES:
                 self.w.open_image(path)
             else:
-                self.w.show_error(f"{path.name} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a preset (.json).")
+                self.w.show_error(
+                    f"{path.name} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a preset (.json)."
+                )

@@ -14,9 +14,11 @@ from sae.device import available_devices
 # Settings each decoder keeps its own of: a demo-sized step count is far too few for Kandinsky,
 # Kandinsky's makes the demo slow, and the demo decoder edits best at a higher strength.
 PER_DECODER = {"steps": default_steps, "strength": default_strength}
-REGION_TIP = ("On: the decoder repaints the region where the edit changes its prediction and keeps the rest of the "
-              "image as it is (an image with no edit comes back unchanged). Off: it repaints the whole image at the "
-              "chosen strength. The SD 2.1 unCLIP decoder always repaints the whole image.")
+REGION_TIP = (
+    "On: the decoder repaints the region where the edit changes its prediction and keeps the rest of the "
+    "image as it is (an image with no edit comes back unchanged). Off: it repaints the whole image at the "
+    "chosen strength. The SD 2.1 unCLIP decoder always repaints the whole image."
+)
 
 
 class GenerationPanel(QWidget):
@@ -26,8 +28,10 @@ class GenerationPanel(QWidget):
         self.steps = QSpinBox(minimum=1, maximum=200)
         self.steps.setToolTip("Denoising steps; each decoder keeps its own (the demo's default is 8)")
         self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05)
-        self.strength.setToolTip("img2img strength: how far the decoder may move from the input; each decoder keeps "
-                                 "its own (the demo's default is 0.9)")
+        self.strength.setToolTip(
+            "img2img strength: how far the decoder may move from the input; each decoder keeps "
+            "its own (the demo's default is 0.9)"
+        )
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, singleStep=0.5)
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.lock_seed = QCheckBox("lock seed", checked=store.value("lock_seed", "true") in ("true", True))
@@ -43,13 +47,25 @@ class GenerationPanel(QWidget):
             self.device_box.addItem(dev, dev)
         self.device_box.setCurrentIndex(max(0, self.device_box.findData(store.value("device", "cpu"))))
         form = QFormLayout(self)
-        for label, widget in (("Decoder", self.decoder_box), ("Decoder device", self.device_box),
-                              ("Steps", self.steps), ("Strength", self.strength), ("Guidance", self.guidance),
-                              ("Seed", self.seed), ("", self.lock_seed), ("", self.keep_rest)):
+        for label, widget in (
+            ("Decoder", self.decoder_box),
+            ("Decoder device", self.device_box),
+            ("Steps", self.steps),
+            ("Strength", self.strength),
+            ("Guidance", self.guidance),
+            ("Seed", self.seed),
+            ("", self.lock_seed),
+            ("", self.keep_rest),
+        ):
             form.addRow(label, widget)
-        doc.update_settings(render=False, steps=self._recalled("steps", "demo"), strength=self._recalled("strength", "demo"),
-                            guidance=float(store.value("guidance", 3.0)), seed=int(store.value("seed", 0)),
-                            region="whole" if store.value("region", "edited") == "whole" else "edited")
+        doc.update_settings(
+            render=False,
+            steps=self._recalled("steps", "demo"),
+            strength=self._recalled("strength", "demo"),
+            guidance=float(store.value("guidance", 3.0)),
+            seed=int(store.value("seed", 0)),
+            region="whole" if store.value("region", "edited") == "whole" else "edited",
+        )
         self.show_settings()
         doc.settings_changed.connect(self.show_settings)
         self.steps.valueChanged.connect(lambda v: doc.update_settings(steps=v))
@@ -60,8 +76,13 @@ class GenerationPanel(QWidget):
 
     def show_settings(self) -> None:
         s = self.doc.settings
-        with (QSignalBlocker(self.steps), QSignalBlocker(self.strength), QSignalBlocker(self.guidance),
-              QSignalBlocker(self.seed), QSignalBlocker(self.keep_rest)):
+        with (
+            QSignalBlocker(self.steps),
+            QSignalBlocker(self.strength),
+            QSignalBlocker(self.guidance),
+            QSignalBlocker(self.seed),
+            QSignalBlocker(self.keep_rest),
+        ):
             self.steps.setValue(s.steps)
             self.strength.setValue(s.strength)
             self.guidance.setValue(s.guidance)
@@ -82,8 +103,12 @@ class GenerationPanel(QWidget):
         take up the ones last used with ``name`` (else its defaults)."""
         if name != self.doc.settings.decoder:
             self.remember()
-            self.doc.update_settings(render=False, decoder=name, steps=self._recalled("steps", name),
-                                     strength=self._recalled("strength", name))
+            self.doc.update_settings(
+                render=False,
+                decoder=name,
+                steps=self._recalled("steps", name),
+                strength=self._recalled("strength", name),
+            )
 
     def next_seed(self) -> None:
         """Unless the seed is locked, draw the next one for the render about to start."""
@@ -99,6 +124,12 @@ class GenerationPanel(QWidget):
         s = self.doc.settings
         self.store.setValue(f"steps/{s.decoder}", s.steps)
         self.store.setValue(f"strength/{s.decoder}", s.strength)
-        for key, value in (("guidance", s.guidance), ("seed", s.seed), ("region", s.region), ("decoder", s.decoder),
-                           ("lock_seed", self.lock_seed.isChecked()), ("device", self.device_box.currentData())):
+        for key, value in (
+            ("guidance", s.guidance),
+            ("seed", s.seed),
+            ("region", s.region),
+            ("decoder", s.decoder),
+            ("lock_seed", self.lock_seed.isChecked()),
+            ("device", self.device_box.currentData()),
+        ):
             self.store.setValue(key, value)

@@ -21,7 +21,9 @@ class Induction:
     def dialog(self) -> None:
         if self.w.model is None:
             return
-        files, _ = QFileDialog.getOpenFileNames(self.w, "Example images that show the concept (3 to 20)", "", IMAGES_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(
+            self.w, "Example images that show the concept (3 to 20)", "", IMAGES_FILTER
+        )
         if files:
             self.ask(files)
 
@@ -42,10 +44,14 @@ class Induction:
             if self.w.model is not model:
                 return  # the SAE changed meanwhile
             self.w.add_slider(model.add_induced(slider), value=1.0)
-            self.w.statusBar().showMessage(f"Added the induced slider “{slider.name}” ({len(slider.weights)} latents).", 8000)
+            self.w.statusBar().showMessage(
+                f"Added the induced slider “{slider.name}” ({len(slider.weights)} latents).", 8000
+            )
 
         worker.returned.connect(done)
-        worker.errored.connect(lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Inducing failed: {e}"))
+        worker.errored.connect(
+            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Inducing failed: {e}")
+        )
         worker.finished.connect(lambda: setattr(self, "busy", False))
         self._worker = worker
         worker.start()

@@ -162,7 +162,11 @@ class RenderScheduler(QObject):
             return job, None
 
         def on_step(step: int, total: int) -> None:
-            if not isValid(self) or self.is_stale(job.job_id) or (job.causal is not None and (self._pending or self._pending_image)):
+            if (
+                not isValid(self)
+                or self.is_stale(job.job_id)
+                or (job.causal is not None and (self._pending or self._pending_image))
+            ):
                 raise DecodeCancelled()  # a newer state, or a slider render waiting behind a preview
             if job.causal is None:
                 self.progress.emit(job.job_id, step, total)
@@ -203,8 +207,10 @@ class RenderScheduler(QObject):
             message = str(error)
         else:  # one sentence and what to change; the window stays as it was
             first = (str(error).splitlines() or [""])[0][:200]
-            message = (f"Rendering failed ({type(error).__name__}: {first}); the picture and sliders are kept: "
-                       "try fewer steps, another decoder, or a smaller picture.")
+            message = (
+                f"Rendering failed ({type(error).__name__}: {first}); the picture and sliders are kept: "
+                "try fewer steps, another decoder, or a smaller picture."
+            )
         self.failed.emit(job.job_id, message)
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
@@ -216,8 +222,9 @@ class LatestJob(QObject):
     """One kind of quick job (a search, a heatmap) on a worker thread: only the newest request's
     result reaches ``done``; an older one still running is dropped when it ends."""
 
-    def __init__(self, done: Callable[[object], None], failed: Callable[[Exception], None],
-                 parent: QObject | None = None):
+    def __init__(
+        self, done: Callable[[object], None], failed: Callable[[Exception], None], parent: QObject | None = None
+    ):
         super().__init__(parent)
         self._done, self._failed = done, failed
         self._ids = itertools.count(1)
@@ -249,8 +256,13 @@ class PreviewThrottle(QObject):
     trailing edge), and never while ``busy()`` (a render still running finishes first, rather than
     being cancelled by every move); the interval follows ``measured`` preview times (1.2x, 40 to 500 ms)."""
 
-    def __init__(self, request: Callable[[], None], busy: Callable[[], bool] = lambda: False,
-                 parent: QObject | None = None, interval_ms: int = 60):
+    def __init__(
+        self,
+        request: Callable[[], None],
+        busy: Callable[[], bool] = lambda: False,
+        parent: QObject | None = None,
+        interval_ms: int = 60,
+    ):
         super().__init__(parent)
         self._request, self._busy = request, busy
         self.interval_ms = interval_ms

@@ -60,9 +60,11 @@ class MainWindow(QMainWindow):
         self.features = FeaturePanel()
         self.sliders = SliderPanel(self.doc)
         self.generation = GenerationPanel(self.doc, self.settings)
-        for title, widget, area in (("Features", self.features, Qt.DockWidgetArea.LeftDockWidgetArea),
-                                    ("Sliders", self.sliders, Qt.DockWidgetArea.RightDockWidgetArea),
-                                    ("Generation", self.generation, Qt.DockWidgetArea.RightDockWidgetArea)):
+        for title, widget, area in (
+            ("Features", self.features, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("Sliders", self.sliders, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Generation", self.generation, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
             dock = QDockWidget(title, self)
             dock.setWidget(widget)
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
@@ -112,7 +114,9 @@ class MainWindow(QMainWindow):
     def _model_ready(self, model: EditorModel) -> None:
         self.model = model
         has_decoder = model.session.decoder is not None
-        self.statusBar().showMessage("Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000)
+        self.statusBar().showMessage(
+            "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
+        )
         if not has_decoder:
             self.canvas.busy_text = NO_DECODER
             self.canvas.update()
@@ -186,7 +190,9 @@ class MainWindow(QMainWindow):
             self.doc.set_current(s.latent, self.model.current_activation(s.latent))
         carried, name = self._carried
         size_note = session.decoder.sizes.canvas(*session.current.image.size).note() if session.decoder else None
-        self.statusBar().showMessage(f"Opened {name}" + (f". {size_note}" if size_note else ""), 10000 if size_note else 4000)
+        self.statusBar().showMessage(
+            f"Opened {name}" + (f". {size_note}" if size_note else ""), 10000 if size_note else 4000
+        )
         if session.decoder is None:
             self.canvas.busy_text = NO_DECODER
             self.canvas.update()
@@ -210,8 +216,12 @@ class MainWindow(QMainWindow):
         """A slider for ``latent`` (or an induced slider's id) as the model describes it."""
         m = self.model
         induced = m.induced.get(latent)
-        fields = {"tokens": m.home_tokens(latent), "weights": induced.weights if induced else None,
-                  "fixed_tokens": m.only_tokens(), **fields}
+        fields = {
+            "tokens": m.home_tokens(latent),
+            "weights": induced.weights if induced else None,
+            "fixed_tokens": m.only_tokens(),
+            **fields,
+        }
         return Slider(latent, m.label(latent), m.unit(latent), m.current_activation(latent), **fields)
 
     def add_slider(self, latent: int, value: float = 0.0) -> None:
@@ -253,7 +263,9 @@ class MainWindow(QMainWindow):
         else:
             self.features.causal_pending(latent)
             settings = self.doc.settings.but(strength=PREVIEW_STRENGTH, region="edited")
-            self.scheduler.request_causal(latent, PREVIEW_UNITS * model.unit(latent), settings, model.home_tokens(latent))
+            self.scheduler.request_causal(
+                latent, PREVIEW_UNITS * model.unit(latent), settings, model.home_tokens(latent)
+            )
 
     def _selected_row(self, row) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()

@@ -22,10 +22,12 @@ from editor.document import EditDocument, Slider
 from sae.steer import MODES, TOKENS, Edit
 
 TOKEN_NAMES = {"all": "all tokens", "patches": "patches", "class": "class token"}
-TOKENS_TIP = ("Which tokens the slider edits. patches: the image patches alone, right for a feature that fires "
-              "on parts of the picture (objects); forced onto the class token, where the image embedding is read "
-              "out, it drowns out the rest of the picture. class token: that token alone. all tokens: both. "
-              "A new slider starts where its feature fires in the indexed images.")
+TOKENS_TIP = (
+    "Which tokens the slider edits. patches: the image patches alone, right for a feature that fires "
+    "on parts of the picture (objects); forced onto the class token, where the image embedding is read "
+    "out, it drowns out the rest of the picture. class token: that token alone. all tokens: both. "
+    "A new slider starts where its feature fires in the indexed images."
+)
 
 
 class SliderRow(QFrame):
@@ -119,15 +121,21 @@ class SliderRow(QFrame):
             self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>induced · {len(s.weights)} latents</span>")
             self.title.setToolTip("A slider induced from example images (Edit ▸ Induce slider from examples)")
             self.mode.setEnabled(False)
-            self.mode.setToolTip("Induced sliders add their mix of latents: " +
-                                 " + ".join(f"{w:.2f} x #{i}" for i, w in s.weights))
+            self.mode.setToolTip(
+                "Induced sliders add their mix of latents: " + " + ".join(f"{w:.2f} x #{i}" for i, w in s.weights)
+            )
         else:
             self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>#{s.latent}</span>")
         what = "shows it" if induced else "fires"
         self.now.setText(f"{what} here at {s.current:.2f}" + (" (1 = the examples)" if induced else ""))
         self.tokens.setEnabled(s.mask is None and s.fixed_tokens is None)
-        self.tokens.setToolTip(s.fixed_tokens[1] if s.fixed_tokens else
-                               "A brushed slider edits its painted patches" if s.mask is not None else TOKENS_TIP)
+        self.tokens.setToolTip(
+            s.fixed_tokens[1]
+            if s.fixed_tokens
+            else "A brushed slider edits its painted patches"
+            if s.mask is not None
+            else TOKENS_TIP
+        )
 
     # what a person does with it
     def _press(self) -> None:

@@ -65,7 +65,9 @@ class ModelSwitcher:
             self.w.show_error(message)
 
     def load_sae_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self.w, "SAE folder (SAELens layout: cfg.json + sae_weights.safetensors)")
+        path = QFileDialog.getExistingDirectory(
+            self.w, "SAE folder (SAELens layout: cfg.json + sae_weights.safetensors)"
+        )
         if path:
             self.load_sae(path)
 
@@ -77,7 +79,8 @@ class ModelSwitcher:
         self._sae_loader = create_worker(self.w.model.with_sae, folder, _start_thread=False, _ignore_errors=True)
         self._sae_loader.returned.connect(lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)))
         self._sae_loader.errored.connect(
-            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"))
+            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}")
+        )
         self._sae_loader.start()
 
     def train_dialog(self) -> None:
@@ -91,4 +94,3 @@ class ModelSwitcher:
             self.train.trained.connect(self.load_sae)
         self.train.show()
         self.train.raise_()
-

@@ -50,7 +50,11 @@ class TrainChart(QChartView):
         chart = QChart()
         chart.setTitle("Training")
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
-        self.fvu, self.dead, self.l0 = QLineSeries(name="FVU"), QLineSeries(name="dead fraction"), QLineSeries(name="L0")
+        self.fvu, self.dead, self.l0 = (
+            QLineSeries(name="FVU"),
+            QLineSeries(name="dead fraction"),
+            QLineSeries(name="L0"),
+        )
         for s in (self.fvu, self.dead, self.l0):
             chart.addSeries(s)
         self.x = QValueAxis(titleText="step", labelFormat="%d", min=0, max=100)  # whole numbers before the first step
@@ -90,8 +94,15 @@ class TrainChart(QChartView):
 class TrainDialog(QDialog):
     trained = Signal(str)  # the finished SAE folder
 
-    def __init__(self, model_spec: str, n_layers: int, default_layer: int, parent: QWidget | None = None,
-                 folder: str = "", out: str = ""):
+    def __init__(
+        self,
+        model_spec: str,
+        n_layers: int,
+        default_layer: int,
+        parent: QWidget | None = None,
+        folder: str = "",
+        out: str = "",
+    ):
         super().__init__(parent)
         self.setWindowTitle("Train SAE")
         self.model_spec = model_spec
@@ -105,8 +116,10 @@ class TrainDialog(QDialog):
         self.layer = QSpinBox(minimum=-1, maximum=max(0, n_layers - 1), suffix=f" of {n_layers}")
         self.layer.setSpecialValueText("image embedding")
         self.layer.setValue(-1 if default_layer == EMBEDDING else default_layer)
-        self.layer.setToolTip("The residual stream entering this block (the middle is a good start), or, "
-                              "below block 0, the final image embedding: one token per image, no regions")
+        self.layer.setToolTip(
+            "The residual stream entering this block (the middle is a good start), or, "
+            "below block 0, the final image embedding: one token per image, no regions"
+        )
         self.expansion = QSpinBox(minimum=1, maximum=256, value=8, prefix="latents = ", suffix=" × width")
         self.k = QSpinBox(minimum=1, maximum=1024, value=32)
         self.tokens = QSpinBox(minimum=1, maximum=100_000, value=2, suffix=" M tokens")
@@ -165,8 +178,15 @@ class TrainDialog(QDialog):
             raise UserError("Choose a folder of images to train on.")
         if not out:
             raise UserError("Choose where to save the new SAE.")
-        return NewSae(images=images, out=out, model=self.model_spec, layer=self.chosen_layer(),
-                      expansion=self.expansion.value(), k=self.k.value(), tokens=self.tokens.value() * 1_000_000)
+        return NewSae(
+            images=images,
+            out=out,
+            model=self.model_spec,
+            layer=self.chosen_layer(),
+            expansion=self.expansion.value(),
+            k=self.k.value(),
+            tokens=self.tokens.value() * 1_000_000,
+        )
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:

@@ -78,20 +78,26 @@ class Manifest:
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST_NAME
         if not path.is_file():
-            raise UserError(f"{folder} has no {MANIFEST_NAME}; it is not an activations folder (make one with sae-studio extract).")
+            raise UserError(
+                f"{folder} has no {MANIFEST_NAME}; it is not an activations folder (make one with sae-studio extract)."
+            )
         try:
             d = json.loads(path.read_text())
             if d.get("format") != FORMAT:
                 raise ValueError(f"format is {d.get('format')!r}")
             if int(d.get("version", 0)) > VERSION:
-                raise UserError(f"{path} was written by a newer sae-studio (version {d['version']}); upgrade to read it.")
+                raise UserError(
+                    f"{path} was written by a newer sae-studio (version {d['version']}); upgrade to read it."
+                )
             fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
             fields["shards"] = [ShardInfo(**s) for s in d.get("shards", [])]
             return cls(**fields)
         except UserError:
             raise
         except (OSError, ValueError, TypeError, KeyError) as e:
-            raise UserError(f"{path} is not a valid activations manifest ({e}); extract again into a new folder.") from e
+            raise UserError(
+                f"{path} is not a valid activations manifest ({e}); extract again into a new folder."
+            ) from e
 
 
 def _write_shard(path: Path, rows: np.ndarray) -> None:
@@ -136,9 +142,16 @@ def extract(
         for stale in out.glob(".tmp-*"):
             stale.unlink(missing_ok=True)
     fresh = Manifest(
-        model=backbone.model_id, fingerprint=backbone.fingerprint, layer=backbone.layer,
-        token_set=token_set, d=backbone.width, dtype=dtype, tokens_per_image=tokens_per_image,
-        shard_images=shard_images, sources=sources, images_root=str(images.resolve()),
+        model=backbone.model_id,
+        fingerprint=backbone.fingerprint,
+        layer=backbone.layer,
+        token_set=token_set,
+        d=backbone.width,
+        dtype=dtype,
+        tokens_per_image=tokens_per_image,
+        shard_images=shard_images,
+        sources=sources,
+        images_root=str(images.resolve()),
     )
     if (out / MANIFEST_NAME).exists():
         manifest = Manifest.read(out)
@@ -202,8 +215,15 @@ def extract(
     return manifest
 
 
-def _encode_images(backbone: Backbone, paths: list[Path], sources: list[str], which: range, positions,
-                   dtype: str, skipped: list[dict[str, str]]) -> np.ndarray | None:
+def _encode_images(
+    backbone: Backbone,
+    paths: list[Path],
+    sources: list[str],
+    which: range,
+    positions,
+    dtype: str,
+    skipped: list[dict[str, str]],
+) -> np.ndarray | None:
     """Rows [n * tokens, d] of the images ``which`` that decode; the others go to ``skipped``."""
     pixels = []
     for j in which:
@@ -219,8 +239,17 @@ def _encode_images(backbone: Backbone, paths: list[Path], sources: list[str], wh
     return resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype])
 
 
-def _extract_by_shard(backbone: Backbone, paths: list[Path], sources: list[str], positions, out: Path,
-                      manifest: Manifest, batch_size: int, progress: bool, should_stop) -> Manifest:
+def _extract_by_shard(
+    backbone: Backbone,
+    paths: list[Path],
+    sources: list[str],
+    positions,
+    out: Path,
+    manifest: Manifest,
+    batch_size: int,
+    progress: bool,
+    should_stop,
+) -> Manifest:
     """Extraction split across ``torchrun`` ranks: shard c (images c*S to (c+1)*S) belongs to rank
     c mod world. Each rank records its finished shards in ``partial-RANK.json``; rank 0 merges
     them into the manifest at the end. A stopped run resumes on any number of ranks (or alone)."""
@@ -241,8 +270,9 @@ def _extract_by_shard(backbone: Backbone, paths: list[Path], sources: list[str],
         first, end = c * size, min(len(paths), (c + 1) * size)
         rows, here = [], []
         for i in range(first, end, batch_size):
-            batch = _encode_images(backbone, paths, sources, range(i, min(end, i + batch_size)), positions,
-                                   manifest.dtype, here)
+            batch = _encode_images(
+                backbone, paths, sources, range(i, min(end, i + batch_size)), positions, manifest.dtype, here
+            )
             if batch is not None:
                 rows.append(batch)
         name = f"shard-{c:05d}.npy"
@@ -352,7 +382,7 @@ class ActivationStore:
                 at = 0
                 for i in group:  # one shard's pages mapped at a time
                     shard = self.shard(i)
-                    buf[at:at + len(shard)] = shard
+                    buf[at : at + len(shard)] = shard
                     at += len(shard)
                     del shard
                 perm = np.random.default_rng([seed, epoch, gi]).permutation(len(buf))[offset:]
@@ -367,6 +397,6 @@ class ActivationStore:
                     carry = np.zeros((0, self.d), np.float32)
                 stop = start + (len(perm) - start) // batch_size * batch_size
                 for b in range(start, stop, batch_size):
-                    yield torch.from_numpy(buf[perm[b:b + batch_size]].astype(np.float32))
+                    yield torch.from_numpy(buf[perm[b : b + batch_size]].astype(np.float32))
                 carry = buf[perm[stop:]].astype(np.float32)
             epoch += 1

@@ -41,7 +41,7 @@ def clear_stale(target: str | os.PathLike) -> None:
     if not target.parent.is_dir():
         return
     for p in target.parent.glob(f".tmp-{target.name}.*"):
-        pid = p.name[len(f".tmp-{target.name}."):].split(".", 1)[0]
+        pid = p.name[len(f".tmp-{target.name}.") :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 

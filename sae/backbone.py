@@ -44,7 +44,7 @@ class BackboneSpec:
         """``NAME:TAG``, ``NAME`` (random init), ``local-dir:PATH`` or a path to such a folder."""
         text = str(text)
         if text.startswith("local-dir:"):
-            return cls(name=text, local_dir=Path(text[len("local-dir:"):]).expanduser())
+            return cls(name=text, local_dir=Path(text[len("local-dir:") :]).expanduser())
         path = Path(text).expanduser()
         if path.is_dir() or "/" in text or text.startswith("."):
             return cls(name=f"local-dir:{path}", local_dir=path)
@@ -74,16 +74,14 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-
-
 def beside(spec: str, folder: str | Path) -> str:
     """``spec`` with a relative ``local-dir:`` path read from ``folder``, not the working directory.
 
     An SAE kept beside its encoder records it so (the demo SAE's encoder is ``local-dir:../clip``),
     and the pair then works wherever the two folders are copied together.
     """
-    if spec.startswith("local-dir:") and not Path(spec[len("local-dir:"):]).expanduser().is_absolute():
-        return f"local-dir:{Path(folder) / spec[len('local-dir:'):]}"
+    if spec.startswith("local-dir:") and not Path(spec[len("local-dir:") :]).expanduser().is_absolute():
+        return f"local-dir:{Path(folder) / spec[len('local-dir:') :]}"
     return spec
 
 
@@ -168,7 +166,8 @@ class Backbone:
 
     @property
     def resize_mode(self) -> str:
-        """How open_clip's preprocessing fits a picture to the model: shortest (centre crop), longest (pad) or squash."""
+        """How open_clip's preprocessing fits a picture to the model: shortest (centre crop),
+        longest (pad) or squash."""
         try:
             return str(open_clip.get_model_preprocess_cfg(self.model).get("resize_mode") or "shortest")
         except Exception:  # a model without preprocessing facts gets open_clip's default
@@ -247,7 +246,9 @@ TOKEN_SETS = ("all", "patches", "cls")
 
 def _check_local_dir(path: Path) -> None:
     if not path.is_dir():
-        raise UserError(f"Model folder {path} does not exist; pass an open_clip NAME:TAG or a folder with {CONFIG_NAME}.")
+        raise UserError(
+            f"Model folder {path} does not exist; pass an open_clip NAME:TAG or a folder with {CONFIG_NAME}."
+        )
     if not (path / CONFIG_NAME).is_file():
         raise UserError(f"Model folder {path} has no {CONFIG_NAME}; save models with sae.backbone.save_local_dir.")
     if not (path / WEIGHTS_NAME).is_file():

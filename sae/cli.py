@@ -29,9 +29,11 @@ Every long command shows progress, can be stopped with Ctrl+C, and resumes
 # which tokens an edit touches (sae.steer.TOKENS, written out so parsing needs no torch), or
 # "home": where the latent fires, from the SAE's feature index
 TOKEN_CHOICES = ("home", "all", "patches", "class")
-TOKENS_HELP = ("which tokens {} edits: home (where the latent fires in the indexed images: the patches "
-               "alone for a latent that hardly fires on the class token, else all), all, patches or class "
-               "(default: %(default)s)")
+TOKENS_HELP = (
+    "which tokens {} edits: home (where the latent fires in the indexed images: the patches "
+    "alone for a latent that hardly fires on the class token, else all), all, patches or class "
+    "(default: %(default)s)"
+)
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -67,14 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
-        "extract", help="write a model's layer-L activations over an image folder to shards",
+        "extract",
+        help="write a model's layer-L activations over an image folder to shards",
         description="Run the encoder up to --layer over every image under --images and write the "
         "residual stream to fixed-size shards in --out. Run it again to resume.",
     )
     add_dataclass_options(p, ExtractConfig)
 
     p = sub.add_parser(
-        "train", help="train a TopK or ReLU SAE on extracted activations",
+        "train",
+        help="train a TopK or ReLU SAE on extracted activations",
         description="Train an SAE on an activations folder and save it in SAELens' layout. "
         "Checkpoints are written as it goes; --resume continues a stopped run exactly.",
     )
@@ -82,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, default=64, help="images for the splice cosine at the end (0: skip)")
 
     p = sub.add_parser(
-        "index", help="index an SAE's latents over an image folder, and label them",
+        "index",
+        help="index an SAE's latents over an image folder, and label them",
         description="Per latent: firing frequency, mean and max activation, a histogram and the top 16 "
         "images (thumbnails saved); then an automatic label from the CLIP text tower. Incremental: run it "
         "again after adding images. Without --sae it indexes the shipped demo SAE.",
@@ -92,32 +97,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--no-labels", action="store_true", help="skip the automatic labels")
-    p.add_argument("--vocabulary", default="auto",
-                   help="label words: demo, everyday (ImageNet classes, colours, styles, scenes), a text file "
-                   "with one concept per line, or auto (demo for the demo world's CLIP, else everyday)")
+    p.add_argument(
+        "--vocabulary",
+        default="auto",
+        help="label words: demo, everyday (ImageNet classes, colours, styles, scenes), a text file "
+        "with one concept per line, or auto (demo for the demo world's CLIP, else everyday)",
+    )
 
     p = sub.add_parser(
-        "features", help="search an SAE's latents by text, or list what fires on an image",
+        "features",
+        help="search an SAE's latents by text, or list what fires on an image",
         description="Rank latents by how well their effect matches a text (--search) or by how strongly "
         "they fire on an image (--image). Without --sae it uses the shipped demo SAE.",
     )
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
-    p.add_argument("--search", default=None, help="text to search for, e.g. 'cat': latents ranked by how adding them moves images toward the text, how their activation tracks CLIP's match of the indexed images to it, and label match")
+    p.add_argument(
+        "--search",
+        default=None,
+        help="text to search for, e.g. 'cat': latents ranked by how adding them moves images toward the text, how "
+        "their activation tracks CLIP's match of the indexed images to it, and label match",
+    )
     p.add_argument("--image", default=None, help="list the latents that fire on this image")
     p.add_argument("--top", type=int, default=10, help="rows to print")
     p.add_argument("--rename", nargs=2, metavar=("LATENT", "LABEL"), help="give a latent a label of your own")
-    p.add_argument("--preview", type=int, default=None, metavar="LATENT",
-                   help="causal preview: paint what LATENT does on its own on a neutral image (writes -o)")
-    p.add_argument("--value", type=float, default=None,
-                   help="how much to add for --preview (default: 4 times the latent's typical max activation)")
+    p.add_argument(
+        "--preview",
+        type=int,
+        default=None,
+        metavar="LATENT",
+        help="causal preview: paint what LATENT does on its own on a neutral image (writes -o)",
+    )
+    p.add_argument(
+        "--value",
+        type=float,
+        default=None,
+        help="how much to add for --preview (default: 4 times the latent's typical max activation)",
+    )
     p.add_argument("-o", "--out", default="preview.png", help="PNG for --preview (default: preview.png)")
     p.add_argument("--decoder", default="demo", help="decoder for --preview: demo, kandinsky-2.2 or a pipeline folder")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --preview")
     p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.format("--preview"))
 
     p = sub.add_parser(
-        "edit", help="apply a preset or quick edits to images (batch, deterministic)",
+        "edit",
+        help="apply a preset or quick edits to images (batch, deterministic)",
         description="Edit each IMAGE by a preset (--preset) and/or quick edits (--add/--set/--scale "
         "LATENT=VALUE, applied after the preset's), decode it, and write OUTDIR/NAME.png with the preset "
         "in its text chunk. The same preset and seed give bit-identical files. Without --sae/--decoder it "
@@ -127,25 +151,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--preset", default=None, help="preset JSON (from the editor or a previous run)")
     for mode in ("add", "set", "scale"):
-        p.add_argument(f"--{mode}", action="append", default=[], metavar="LATENT=VALUE", help=f"{mode} a latent's activation")
-    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.format("each quick edit (--add/--set/--scale)"))
+        p.add_argument(
+            f"--{mode}", action="append", default=[], metavar="LATENT=VALUE", help=f"{mode} a latent's activation"
+        )
+    p.add_argument(
+        "--tokens",
+        choices=TOKEN_CHOICES,
+        default="home",
+        help=TOKENS_HELP.format("each quick edit (--add/--set/--scale)"),
+    )
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
-    p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's, else the decoder's: 8 for demo, 30 for the hub ones)")
-    p.add_argument("--strength", type=float, default=None, help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.9 for demo, 0.5 for the hub ones)")
+    p.add_argument(
+        "--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: the preset's, else the decoder's: 8 for demo, 30 for the hub ones)",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="img2img strength 0..1 (default: the preset's, else the decoder's: 0.9 for demo, 0.5 for the hub ones)",
+    )
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the preset's, else 3)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
-    p.add_argument("--region", choices=("edited", "whole"), default=None,
-                   help="repaint only where the edits change the picture and keep the rest of the input (edited), "
-                        "or repaint the whole image (whole) (default: the preset's, else edited; a preset made "
-                        "before regions existed repaints the whole image)")
+    p.add_argument(
+        "--region",
+        choices=("edited", "whole"),
+        default=None,
+        help="repaint only where the edits change the picture and keep the rest of the input (edited), "
+        "or repaint the whole image (whole) (default: the preset's, else edited; a preset made "
+        "before regions existed repaints the whole image)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--fp16", action="store_true", help="run a hub decoder in half precision (GPU)")
-    p.add_argument("--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)")
+    p.add_argument(
+        "--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)"
+    )
 
     p = sub.add_parser(
-        "induce", help="make a named slider from example images (a sparse mix of latents)",
+        "induce",
+        help="make a named slider from example images (a sparse mix of latents)",
         description="Induce a slider from 3 to 20 images that show a concept (and, optionally, images that "
         "don't): the latents whose image-level activation is consistently higher on the examples, each "
         "weighted by how much higher (sae/induce.py explains the choice). Writes a preset holding the slider "
@@ -155,21 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("examples", nargs="+", help="image files or folders that show the concept")
     p.add_argument("--negatives", nargs="+", default=None, help="image files or folders without it")
     p.add_argument("--name", required=True, help="the slider's name, e.g. 'red object'")
-    p.add_argument("--value", type=float, default=1.0,
-                   help="slider value stored in the preset: 1 adds the examples' average difference (default 1)")
+    p.add_argument(
+        "--value",
+        type=float,
+        default=1.0,
+        help="slider value stored in the preset: 1 adds the examples' average difference (default 1)",
+    )
     p.add_argument("-o", "--out", required=True, help="preset JSON to write")
     p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
     p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
 
     p = sub.add_parser(
-        "models", help="list the named encoder + decoder recipes, their sizes and what is cached",
+        "models",
+        help="list the named encoder + decoder recipes, their sizes and what is cached",
         description="The real-model recipes (Kandinsky 2.2 with ViT-bigG-14, SD 2.1 unCLIP with ViT-H-14): "
         "download size, disk, GPU memory per plan, and whether the Hugging Face cache holds them already.",
     )
 
     p = sub.add_parser(
-        "import", help="make a SAELens or sparsify SAE folder a project SAE",
+        "import",
+        help="make a SAELens or sparsify SAE folder a project SAE",
         description="Read an SAE folder written by SAELens (cfg.json + sae_weights.safetensors) or sparsify "
         "(cfg.json + sae.safetensors) and save it as a project SAE (SAELens layout) that names its encoder "
         "and layer. The layer comes from the folder's hook point (blocks.9.hook_resid_pre -> 9, "
@@ -177,11 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="SAE folder from SAELens or sparsify")
     p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
-    p.add_argument("--layer", default=None, help="residual stream entering block L, or 'embedding' (default: from the hook point)")
-    p.add_argument("--model", default=None, help="encoder it belongs to, e.g. ViT-B-16:openai (default: what the folder says)")
+    p.add_argument(
+        "--layer", default=None, help="residual stream entering block L, or 'embedding' (default: from the hook point)"
+    )
+    p.add_argument(
+        "--model", default=None, help="encoder it belongs to, e.g. ViT-B-16:openai (default: what the folder says)"
+    )
 
     p = sub.add_parser(
-        "export", help="write an SAE in SAELens' or sparsify's layout",
+        "export",
+        help="write an SAE in SAELens' or sparsify's layout",
         description="Export an SAE folder for other tools: --to saelens (what sae-studio writes anyway, "
         "without its index) or --to sparsify (TopK SAEs; the folder is named after the hookpoint layers.L-1).",
     )
@@ -189,39 +250,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=("saelens", "sparsify"), required=True, help="target layout")
     p.add_argument("-o", "--out", required=True, help="folder to write")
 
-    demo = sub.add_parser("demo", help="build or evaluate the shipped demo models",
-                          description="The demo world's models: a tiny CLIP, a judge and the default SAE.")
+    demo = sub.add_parser(
+        "demo",
+        help="build or evaluate the shipped demo models",
+        description="The demo world's models: a tiny CLIP, a judge and the default SAE.",
+    )
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
-    b = demo_sub.add_parser("build", help="rebuild the demo models from their seeds (resumable)",
-                            description="Train the demo models stage by stage. Stages whose output exists are "
-                            "skipped; an interrupted stage resumes from its checkpoint.")
+    b = demo_sub.add_parser(
+        "build",
+        help="rebuild the demo models from their seeds (resumable)",
+        description="Train the demo models stage by stage. Stages whose output exists are "
+        "skipped; an interrupted stage resumes from its checkpoint.",
+    )
     b.add_argument("--quick", action="store_true", help="toy-sized models in under two minutes (for tests)")
-    b.add_argument("--stages", default="clip,tune,judge,sae,movq,decoder,refine",
-                   help="comma-separated stages (default: all); tune teaches the CLIP's first blocks to show fish "
-                   "at the SAE's layer, its embedding held; refine sharpens the decoder's autoencoder after its UNet")
-    b.add_argument("--max-minutes", type=float, default=None,
-                   help="stop the CLIP, tune, judge, movq, decoder or refine training at a checkpoint after this many minutes; "
-                   "run again to continue")
+    b.add_argument(
+        "--stages",
+        default="clip,tune,judge,sae,movq,decoder,refine",
+        help="comma-separated stages (default: all); tune teaches the CLIP's first blocks to show fish "
+        "at the SAE's layer, its embedding held; refine sharpens the decoder's autoencoder after its UNet",
+    )
+    b.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop the CLIP, tune, judge, movq, decoder or refine training at a checkpoint after this many minutes; "
+        "run again to continue",
+    )
     b.add_argument("--out", default=None, help="folder for the models (default: the shipped assets/demo)")
     b.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     b.add_argument("--force", action="store_true", help="rebuild stages whose output exists")
-    b.add_argument("--warm-start", default=None, metavar="DECODER",
-                   help="start the decoder stage's UNet from this trained decoder folder (e.g. the shipped "
-                   "assets/demo/decoder, after retraining the CLIP or the movq; for a movq of another latent width "
-                   "all but the UNet's first and last convolution carry over), on one of the schedules of "
-                   "--warm-schedule instead of the 5,500 steps from scratch")
-    b.add_argument("--warm-schedule", choices=("relearn", "continue", "edits"), default=None,
-                   help="with --warm-start: relearn (default; 3,000 steps at half the rate, after retraining the CLIP "
-                   "or the movq), continue (10,000 steps at the full rate: the same UNet trained on, on the same "
-                   "CLIP and movq) or edits (6,000 steps in three phases: half of each batch teaching it to paint "
-                   "what an embedding adds to or takes from its img2img start, then fewer such pairs at a lower "
-                   "rate while img2img recovers; the shipped UNet's last schedule)")
-    e = demo_sub.add_parser("eval", help="measure every figure of the demo models and print a table",
-                            description="Evaluate the demo models on held-out world scenes; writes eval.json, the "
-                            "decoder's sample grid and the model card (README.md) to --out.")
+    b.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="DECODER",
+        help="start the decoder stage's UNet from this trained decoder folder (e.g. the shipped "
+        "assets/demo/decoder, after retraining the CLIP or the movq; for a movq of another latent width "
+        "all but the UNet's first and last convolution carry over), on one of the schedules of "
+        "--warm-schedule instead of the 5,500 steps from scratch",
+    )
+    b.add_argument(
+        "--warm-schedule",
+        choices=("relearn", "continue", "edits"),
+        default=None,
+        help="with --warm-start: relearn (default; 3,000 steps at half the rate, after retraining the CLIP "
+        "or the movq), continue (10,000 steps at the full rate: the same UNet trained on, on the same "
+        "CLIP and movq) or edits (6,000 steps in three phases: half of each batch teaching it to paint "
+        "what an embedding adds to or takes from its img2img start, then fewer such pairs at a lower "
+        "rate while img2img recovers; the shipped UNet's last schedule)",
+    )
+    e = demo_sub.add_parser(
+        "eval",
+        help="measure every figure of the demo models and print a table",
+        description="Evaluate the demo models on held-out world scenes; writes eval.json, the "
+        "decoder's sample grid and the model card (README.md) to --out.",
+    )
     e.add_argument("--models", default=None, help="folder of the models (default: the shipped ones)")
-    e.add_argument("--out", default=None, help="folder for the results (default: the --models folder, or for the "
-                   "shipped models a folder in your user cache)")
+    e.add_argument(
+        "--out",
+        default=None,
+        help="folder for the results (default: the --models folder, or for the "
+        "shipped models a folder in your user cache)",
+    )
     e.add_argument("--images", type=int, default=2000, help="held-out scenes")
     return parser
 
@@ -238,8 +327,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
         cfg.device = distributed.init(cfg.device)
     backbone = load_backbone(cfg.model, parse_layer(cfg.layer), device=pick_device(cfg.device))
     manifest = extract(
-        backbone, cfg.images, cfg.out, token_set=cfg.tokens, dtype=cfg.dtype,
-        shard_mb=cfg.shard_mb, batch_size=cfg.batch_size,
+        backbone,
+        cfg.images,
+        cfg.out,
+        token_set=cfg.tokens,
+        dtype=cfg.dtype,
+        shard_mb=cfg.shard_mb,
+        batch_size=cfg.batch_size,
     )
     if distributed.is_main():
         print(
@@ -306,7 +400,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"indexed {len(index.sources):,} images ({index.tokens:,} tokens) into {folder / 'index'}")
         return 0
     entries = index_and_label(folder, backbone, sae, args.images, args.vocabulary, progress=True)
-    print(f"indexed {args.images} into {folder / 'index'}; labelled {len(entries):,} latents in {folder / 'labels.json'}")
+    print(
+        f"indexed {args.images} into {folder / 'index'}; labelled {len(entries):,} latents in {folder / 'labels.json'}"
+    )
     return 0
 
 
@@ -379,12 +475,17 @@ def cmd_induce(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     # without --negatives the comparison images come from the index (comparison_images says
     # what to do when nothing stands in)
-    slider = induce_from_images(ws.session(), args.examples, args.negatives, args.name,
-                                None if args.negatives else ws.index)
+    slider = induce_from_images(
+        ws.session(), args.examples, args.negatives, args.name, None if args.negatives else ws.index
+    )
     ws.preset([slider.edit(args.value, tokens=slider.home_tokens(ws.home_tokens))]).save(args.out)
-    print(f"slider {slider.name!r} = " + " + ".join(f"{w:.2f} x #{i} ({ws.labels.get(i, 'unlabelled')})"
-                                                    for i, w in slider.weights))
-    print(f"wrote {args.out} (value {args.value:g}); apply it with: sae-studio edit IMAGE --preset {args.out} -o OUTDIR")
+    print(
+        f"slider {slider.name!r} = "
+        + " + ".join(f"{w:.2f} x #{i} ({ws.labels.get(i, 'unlabelled')})" for i, w in slider.weights)
+    )
+    print(
+        f"wrote {args.out} (value {args.value:g}); apply it with: sae-studio edit IMAGE --preset {args.out} -o OUTDIR"
+    )
     return 0
 
 
@@ -428,7 +529,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     note = download_note(settings.decoder)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    decoder = load_decoder(settings.decoder, ws.backbone, device=args.device, fp16=args.fp16, cpu_offload=args.cpu_offload)
+    decoder = load_decoder(
+        settings.decoder, ws.backbone, device=args.device, fp16=args.fp16, cpu_offload=args.cpu_offload
+    )
     session = ws.session(decoder)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -465,10 +568,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"Unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}.")
-        done = build(stages, out=out, quick=args.quick, threads=args.threads, force=args.force,
-                     max_minutes=args.max_minutes, warm_start=Path(args.warm_start) if args.warm_start else None,
-                     warm_schedule=args.warm_schedule or "relearn")
-        print(json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds).")
+        done = build(
+            stages,
+            out=out,
+            quick=args.quick,
+            threads=args.threads,
+            force=args.force,
+            max_minutes=args.max_minutes,
+            warm_start=Path(args.warm_start) if args.warm_start else None,
+            warm_schedule=args.warm_schedule or "relearn",
+        )
+        print(
+            json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds)."
+        )
         return 0
     from platformdirs import user_cache_dir
 
@@ -503,7 +615,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     kind = detect(args.source)
     sae = load_any(args.source, layer=parse_layer(args.layer))
     if sae.metadata.layer == -1:
-        raise UserError(f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding).")
+        raise UserError(
+            f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding)."
+        )
     if args.model:
         sae.metadata.backbone = args.model
     if args.model or sae.metadata.backbone:
@@ -514,9 +628,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         sae.metadata.backbone_fingerprint = backbone.fingerprint
     sae.save(args.out)
-    print(f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
-          f"{', encoder ' + sae.metadata.backbone if sae.metadata.backbone else ''}) into {args.out}"
-          + ("" if sae.metadata.backbone else "; pass --model when you use it"))
+    print(
+        f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
+        f"{', encoder ' + sae.metadata.backbone if sae.metadata.backbone else ''}) into {args.out}"
+        + ("" if sae.metadata.backbone else "; pass --model when you use it")
+    )
     return 0
 
 
@@ -534,8 +650,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "import": cmd_import, "export": cmd_export, "extract": cmd_extract, "train": cmd_train, "index": cmd_index, "features": cmd_features, "edit": cmd_edit, "induce": cmd_induce,
-            "demo": cmd_demo}
+COMMANDS = {
+    "models": cmd_models,
+    "import": cmd_import,
+    "export": cmd_export,
+    "extract": cmd_extract,
+    "train": cmd_train,
+    "index": cmd_index,
+    "features": cmd_features,
+    "edit": cmd_edit,
+    "induce": cmd_induce,
+    "demo": cmd_demo,
+}
 
 
 def _has_display() -> bool:
@@ -548,8 +674,11 @@ def _has_display() -> bool:
 
 def open_editor(image: str | None = None) -> int:
     if not _has_display():
-        print("error: no display found, so the editor cannot open a window; run sae-studio on a desktop, "
-              "under Xvfb, or use the command line (sae-studio --help).", file=sys.stderr)
+        print(
+            "error: no display found, so the editor cannot open a window; run sae-studio on a desktop, "
+            "under Xvfb, or use the command line (sae-studio --help).",
+            file=sys.stderr,
+        )
         return 2
     from editor.app import run
 

@@ -15,7 +15,13 @@ class ExtractConfig:
     model: str = field(metadata={"help": "open_clip NAME:TAG or a local-dir model folder"})
     images: str = field(metadata={"help": "folder of images, searched recursively"})
     out: str = field(metadata={"help": "activations folder to write (resumes if it exists)"})
-    layer: str | None = field(default=None, metadata={"help": "residual entering this block, or 'embedding' for the projected image embedding (default: the middle)"})
+    layer: str | None = field(
+        default=None,
+        metadata={
+            "help": "residual entering this block, or 'embedding' for the projected image embedding (default: the "
+            "middle)"
+        },
+    )
     tokens: str = field(default="all", metadata={"help": "token set: all, patches or cls"})
     dtype: str = field(default="fp16", metadata={"help": "shard dtype: fp16 or fp32"})
     shard_mb: float = field(default=64.0, metadata={"help": "target size of one shard in MB"})
@@ -40,9 +46,13 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of the init and the data order"})
     auxk_alpha: float = field(default=1 / 32, metadata={"help": "weight of the AuxK loss on dead latents (topk)"})
     dead_tokens: int = field(default=10_000_000, metadata={"help": "a latent silent this many tokens is dead"})
-    prune_below: float = field(default=0.0, metadata={
-        "help": "after training, drop the latents that fire on fewer than this fraction of the training tokens "
-                "(one pass with the final weights; e.g. 1e-5); 0 keeps every latent"})
+    prune_below: float = field(
+        default=0.0,
+        metadata={
+            "help": "after training, drop the latents that fire on fewer than this fraction of the training tokens "
+            "(one pass with the final weights; e.g. 1e-5); 0 keeps every latent"
+        },
+    )
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints"})
     matmul: str = field(default="auto", metadata={"help": "encoder GEMM dtype: auto, fp32 or bf16"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})

@@ -70,8 +70,10 @@ class Coverage:
         """One sentence for a picture far outside what the SAE knows, else None."""
         if not self.far_outside:
             return None
-        return ("This picture is far from the pictures this SAE was trained on, so its feature labels "
-                "may not mean here what they say.")
+        return (
+            "This picture is far from the pictures this SAE was trained on, so its feature labels "
+            "may not mean here what they say."
+        )
 
 
 def _percent(share: float, sign: bool = True) -> str:

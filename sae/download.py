@@ -47,9 +47,14 @@ def cached_bytes(folder: Path) -> int:
     return total
 
 
-def hub_snapshot(repo: str, expected_bytes: int = 0, on_progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, poll_seconds: float = 0.5,
-                 endpoint: str | None = None) -> Path:
+def hub_snapshot(
+    repo: str,
+    expected_bytes: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    poll_seconds: float = 0.5,
+    endpoint: str | None = None,
+) -> Path:
     """The local folder of ``repo``'s newest snapshot, downloaded first if needed.
 
     ``on_progress(done_bytes, total_bytes)`` is called from a helper thread while the download

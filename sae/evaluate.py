@@ -37,7 +37,7 @@ def firing_rates(sae: SparseAutoencoder, store, batch: int = 32_768) -> torch.Te
     for i in range(len(store.manifest.shards)):
         shard = store.shard(i)
         for start in range(0, len(shard), batch):
-            x = torch.from_numpy(np.array(shard[start:start + batch], dtype=np.float32)).to(sae.W_dec.device)
+            x = torch.from_numpy(np.array(shard[start : start + batch], dtype=np.float32)).to(sae.W_dec.device)
             f = sae.encode(x)
             counts += (f > 0).sum(0).double().cpu()
     return (counts / store.rows).float()

@@ -43,8 +43,14 @@ class ImageEvidence:
     @classmethod
     def empty(cls, d_sae: int, embed_dim: int) -> ImageEvidence:
         z = dict(dtype=torch.float32)
-        return cls(torch.zeros((), **z), torch.zeros(d_sae, **z), torch.zeros(d_sae, **z), torch.zeros(embed_dim, **z),
-                   torch.zeros(embed_dim, embed_dim, **z), torch.zeros(d_sae, embed_dim, **z))
+        return cls(
+            torch.zeros((), **z),
+            torch.zeros(d_sae, **z),
+            torch.zeros(d_sae, **z),
+            torch.zeros(embed_dim, **z),
+            torch.zeros(embed_dim, embed_dim, **z),
+            torch.zeros(d_sae, embed_dim, **z),
+        )
 
     def add(self, image_codes: torch.Tensor, embeddings: torch.Tensor) -> None:
         """``image_codes`` [B, F] (max over tokens), ``embeddings`` [B, e] (unnormalised is fine)."""

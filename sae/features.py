@@ -77,9 +77,23 @@ class FeatureIndex:
     @classmethod
     def empty(cls, d_sae: int, root: str, embed_dim: int) -> FeatureIndex:
         z = torch.zeros(d_sae)
-        return cls([], root, 0, z.clone(), z.clone(), z.clone(), z.clone(), torch.zeros(d_sae, len(BINS) - 1),
-                   torch.full((d_sae, TOP), -1.0), torch.full((d_sae, TOP), -1, dtype=torch.long),
-                   ImageEvidence.empty(d_sae, embed_dim), z.clone(), z.clone(), None, torch.zeros(0))
+        return cls(
+            [],
+            root,
+            0,
+            z.clone(),
+            z.clone(),
+            z.clone(),
+            z.clone(),
+            torch.zeros(d_sae, len(BINS) - 1),
+            torch.full((d_sae, TOP), -1.0),
+            torch.full((d_sae, TOP), -1, dtype=torch.long),
+            ImageEvidence.empty(d_sae, embed_dim),
+            z.clone(),
+            z.clone(),
+            None,
+            torch.zeros(0),
+        )
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -108,18 +122,29 @@ class FeatureIndex:
         return "patches" if share < HOME_CLASS_SHARE else "all"
 
     def top(self, latent: int) -> list[tuple[str, float]]:
-        return [(self.sources[int(i)], float(v)) for i, v in zip(self.top_images[latent], self.top_values[latent], strict=True) if i >= 0]
+        return [
+            (self.sources[int(i)], float(v))
+            for i, v in zip(self.top_images[latent], self.top_values[latent], strict=True)
+            if i >= 0
+        ]
 
     # -- disk ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        tensors = {k: getattr(self, k).contiguous() for k in ("count", "images", "total", "max", "hist", "top_values", "top_images")}
+        tensors = {
+            k: getattr(self, k).contiguous()
+            for k in ("count", "images", "total", "max", "hist", "top_values", "top_images")
+        }
         if self.evidence is not None:
             tensors |= self.evidence.tensors()
         if self.class_total is not None and self.peak_total is not None:
             tensors |= {"class_total": self.class_total.contiguous(), "peak_total": self.peak_total.contiguous()}
         if self.centre is not None and self.explained is not None:
             tensors |= {"centre": self.centre.contiguous(), "explained": self.explained.contiguous()}
-        meta = {"format": "sae-studio-index", "version": "1", "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens})}
+        meta = {
+            "format": "sae-studio-index",
+            "version": "1",
+            "facts": json.dumps({"sources": self.sources, "root": self.root, "tokens": self.tokens}),
+        }
         with atomic.atomic_path(index_path(folder)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
@@ -127,7 +152,9 @@ class FeatureIndex:
     def load(cls, folder: str | Path) -> FeatureIndex:
         path = index_path(folder)
         if not path.is_file():
-            raise UserError(f"{Path(folder)} has no feature index yet; run sae-studio index --sae {folder} --images DIR.")
+            raise UserError(
+                f"{Path(folder)} has no feature index yet; run sae-studio index --sae {folder} --images DIR."
+            )
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -139,10 +166,23 @@ class FeatureIndex:
                 explained = None  # grown by a version that did not measure it
             if evidence is not None and int(evidence.n) != len(facts["sources"]):
                 evidence = None  # grown by a version that did not keep it: it covers only part of the images
-            return cls(facts["sources"], facts["root"], int(facts["tokens"]), t["count"], t["images"], t["total"],
-                       t["max"], t["hist"], t["top_values"], t["top_images"], evidence,
-                       t.get("class_total"), t.get("peak_total"), t.get("centre") if explained is not None else None,
-                       explained)
+            return cls(
+                facts["sources"],
+                facts["root"],
+                int(facts["tokens"]),
+                t["count"],
+                t["images"],
+                t["total"],
+                t["max"],
+                t["hist"],
+                t["top_values"],
+                t["top_images"],
+                evidence,
+                t.get("class_total"),
+                t.get("peak_total"),
+                t.get("centre") if explained is not None else None,
+                explained,
+            )
         except UserError:
             raise
         except Exception as e:
@@ -173,9 +213,15 @@ def thumbnail_path(folder: str | Path, image_id: int) -> Path:
 
 @torch.inference_mode()
 def build_index(
-    sae_folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, images: str | Path,
-    batch_size: int = 32, chunk: int = 512, progress: bool = True,
-    on_progress: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    sae_folder: str | Path,
+    backbone: Backbone,
+    sae: SparseAutoencoder,
+    images: str | Path,
+    batch_size: int = 32,
+    chunk: int = 512,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FeatureIndex:
     """Index every image under ``images`` not indexed yet; saves after each ``chunk`` images."""
     sae_folder, images = Path(sae_folder), Path(images)
@@ -184,19 +230,29 @@ def build_index(
     try:
         index = FeatureIndex.load(sae_folder)
         if Path(index.root) != images.resolve():
-            raise UserError(f"The index of {sae_folder} covers {index.root}, not {images}; delete {sae_folder / INDEX_DIR} to index another folder.")
+            raise UserError(
+                f"The index of {sae_folder} covers {index.root}, not {images}; delete {sae_folder / INDEX_DIR} to "
+                f"index another folder."
+            )
     except UserError as e:
         if "no feature index" not in str(e):
             raise
         index = FeatureIndex.empty(sae.d_sae, str(images.resolve()), backbone.embed_dim)
     if index.evidence is None and index.sources:
-        tqdm.write(f"note: the index of {sae_folder} predates search evidence; delete {sae_folder / INDEX_DIR} and index again for better text search")
+        tqdm.write(
+            f"note: the index of {sae_folder} predates search evidence; delete {sae_folder / INDEX_DIR} and index "
+            f"again for better text search"
+        )
     if index.explained is None and index.sources:
-        tqdm.write(f"note: the index of {sae_folder} predates coverage figures; delete {sae_folder / INDEX_DIR} and "
-                   "index again to compare pictures with the indexed ones")
+        tqdm.write(
+            f"note: the index of {sae_folder} predates coverage figures; delete {sae_folder / INDEX_DIR} and "
+            "index again to compare pictures with the indexed ones"
+        )
     if index.class_total is None and index.sources:
-        tqdm.write(f"note: the index of {sae_folder} predates class-token sums; its latents' edits touch every token "
-                   f"until you delete {sae_folder / INDEX_DIR} and index again")
+        tqdm.write(
+            f"note: the index of {sae_folder} predates class-token sums; its latents' edits touch every token "
+            f"until you delete {sae_folder / INDEX_DIR} and index again"
+        )
     done = set(index.sources)
     todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
     positions = backbone.token_positions(sae.metadata.token_set)
@@ -204,7 +260,7 @@ def build_index(
     bar = tqdm(total=len(todo), unit="img", desc="index", disable=not progress)
     since_save = 0
     for start in range(0, len(todo), batch_size):
-        part = todo[start:start + batch_size]
+        part = todo[start : start + batch_size]
         pixels, ids, pil = [], [], []
         for path, source in part:
             try:

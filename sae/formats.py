@@ -24,6 +24,8 @@ from sae.hooks import layer_from_hook
 from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
+
+
 def detect(folder: str | Path) -> str:
     """'saelens' (sae-studio's own layout too) or 'sparsify'; one sentence otherwise."""
     folder = Path(folder)
@@ -39,7 +41,9 @@ def detect(folder: str | Path) -> str:
     )
 
 
-def load_sparsify(folder: str | Path, layer: int | None = None, device: str | torch.device = "cpu") -> SparseAutoencoder:
+def load_sparsify(
+    folder: str | Path, layer: int | None = None, device: str | torch.device = "cpu"
+) -> SparseAutoencoder:
     """A sparsify SAE as a project SAE. The layer comes from ``layer`` or the folder's name (the
     hookpoint sparsify names it after); when neither says, one sentence asks for it."""
     folder = Path(folder)
@@ -73,8 +77,10 @@ def load_sparsify(folder: str | Path, layer: int | None = None, device: str | to
             f"Cannot tell which layer the sparsify SAE in {folder} was trained on (its folder name "
             f"'{folder.name}' is not a hookpoint such as layers.12); pass the layer explicitly."
         )
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=int(raw.get("k", 32))),
-                            SaeMetadata(layer=layer, token_set="all"))
+    sae = SparseAutoencoder(
+        SaeConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=int(raw.get("k", 32))),
+        SaeMetadata(layer=layer, token_set="all"),
+    )
     with torch.no_grad():
         sae.W_enc_T.copy_(t["encoder.weight"].float())
         sae.b_enc.copy_(t["encoder.bias"].float())
@@ -95,9 +101,17 @@ def save_sparsify(sae: SparseAutoencoder, folder: str | Path) -> Path:
         "W_dec": copy.W_dec.detach().float().contiguous().cpu(),
         "b_dec": copy.b_dec.detach().float().contiguous().cpu(),
     }
-    cfg = {"activation": "topk", "expansion_factor": max(1, sae.d_sae // sae.d_in), "normalize_decoder": True,
-           "num_latents": sae.d_sae, "k": sae.cfg.k, "multi_topk": False, "skip_connection": False,
-           "transcode": False, "d_in": sae.d_in}
+    cfg = {
+        "activation": "topk",
+        "expansion_factor": max(1, sae.d_sae // sae.d_in),
+        "normalize_decoder": True,
+        "num_latents": sae.d_sae,
+        "k": sae.cfg.k,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": sae.d_in,
+    }
     with atomic.atomic_dir(folder) as tmp:
         save_file(tensors, str(tmp / SPARSIFY_WEIGHTS))
         (tmp / CFG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")

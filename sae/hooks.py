@@ -1,9 +1,9 @@
 """Hook names of other tools mapped to sae-studio's layer L (the residual stream entering block L):
 
-    embedding / image_embeds  -> EMBEDDING (the projected image embedding)
-    blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
-    blocks.9.hook_resid_post  -> 10
-    layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
+embedding / image_embeds  -> EMBEDDING (the projected image embedding)
+blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
+blocks.9.hook_resid_post  -> 10
+layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ def find_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise UserError(f"Image folder {folder} does not exist or is not a folder.")
     found = [
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
     ]
     if not found:
@@ -65,6 +66,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except UnidentifiedImageError as e:
         raise UserError(f"{path} is not an image sae-studio can read (unknown or damaged format).") from e
     except Image.DecompressionBombError as e:  # Pillow's own check, on headers far above its limit
-        raise UserError(f"{path} claims more than the {max_pixels:,} pixels sae-studio opens; scale it down first.") from e
+        raise UserError(
+            f"{path} claims more than the {max_pixels:,} pixels sae-studio opens; scale it down first."
+        ) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path} could not be decoded ({e}); the file may be truncated or damaged.") from e

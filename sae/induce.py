@@ -53,8 +53,9 @@ class InducedSlider:
     name: str
     weights: tuple[tuple[int, float], ...]  # (latent, activation added per unit of slider value)
 
-    def edit(self, value: float = 1.0, mask: tuple[int, ...] | None = None, latent: int = CUSTOM,
-             tokens: str = "all") -> Edit:
+    def edit(
+        self, value: float = 1.0, mask: tuple[int, ...] | None = None, latent: int = CUSTOM, tokens: str = "all"
+    ) -> Edit:
         return Edit(latent, "add", value, mask, self.name, weights=self.weights, tokens=tokens)
 
     def home_tokens(self, home: Callable[[int], str]) -> str:
@@ -79,23 +80,28 @@ def chance_t(pos: torch.Tensor, neg: torch.Tensor, permutations: int = PERMUTATI
     best = []
     for _ in range(permutations):
         order = torch.randperm(len(both), generator=gen)
-        best.append(float(t_scores(both[order[:len(pos)]], both[order[len(pos):]])[1].max()))
+        best.append(float(t_scores(both[order[: len(pos)]], both[order[len(pos) :]])[1].max()))
     return float(torch.tensor(best).quantile(0.95))
 
 
-def induce(pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = MAX_LATENTS,
-           min_t: float = MIN_T) -> InducedSlider:
+def induce(
+    pos: torch.Tensor, neg: torch.Tensor, name: str, max_latents: int = MAX_LATENTS, min_t: float = MIN_T
+) -> InducedSlider:
     """The slider separating image-level codes ``pos`` [P, F] from ``neg`` [N, F]."""
     if len(pos) < MIN_POSITIVES:
-        raise UserError(f"An induced slider needs at least {MIN_POSITIVES} example images of the concept; got {len(pos)}.")
+        raise UserError(
+            f"An induced slider needs at least {MIN_POSITIVES} example images of the concept; got {len(pos)}."
+        )
     if len(neg) < 2:
         raise UserError("An induced slider needs at least 2 images without the concept to compare with.")
     pos, neg = pos.double(), neg.double()
     diff, t = t_scores(pos, neg)
     keep = torch.nonzero((diff > 0) & (t >= max(min_t, chance_t(pos, neg)))).flatten()
     if len(keep) == 0:
-        raise UserError(f"No feature of this SAE tells the examples of '{name}' from the other images better "
-                        "than chance; add more (or clearer) examples, or other images to compare with.")
+        raise UserError(
+            f"No feature of this SAE tells the examples of '{name}' from the other images better "
+            "than chance; add more (or clearer) examples, or other images to compare with."
+        )
     keep = keep[torch.argsort(t[keep], descending=True)][:max_latents]
     chosen = [int(keep[0])]
     best = _separation(pos, neg, diff, chosen)
@@ -118,7 +124,9 @@ def _examples(items: Sequence[str | Path], what: str) -> list[Path]:
         p = Path(item)
         paths.extend(find_images(p) if p.is_dir() else [p])
     if len(paths) > MAX_EXAMPLES:
-        raise UserError(f"{len(paths)} {what} images is more than the {MAX_EXAMPLES} an induced slider uses; pick fewer.")
+        raise UserError(
+            f"{len(paths)} {what} images is more than the {MAX_EXAMPLES} an induced slider uses; pick fewer."
+        )
     return paths
 
 
@@ -136,12 +144,15 @@ def comparison_images(backbone, index, exclude: Sequence[Path], n: int = DEFAULT
     world = world_of(backbone)
     if world is not None:
         return world.comparison_images(n)
-    raise UserError("Give some images without the concept to compare with: the images this SAE's feature "
-                    "index covered are not on this machine" + ("" if index is not None else " (it has no index)") + ".")
+    raise UserError(
+        "Give some images without the concept to compare with: the images this SAE's feature "
+        "index covered are not on this machine" + ("" if index is not None else " (it has no index)") + "."
+    )
 
 
-def induce_from_images(session, positives: Sequence[str | Path], negatives: Sequence[str | Path] | None,
-                       name: str, index=None) -> InducedSlider:
+def induce_from_images(
+    session, positives: Sequence[str | Path], negatives: Sequence[str | Path] | None, name: str, index=None
+) -> InducedSlider:
     """Read the example images (folders are searched), encode them and induce the slider ``name``.
 
     Without ``negatives`` the comparison images come from ``index`` (the SAE's feature index)."""
@@ -154,4 +165,3 @@ def induce_from_images(session, positives: Sequence[str | Path], negatives: Sequ
         others = comparison_images(session.backbone, index, pos_paths)
     pos = session.image_codes([load_image(p) for p in pos_paths])
     return induce(pos, session.image_codes(others), name.strip())
-

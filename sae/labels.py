@@ -5,9 +5,10 @@ its decoder row is added at layer L to a set of neutral images. Labelling ranks 
 prompts by cosine with that direction through the CLIP text tower; search ranks latents by
 cosine between a query's text embedding and their directions, plus a bonus when the query
 matches the label, plus the image evidence of ``sae.evidence`` when the index keeps it (does the
-latent fire on the indexed images CLIP matches to the query?). Both rankings compare *centred* vectors (image-side directions less their
-mean, text-side ones less the vocabulary's mean): CLIP's two sides each share a large common
-component (the "modality gap") that otherwise decides the ranking.
+latent fire on the indexed images CLIP matches to the query?). Both rankings compare *centred*
+vectors (image-side directions less their mean, text-side ones less the vocabulary's mean):
+CLIP's two sides each share a large common component (the "modality gap") that otherwise decides
+the ranking.
 
 ``labels.json`` in the SAE folder::
 
@@ -37,6 +38,7 @@ FORMAT = "sae-studio-labels"
 
 # -- labels.json ---------------------------------------------------------------------------------
 
+
 def read_label_entries(folder: str | Path) -> dict[int, dict]:
     path = Path(folder) / LABELS_NAME
     if not path.is_file():
@@ -63,9 +65,14 @@ def named_by_people(folder: str | Path) -> set[int]:
 
 
 def write_label_entries(folder: str | Path, entries: dict[int, dict]) -> None:
-    atomic.write_json(Path(folder) / LABELS_NAME, {
-        "format": FORMAT, "version": 1, "labels": {str(k): v for k, v in sorted(entries.items())},
-    })
+    atomic.write_json(
+        Path(folder) / LABELS_NAME,
+        {
+            "format": FORMAT,
+            "version": 1,
+            "labels": {str(k): v for k, v in sorted(entries.items())},
+        },
+    )
 
 
 def rename(folder: str | Path, latent: int, label: str) -> None:
@@ -80,9 +87,11 @@ def rename(folder: str | Path, latent: int, label: str) -> None:
 
 # -- effect directions ------------------------------------------------------------------------------
 
+
 @torch.inference_mode()
-def effect_directions(backbone: Backbone, sae: SparseAutoencoder, neutral_pixels: torch.Tensor,
-                      strengths: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def effect_directions(
+    backbone: Backbone, sae: SparseAutoencoder, neutral_pixels: torch.Tensor, strengths: torch.Tensor, batch: int = 64
+) -> torch.Tensor:
     """[d_sae, e] unit vectors: mean change of the normalised image embedding when each latent's
     decoder row, times its ``strengths`` (e.g. its typical max activation), is added at layer L
     to every token of the neutral images."""
@@ -103,7 +112,9 @@ def effect_directions(backbone: Backbone, sae: SparseAutoencoder, neutral_pixels
 
 @torch.inference_mode()
 def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256) -> torch.Tensor:
-    return F.normalize(torch.cat([backbone.encode_text(list(prompts[i:i + batch])) for i in range(0, len(prompts), batch)]), dim=-1)
+    return F.normalize(
+        torch.cat([backbone.encode_text(list(prompts[i : i + batch])) for i in range(0, len(prompts), batch)]), dim=-1
+    )
 
 
 # Weight of the image evidence (a correlation in [-1, 1]) beside the effect alignment (a cosine).
@@ -121,6 +132,7 @@ class FeatureDirections(NamedTuple):
     """What search compares a query with: every latent's effect direction, the mean of the label
     vocabulary's text directions (``None`` in folders labelled before it was kept: their search
     compares uncentred vectors), and the index's image evidence (``None`` if it has none)."""
+
     effects: torch.Tensor  # [d_sae, e], unit rows
     text_centre: torch.Tensor | None  # [e]
     evidence: ImageEvidence | None = None
@@ -143,8 +155,9 @@ class FeatureDirections(NamedTuple):
         return score
 
 
-def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor,
-               evidence: ImageEvidence | None = None) -> dict[int, dict]:
+def auto_label(
+    directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor, evidence: ImageEvidence | None = None
+) -> dict[int, dict]:
     """Best vocabulary entry per latent by the score search ranks by: cosine with its effect
     direction, plus the weighted image evidence (how its activation follows the indexed images'
     CLIP match to the entry) when the index has it.
@@ -161,8 +174,10 @@ def auto_label(directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: 
     else:
         sims = torch.stack([features.match(d) for d in vocab_dirs], 1)
     score, best = sims.max(1)
-    return {i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
-            for i, (s, b) in enumerate(zip(score, best, strict=True))}
+    return {
+        i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
+        for i, (s, b) in enumerate(zip(score, best, strict=True))
+    }
 
 
 def merge_labels(auto: dict[int, dict], existing: dict[int, dict]) -> dict[int, dict]:
@@ -178,9 +193,16 @@ class SearchHit(NamedTuple):
     label: str
 
 
-def search(query: str, query_dir: torch.Tensor, directions: FeatureDirections, labels: dict[int, str],
-           top: int = 20, label_bonus: float = 0.25, evidence_weight: float = EVIDENCE_WEIGHT,
-           named: Collection[int] = ()) -> list[SearchHit]:
+def search(
+    query: str,
+    query_dir: torch.Tensor,
+    directions: FeatureDirections,
+    labels: dict[int, str],
+    top: int = 20,
+    label_bonus: float = 0.25,
+    evidence_weight: float = EVIDENCE_WEIGHT,
+    named: Collection[int] = (),
+) -> list[SearchHit]:
     """Latents ranked by cosine(query text, effect direction), both centred, + the weighted image
     evidence when the index has it, + a bonus when the label matches. A latent in ``named`` (its
     label given by a person) whose label is the query comes first: the person said what it is."""
@@ -222,15 +244,23 @@ def load_directions(folder: str | Path, index: FeatureIndex | None = None) -> Fe
 
     path = Path(folder) / "index" / DIRECTIONS_FILE
     if not path.is_file():
-        raise UserError(f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR.")
+        raise UserError(
+            f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR."
+        )
     t = load_file(str(path))
     evidence = index.evidence if index is not None else load_evidence(folder)
     return FeatureDirections(t["directions"], t.get("text_centre"), evidence)
 
 
-def label_sae(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, strengths: torch.Tensor,
-              neutral_pixels: torch.Tensor, vocabulary: Sequence[tuple[str, str]],
-              evidence: ImageEvidence | None = None) -> dict[int, dict]:
+def label_sae(
+    folder: str | Path,
+    backbone: Backbone,
+    sae: SparseAutoencoder,
+    strengths: torch.Tensor,
+    neutral_pixels: torch.Tensor,
+    vocabulary: Sequence[tuple[str, str]],
+    evidence: ImageEvidence | None = None,
+) -> dict[int, dict]:
     """Compute effect directions, label every latent from ``vocabulary`` (with the index's image
     ``evidence`` when given), keep renames; saves both."""
     directions = effect_directions(backbone, sae, neutral_pixels, strengths)

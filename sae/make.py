@@ -49,8 +49,9 @@ class Stopped(Exception):
     """The chain was asked to stop; every stage so far is checkpointed."""
 
 
-def make_sae(spec: NewSae, on_event: Event | None = None,
-             should_stop: Callable[[], bool] | None = None) -> SparseAutoencoder:
+def make_sae(
+    spec: NewSae, on_event: Event | None = None, should_stop: Callable[[], bool] | None = None
+) -> SparseAutoencoder:
     """Run the chain; raises ``Stopped`` if ``should_stop`` said so (run again to continue)."""
     from sae.activations import extract
     from sae.device import pick_device
@@ -70,17 +71,31 @@ def make_sae(spec: NewSae, on_event: Event | None = None,
     device = pick_device(spec.device)
     backbone = load_backbone(spec.model, spec.layer, device=device)
     event("extract", 0, 1)
-    manifest = extract(backbone, spec.images, spec.activations, progress=False,
-                       on_progress=lambda d, t: event("extract", d, t), should_stop=should_stop)
+    manifest = extract(
+        backbone,
+        spec.images,
+        spec.activations,
+        progress=False,
+        on_progress=lambda d, t: event("extract", d, t),
+        should_stop=should_stop,
+    )
     if not manifest.complete:
         check("extraction")
     finished = (out / "cfg.json").is_file() and not (out / "trainer_state.json").is_file()
     if not finished:
-        cfg = TrainConfig(acts=str(spec.activations), out=str(out), expansion=spec.expansion, k=spec.k,
-                          tokens=spec.tokens, device=spec.device, resume=(out / "trainer_state.json").is_file(),
-                          checkpoint_every=200)
-        trainer = Trainer(cfg, progress=False, on_step=lambda s, t, m: event("train", s, t, m),
-                          should_stop=should_stop, log_every=10)
+        cfg = TrainConfig(
+            acts=str(spec.activations),
+            out=str(out),
+            expansion=spec.expansion,
+            k=spec.k,
+            tokens=spec.tokens,
+            device=spec.device,
+            resume=(out / "trainer_state.json").is_file(),
+            checkpoint_every=200,
+        )
+        trainer = Trainer(
+            cfg, progress=False, on_step=lambda s, t, m: event("train", s, t, m), should_stop=should_stop, log_every=10
+        )
         trainer.run()
         if trainer.step < trainer.total_steps:
             check("training")
@@ -90,24 +105,45 @@ def make_sae(spec: NewSae, on_event: Event | None = None,
     return sae
 
 
-def index_and_label(folder: str | Path, backbone: Backbone, sae: SparseAutoencoder, images: str | Path,
-                    vocabulary: str = "auto", on_event: Event | None = None,
-                    should_stop: Callable[[], bool] | None = None, progress: bool = False) -> dict[int, dict]:
+def index_and_label(
+    folder: str | Path,
+    backbone: Backbone,
+    sae: SparseAutoencoder,
+    images: str | Path,
+    vocabulary: str = "auto",
+    on_event: Event | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+) -> dict[int, dict]:
     """Index ``sae`` over ``images`` (incremental) and label every latent; returns the labels."""
     from sae.features import build_index
     from sae.labels import label_sae
 
     folder = Path(folder)
-    index = build_index(folder, backbone, sae, images, progress=progress, should_stop=should_stop,
-                        on_progress=(lambda d, t: on_event("index", d, t, {})) if on_event else None)
+    index = build_index(
+        folder,
+        backbone,
+        sae,
+        images,
+        progress=progress,
+        should_stop=should_stop,
+        on_progress=(lambda d, t: on_event("index", d, t, {})) if on_event else None,
+    )
     if should_stop and should_stop():
         raise Stopped("Stopped during indexing; start again to continue.")
     if on_event:
         on_event("label", 0, 1, {})
     strengths = index.typical_max()
     strengths = torch.where(strengths > 0, strengths, index.max.clamp_min(1e-3))
-    entries = label_sae(folder, backbone, sae, strengths, neutral_pixels(backbone, index),
-                        vocabulary_for(backbone, vocabulary), index.evidence)
+    entries = label_sae(
+        folder,
+        backbone,
+        sae,
+        strengths,
+        neutral_pixels(backbone, index),
+        vocabulary_for(backbone, vocabulary),
+        index.evidence,
+    )
     if on_event:
         on_event("label", 1, 1, {})
     return entries

@@ -77,7 +77,9 @@ class SaeMetadata:
 
     backbone: str = ""  # open_clip model id, e.g. "ViT-bigG-14:laion2b_s39b_b160k"
     backbone_fingerprint: str = ""  # sae.backbone.weights_fingerprint of its weights
-    layer: int = -1  # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
+    layer: int = (
+        -1
+    )  # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
     token_set: str = "all"  # all | patches | cls
     input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
     metrics: dict[str, float] = field(default_factory=dict)
@@ -176,8 +178,10 @@ class SparseAutoencoder(nn.Module):
         """SparseCode -> reconstruction [B, d_in], gathering only the k decoder rows used."""
         shape = code.indices.shape
         out = F.embedding_bag(
-            code.indices.reshape(-1, shape[-1]), self.W_dec,
-            per_sample_weights=code.values.reshape(-1, shape[-1]).to(self.W_dec.dtype), mode="sum",
+            code.indices.reshape(-1, shape[-1]),
+            self.W_dec,
+            per_sample_weights=code.values.reshape(-1, shape[-1]).to(self.W_dec.dtype),
+            mode="sum",
         )
         return ((out + self.b_dec) / self.input_scale).reshape(*shape[:-1], self.d_in)
 
@@ -216,7 +220,9 @@ class SparseAutoencoder(nn.Module):
                 "sae_lens_version": _SAELENS_FORMAT,
                 "sae_lens_training_version": None,
                 "model_name": self.metadata.backbone,
-                "hook_name": "embedding" if self.metadata.layer == -2 else f"blocks.{self.metadata.layer}.hook_resid_pre",
+                "hook_name": "embedding"
+                if self.metadata.layer == -2
+                else f"blocks.{self.metadata.layer}.hook_resid_pre",
                 "sae_studio": asdict(self.metadata),
             },
         }
@@ -317,8 +323,10 @@ class SparseAutoencoder(nn.Module):
             meta.layer = -1 if layer is None else layer
         sae = cls(cfg, meta)
         expected = {
-            "W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,),
-            "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,),
+            "W_enc": (cfg.d_in, cfg.d_sae),
+            "b_enc": (cfg.d_sae,),
+            "W_dec": (cfg.d_sae, cfg.d_in),
+            "b_dec": (cfg.d_in,),
         }
         try:
             with safe_open(str(weights_path), framework="pt") as f:
@@ -345,6 +353,5 @@ def check_fits_layer(sae: SparseAutoencoder, d_model: int, where: str) -> None:
     """One clear sentence when an SAE's width does not match the residual it is meant for."""
     if sae.d_in != d_model:
         raise UserError(
-            f"The SAE has d_in={sae.d_in} but {where} has width {d_model}; load an SAE trained "
-            "on this model and layer."
+            f"The SAE has d_in={sae.d_in} but {where} has width {d_model}; load an SAE trained on this model and layer."
         )

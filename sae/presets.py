@@ -92,17 +92,29 @@ SCHEMA: dict[str, Any] = {
                         "required": ["name", "weights"],
                         "properties": {
                             "name": {"type": "string", "maxLength": 200},
-                            "weights": {"type": "array", "minItems": 1, "maxItems": MAX_WEIGHTS, "items": {
-                                "type": "array", "minItems": 2, "maxItems": 2,
-                                "prefixItems": [{"type": "integer", "minimum": 0}, {"type": "number"}]}},
+                            "weights": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_WEIGHTS,
+                                "items": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "maxItems": 2,
+                                    "prefixItems": [{"type": "integer", "minimum": 0}, {"type": "number"}],
+                                },
+                            },
                         },
                     },
                     "label": {"type": "string", "maxLength": 200},
                     "mode": {"enum": list(MODES)},
                     "value": {"type": "number"},
                     "tokens": {"enum": list(TOKENS)},
-                    "mask": {"anyOf": [{"type": "null"},
-                                       {"type": "array", "maxItems": 65536, "items": {"type": "integer", "minimum": 0}}]},
+                    "mask": {
+                        "anyOf": [
+                            {"type": "null"},
+                            {"type": "array", "maxItems": 65536, "items": {"type": "integer", "minimum": 0}},
+                        ]
+                    },
                 },
             },
         },
@@ -142,15 +154,20 @@ class Preset:
             mask = list(e.mask) if e.mask is not None else None
             where = {"tokens": e.tokens} if e.tokens != "all" else {}
             if e.weights is not None:
-                return {"slider": {"name": e.label, "weights": [[i, w] for i, w in e.weights]},
-                        "mode": e.mode, "value": e.value, "mask": mask} | where
+                return {
+                    "slider": {"name": e.label, "weights": [[i, w] for i, w in e.weights]},
+                    "mode": e.mode,
+                    "value": e.value,
+                    "mask": mask,
+                } | where
             return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask} | where
 
         induced = any(e.weights is not None for e in self.edits)
         tokens = any(e.tokens != "all" for e in self.edits)
         version = 4 if tokens else 3 if self.decoder.region != "whole" else 2 if induced else 1
         return {
-            "format": FORMAT, "version": version,
+            "format": FORMAT,
+            "version": version,
             "sae": self.sae.__dict__,
             "decoder": _decoder_json(self.decoder),
             "edits": [edit(e) for e in self.edits],
@@ -172,8 +189,16 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
         raw = json.loads(text, parse_constant=_reject_constants)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{source} is not valid JSON ({e}).") from e
-    if isinstance(raw, dict) and isinstance(raw.get("version"), int) and raw.get("format") == FORMAT and raw["version"] > VERSION:
-        raise UserError(f"{source} is a version {raw['version']} preset from a newer sae-studio; this one reads up to version {VERSION}.")
+    if (
+        isinstance(raw, dict)
+        and isinstance(raw.get("version"), int)
+        and raw.get("format") == FORMAT
+        and raw["version"] > VERSION
+    ):
+        raise UserError(
+            f"{source} is a version {raw['version']} preset from a newer sae-studio; this one reads up to version "
+            f"{VERSION}."
+        )
     try:
         jsonschema.validate(raw, SCHEMA)
     except jsonschema.ValidationError as e:
@@ -183,16 +208,24 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
     for i, ed in enumerate(raw["edits"]):
         value = float(ed["value"])
         if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
-            raise UserError(f"{source}: edit {i} has value {value}, outside the allowed -{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
+            raise UserError(
+                f"{source}: edit {i} has value {value}, outside the allowed -{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}."
+            )
         mask = tuple(ed["mask"]) if ed.get("mask") is not None else None
         tokens = ed.get("tokens", "all")  # made before token choices: every token
         if tokens == "class" and mask is not None:
-            raise UserError(f"{source}: edit {i} is on the class token and has a mask of patches; it can have only one.")
+            raise UserError(
+                f"{source}: edit {i} is on the class token and has a mask of patches; it can have only one."
+            )
         if "slider" in ed:
-            edits.append(_induced(ed["slider"], ed["mode"], value, mask, tokens, raw["sae"]["d_sae"], f"{source}: edit {i}"))
+            edits.append(
+                _induced(ed["slider"], ed["mode"], value, mask, tokens, raw["sae"]["d_sae"], f"{source}: edit {i}")
+            )
             continue
         if ed["latent"] >= raw["sae"]["d_sae"]:
-            raise UserError(f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents.")
+            raise UserError(
+                f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents."
+            )
         edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", ""), tokens=tokens))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
     return Preset(SaeIdentity(**known), edits, _decoder_settings(raw.get("decoder", {})))
@@ -217,10 +250,14 @@ def _induced(slider: dict, mode: str, value: float, mask, tokens: str, d_sae: in
     weights = []
     for latent, w in slider["weights"]:
         if latent >= d_sae:
-            raise UserError(f"{where} (induced slider '{slider['name']}') names latent {latent}, but its SAE has {d_sae} latents.")
+            raise UserError(
+                f"{where} (induced slider '{slider['name']}') names latent {latent}, but its SAE has {d_sae} latents."
+            )
         if not math.isfinite(w) or abs(w) > MAX_ABS_VALUE:
-            raise UserError(f"{where} (induced slider '{slider['name']}') has weight {w}, outside the allowed "
-                            f"-{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}.")
+            raise UserError(
+                f"{where} (induced slider '{slider['name']}') has weight {w}, outside the allowed "
+                f"-{MAX_ABS_VALUE:g} to {MAX_ABS_VALUE:g}."
+            )
         weights.append((int(latent), float(w)))
     return Edit(CUSTOM, "add", value, mask, slider["name"], weights=tuple(weights), tokens=tokens)
 

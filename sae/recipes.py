@@ -38,21 +38,37 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "kandinsky-2.2": Recipe(
-        name="kandinsky-2.2", encoder=DECODERS["kandinsky-2.2"].encoder, layer=24, n_layers=48,
-        decoder="kandinsky-2.2", decoder_repo=DECODERS["kandinsky-2.2"].hub_id,
-        download_gb=10.2 + DECODERS["kandinsky-2.2"].download_gb, decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
+        name="kandinsky-2.2",
+        encoder=DECODERS["kandinsky-2.2"].encoder,
+        layer=24,
+        n_layers=48,
+        decoder="kandinsky-2.2",
+        decoder_repo=DECODERS["kandinsky-2.2"].hub_id,
+        download_gb=10.2 + DECODERS["kandinsky-2.2"].download_gb,
+        decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
         disk_gb=18.0,
-        plans=(MemoryPlan("fp32", "default", 20.0), MemoryPlan("fp16", "--fp16", 10.0),
-               MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 5.5)),
+        plans=(
+            MemoryPlan("fp32", "default", 20.0),
+            MemoryPlan("fp16", "--fp16", 10.0),
+            MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 5.5),
+        ),
         note="ViT-bigG-14 (2.5B parameters) with the Kandinsky 2.2 decoder (UNet 1.2B, MoVQ); 512x512 images",
     ),
     "sd21-unclip": Recipe(
-        name="sd21-unclip", encoder=DECODERS["sd21-unclip"].encoder, layer=16, n_layers=32,
-        decoder="sd21-unclip", decoder_repo=DECODERS["sd21-unclip"].hub_id,
-        download_gb=3.9 + DECODERS["sd21-unclip"].download_gb, decoder_gb=DECODERS["sd21-unclip"].download_gb,
+        name="sd21-unclip",
+        encoder=DECODERS["sd21-unclip"].encoder,
+        layer=16,
+        n_layers=32,
+        decoder="sd21-unclip",
+        decoder_repo=DECODERS["sd21-unclip"].hub_id,
+        download_gb=3.9 + DECODERS["sd21-unclip"].download_gb,
+        decoder_gb=DECODERS["sd21-unclip"].download_gb,
         disk_gb=14.0,
-        plans=(MemoryPlan("fp32", "default", 14.0), MemoryPlan("fp16", "--fp16", 7.0),
-               MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 4.0)),
+        plans=(
+            MemoryPlan("fp32", "default", 14.0),
+            MemoryPlan("fp16", "--fp16", 7.0),
+            MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 4.0),
+        ),
         note="ViT-H-14 (1B parameters) with Stable Diffusion 2.1 unCLIP; 768x768 images",
     ),
 }
@@ -83,8 +99,10 @@ def decoder_cached(repo: str) -> bool:
 def estimate(recipe: Recipe) -> str:
     """One paragraph to print before a download: size, disk, memory plans."""
     plans = "; ".join(f"{p.name} ~{p.gpu_gb:g} GB ({p.flags})" for p in recipe.plans)
-    return (f"{recipe.name}: downloads ~{recipe.download_gb:.1f} GB into the Hugging Face cache "
-            f"(keep ~{recipe.disk_gb:.0f} GB free); GPU memory: {plans}.")
+    return (
+        f"{recipe.name}: downloads ~{recipe.download_gb:.1f} GB into the Hugging Face cache "
+        f"(keep ~{recipe.disk_gb:.0f} GB free); GPU memory: {plans}."
+    )
 
 
 def table() -> str:
@@ -94,8 +112,16 @@ def table() -> str:
         cached = "yes" if enc and dec else ("encoder only" if enc else ("decoder only" if dec else "no"))
         fp16 = next(p for p in r.plans if p.name == "fp16")
         off = r.plans[-1]
-        rows.append((r.name, f"{r.encoder} @ {r.layer}/{r.n_layers}", r.decoder_repo, f"{r.download_gb:.1f} GB",
-                     cached, f"{fp16.gpu_gb:.0f} GB / {off.gpu_gb:.1f} GB"))
+        rows.append(
+            (
+                r.name,
+                f"{r.encoder} @ {r.layer}/{r.n_layers}",
+                r.decoder_repo,
+                f"{r.download_gb:.1f} GB",
+                cached,
+                f"{fp16.gpu_gb:.0f} GB / {off.gpu_gb:.1f} GB",
+            )
+        )
     rows.append(("demo", "tiny CLIP @ 3/6 (shipped)", "tiny Kandinsky 2.2 (shipped)", "0", "shipped", "CPU"))
     width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)).rstrip() for row in rows)

@@ -52,8 +52,13 @@ class CachedImage:
 
 
 class Session:
-    def __init__(self, backbone: Backbone, sae: SparseAutoencoder, decoder: Decoder | None = None,
-                 labels: dict[int, str] | None = None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        sae: SparseAutoencoder,
+        decoder: Decoder | None = None,
+        labels: dict[int, str] | None = None,
+    ):
         if sae.metadata.layer != -1 and sae.metadata.layer != backbone.layer:
             backbone = backbone.at_layer(sae.metadata.layer)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
@@ -83,7 +88,7 @@ class Session:
         """[N, d_sae]: each image's max activation per latent over its tokens (the current image stays)."""
         out = []
         for i in range(0, len(images), batch):
-            pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images[i:i + batch]])
+            pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images[i : i + batch]])
             resid = self.backbone.prefix(pixels.to(self.backbone.device)).float()
             out.append(self.sae.encode(resid[:, self.positions]).amax(1).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.sae.d_sae)
@@ -153,14 +158,16 @@ class Session:
             return cur.embedding
         return self.backbone.suffix(edited[None])[0]
 
-    def render(self, edits: Sequence[Edit], settings: DecodeSettings,
-               on_step: Callable[[int, int], None] | None = None) -> Image.Image:
+    def render(
+        self, edits: Sequence[Edit], settings: DecodeSettings, on_step: Callable[[int, int], None] | None = None
+    ) -> Image.Image:
         """The edited image: the decoder paints the edited embedding, starting from the input."""
         if self.decoder is None:
             raise UserError("No decoder is loaded; choose one in the generation settings.")
         cur = self._need_image()
-        return self.decoder.decode(self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None],
-                                   self.brushed(edits))
+        return self.decoder.decode(
+            self.embedding(edits)[None], cur.image, settings, on_step, cur.embedding[None], self.brushed(edits)
+        )
 
     def view(self) -> EncoderView:
         """Which part of the current image the encoder reads, and where its patches lie on it."""
@@ -173,11 +180,16 @@ class Session:
             return None
         return self.view().area({p for e in edits for p in e.mask})
 
-
     # -- causal preview -------------------------------------------------------------------------
-    def causal_preview(self, latent: int, value: float, settings: DecodeSettings,
-                       on_step: Callable[[int, int], None] | None = None,
-                       canvas: Image.Image | None = None, tokens: str = "all") -> Image.Image:
+    def causal_preview(
+        self,
+        latent: int,
+        value: float,
+        settings: DecodeSettings,
+        on_step: Callable[[int, int], None] | None = None,
+        canvas: Image.Image | None = None,
+        tokens: str = "all",
+    ) -> Image.Image:
         """What ``latent`` does on its own: ``value`` added to it on ``tokens`` (``sae.steer.TOKENS``)
         of a neutral canvas (an empty scene for the demo), decoded from that canvas. Leaves the
         current image alone."""
@@ -194,7 +206,9 @@ class Session:
         else:
             cached = self._cache(canvas)
         with torch.inference_mode():
-            edited = steer_residual(cached.resid, self.sae, cached.code, [Edit(latent, "add", value, tokens=tokens)], self.positions)
+            edited = steer_residual(
+                cached.resid, self.sae, cached.code, [Edit(latent, "add", value, tokens=tokens)], self.positions
+            )
             embedding = self.backbone.suffix(edited[None])[0]
         # the whole canvas is repainted: it holds nothing to keep, and an edit region found on a
         # featureless canvas is scattered cells too small for an object to appear in

@@ -61,7 +61,10 @@ class Edit:
         if self.tokens not in TOKENS:
             raise UserError(f"Edit tokens '{self.tokens}' are unknown; use all, patches or class.")
         if self.tokens == "class" and self.mask is not None:
-            raise UserError(f"The edit of latent {self.latent} is on the class token, which a brushed mask of patches cannot narrow.")
+            raise UserError(
+                f"The edit of latent {self.latent} is on the class token, which a brushed mask of patches cannot "
+                f"narrow."
+            )
         if not math.isfinite(self.value):
             raise UserError(f"Edit of latent {self.latent} has a value of {self.value}; use a finite number.")
         if self.weights is not None:
@@ -102,14 +105,17 @@ def token_mask(n_tokens: int, mask: tuple[int, ...] | None, tokens: str = "all",
     keep = torch.zeros(n_tokens, dtype=torch.bool, device=device)
     idx = torch.tensor([1 + p for p in mask], dtype=torch.long, device=device)
     if len(idx) and (idx.min() < 1 or idx.max() >= n_tokens):
-        raise UserError(f"Edit mask names patch {int(idx.max()) - 1 if idx.max() >= n_tokens else int(idx.min()) - 1}, "
-                        f"but the image has patches 0 to {n_tokens - 2}.")
+        raise UserError(
+            f"Edit mask names patch {int(idx.max()) - 1 if idx.max() >= n_tokens else int(idx.min()) - 1}, "
+            f"but the image has patches 0 to {n_tokens - 2}."
+        )
     keep[idx] = True
     return keep
 
 
-def edited_columns(code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tokens: int,
-                   positions: slice = slice(0, None)) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def edited_columns(
+    code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tokens: int, positions: slice = slice(0, None)
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """For each edited latent: (old activations, new activations) on the code's tokens, which are
     ``positions`` of the image's ``n_tokens``; edits stacked in order."""
     out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -120,8 +126,10 @@ def edited_columns(code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tok
         old, new = out[e.latent]
         where = token_mask(n_tokens, e.mask, e.tokens, device=new.device)[positions]
         if not where.any():
-            raise UserError(f"The edit of latent {e.latent} touches none of the tokens this SAE reads; "
-                            "choose other tokens (or patches) for it.")
+            raise UserError(
+                f"The edit of latent {e.latent} touches none of the tokens this SAE reads; "
+                "choose other tokens (or patches) for it."
+            )
         if e.mode == "add":
             new = torch.where(where, new + e.value, new)
         elif e.mode == "scale":
@@ -132,8 +140,13 @@ def edited_columns(code: SparseCode | torch.Tensor, edits: Sequence[Edit], n_tok
     return out
 
 
-def steer_residual(resid: torch.Tensor, sae: SparseAutoencoder, code: SparseCode | torch.Tensor,
-                   edits: Sequence[Edit], positions: slice = slice(0, None)) -> torch.Tensor:
+def steer_residual(
+    resid: torch.Tensor,
+    sae: SparseAutoencoder,
+    code: SparseCode | torch.Tensor,
+    edits: Sequence[Edit],
+    positions: slice = slice(0, None),
+) -> torch.Tensor:
     """residual [T, d] (one image, all tokens) -> edited residual [T, d].
 
     ``code`` is the SAE code of ``resid[positions]`` (the SAE's token set); edits act there.

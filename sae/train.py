@@ -132,10 +132,14 @@ class Trainer:
             return
         if self.cfg.resume and not has_state:
             if (self.out / "cfg.json").is_file():
-                raise UserError(f"{self.out} holds a finished SAE with no training state to resume; train into a new --out.")
+                raise UserError(
+                    f"{self.out} holds a finished SAE with no training state to resume; train into a new --out."
+                )
             # Nothing saved yet (killed before the first checkpoint): start from scratch.
         elif has_state or (self.out / "cfg.json").is_file():
-            raise UserError(f"{self.out} already holds an SAE or a run; pass --resume to continue it or choose a new --out.")
+            raise UserError(
+                f"{self.out} already holds an SAE or a run; pass --resume to continue it or choose a new --out."
+            )
         gen = torch.Generator().manual_seed(self.cfg.seed)
         sample = self.store.sample(min(self.store.rows, 65_536), seed=self.cfg.seed)
         self.model.initialize(sample, generator=gen)
@@ -183,8 +187,12 @@ class Trainer:
                     "resume with the same settings (only --tokens may grow)."
                 )
         if saved.get("acts") and Path(saved["acts"]).resolve() != Path(self.cfg.acts).resolve():
-            raise UserError(f"{self.out} was trained on {saved['acts']}, not {self.cfg.acts}; resume on the same activations.")
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.") and k != "model.input_scale"}
+            raise UserError(
+                f"{self.out} was trained on {saved['acts']}, not {self.cfg.acts}; resume on the same activations."
+            )
+        model_state = {
+            k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.") and k != "model.input_scale"
+        }
         self.model.load_state_dict(model_state)
         self.model.input_scale.fill_(tensors["model.input_scale"].item())
         self.model.to(self.device)
@@ -235,10 +243,16 @@ class Trainer:
         with torch.no_grad():
             fired = torch.zeros_like(self.silent_tokens, dtype=torch.bool)
             fired[indices[values > 0]] = True
-            counts = distributed.total(torch.stack([sse.detach(), (values > 0).sum().to(sse.dtype), aux.detach().to(sse.dtype)]))
+            counts = distributed.total(
+                torch.stack([sse.detach(), (values > 0).sum().to(sse.dtype), aux.detach().to(sse.dtype)])
+            )
             rows = x.shape[0] * distributed.world()
-        return {"fvu": float(counts[0] / total_var), "l0": float(counts[1]) / rows, "aux_loss": float(counts[2]),
-                "fired": distributed.any_rank(fired)}
+        return {
+            "fvu": float(counts[0] / total_var),
+            "l0": float(counts[1]) / rows,
+            "aux_loss": float(counts[2]),
+            "fired": distributed.any_rank(fired),
+        }
 
     def _step_relu(self, x: torch.Tensor) -> dict:
         m = self.model
@@ -257,8 +271,12 @@ class Trainer:
         with torch.no_grad():
             active = f > 0
             counts = distributed.total(torch.stack([sse.detach(), active.sum().to(sse.dtype)]))
-            return {"fvu": float(counts[0] / total_var), "l0": float(counts[1]) / rows, "aux_loss": 0.0,
-                    "fired": distributed.any_rank(active.any(0))}
+            return {
+                "fvu": float(counts[0] / total_var),
+                "l0": float(counts[1]) / rows,
+                "aux_loss": 0.0,
+                "fired": distributed.any_rank(active.any(0)),
+            }
 
     def train_step(self, x: torch.Tensor) -> dict:
         for group in self.optimizer.param_groups:
@@ -290,7 +308,9 @@ class Trainer:
         rates = firing_rates(self.model, self.store)
         keep = (rates >= self.cfg.prune_below).nonzero().flatten()
         if len(keep) < self.cfg.k:
-            raise UserError(f"--prune-below {self.cfg.prune_below} would keep {len(keep)} latents, fewer than k; lower it.")
+            raise UserError(
+                f"--prune-below {self.cfg.prune_below} would keep {len(keep)} latents, fewer than k; lower it."
+            )
         trained = self.model.d_sae
         self.model = self.model.keep_latents(keep)
         self.sae_cfg = self.model.cfg
@@ -316,7 +336,9 @@ class Trainer:
                 metrics["tokens_per_s"] = (self.step - start_step) * self.cfg.batch_size / elapsed
                 metrics["step"] = self.step
                 self.history.append(dict(metrics))
-                bar.set_postfix(fvu=f"{metrics['fvu']:.3f}", l0=f"{metrics['l0']:.1f}", dead=f"{metrics['dead_fraction']:.3f}")
+                bar.set_postfix(
+                    fvu=f"{metrics['fvu']:.3f}", l0=f"{metrics['l0']:.1f}", dead=f"{metrics['dead_fraction']:.3f}"
+                )
             if self.on_step:
                 self.on_step(self.step, self.total_steps, metrics)
             if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:

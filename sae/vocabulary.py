@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey", "gold")
-STYLES = ("photo", "drawing", "painting", "cartoon", "sketch", "watercolor", "pixel art", "3d render", "black and white photo",
-          "blurry photo", "close-up", "aerial view", "vintage photo", "neon light", "oil painting")
-SCENES = ("beach", "forest", "desert", "city street", "snow", "night sky", "sunset", "underwater", "mountains", "kitchen",
-          "bedroom", "office", "garden", "field of grass", "river", "lake", "ocean", "rain", "fog", "space")
+STYLES = (
+    "photo",
+    "drawing",
+    "painting",
+    "cartoon",
+    "sketch",
+    "watercolor",
+    "pixel art",
+    "3d render",
+    "black and white photo",
+    "blurry photo",
+    "close-up",
+    "aerial view",
+    "vintage photo",
+    "neon light",
+    "oil painting",
+)
+SCENES = (
+    "beach",
+    "forest",
+    "desert",
+    "city street",
+    "snow",
+    "night sky",
+    "sunset",
+    "underwater",
+    "mountains",
+    "kitchen",
+    "bedroom",
+    "office",
+    "garden",
+    "field of grass",
+    "river",
+    "lake",
+    "ocean",
+    "rain",
+    "fog",
+    "space",
+)
 
 
 def everyday_vocabulary() -> list[tuple[str, str]]:

@@ -42,8 +42,13 @@ class Workspace:
         self._directions: FeatureDirections | None = None
 
     @classmethod
-    def open(cls, folder: str | Path, model: str | None = None, device: str | torch.device = "cpu",
-             backbone: Backbone | None = None) -> Workspace:
+    def open(
+        cls,
+        folder: str | Path,
+        model: str | None = None,
+        device: str | torch.device = "cpu",
+        backbone: Backbone | None = None,
+    ) -> Workspace:
         """The SAE in ``folder`` (any layout ``sae.formats`` reads) on its encoder: ``backbone``
         when given (checked to fit), else ``model`` or the one its metadata names."""
         folder = Path(folder)
@@ -99,7 +104,9 @@ class Workspace:
     def directions(self) -> FeatureDirections:
         if self._directions is None:
             if self.index is None:
-                raise UserError(f"{self.folder} has no feature index yet; run sae-studio index on it to search its features.")
+                raise UserError(
+                    f"{self.folder} has no feature index yet; run sae-studio index on it to search its features."
+                )
             self._directions = load_directions(self.folder, self.index)
         return self._directions
 
@@ -119,8 +126,11 @@ class Workspace:
     def top_thumbnails(self, latent: int) -> list[Path]:
         if self.index is None:
             return []
-        return [p for i in self.index.top_images[latent].tolist()
-                if i >= 0 and (p := thumbnail_path(self.folder, i)).is_file()]
+        return [
+            p
+            for i in self.index.top_images[latent].tolist()
+            if i >= 0 and (p := thumbnail_path(self.folder, i)).is_file()
+        ]
 
     # -- presets --------------------------------------------------------------------------------
     def identity(self) -> presets.SaeIdentity:

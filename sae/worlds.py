@@ -44,7 +44,7 @@ def world_of(backbone) -> World | None:
     model_id = backbone.model_id
     if not model_id.startswith("local-dir:"):
         return None
-    marker = Path(model_id[len("local-dir:"):]) / MARKER
+    marker = Path(model_id[len("local-dir:") :]) / MARKER
     if not marker.is_file():
         return None
     try:
@@ -52,6 +52,8 @@ def world_of(backbone) -> World | None:
     except (OSError, ValueError, AttributeError) as e:
         raise UserError(f"{marker} is not valid JSON ({e}); restore the encoder's folder.") from e
     if name not in _WORLDS:
-        raise UserError(f"The encoder in {marker.parent} was trained on '{name}', whose scenes and vocabulary "
-                        "are not loaded; open it through sae-studio (or import sae.demo first).")
+        raise UserError(
+            f"The encoder in {marker.parent} was trained on '{name}', whose scenes and vocabulary "
+            "are not loaded; open it through sae-studio (or import sae.demo first)."
+        )
     return _WORLDS[name]

@@ -109,8 +109,13 @@ def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
     (root / "demo" / "sae" / "labels.json").unlink()
     bb = load_backbone(str(root / "demo" / "clip"))
     torch.manual_seed(0)
-    save_pipeline(root / "decoder", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
-                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), blank_embedding(bb))
+    save_pipeline(
+        root / "decoder",
+        UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+        VQModel(**movq_config(quick=True)),
+        DDIMScheduler(**scheduler_config()),
+        blank_embedding(bb),
+    )
     return root, write_world_images(root / "images", n_images, seed=9) if n_images else root / "images"
 
 
@@ -124,20 +129,49 @@ def save_tiny_kandinsky(folder: Path, embed_dim: int, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=12, in_channels=4, out_channels=8, layers_per_block=1, block_out_channels=(16, 16, 32, 32),
+        sample_size=12,
+        in_channels=4,
+        out_channels=8,
+        layers_per_block=1,
+        block_out_channels=(16, 16, 32, 32),
         down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
         up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", attention_head_dim=8, cross_attention_dim=32,
-        encoder_hid_dim=embed_dim, encoder_hid_dim_type="image_proj", addition_embed_type="image",
-        addition_embed_type_num_heads=8, class_embed_type=None, resnet_time_scale_shift="scale_shift",
-        norm_num_groups=8, flip_sin_to_cos=True, freq_shift=0)
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        encoder_hid_dim=embed_dim,
+        encoder_hid_dim_type="image_proj",
+        addition_embed_type="image",
+        addition_embed_type_num_heads=8,
+        class_embed_type=None,
+        resnet_time_scale_shift="scale_shift",
+        norm_num_groups=8,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
     movq = VQModel(
-        block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
-        up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3, in_channels=3, out_channels=3,
-        latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial", num_vq_embeddings=64,
-        vq_embed_dim=4, sample_size=32)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                              clip_sample=False, steps_offset=1, prediction_type="epsilon")
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
+        up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=64,
+        vq_embed_dim=4,
+        sample_size=32,
+    )
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
     KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq).save_pretrained(folder, safe_serialization=True)
     save_file({"negative_image_embeds": torch.zeros(embed_dim)}, str(folder / "negative_image_embeds.safetensors"))
     return folder
@@ -171,25 +205,65 @@ def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
     tok = tiny_clip_tokenizer(tok_dir, CLIPTokenizer)
     pipe = StableUnCLIPImg2ImgPipeline(
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=d, projection_dim=embed_dim, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-            intermediate_size=37, patch_size=8)),
+        image_encoder=CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=d,
+                projection_dim=embed_dim,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=32,
+                intermediate_size=37,
+                patch_size=8,
+            )
+        ),
         image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed_dim),
         image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=True),
         tokenizer=tok,
-        text_encoder=CLIPTextModel(CLIPTextConfig(
-            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=d, projection_dim=d, intermediate_size=37,
-            num_attention_heads=2, num_hidden_layers=1, vocab_size=len(tok), max_position_embeddings=77)),
+        text_encoder=CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+                hidden_size=d,
+                projection_dim=d,
+                intermediate_size=37,
+                num_attention_heads=2,
+                num_hidden_layers=1,
+                vocab_size=len(tok),
+                max_position_embeddings=77,
+            )
+        ),
         unet=UNet2DConditionModel(
-            sample_size=12, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 16, 32, 32),
+            sample_size=12,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(16, 16, 32, 32),
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, attention_head_dim=(2, 2, 4, 4),
-            class_embed_type="projection", projection_class_embeddings_input_dim=2 * embed_dim, cross_attention_dim=d,
-            upcast_attention=True, use_linear_projection=True, norm_num_groups=8),
-        scheduler=PNDMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                prediction_type="v_prediction", skip_prk_steps=True, steps_offset=1),
-        vae=AutoencoderKL(block_out_channels=(8, 8, 8, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-                          up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            attention_head_dim=(2, 2, 4, 4),
+            class_embed_type="projection",
+            projection_class_embeddings_input_dim=2 * embed_dim,
+            cross_attention_dim=d,
+            upcast_attention=True,
+            use_linear_projection=True,
+            norm_num_groups=8,
+        ),
+        scheduler=PNDMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="v_prediction",
+            skip_prk_steps=True,
+            steps_offset=1,
+        ),
+        vae=AutoencoderKL(
+            block_out_channels=(8, 8, 8, 16),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            norm_num_groups=8,
+        ),
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     shutil.rmtree(tok_dir)
@@ -224,12 +298,24 @@ def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int
     folder.mkdir(parents=True)
     infos = []
     for i in range(shards):
-        codes = (torch.rand(rows, n_latents, generator=g) < 4 / n_latents) * torch.rand(rows, n_latents, generator=g) * 4
+        codes = (
+            (torch.rand(rows, n_latents, generator=g) < 4 / n_latents) * torch.rand(rows, n_latents, generator=g) * 4
+        )
         x = codes @ dictionary + 2.0
         _write_shard(folder / f"shard-{i:05d}.npy", x.numpy().astype(np.float32))
         infos.append(ShardInfo(f"shard-{i:05d}.npy", rows, i, i + 1))
-    m = Manifest(model="synthetic", fingerprint="0", layer=0, token_set="all", d=d, dtype="fp32",
-                 tokens_per_image=rows, shard_images=1, sources=[str(i) for i in range(shards)], shards=infos,
-                 complete=True)
+    m = Manifest(
+        model="synthetic",
+        fingerprint="0",
+        layer=0,
+        token_set="all",
+        d=d,
+        dtype="fp32",
+        tokens_per_image=rows,
+        shard_images=1,
+        sources=[str(i) for i in range(shards)],
+        shards=infos,
+        complete=True,
+    )
     atomic.write_json(folder / MANIFEST_NAME, m.to_json())
     return folder

@@ -86,11 +86,34 @@ def test_activations_of_another_layer_are_not_mixed_in(tiny_clip, image_dir, tmp
 
 def test_extraction_killed_mid_run_resumes_to_the_same_shards(tiny_clip, tmp_path):
     images = write_images(tmp_path / "many", 400)
-    ref = _run("extract", "--model", tiny_clip, "--images", images, "--out", tmp_path / "ref",
-               "--shard-mb", "0.004", "--batch-size", "4")
+    ref = _run(
+        "extract",
+        "--model",
+        tiny_clip,
+        "--images",
+        images,
+        "--out",
+        tmp_path / "ref",
+        "--shard-mb",
+        "0.004",
+        "--batch-size",
+        "4",
+    )
     assert ref.returncode == 0, ref.stderr
-    args = [*CLI, "extract", "--model", str(tiny_clip), "--images", str(images), "--out", str(tmp_path / "acts"),
-            "--shard-mb", "0.004", "--batch-size", "4"]
+    args = [
+        *CLI,
+        "extract",
+        "--model",
+        str(tiny_clip),
+        "--images",
+        str(images),
+        "--out",
+        str(tmp_path / "acts"),
+        "--shard-mb",
+        "0.004",
+        "--batch-size",
+        "4",
+    ]
     manifest = tmp_path / "acts" / "manifest.json"
 
     def shards_done() -> int:
@@ -134,8 +157,11 @@ def test_extraction_memory_stays_flat_as_the_image_count_grows(tiny_clip, tmp_pa
     peaks = {}
     for n in (50, 800):
         images = write_images(tmp_path / f"imgs{n}", n, size=64)
-        r = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(tiny_clip), str(images), str(tmp_path / f"acts{n}")],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(tiny_clip), str(images), str(tmp_path / f"acts{n}")],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
         peaks[n] = int(r.stdout.split()[-1]) / 1024  # MB
     # 16x the images (16x the activations written) may not cost more than a few MB more.

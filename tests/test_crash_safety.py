@@ -109,8 +109,10 @@ def test_kill_9_during_an_index_update_resumes_to_the_same_index(tiny_clip, tmp_
     images = write_images(tmp_path / "images", 160)
     bb = load_backbone(str(tiny_clip), layer=6)
     sae = SparseAutoencoder(SaeConfig(bb.width, 4 * bb.width, "topk", 4), SaeMetadata(backbone=str(tiny_clip), layer=6))
-    sae.initialize(torch.randn(256, bb.width, generator=torch.Generator().manual_seed(0)),
-                   generator=torch.Generator().manual_seed(0))
+    sae.initialize(
+        torch.randn(256, bb.width, generator=torch.Generator().manual_seed(0)),
+        generator=torch.Generator().manual_seed(0),
+    )
     for name in ("ref", "killed"):
         sae.save(tmp_path / name)
     reference = build_index(tmp_path / "ref", bb, sae, images, batch_size=4, chunk=8, progress=False)

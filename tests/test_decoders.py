@@ -19,8 +19,13 @@ def tiny_kandinsky(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("kandinsky") / "decoder"
-    save_pipeline(folder, UNet2DConditionModel(**unet_config(24, quick=True)), VQModel(**movq_config(quick=True)),
-                  DDIMScheduler(**scheduler_config()), torch.zeros(24))
+    save_pipeline(
+        folder,
+        UNet2DConditionModel(**unet_config(24, quick=True)),
+        VQModel(**movq_config(quick=True)),
+        DDIMScheduler(**scheduler_config()),
+        torch.zeros(24),
+    )
     return folder
 
 
@@ -28,7 +33,9 @@ def test_text2img_and_img2img_run_from_the_saved_folder(tiny_kandinsky):
     dec = KandinskyDecoder(tiny_kandinsky, torch.zeros(1, 24))
     emb = torch.randn(1, 24, generator=torch.Generator().manual_seed(1))
     steps = []
-    out = dec.decode(emb, None, DecodeSettings(steps=3, guidance=2.0, seed=0), on_step=lambda s, t: steps.append((s, t)))
+    out = dec.decode(
+        emb, None, DecodeSettings(steps=3, guidance=2.0, seed=0), on_step=lambda s, t: steps.append((s, t))
+    )
     assert out.size == (64, 64) and steps[-1] == (3, 3)
     init = Image.new("RGB", (64, 64), (200, 30, 30))
     edited = dec.decode(emb, init, DecodeSettings(steps=4, strength=0.5, seed=0))
@@ -77,23 +84,40 @@ def test_an_edit_region_keeps_the_input_latents_outside_it(tiny_kandinsky):
         assert torch.equal(find(pipe.unet, pipe.scheduler, latents, edited, source, steps=4, seed=0), region)
         other = source + 3 * torch.randn(1, 24, generator=torch.Generator().manual_seed(3))
         # the remembered unedited predictions serve only the same input: another source is predicted afresh
-        assert torch.equal(find(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0),
-                           EditRegion()(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0))
+        assert torch.equal(
+            find(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0),
+            EditRegion()(pipe.unet, pipe.scheduler, latents, edited, other, steps=4, seed=0),
+        )
     assert 0 < region.mean() < 1 and region.shape == (1, 1, *latents.shape[-2:])
-    out = pipe(image=init, image_embeds=edited, negative_image_embeds=dec.negative_embeds, strength=0.9,
-               num_inference_steps=4, height=64, width=64, output_type="latent",
-               generator=torch.Generator().manual_seed(0), callback_on_step_end=KeepOutside(region, latents, seed=0)).images
+    out = pipe(
+        image=init,
+        image_embeds=edited,
+        negative_image_embeds=dec.negative_embeds,
+        strength=0.9,
+        num_inference_steps=4,
+        height=64,
+        width=64,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=KeepOutside(region, latents, seed=0),
+    ).images
     outside, inside = (region == 0).expand_as(latents), (region == 1).expand_as(latents)
     assert torch.equal(out[outside], latents[outside])
     assert not torch.allclose(out[inside], latents[inside], atol=1e-2)
 
     settings = DecodeSettings(steps=4, strength=0.9, seed=0)
     steps = []
-    same = np.asarray(dec.decode(source, init, settings, on_step=lambda s, t: steps.append((s, t)), source_embeds=source))
+    same = np.asarray(
+        dec.decode(source, init, settings, on_step=lambda s, t: steps.append((s, t)), source_embeds=source)
+    )
     with torch.no_grad():
-        redrawn = pipe.image_processor.postprocess(pipe.movq.decode(latents, force_not_quantize=True)["sample"], "np")[0]
+        redrawn = pipe.image_processor.postprocess(pipe.movq.decode(latents, force_not_quantize=True)["sample"], "np")[
+            0
+        ]
     assert np.array_equal(same, np.asarray(pipe.image_processor.numpy_to_pil(redrawn[None])[0])) and steps == [(1, 1)]
-    whole = np.asarray(dec.decode(source, init, DecodeSettings(steps=4, strength=0.9, seed=0, region="whole"), source_embeds=source))
+    whole = np.asarray(
+        dec.decode(source, init, DecodeSettings(steps=4, strength=0.9, seed=0, region="whole"), source_embeds=source)
+    )
     assert not np.array_equal(whole, same)  # the whole image repainted, as before regions
 
 
@@ -167,8 +191,11 @@ def test_offline_download_is_one_sentence_that_says_what_to_do(tmp_path, monkeyp
     from sae.download import hub_snapshot
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(UserError, match=r"Could not download kandinsky-community/kandinsky-2-2-decoder \(about 5\.3 GB, .*"
-                                        r"network connection") as e:
+    with pytest.raises(
+        UserError,
+        match=r"Could not download kandinsky-community/kandinsky-2-2-decoder \(about 5\.3 GB, .*"
+        r"network connection",
+    ) as e:
         hub_snapshot("kandinsky-community/kandinsky-2-2-decoder", int(5.3e9), endpoint=DEAD_HUB)
     assert "\n" not in str(e.value) and ". " not in str(e.value)
 
@@ -181,8 +208,9 @@ def test_a_cached_hub_decoder_loads_offline_through_the_download_path(tiny_kandi
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     _in_hub_cache(tmp_path / "hub", "kandinsky-community/kandinsky-2-2-decoder", tiny_kandinsky)
     seen = []
-    local = hub_snapshot("kandinsky-community/kandinsky-2-2-decoder", 10, on_progress=lambda d, t: seen.append((d, t)),
-                         endpoint=DEAD_HUB)
+    local = hub_snapshot(
+        "kandinsky-community/kandinsky-2-2-decoder", 10, on_progress=lambda d, t: seen.append((d, t)), endpoint=DEAD_HUB
+    )
     assert (local / "model_index.json").is_file() and seen and seen[-1][0] == seen[-1][1] > 0
     dec = KandinskyDecoder(local, torch.zeros(1, 24))
     assert dec.decode(torch.zeros(1, 24), None, DecodeSettings(steps=2)).size == (64, 64)

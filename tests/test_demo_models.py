@@ -147,7 +147,9 @@ def test_object_latents_are_edited_on_the_patches_they_fire_on():
 
     index = FeatureIndex.load(DEMO / "sae")
     concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
-    assert [index.home_tokens(concepts[k]["latent"]) for k in ("cat", "ball", "tree", "sun", "flower")] == ["patches"] * 5
+    assert [index.home_tokens(concepts[k]["latent"]) for k in ("cat", "ball", "tree", "sun", "flower")] == [
+        "patches"
+    ] * 5
     assert index.home_tokens(concepts["hat"]["latent"]) == "all"
 
 
@@ -175,9 +177,15 @@ def test_labels_name_what_their_latents_fire_on(judge):
     assert len(agree) >= 100 and np.mean(agree) >= 0.7, (len(agree), np.mean(agree))
 
 
-@pytest.mark.parametrize(("query", "concept"), [
-    ("cat", "cat"), ("cowboy hat", "hat"), ("dog", "dog"), ("night", "night"),
-])
+@pytest.mark.parametrize(
+    ("query", "concept"),
+    [
+        ("cat", "cat"),
+        ("cowboy hat", "hat"),
+        ("dog", "dog"),
+        ("night", "night"),
+    ],
+)
 def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept):
     """The latent that best separates scenes with the concept (AUROC) is among the top 3 hits.
 
@@ -193,14 +201,21 @@ def test_search_finds_the_true_latent_in_the_top_three(held_out, query, concept)
     sae = SparseAutoencoder.load(DEMO / "sae")
     bb = load_backbone(str(DEMO / "clip"), layer=sae.metadata.layer)
     codes = image_codes(bb, sae, held_out.images)
-    truth = (held_out.background == world.BACKGROUNDS.index(concept) if concept in world.BACKGROUNDS
-             else held_out.present[:, world.KINDS.index(concept)] == 1)
+    truth = (
+        held_out.background == world.BACKGROUNDS.index(concept)
+        if concept in world.BACKGROUNDS
+        else held_out.present[:, world.KINDS.index(concept)] == 1
+    )
     auroc = np.nan_to_num(auroc_per_column(codes, truth))
     with torch.no_grad():
         q = torch.nn.functional.normalize(bb.encode_text([query]), dim=-1)[0]
     hits = search(query, q, load_directions(DEMO / "sae"), read_labels(DEMO / "sae"), top=3)
     found = max(auroc[h.latent] for h in hits)
-    assert found >= auroc.max() - 1e-3, (int(auroc.argmax()), float(auroc.max()), [(h.latent, auroc[h.latent]) for h in hits])
+    assert found >= auroc.max() - 1e-3, (
+        int(auroc.argmax()),
+        float(auroc.max()),
+        [(h.latent, auroc[h.latent]) for h in hits],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -354,8 +369,13 @@ def test_a_causal_preview_shows_the_object_its_latent_detects(judge):
     for kind in world.KINDS:
         latent = concepts[kind]["latent"]
         for seed in range(3):
-            preview = session.causal_preview(latent, PREVIEW_UNITS * float(unit[latent]),
-                                             DecodeSettings(strength=PREVIEW_STRENGTH, seed=seed),
-                                             tokens=index.home_tokens(latent))
-            seen.append(judge.predict(np.asarray(preview.convert("RGB"))[None]).present[0, world.KINDS.index(kind)] > 0.5)
+            preview = session.causal_preview(
+                latent,
+                PREVIEW_UNITS * float(unit[latent]),
+                DecodeSettings(strength=PREVIEW_STRENGTH, seed=seed),
+                tokens=index.home_tokens(latent),
+            )
+            seen.append(
+                judge.predict(np.asarray(preview.convert("RGB"))[None]).present[0, world.KINDS.index(kind)] > 0.5
+            )
     assert np.mean(seen) >= 0.6, np.mean(seen)

@@ -43,8 +43,10 @@ def test_objects_change_the_pixels_where_they_are():
 
 def test_captions_name_the_objects_and_mostly_the_colours_and_place():
     rng = np.random.default_rng(0)
-    scene = world.Scene("desert", [world.Thing("cat", "red", "large", 0.5, 0.6),
-                                   world.Thing("hat", "blue", "large", 0.52, 0.5, on="cat")])
+    scene = world.Scene(
+        "desert",
+        [world.Thing("cat", "red", "large", 0.5, 0.6), world.Thing("hat", "blue", "large", 0.52, 0.5, on="cat")],
+    )
     texts = [world.caption(scene, rng) for _ in range(200)]
     assert all("cat" in t and "cowboy hat" in t for t in texts)
     with_colour = np.mean(["red" in t and "blue cowboy hat" in t for t in texts])
@@ -58,7 +60,9 @@ def test_removal_pairs_are_one_scene_with_and_without_one_object():
     assert (lacking <= having).all()
     gone = having.sum(1) - lacking.sum(1)
     hat = world.KINDS.index("hat")
-    assert ((gone == 1) | ((gone == 2) & (having[:, hat] == 1) & (lacking[:, hat] == 0))).all()  # a wearer takes its hat
+    assert (
+        (gone == 1) | ((gone == 2) & (having[:, hat] == 1) & (lacking[:, hat] == 0))
+    ).all()  # a wearer takes its hat
     assert (gone == 2).any() and (lacking.sum(1) == 0).any()  # and a one-object scene leaves its bare background
     assert (lab.background[0::2] == lab.background[1::2]).all()
     # drawn with the same background details: the pixels differ only where the object was
@@ -71,7 +75,10 @@ def test_edit_pairs_start_from_one_scene_and_aim_at_its_pair():
 
     # latents and embeddings that name their scene: index i is filled with i (twins) or 1000 + i (removals)
     twins = torch.arange(40.0).view(-1, 1, 1, 1).expand(-1, 2, 2, 2), torch.arange(40.0).view(-1, 1).expand(-1, 3)
-    removals = (1000 + torch.arange(60.0)).view(-1, 1, 1, 1).expand(-1, 2, 2, 2), (1000 + torch.arange(60.0)).view(-1, 1).expand(-1, 3)
+    removals = (
+        (1000 + torch.arange(60.0)).view(-1, 1, 1, 1).expand(-1, 2, 2, 2),
+        (1000 + torch.arange(60.0)).view(-1, 1).expand(-1, 3),
+    )
     start, target, embeds = edit_pair_batch(twins, removals, 600, torch.Generator().manual_seed(0))
     s, t = start[:, 0, 0, 0].long(), target[:, 0, 0, 0].long()
     assert start.shape == target.shape == (600, 2, 2, 2) and embeds.shape == (600, 3)
@@ -89,8 +96,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     r = run_cli("demo", "build", "--quick", "--out", out, "--stages", "clip")
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.copytree(out / "clip", tmp_path / "untuned")
-    r = run_cli("demo", "build", "--quick", "--out", out,
-                        "--stages", "tune,judge,sae,movq,decoder,refine")
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages", "tune,judge,sae,movq,decoder,refine")
     assert r.returncode == 0, r.stderr[-2000:]
     build = json.loads((out / "build.json").read_text())
     assert set(build) == {"clip", "tune", "judge", "sae", "movq", "decoder", "refine"}
@@ -100,8 +106,13 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     from sae.demo.clip import AUX_LAYER
 
     untuned, tuned = (load_backbone(str(d)).model.state_dict() for d in (tmp_path / "untuned", out / "clip"))
-    prefix = ("visual.conv1.", "visual.ln_pre.", "visual.class_embedding", "visual.positional_embedding",
-              *(f"visual.transformer.resblocks.{i}." for i in range(AUX_LAYER)))
+    prefix = (
+        "visual.conv1.",
+        "visual.ln_pre.",
+        "visual.class_embedding",
+        "visual.positional_embedding",
+        *(f"visual.transformer.resblocks.{i}." for i in range(AUX_LAYER)),
+    )
     changed = {name: not torch.equal(w, untuned[name]) for name, w in tuned.items()}
     learnt = [name for name in changed if name.startswith(prefix)]
     assert not any(c for name, c in changed.items() if name not in learnt)
@@ -135,14 +146,23 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     assert "img2img at 0.5: objects" in (out / "README.md").read_text()
     # a retrained CLIP's decoder may start from the previous decoder's UNet
     shutil.move(out / "decoder", tmp_path / "previous")
-    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
-                "decoder", "--warm-start", tmp_path / "work")
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages", "decoder", "--warm-start", tmp_path / "work")
     assert r.returncode == 2 and "is not a decoder folder" in r.stderr
-    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
-                "decoder", "--warm-schedule", "continue")
+    r = run_cli("demo", "build", "--quick", "--out", out, "--stages", "decoder", "--warm-schedule", "continue")
     assert r.returncode == 2 and "--warm-schedule needs --warm-start" in r.stderr
-    r = run_cli("demo", "build", "--quick", "--out", out, "--stages",
-                "decoder", "--warm-start", tmp_path / "previous", "--warm-schedule", "edits")
+    r = run_cli(
+        "demo",
+        "build",
+        "--quick",
+        "--out",
+        out,
+        "--stages",
+        "decoder",
+        "--warm-start",
+        tmp_path / "previous",
+        "--warm-schedule",
+        "edits",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     from sae.demo.decoder import WARM_SCHEDULES
 
@@ -158,12 +178,22 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
 
     work = tmp_path / "work" / "quick"
     first_done = work / "warm-edits-phase-1.json"
-    stopped = train_warm(tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits",
-                         quick=True, should_stop=first_done.is_file, progress=False)
+    stopped = train_warm(
+        tmp_path / "again",
+        out / "movq",
+        out / "clip",
+        work,
+        tmp_path / "previous",
+        "edits",
+        quick=True,
+        should_stop=first_done.is_file,
+        progress=False,
+    )
     assert stopped["phase"] == 2 and not (tmp_path / "again").exists()
     first = json.loads(first_done.read_text())["figures"]
-    resumed = train_warm(tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits",
-                         quick=True, progress=False)
+    resumed = train_warm(
+        tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits", quick=True, progress=False
+    )
     assert resumed["phases"][0] == first and resumed["steps"] == 40 * len(phases)
     assert (tmp_path / "again" / "unet" / "config.json").is_file() and not first_done.exists()
     assert list((tmp_path / "work" / "quick").glob("unet-removals-2000-*.safetensors"))  # it trained on edit pairs
@@ -174,8 +204,11 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     previous = UNet2DConditionModel.from_pretrained(tmp_path / "previous" / "unet")
     warm = UNet2DConditionModel.from_pretrained(out / "decoder" / "unet")
     assert json.loads((out / "build.json").read_text())["decoder"]["warm_start"] == weights_fingerprint(previous)[:10]
-    moved = max(float((a.float() - b.float()).norm() / b.float().norm())
-                for a, b in zip(warm.state_dict().values(), previous.state_dict().values(), strict=True) if b.dim() > 1)
+    moved = max(
+        float((a.float() - b.float()).norm() / b.float().norm())
+        for a, b in zip(warm.state_dict().values(), previous.state_dict().values(), strict=True)
+        if b.dim() > 1
+    )
     assert moved < 0.2  # a few steps of fine-tuning, not a fresh start (random weights differ by ~1.4)
     # the autoencoder ships before its UNet: eval then measures it alone
     shutil.rmtree(out / "decoder")
@@ -196,20 +229,26 @@ def test_fidelity_agreement_counts_whole_label_sets():
 
         def predict(self, images):
             rows = [int(np.flatnonzero((self.data.images == im).all(axis=(1, 2, 3)))[0]) for im in images]
-            return type("Out", (), {"present": self.data.present[rows].astype(float),
-                                    "background": self.data.background[rows]})()
+            return type(
+                "Out", (), {"present": self.data.present[rows].astype(float), "background": self.data.background[rows]}
+            )()
 
     data = world_data(40, seed=11)
     judge = ByPixels(data)
     same = _agreement(judge, data.images, data.images)
     assert {k: same[k] for k in ("objects", "background", "both")} == {"objects": 1.0, "background": 1.0, "both": 1.0}
-    assert all(v["lost"] == v["gained"] == 0 and v["present"] == data.present[:, i].sum()
-               for i, v in enumerate(same["kinds"].values()))
+    assert all(
+        v["lost"] == v["gained"] == 0 and v["present"] == data.present[:, i].sum()
+        for i, v in enumerate(same["kinds"].values())
+    )
     other = _agreement(judge, data.images, data.images[::-1].copy())
     assert other["objects"] < 0.5 and other["both"] <= min(other["objects"], other["background"])
     flipped = data.present[::-1]
     for i, v in enumerate(other["kinds"].values()):  # lost: shown before and not after; gained: the reverse
-        assert v["lost"] == (data.present[:, i] & ~flipped[:, i]).sum() and v["gained"] == (~data.present[:, i] & flipped[:, i]).sum()
+        assert (
+            v["lost"] == (data.present[:, i] & ~flipped[:, i]).sum()
+            and v["gained"] == (~data.present[:, i] & flipped[:, i]).sum()
+        )
 
 
 def test_compact_checkpoint_round_trips_weights_in_fp16(tmp_path):
@@ -257,8 +296,9 @@ def test_the_warm_schedules_the_cli_offers_are_the_recipes():
 
     args = build_parser().parse_args(["demo", "build", "--warm-start", "D", "--warm-schedule", "continue"])
     assert args.warm_schedule == "continue"
-    demo = next(a for a in build_parser()._subparsers._group_actions[0].choices["demo"]._actions
-                if a.dest == "demo_command").choices["build"]
+    demo = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices["demo"]._actions if a.dest == "demo_command"
+    ).choices["build"]
     offered = next(a for a in demo._actions if a.dest == "warm_schedule").choices
     assert set(offered) == set(WARM_SCHEDULES)
     # relearning is shorter than a fresh run; continuing trains on for longer than either
@@ -289,7 +329,9 @@ def test_a_warm_start_for_a_wider_latent_keeps_all_but_the_latent_convolutions()
     kept = [k for k in after if k not in renewed]
     assert len(kept) > 100 and all(torch.equal(after[k], old[k]) for k in kept)
     # another trunk is refused, not half-loaded
-    other = UNet2DConditionModel(**{**unet_config(32, quick=True, latent_channels=16), "block_out_channels": (32, 64, 64)})
+    other = UNet2DConditionModel(
+        **{**unet_config(32, quick=True, latent_channels=16), "block_out_channels": (32, 64, 64)}
+    )
     try:
         transplant(other, old)
     except ValueError as e:

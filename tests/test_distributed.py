@@ -25,14 +25,34 @@ from sae.train import TrainConfig, Trainer
 
 STEPS = 40
 ATOL = 1e-4  # see the module docstring
-ARGS = ["--expansion", "4", "--k", "4", "--tokens", str(STEPS * 256), "--batch-size", "256", "--eval-images", "0",
-        "--device", "cpu", "--checkpoint-every", "20"]
+ARGS = [
+    "--expansion",
+    "4",
+    "--k",
+    "4",
+    "--tokens",
+    str(STEPS * 256),
+    "--batch-size",
+    "256",
+    "--eval-images",
+    "0",
+    "--device",
+    "cpu",
+    "--checkpoint-every",
+    "20",
+]
 
 
 def _torchrun(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "sae", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "sae", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:
@@ -63,8 +83,16 @@ def test_two_gloo_ranks_match_one_process(runs):
 
 def test_a_single_process_checkpoint_resumes_on_two_ranks(runs):
     root, store = runs
-    cfg = TrainConfig(acts=str(store), out=str(root / "resumed"), expansion=4, k=4, tokens=STEPS * 256, batch_size=256,
-                      device="cpu", checkpoint_every=20)
+    cfg = TrainConfig(
+        acts=str(store),
+        out=str(root / "resumed"),
+        expansion=4,
+        k=4,
+        tokens=STEPS * 256,
+        batch_size=256,
+        device="cpu",
+        checkpoint_every=20,
+    )
     trainer = Trainer(cfg, progress=False, should_stop=lambda: trainer.step >= 20)
     trainer.run()
     assert (root / "resumed" / "trainer_state.json").is_file()

@@ -155,7 +155,7 @@ def test_what_fires_lists_active_latents(quick):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert re.fullmatch(r"coverage: the SAE explains -?\d+% of this picture \(.+\)", lines[0])
-    rows = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == ["latent"]) + 1:]
+    rows = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == ["latent"]) + 1 :]
     acts = [float(line.split()[1]) for line in rows]
     assert len(rows) == 5 and acts == sorted(acts, reverse=True) and acts[0] > 0
 
@@ -179,9 +179,11 @@ def test_batch_edit_is_bit_identical_and_carries_its_preset(quick):
     pics = sorted(images.glob("*.png"))[:2]
     sha = presets.sae_sha256(sae_dir)
     sae = SparseAutoencoder.load(sae_dir)
-    preset = presets.Preset(presets.SaeIdentity(sha, sae.d_sae, sae.d_in),
-                            [Edit(3, "add", 2.0, None, "x"), Edit(9, "set", 0.0, (0, 1, 2))],
-                            DecodeSettings(steps=4, seed=3, decoder=str(root / "decoder")))
+    preset = presets.Preset(
+        presets.SaeIdentity(sha, sae.d_sae, sae.d_in),
+        [Edit(3, "add", 2.0, None, "x"), Edit(9, "set", 0.0, (0, 1, 2))],
+        DecodeSettings(steps=4, seed=3, decoder=str(root / "decoder")),
+    )
     preset.save(root / "p.json")
     for out in ("a", "b"):
         r = _cli("edit", *pics, "--preset", root / "p.json", "--sae", sae_dir, "-o", root / out)
@@ -216,23 +218,65 @@ def test_batch_edit_refuses_a_preset_for_another_sae(quick):
     root, images = quick
     p = presets.Preset(presets.SaeIdentity("0" * 64, 16, 8, "other", 1), [Edit(1, "add", 1.0)])
     p.save(root / "other.json")
-    r = _cli("edit", next(images.glob("*.png")), "--preset", root / "other.json", "--sae", root / "demo" / "sae",
-             "-o", root / "x", "--decoder", root / "decoder")
+    r = _cli(
+        "edit",
+        next(images.glob("*.png")),
+        "--preset",
+        root / "other.json",
+        "--sae",
+        root / "demo" / "sae",
+        "-o",
+        root / "x",
+        "--decoder",
+        root / "decoder",
+    )
     assert r.returncode == 2 and "made for another SAE" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_quick_edit_flags_and_bad_flag(quick):
     root, images = quick
-    r = _cli("edit", next(images.glob("*.png")), "--add", "7=3", "--sae", root / "demo" / "sae", "-o", root / "q",
-             "--decoder", root / "decoder", "--steps", "3")
+    r = _cli(
+        "edit",
+        next(images.glob("*.png")),
+        "--add",
+        "7=3",
+        "--sae",
+        root / "demo" / "sae",
+        "-o",
+        root / "q",
+        "--decoder",
+        root / "decoder",
+        "--steps",
+        "3",
+    )
     assert r.returncode == 0, r.stderr
     assert preset_in(next((root / "q").glob("*.png"))).edits[0].latent == 7
-    r = _cli("edit", next(images.glob("*.png")), "--add", "7=3", "--sae", root / "demo" / "sae", "-o", root / "d",
-             "--decoder", root / "decoder")  # no --steps and no preset: the decoder's own default
+    r = _cli(
+        "edit",
+        next(images.glob("*.png")),
+        "--add",
+        "7=3",
+        "--sae",
+        root / "demo" / "sae",
+        "-o",
+        root / "d",
+        "--decoder",
+        root / "decoder",
+    )  # no --steps and no preset: the decoder's own default
     assert r.returncode == 0, r.stderr
     assert preset_in(next((root / "d").glob("*.png"))).decoder.steps == 30
-    r = _cli("edit", next(images.glob("*.png")), "--add", "seven", "--sae", root / "demo" / "sae", "-o", root / "q",
-             "--decoder", root / "decoder")
+    r = _cli(
+        "edit",
+        next(images.glob("*.png")),
+        "--add",
+        "seven",
+        "--sae",
+        root / "demo" / "sae",
+        "-o",
+        root / "q",
+        "--decoder",
+        root / "decoder",
+    )
     assert r.returncode == 2 and "is not LATENT=VALUE" in r.stderr
     # a quick edit touches the tokens where its latent fires (the index says), or those --tokens names
     from sae.features import FeatureIndex, has_index
@@ -243,8 +287,21 @@ def test_quick_edit_flags_and_bad_flag(quick):
     patchy = next(j for j in range(len(index.count)) if index.home_tokens(j) == "patches")
     for flag, expected in (((), "patches"), (("--tokens", "class"), "class")):
         out = root / f"t-{expected}"
-        r = _cli("edit", next(images.glob("*.png")), "--add", f"{patchy}=2", *flag, "--sae", root / "demo" / "sae",
-                 "-o", out, "--decoder", root / "decoder", "--steps", "2")
+        r = _cli(
+            "edit",
+            next(images.glob("*.png")),
+            "--add",
+            f"{patchy}=2",
+            *flag,
+            "--sae",
+            root / "demo" / "sae",
+            "-o",
+            out,
+            "--decoder",
+            root / "decoder",
+            "--steps",
+            "2",
+        )
         assert r.returncode == 0, r.stderr
         assert preset_in(next(out.glob("*.png"))).edits[0].tokens == expected
 
@@ -304,8 +361,17 @@ def test_causal_preview_paints_the_latent_alone_and_leaves_the_image(quick):
     strong = np.asarray(s.causal_preview(latent, 50.0, settings))
     assert not np.array_equal(strong, plain)
     assert torch.equal(s.current.embedding, before)
-    r = _cli("features", "--sae", root / "demo" / "sae", "--preview", latent, "--decoder", root / "decoder",
-             "-o", root / "prev" / "p.png")
+    r = _cli(
+        "features",
+        "--sae",
+        root / "demo" / "sae",
+        "--preview",
+        latent,
+        "--decoder",
+        root / "decoder",
+        "-o",
+        root / "prev" / "p.png",
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(root / "prev" / "p.png").size == (64, 64)
     r = _cli("features", "--sae", root / "demo" / "sae", "--preview", 10**6, "--decoder", root / "decoder")

@@ -30,8 +30,14 @@ def quick_models(quick_demo, tmp_path_factory):
     from sae.demo.supplies import demo_vocabulary
     from sae.labels import label_sae
 
-    label_sae(root / "demo" / "sae", split, sae, index.max.clamp_min(1e-3), to_pixels(world_data(8, seed=5).images),
-              demo_vocabulary())
+    label_sae(
+        root / "demo" / "sae",
+        split,
+        sae,
+        index.max.clamp_min(1e-3),
+        to_pixels(world_data(8, seed=5).images),
+        demo_vocabulary(),
+    )
     return root, images
 
 
@@ -105,8 +111,23 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
     preset.decoder.decoder = str(root / "decoder")
     preset.save(tmp_path / "p.json")
     gui = np.asarray(window.result)
-    assert main(["edit", str(pics[1]), "--preset", str(tmp_path / "p.json"), "--sae", str(root / "demo" / "sae"),
-                 "--model", str(root / "demo" / "clip"), "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(pics[1]),
+                "--preset",
+                str(tmp_path / "p.json"),
+                "--sae",
+                str(root / "demo" / "sae"),
+                "--model",
+                str(root / "demo" / "clip"),
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     cli = np.asarray(Image.open(tmp_path / "out" / pics[1].name).convert("RGB"))
     assert np.array_equal(gui, cli)
 
@@ -143,7 +164,9 @@ def test_a_slider_edits_the_tokens_its_feature_fires_on(window, qtbot, quick_mod
 def _drop(window, path):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
 
 
@@ -187,8 +210,10 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     assert torch.allclose(torch.tensor(grid), patches, rtol=1e-5)
     assert max(max(r) for r in grid) <= firing.activation + 1e-5
     assert window.canvas.heatmap_whole == pytest.approx(window.model.current_activation(firing.latent))
-    qtbot.waitUntil(lambda: window.features.causal.pixmap() is not None and not window.features.causal.pixmap().isNull(),
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: window.features.causal.pixmap() is not None and not window.features.causal.pixmap().isNull(),
+        timeout=30_000,
+    )
     assert f"#{firing.latent} on its own" in window.features.causal_title.text()
 
 
@@ -326,7 +351,9 @@ def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_model
         window.add_slider(f.latent)
     shown, shown_stale = [], []
     window.scheduler.finished.connect(lambda job, _im: shown.append(job))
-    window.scheduler.finished.connect(lambda job, _im: shown_stale.append(job) if job != window.scheduler.latest else None)
+    window.scheduler.finished.connect(
+        lambda job, _im: shown_stale.append(job) if job != window.scheduler.latest else None
+    )
     rng = np.random.default_rng(0)
     baseline = None
     switches = 0
@@ -411,7 +438,10 @@ def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window
     before = window.model.session.decoder
     window._last_error = ""
     window.switcher.choose_decoder("kandinsky-2.2")
-    assert window.switcher.download_dialog is not None and "Downloading the kandinsky-2.2 decoder" in window.switcher.download_dialog.labelText()
+    assert (
+        window.switcher.download_dialog is not None
+        and "Downloading the kandinsky-2.2 decoder" in window.switcher.download_dialog.labelText()
+    )
     qtbot.waitUntil(lambda: window._last_error != "", timeout=60_000)
     assert "Could not download kandinsky-community/kandinsky-2-2-decoder" in window._last_error
     assert "network connection" in window._last_error

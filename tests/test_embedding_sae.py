@@ -25,8 +25,21 @@ def embedding_sae(tiny_clip, tmp_path_factory):
     images = write_images(root / "images", 40)
     r = run_cli("extract", "--model", tiny_clip, "--images", images, "--out", root / "acts", "--layer", "embedding")
     assert r.returncode == 0, r.stderr
-    r = run_cli("train", "--acts", root / "acts", "--out", root / "sae", "--expansion", "4",
-                "--k", "4", "--tokens", "8000", "--batch-size", "16")
+    r = run_cli(
+        "train",
+        "--acts",
+        root / "acts",
+        "--out",
+        root / "sae",
+        "--expansion",
+        "4",
+        "--k",
+        "4",
+        "--tokens",
+        "8000",
+        "--batch-size",
+        "16",
+    )
     assert r.returncode == 0, r.stderr
     return root, images
 
@@ -68,8 +81,13 @@ def test_session_edits_the_embedding_directly_and_drives_a_kandinsky_decoder(emb
     sae = SparseAutoencoder.load(root / "sae")
     bb = load_backbone(str(tiny_clip))  # the session moves it to the SAE's split point
     torch.manual_seed(0)
-    save_pipeline(tmp_path / "dec", UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
-                  VQModel(**movq_config(quick=True)), DDIMScheduler(**scheduler_config()), torch.zeros(bb.embed_dim))
+    save_pipeline(
+        tmp_path / "dec",
+        UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+        VQModel(**movq_config(quick=True)),
+        DDIMScheduler(**scheduler_config()),
+        torch.zeros(bb.embed_dim),
+    )
     s = Session(bb, sae, load_decoder(str(tmp_path / "dec"), bb))
     assert s.backbone.is_embedding
     image = Image.open(next(images.rglob("*.png")))

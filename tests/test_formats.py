@@ -109,7 +109,9 @@ def test_unmappable_folder_names_and_other_coders_get_one_sentence(tmp_path):
     assert load_sparsify(tmp_path / "my_sae", layer=2).metadata.layer == 2
     r = run_cli("import", tmp_path / "my_sae", "-o", tmp_path / "p")
     assert r.returncode == 2 and "Cannot tell which layer" in r.stderr and "Traceback" not in r.stderr
-    sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2, transcode=True)).save_to_disk(tmp_path / "layers.1")
+    sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2, transcode=True)).save_to_disk(
+        tmp_path / "layers.1"
+    )
     with pytest.raises(UserError, match="transcoder"):
         load_sparsify(tmp_path / "layers.1")
 

@@ -142,8 +142,12 @@ def test_the_cli_exits_non_zero_with_the_sentence(tmp_path, capsys, case):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(head=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP", b"BM"]),
-       body=st.binary(max_size=300))
+@given(
+    head=st.sampled_from(
+        [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP", b"BM"]
+    ),
+    body=st.binary(max_size=300),
+)
 def test_any_bytes_open_or_give_a_user_error(tmp_path, head, body):
     p = tmp_path / "fuzz.png"
     p.write_bytes(head + body)

@@ -88,13 +88,16 @@ def test_presets_keep_induced_sliders_and_stay_version_1_without_them(tmp_path):
     assert _preset([Edit(5, "add", 2.0)], region="edited").to_json()["version"] == 3
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda e: e.update(mode="scale"), "only add"),
-    (lambda e: e["slider"]["weights"].append([64, 1.0]), "names latent 64"),
-    (lambda e: e["slider"]["weights"].append([2, 1e9]), "outside the allowed"),
-    (lambda e: e["slider"].update(weights=[]), "weights"),
-    (lambda e: e.update(latent=4), "edits/0"),  # a latent and a slider at once
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda e: e.update(mode="scale"), "only add"),
+        (lambda e: e["slider"]["weights"].append([64, 1.0]), "names latent 64"),
+        (lambda e: e["slider"]["weights"].append([2, 1e9]), "outside the allowed"),
+        (lambda e: e["slider"].update(weights=[]), "weights"),
+        (lambda e: e.update(latent=4), "edits/0"),  # a latent and a slider at once
+    ],
+)
 def test_bad_induced_sliders_in_presets_are_one_sentence(mutate, message):
     d = _preset([InducedSlider("s", ((3, 0.5),)).edit(1.0)]).to_json()
     mutate(d["edits"][0])
@@ -137,8 +140,20 @@ def test_cli_induces_a_slider_from_example_folders_that_edit_can_replay(tmp_path
             if any(t.kind == "cat" for t in scene.things) == cat:
                 Image.fromarray(world.render(scene, i)).save(tmp_path / name / f"{i}.png")
                 i += 1
-    code = main(["induce", str(tmp_path / "cats"), "--negatives", str(tmp_path / "others"), "--name", "cat",
-                 "--value", "2", "-o", str(tmp_path / "cat.json")])
+    code = main(
+        [
+            "induce",
+            str(tmp_path / "cats"),
+            "--negatives",
+            str(tmp_path / "others"),
+            "--name",
+            "cat",
+            "--value",
+            "2",
+            "-o",
+            str(tmp_path / "cat.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "slider 'cat' =" in out
     p = presets.load(tmp_path / "cat.json")

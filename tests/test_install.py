@@ -41,8 +41,11 @@ def installed(tmp_path_factory) -> Path:
     site-packages through a path file (its own path files, among them the editable install's
     finder, are not read from there)."""
     root = tmp_path_factory.mktemp("install")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(ROOT)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     wheel = next((root / "dist").glob("sae_studio-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -51,11 +54,18 @@ def installed(tmp_path_factory) -> Path:
     assert any(n.startswith("sae_studio_assets/samples/") for n in names)
     venv.create(root / "env", with_pip=False)
     env_python = root / "env" / "bin" / "python"
-    site = subprocess.run([str(env_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(env_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(env_python), "install", "--no-deps", "-q", str(wheel)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(env_python), "install", "--no-deps", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return root
 
@@ -66,8 +76,14 @@ def _env() -> dict:
 
 
 def test_the_installed_editor_opens_on_its_shipped_default_and_paints(installed, tmp_path):
-    r = subprocess.run([str(installed / "env" / "bin" / "python"), "-c", EDITOR, str(tmp_path / "s.ini")],
-                       capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=900)
+    r = subprocess.run(
+        [str(installed / "env" / "bin" / "python"), "-c", EDITOR, str(tmp_path / "s.ini")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     package, editor, sae_folder, size = r.stdout.split(maxsplit=3)
     site = str(installed / "env")
@@ -81,8 +97,14 @@ def test_the_installed_command_edits_a_sample_and_writes_nothing_into_the_packag
     sample = installed / "env" / "lib"
     sample = next(sample.rglob("sae_studio_assets/samples/cat-on-grass.png"))
     script = installed / "env" / "bin" / "sae-studio"
-    r = subprocess.run([str(script), "edit", str(sample), "--add", "3=2", "-o", str(tmp_path / "out")],
-                       capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=900)
+    r = subprocess.run(
+        [str(script), "edit", str(sample), "--add", "3=2", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     edited = Image.open(tmp_path / "out" / "cat-on-grass.png")
     assert edited.size == Image.open(sample).size

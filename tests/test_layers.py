@@ -21,6 +21,7 @@ def _modules() -> dict[str, Path]:
 
 def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     """Each module's project imports, at module level and in function bodies alike."""
+
     def owner(target: str) -> str | None:
         while target and target not in mods:
             target = target.rpartition(".")[0]
@@ -41,9 +42,15 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
 def test_no_library_module_imports_the_demo_or_the_editor():
     edges = _imports(_modules())
     entry = {"sae.cli", "sae.__main__"}
-    wrong = [f"{m} imports {o}" for m, outs in edges.items() for o in outs
-             if m.startswith("sae") and not m.startswith("sae.demo") and m not in entry
-             and (o.startswith("sae.demo") or o.startswith("editor"))]
+    wrong = [
+        f"{m} imports {o}"
+        for m, outs in edges.items()
+        for o in outs
+        if m.startswith("sae")
+        and not m.startswith("sae.demo")
+        and m not in entry
+        and (o.startswith("sae.demo") or o.startswith("editor"))
+    ]
     assert wrong == []
 
 
@@ -56,7 +63,7 @@ def test_no_import_circles():
         state[m] = 1
         for o in sorted(edges[m]):
             if state.get(o) == 1:
-                circles.append(" -> ".join(path[path.index(o):] + [o]))
+                circles.append(" -> ".join(path[path.index(o) :] + [o]))
             elif o not in state:
                 visit(o, path + [o])
         state[m] = 2

@@ -97,8 +97,10 @@ def test_pickle_only_folder_is_refused_without_reading_it(tmp_path):
 def test_shape_mismatch_and_corrupt_weights_are_one_sentence(tmp_path):
     sae, _ = _trained_like("topk")
     sae.save(tmp_path / "sae")
-    save_file({"W_enc": torch.zeros(3, 3), "b_enc": torch.zeros(3), "W_dec": torch.zeros(3, 3), "b_dec": torch.zeros(3)},
-              str(tmp_path / "sae" / "sae_weights.safetensors"))
+    save_file(
+        {"W_enc": torch.zeros(3, 3), "b_enc": torch.zeros(3), "W_dec": torch.zeros(3, 3), "b_dec": torch.zeros(3)},
+        str(tmp_path / "sae" / "sae_weights.safetensors"),
+    )
     with pytest.raises(UserError, match="do not belong together"):
         SparseAutoencoder.load(tmp_path / "sae")
     (tmp_path / "sae" / "sae_weights.safetensors").write_bytes(b"garbage")

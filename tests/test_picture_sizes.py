@@ -56,8 +56,11 @@ def decoders(tmp_path_factory) -> dict[str, str]:
 
     width = load_backbone(str(DEMO / "clip")).embed_dim
     root = tmp_path_factory.mktemp("decoders")
-    return {"demo": "demo", "kandinsky": str(save_tiny_kandinsky(root / "kandinsky", width)),
-            "unclip": str(save_tiny_unclip(root / "unclip", width))}
+    return {
+        "demo": "demo",
+        "kandinsky": str(save_tiny_kandinsky(root / "kandinsky", width)),
+        "unclip": str(save_tiny_unclip(root / "unclip", width)),
+    }
 
 
 def test_the_size_policy_keeps_aspect_and_area_and_rounds_to_the_multiple():
@@ -98,14 +101,18 @@ def test_each_decoder_paints_the_working_canvas_itself_not_its_transpose(decoder
 
     painted = []
     to_picture = sizes.Canvas.to_picture
-    monkeypatch.setattr(sizes.Canvas, "to_picture", lambda self, image, *a: painted.append(
-        (image.size, self.working)) or to_picture(self, image, *a))
+    monkeypatch.setattr(
+        sizes.Canvas,
+        "to_picture",
+        lambda self, image, *a: painted.append((image.size, self.working)) or to_picture(self, image, *a),
+    )
     backbone = default_session(decoder=False).backbone
     dec = load_decoder(decoders[decoder], backbone)
     emb, picture = torch.randn(1, backbone.embed_dim), _photo(451, 300, 9)
     for region, strength in (("edited", 0.5), ("whole", 0.5), ("whole", 1.0)):
-        out = dec.decode(emb, picture, DecodeSettings(steps=2, strength=strength, region=region),
-                         source_embeds=torch.zeros_like(emb))
+        out = dec.decode(
+            emb, picture, DecodeSettings(steps=2, strength=strength, region=region), source_embeds=torch.zeros_like(emb)
+        )
         assert out.size == (451, 300)
     assert painted and all(size == working and size[0] > size[1] for size, working in painted)
 
@@ -113,8 +120,7 @@ def test_each_decoder_paints_the_working_canvas_itself_not_its_transpose(decoder
 @pytest.mark.parametrize("decoder", ["demo", "kandinsky", "unclip"])
 def test_sae_studio_edit_keeps_every_picture_at_its_size(decoder, decoders, photos, tmp_path, capsys):
     paths = [p for p, _ in photos]
-    code = main(["edit", *paths, "--add", "0=1.0", "--decoder", decoders[decoder], "--steps", "2",
-                 "-o", str(tmp_path)])
+    code = main(["edit", *paths, "--add", "0=1.0", "--decoder", decoders[decoder], "--steps", "2", "-o", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err and "RuntimeError" not in captured.err and "skipping" not in captured.err
@@ -151,16 +157,17 @@ def test_the_brush_on_a_landscape_picture_repaints_there_and_only_there():
     assert view.patch_at(16, 0) == 0 and view.patch_at(15, 0) is None  # the crop's edge
     left, top, right, bottom = view.cell(0)
     latent = int(session.fires(1)[0].latent)
-    edited = np.asarray(session.render([Edit(latent, "add", 40.0, (0,))], DecodeSettings(steps=8, strength=0.9)),
-                        dtype=np.int16)
+    edited = np.asarray(
+        session.render([Edit(latent, "add", 40.0, (0,))], DecodeSettings(steps=8, strength=0.9)), dtype=np.int16
+    )
     original = np.asarray(picture, dtype=np.int16)
     assert edited.shape == original.shape
     changed = np.abs(edited - original).sum(-1) > 0
-    assert changed[int(top):int(bottom), int(left):int(right)].mean() > 0.5  # most of the patch is repainted
+    assert changed[int(top) : int(bottom), int(left) : int(right)].mean() > 0.5  # most of the patch is repainted
     # the region is the brushed patch's latent cells grown by one cell, blended over about one more
     # (a latent cell of the 80x48 canvas is 4.8 x 5.3 picture pixels)
     near = np.zeros_like(changed)
-    near[: int(bottom) + 16, max(0, int(left) - 12): int(right) + 12] = True
+    near[: int(bottom) + 16, max(0, int(left) - 12) : int(right) + 12] = True
     assert changed[near].any() and not changed[~near].any()
 
 
@@ -193,8 +200,9 @@ def test_the_editor_edits_every_picture_at_its_size(decoder, decoders, qtbot, ph
     for path, size in photos:
         window.result = None
         window.open_image(path)
-        qtbot.waitUntil(lambda: not window.loading_image and window.result is not None and window.scheduler.wait(1),
-                        timeout=60_000)
+        qtbot.waitUntil(
+            lambda: not window.loading_image and window.result is not None and window.scheduler.wait(1), timeout=60_000
+        )
         assert window.result.size == size and getattr(window, "_last_error", None) is None, path
         assert window.features.coverage.text().startswith("The SAE explains ")
         assert PHOTO_NOTE in window.features.coverage.text()  # photographs, to the cartoon-world demo

@@ -18,8 +18,12 @@ SHA = "ab" * 32
 
 
 def _preset(**kw) -> Preset:
-    return Preset(SaeIdentity(SHA, 64, 16, "tiny", 3), [Edit(5, "add", 2.0, None, "cat"), Edit(7, "set", 0.0, (1, 2), "hat")],
-                  DecodeSettings(seed=4), **kw)
+    return Preset(
+        SaeIdentity(SHA, 64, 16, "tiny", 3),
+        [Edit(5, "add", 2.0, None, "cat"), Edit(7, "set", 0.0, (1, 2), "hat")],
+        DecodeSettings(seed=4),
+        **kw,
+    )
 
 
 def test_round_trip(tmp_path):
@@ -54,18 +58,21 @@ def test_presets_keep_which_tokens_an_edit_touches():
         presets.parse(json.dumps(d))
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.update(version=99), "newer sae-studio"),
-    (lambda d: d.update(format="other"), "not a valid preset"),
-    (lambda d: d["edits"][0].update(value="big"), "not a valid preset: at edits/0/value"),
-    (lambda d: d["edits"][0].update(latent=64), "names latent 64, but its SAE has 64"),
-    (lambda d: d["edits"][0].update(value=1e9), "outside the allowed"),
-    (lambda d: d["edits"][0].update(mode="boost"), "edits/0/mode"),
-    (lambda d: d.update(edits=[d["edits"][0]] * 1000), "edits"),
-    (lambda d: d["sae"].update(sha256="zz"), "sae/sha256"),
-    (lambda d: d["decoder"].update(region="everywhere"), "decoder/region"),
-    (lambda d: d["edits"][0].update(tokens="cls"), "edits/0/tokens"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(version=99), "newer sae-studio"),
+        (lambda d: d.update(format="other"), "not a valid preset"),
+        (lambda d: d["edits"][0].update(value="big"), "not a valid preset: at edits/0/value"),
+        (lambda d: d["edits"][0].update(latent=64), "names latent 64, but its SAE has 64"),
+        (lambda d: d["edits"][0].update(value=1e9), "outside the allowed"),
+        (lambda d: d["edits"][0].update(mode="boost"), "edits/0/mode"),
+        (lambda d: d.update(edits=[d["edits"][0]] * 1000), "edits"),
+        (lambda d: d["sae"].update(sha256="zz"), "sae/sha256"),
+        (lambda d: d["decoder"].update(region="everywhere"), "decoder/region"),
+        (lambda d: d["edits"][0].update(tokens="cls"), "edits/0/tokens"),
+    ],
+)
 def test_bad_presets_are_refused_with_one_sentence(mutate, message):
     d = _preset().to_json()
     mutate(d)
@@ -82,13 +89,20 @@ def test_nan_infinity_and_truncation_are_refused():
 
 
 def test_preset_for_another_sae_names_both():
-    with pytest.raises(UserError, match=r"made for another SAE \(64 latents on tiny, layer 3.*not the loaded one \(128"):
+    with pytest.raises(
+        UserError, match=r"made for another SAE \(64 latents on tiny, layer 3.*not the loaded one \(128"
+    ):
         presets.check_for(_preset(), "cd" * 32, 128)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_parser_never_fails_other_than_with_a_user_error(value):
     try:
         text = json.dumps(value)

@@ -48,7 +48,7 @@ def test_set_to_zero_removes_the_latents_contribution(split):
         f = sae.encode(resid)
         latent = int(f.sum(0).argmax())
         edited = steer_residual(resid, sae, code, [Edit(latent, "set", 0.0)])
-        assert torch.allclose(edited, resid - f[:, latent:latent + 1] * sae.W_dec[latent], atol=1e-5)
+        assert torch.allclose(edited, resid - f[:, latent : latent + 1] * sae.W_dec[latent], atol=1e-5)
 
 
 def test_mask_limits_the_edit_to_the_painted_patches(split):
@@ -61,7 +61,7 @@ def test_mask_limits_the_edit_to_the_painted_patches(split):
 
 def test_edits_stack_in_order():
     code = torch.tensor([[0.0, 2.0], [0.0, 4.0]])
-    (old, new), = edited_columns(code, [Edit(1, "scale", 0.5), Edit(1, "add", 1.0)], 2).values()
+    ((old, new),) = edited_columns(code, [Edit(1, "scale", 0.5), Edit(1, "add", 1.0)], 2).values()
     assert new.tolist() == [2.0, 3.0] and old.tolist() == [2.0, 4.0]
 
 
@@ -79,8 +79,10 @@ def test_tokens_choose_the_class_token_or_the_patches(split):
     _bb, sae, resid = split
     with torch.no_grad():
         code = sae.encode_sparse(resid)
-        on = {t: ((steer_residual(resid, sae, code, [Edit(2, "add", 1.0, tokens=t)]) - resid).abs().sum(1) > 0).tolist()
-              for t in ("all", "patches", "class")}
+        on = {
+            t: ((steer_residual(resid, sae, code, [Edit(2, "add", 1.0, tokens=t)]) - resid).abs().sum(1) > 0).tolist()
+            for t in ("all", "patches", "class")
+        }
     n = resid.shape[0]
     assert on["all"] == [True] * n
     assert on["patches"] == [False] + [True] * (n - 1)

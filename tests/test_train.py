@@ -32,8 +32,9 @@ def store(tmp_path) -> Path:
 
 
 def test_topk_training_recovers_sparse_structure(store, tmp_path):
-    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=300_000,
-                      batch_size=256, lr=2e-3)
+    cfg = TrainConfig(
+        acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=300_000, batch_size=256, lr=2e-3
+    )
     model = Trainer(cfg, progress=False).run()
     m = model.metadata.metrics
     assert m["fvu"] < 0.15 and m["l0"] <= 4 and m["dead_fraction"] < 0.5
@@ -45,8 +46,9 @@ def test_topk_training_recovers_sparse_structure(store, tmp_path):
 def test_auxk_revives_latents_that_are_negative_on_every_token(store, tmp_path):
     """A latent whose pre-activation is below zero on every token never wins the top k; AuxK's
     gradient goes straight through its ReLU, so it learns to fire again."""
-    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=150_000,
-                      batch_size=256, lr=2e-3)
+    cfg = TrainConfig(
+        acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, tokens=150_000, batch_size=256, lr=2e-3
+    )
     trainer = Trainer(cfg, progress=False)
     killed = torch.arange(0, trainer.model.d_sae, 4)  # a quarter of the latents
     with torch.no_grad():
@@ -64,8 +66,16 @@ def test_prune_below_drops_the_latents_that_hardly_fire(store, tmp_path):
     from sae.activations import ActivationStore
     from sae.evaluate import firing_rates
 
-    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=8, k=4, tokens=150_000,
-                      batch_size=256, lr=2e-3, prune_below=3e-3)
+    cfg = TrainConfig(
+        acts=str(store),
+        out=str(tmp_path / "sae"),
+        expansion=8,
+        k=4,
+        tokens=150_000,
+        batch_size=256,
+        lr=2e-3,
+        prune_below=3e-3,
+    )
     full = Trainer(dataclasses.replace(cfg, out=str(tmp_path / "full"), prune_below=0.0), progress=False).run()
     before = firing_rates(full, ActivationStore(store))
     Trainer(cfg, progress=False).run()
@@ -83,17 +93,44 @@ def test_prune_below_drops_the_latents_that_hardly_fire(store, tmp_path):
 
 
 def test_relu_training_learns(store, tmp_path):
-    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), arch="relu", expansion=4, l1=0.5,
-                      tokens=200_000, batch_size=256, lr=2e-3)
+    cfg = TrainConfig(
+        acts=str(store),
+        out=str(tmp_path / "sae"),
+        arch="relu",
+        expansion=4,
+        l1=0.5,
+        tokens=200_000,
+        batch_size=256,
+        lr=2e-3,
+    )
     model = Trainer(cfg, progress=False).run()
     assert model.metadata.metrics["fvu"] < 0.5
     assert model.metadata.metrics["l0"] < 64
 
 
 def _train_args(store: Path, out: Path) -> list[str]:
-    return [*CLI, "train", "--acts", str(store), "--out", str(out), "--expansion", "4", "--k", "4",
-            "--tokens", "200000", "--batch-size", "128", "--checkpoint-every", "7", "--seed", "5",
-            "--eval-images", "0"]
+    return [
+        *CLI,
+        "train",
+        "--acts",
+        str(store),
+        "--out",
+        str(out),
+        "--expansion",
+        "4",
+        "--k",
+        "4",
+        "--tokens",
+        "200000",
+        "--batch-size",
+        "128",
+        "--checkpoint-every",
+        "7",
+        "--seed",
+        "5",
+        "--eval-images",
+        "0",
+    ]
 
 
 def test_kill_9_then_resume_ends_bit_identical(store, tmp_path):
@@ -112,8 +149,9 @@ def test_kill_9_then_resume_ends_bit_identical(store, tmp_path):
     rng = np.random.default_rng(0)
     kills = 0
     for target in (100, 600, 1200):
-        proc = subprocess.Popen(args + (["--resume"] if kills else []), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args + (["--resume"] if kills else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         while proc.poll() is None and step() < target:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.05))  # land anywhere, also inside a checkpoint write
@@ -131,8 +169,9 @@ def test_kill_9_then_resume_ends_bit_identical(store, tmp_path):
 
 
 def test_existing_run_needs_resume_and_same_settings(store, tmp_path):
-    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=2, k=4, tokens=20_000,
-                      batch_size=128, checkpoint_every=10)
+    cfg = TrainConfig(
+        acts=str(store), out=str(tmp_path / "sae"), expansion=2, k=4, tokens=20_000, batch_size=128, checkpoint_every=10
+    )
     trainer = Trainer(cfg, progress=False, should_stop=lambda: True)
     trainer.run()  # stops (and checkpoints) after one step, like a GUI cancel
     with pytest.raises(UserError, match="pass --resume"):
@@ -150,8 +189,22 @@ def test_damaged_training_state_is_one_sentence(store, tmp_path):
     cfg = TrainConfig(acts=str(store), out=str(out), expansion=2, k=4, tokens=20_000, batch_size=128)
     Trainer(cfg, progress=False, should_stop=lambda: True).run()
     (out / "trainer_state.safetensors").write_bytes(b"half a file")
-    r = run_cli("train", "--acts", store, "--out", out, "--expansion", "2", "--k", "4",
-                "--tokens", "20000", "--batch-size", "128", "--resume")
+    r = run_cli(
+        "train",
+        "--acts",
+        store,
+        "--out",
+        out,
+        "--expansion",
+        "2",
+        "--k",
+        "4",
+        "--tokens",
+        "20000",
+        "--batch-size",
+        "128",
+        "--resume",
+    )
     assert r.returncode == 2
     assert "is damaged" in r.stderr and "Traceback" not in r.stderr
 
@@ -166,8 +219,21 @@ def test_not_an_activations_folder_is_one_sentence(tmp_path):
 def test_cli_end_to_end_on_a_tiny_vit_reports_splice_cosine(tiny_clip, image_dir, tmp_path):
     bb = load_backbone(str(tiny_clip))
     extract(bb, image_dir, tmp_path / "acts", progress=False)
-    r = run_cli("train", "--acts", tmp_path / "acts", "--out", tmp_path / "sae",
-                "--expansion", "4", "--k", "8", "--tokens", "30000", "--batch-size", "64")
+    r = run_cli(
+        "train",
+        "--acts",
+        tmp_path / "acts",
+        "--out",
+        tmp_path / "sae",
+        "--expansion",
+        "4",
+        "--k",
+        "8",
+        "--tokens",
+        "30000",
+        "--batch-size",
+        "64",
+    )
     assert r.returncode == 0, r.stderr
     sae = SparseAutoencoder.load(tmp_path / "sae")
     assert sae.metadata.backbone == bb.model_id and sae.metadata.layer == bb.layer

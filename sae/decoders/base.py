@@ -28,5 +28,6 @@ class Decoder(Protocol):
         settings: DecodeSettings,
         on_step: Callable[[int, int], None] | None = None,
         source_embeds: torch.Tensor | None = None,  # the unedited embedding, for settings.region == "edited"
-        within: torch.Tensor | None = None,  # [h, w] 0/1 brushed area over the picture: with a region, repaint only there
+        within: torch.Tensor
+        | None = None,  # [h, w] 0/1 brushed area over the picture: with a region, repaint only there
     ) -> Image.Image: ...

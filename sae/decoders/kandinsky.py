@@ -72,18 +72,34 @@ class KandinskyDecoder:
         return self._run(image_embeds.reshape(1, -1), images, settings, on_step, sources, within)[0]
 
     @torch.no_grad()
-    def decode_many(self, image_embeds: torch.Tensor, init_images: list[Image.Image] | None,
-                    settings: DecodeSettings, source_embeds: torch.Tensor | None = None) -> list[Image.Image]:
+    def decode_many(
+        self,
+        image_embeds: torch.Tensor,
+        init_images: list[Image.Image] | None,
+        settings: DecodeSettings,
+        source_embeds: torch.Tensor | None = None,
+    ) -> list[Image.Image]:
         """One batched call for many embeddings (and init images of one size): what batch
         evaluation uses. Each image gets the generator of ``settings.seed``'s stream in turn."""
         n = len(image_embeds)
-        return self._run(image_embeds.reshape(n, -1), init_images, settings, None,
-                         None if source_embeds is None else source_embeds.reshape(n, -1))
+        return self._run(
+            image_embeds.reshape(n, -1),
+            init_images,
+            settings,
+            None,
+            None if source_embeds is None else source_embeds.reshape(n, -1),
+        )
 
     @torch.no_grad()
-    def _run(self, embeds: torch.Tensor, init_images: list[Image.Image] | None, settings: DecodeSettings,
-             on_step: Callable[[int, int], None] | None, sources: torch.Tensor | None,
-             within: torch.Tensor | None = None) -> list[Image.Image]:
+    def _run(
+        self,
+        embeds: torch.Tensor,
+        init_images: list[Image.Image] | None,
+        settings: DecodeSettings,
+        on_step: Callable[[int, int], None] | None,
+        sources: torch.Tensor | None,
+        within: torch.Tensor | None = None,
+    ) -> list[Image.Image]:
         """Decode ``embeds`` [n, e]: from noise without init images; else img2img from them, over
         the whole image or (``settings.region == "edited"`` with the unedited ``sources``) only where
         the edit changes the decoder's prediction, or only ``within`` a brushed area if given
@@ -94,13 +110,16 @@ class KandinskyDecoder:
         common = dict(
             image_embeds=embeds.to(self.dtype),
             negative_image_embeds=self.negative_embeds.to(self.dtype).expand(n, -1),
-            num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            generator=generator,
             output_type="pil",
         )
         if init_images is None:
             side = self.sizes.native
-            return self.text2img(height=side, width=side, callback_on_step_end=_progress(on_step, settings.steps),
-                                 **common).images
+            return self.text2img(
+                height=side, width=side, callback_on_step_end=_progress(on_step, settings.steps), **common
+            ).images
         pictures = [im.convert("RGB") for im in init_images]
         canvas = self.sizes.canvas(*pictures[0].size)
         images = [canvas.to_working(im) for im in pictures]
@@ -109,18 +128,26 @@ class KandinskyDecoder:
             painted, region = self._repaint_region(embeds, sources, images, canvas, settings, on_step, common, within)
             return [canvas.to_picture(p, im, r) for p, im, r in zip(painted, pictures, region, strict=True)]
         if settings.strength >= 1.0:  # nothing of the input survives: plain generation at its size
-            painted = self.text2img(height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps),
-                                    **common).images
+            painted = self.text2img(
+                height=h, width=w, callback_on_step_end=_progress(on_step, settings.steps), **common
+            ).images
         else:
             # height and width None: the images are at the working size already, and diffusers'
             # Kandinsky 2.2 img2img hands (width, height) to a preprocess that takes (height, width)
             total = max(1, int(settings.steps * settings.strength))
-            painted = self.img2img(image=images, strength=settings.strength, height=None, width=None,
-                                   callback_on_step_end=_progress(on_step, total), **common).images
+            painted = self.img2img(
+                image=images,
+                strength=settings.strength,
+                height=None,
+                width=None,
+                callback_on_step_end=_progress(on_step, total),
+                **common,
+            ).images
         return [canvas.to_picture(p, im) for p, im in zip(painted, pictures, strict=True)]
 
-    def _repaint_region(self, embeds, sources, images, canvas: Canvas, settings, on_step, common,
-                        within=None) -> tuple[list[Image.Image], torch.Tensor]:
+    def _repaint_region(
+        self, embeds, sources, images, canvas: Canvas, settings, on_step, common, within=None
+    ) -> tuple[list[Image.Image], torch.Tensor]:
         """Img2img only where the edit acts (or ``within`` the brushed area); the painted images
         at the working size and their regions [B, h, w] over the working frame (all zero for no
         edit: then the painted images are the autoencoder's redrawing of the inputs)."""
@@ -131,8 +158,15 @@ class KandinskyDecoder:
             area = canvas.to_latents(within, tuple(latents.shape[-2:]))
             region = grow(area[None, None]).to(latents).expand(len(latents), -1, -1, -1)
         else:
-            region = self.edit_region(pipe.unet, pipe.scheduler, latents, embeds.to(latents), sources.to(latents),
-                                      settings.steps, settings.seed + REGION_SEED)
+            region = self.edit_region(
+                pipe.unet,
+                pipe.scheduler,
+                latents,
+                embeds.to(latents),
+                sources.to(latents),
+                settings.steps,
+                settings.seed + REGION_SEED,
+            )
         if not region.any():  # no edit: the input as the autoencoder redraws it, without a UNet step
             if on_step is not None:
                 on_step(1, 1)
@@ -144,8 +178,9 @@ class KandinskyDecoder:
         def step_end(p, step, timestep, kwargs):
             return progress(p, step, timestep, keep(p, step, timestep, kwargs))
 
-        painted = pipe(image=images, strength=settings.strength, height=None, width=None, callback_on_step_end=step_end,
-                       **common).images
+        painted = pipe(
+            image=images, strength=settings.strength, height=None, width=None, callback_on_step_end=step_end, **common
+        ).images
         return painted, region[:, 0].float().cpu()
 
 
@@ -191,13 +226,17 @@ class LastEncoding:
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if args or kwargs or torch.is_grad_enabled():
             return self.encode(x, *args, **kwargs)
-        if self.last is not None and self.last[0].shape == x.shape and self.last[0].dtype == x.dtype \
-                and self.last[0].device == x.device and torch.equal(self.last[0], x):
+        if (
+            self.last is not None
+            and self.last[0].shape == x.shape
+            and self.last[0].dtype == x.dtype
+            and self.last[0].device == x.device
+            and torch.equal(self.last[0], x)
+        ):
             return self.last[1]
         out = self.encode(x)
         self.last = (x.detach().clone(), out)
         return out
-
 
 
 NEGATIVE_FILE = "negative_image_embeds.safetensors"  # beside a saved pipeline: its guidance negative
@@ -219,8 +258,14 @@ def save_folder(out: Path, unet, movq, scheduler, negative_embeds: torch.Tensor)
         save_file({"negative_image_embeds": negative_embeds.float().contiguous()}, str(tmp / NEGATIVE_FILE))
 
 
-def open_decoder(source: Path, backbone, name: str, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, cpu_offload: bool = False) -> KandinskyDecoder:
+def open_decoder(
+    source: Path,
+    backbone,
+    name: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cpu_offload: bool = False,
+) -> KandinskyDecoder:
     """A Kandinsky 2.2 pipeline folder: its saved negative embedding when it has one (the demo's),
     else the encoder's embedding of an all-zero image, as Kandinsky's prior makes it."""
     if (Path(source) / NEGATIVE_FILE).is_file():

@@ -39,8 +39,9 @@ class EditRegion:
         self.last: tuple[tuple, torch.Tensor] | None = None
 
     @torch.no_grad()
-    def __call__(self, unet, scheduler, latents: torch.Tensor, edited: torch.Tensor, source: torch.Tensor,
-                 steps: int, seed: int) -> torch.Tensor:
+    def __call__(
+        self, unet, scheduler, latents: torch.Tensor, edited: torch.Tensor, source: torch.Tensor, steps: int, seed: int
+    ) -> torch.Tensor:
         """[B, 1, h, w] of 0/1: where the UNet's prediction under ``edited`` [B, e] differs from
         the one under ``source`` [B, e], for the input ``latents`` [B, c, h, w]. All zero for a
         scene whose two embeddings are equal."""
@@ -50,12 +51,18 @@ class EditRegion:
         t = ts[min(len(ts) - 1, int(len(ts) * (1 - ENCODE_STRENGTH)))]
         b, c, h, w = latents.shape
         noise = torch.randn((self.maps, b, c, h, w), generator=torch.Generator("cpu").manual_seed(seed)).to(latents)
-        noisy = sched.add_noise(latents.expand(self.maps, -1, -1, -1, -1).reshape(-1, c, h, w),
-                                noise.reshape(-1, c, h, w), t)
+        noisy = sched.add_noise(
+            latents.expand(self.maps, -1, -1, -1, -1).reshape(-1, c, h, w), noise.reshape(-1, c, h, w), t
+        )
 
         def predict(embeds):
-            out = unet(sample=noisy, timestep=t, encoder_hidden_states=None,
-                       added_cond_kwargs={"image_embeds": embeds.to(latents).repeat(self.maps, 1)}, return_dict=False)[0]
+            out = unet(
+                sample=noisy,
+                timestep=t,
+                encoder_hidden_states=None,
+                added_cond_kwargs={"image_embeds": embeds.to(latents).repeat(self.maps, 1)},
+                return_dict=False,
+            )[0]
             return out[:, :c].float()
 
         key = (latents, source, steps, seed, self.maps)
@@ -98,6 +105,8 @@ class KeepOutside:
     def __call__(self, pipe, step: int, timestep, kwargs: dict) -> dict:
         ts = pipe.scheduler.timesteps
         i = int((ts == timestep).nonzero()[0, 0])
-        known = self.latents if i + 1 >= len(ts) else pipe.scheduler.add_noise(self.latents, self.noise, ts[i + 1:i + 2])
+        known = (
+            self.latents if i + 1 >= len(ts) else pipe.scheduler.add_noise(self.latents, self.noise, ts[i + 1 : i + 2])
+        )
         kwargs["latents"] = self.region * kwargs["latents"] + (1 - self.region) * known
         return kwargs

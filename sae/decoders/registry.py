@@ -56,9 +56,15 @@ def entry_for_folder(folder: Path) -> DecoderEntry:
     raise UserError(f"{folder} holds a {pipeline or 'nameless'} pipeline; sae-studio paints with {' or '.join(known)}.")
 
 
-def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cpu", fp16: bool = False,
-                 cpu_offload: bool = False, on_download: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> Decoder:
+def load_decoder(
+    name: str,
+    backbone: Backbone,
+    device: str | torch.device = "cpu",
+    fp16: bool = False,
+    cpu_offload: bool = False,
+    on_download: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Decoder:
     """``on_download(done_bytes, total_bytes)`` follows a hub decoder's first download, which
     ``should_stop()`` can cancel (``sae.download.DownloadCancelled``)."""
     entry = DECODERS.get(name)
@@ -77,5 +83,11 @@ def load_decoder(name: str, backbone: Backbone, device: str | torch.device = "cp
 
             source = hub_snapshot(entry.hub_id, int(entry.download_gb * 1e9), on_download, should_stop)
     module = importlib.import_module(entry.module)
-    return module.open_decoder(source, backbone, name=label, device=device,
-                               dtype=torch.float16 if fp16 else torch.float32, cpu_offload=cpu_offload)
+    return module.open_decoder(
+        source,
+        backbone,
+        name=label,
+        device=device,
+        dtype=torch.float16 if fp16 else torch.float32,
+        cpu_offload=cpu_offload,
+    )

@@ -73,14 +73,19 @@ class Canvas:
         return self.padded != self.size
 
     def note(self) -> str | None:
-        """One sentence on what happens to a picture far from the decoder's size or shape (None if nothing worth saying)."""
+        """One sentence on what happens to a picture far from the decoder's size or shape (None if
+        nothing worth saying)."""
         (w, h), (ww, wh) = self.size, self.working
         if self.is_padded:
-            return (f"The picture is {w}x{h}, longer than {MAX_ASPECT:g}:1; the decoder paints it padded to "
-                    f"{self.padded[0]}x{self.padded[1]} by repeating its edges, and the padding is cut off again.")
+            return (
+                f"The picture is {w}x{h}, longer than {MAX_ASPECT:g}:1; the decoder paints it padded to "
+                f"{self.padded[0]}x{self.padded[1]} by repeating its edges, and the padding is cut off again."
+            )
         if w * h * 16 < ww * wh:
-            return (f"The picture is {w}x{h}, far smaller than the decoder paints; it is upscaled to {ww}x{wh} "
-                    f"for the models and the result is scaled back to {w}x{h}.")
+            return (
+                f"The picture is {w}x{h}, far smaller than the decoder paints; it is upscaled to {ww}x{wh} "
+                f"for the models and the result is scaled back to {w}x{h}."
+            )
         return None
 
     def to_working(self, image: Image.Image) -> Image.Image:
@@ -117,8 +122,9 @@ class Canvas:
         scale = min(1.0, FINE / max(pw, ph))  # the frame is rasterised at FINE pixels at most
         x0, y0, x1, y1 = (round(v * scale) for v in (ox, oy, ox + w, oy + h))
         frame = torch.zeros(max(1, round(ph * scale)), max(1, round(pw * scale)))
-        frame[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = F.interpolate(
-            (area > 0).float()[None, None], size=(max(1, y1 - y0), max(1, x1 - x0)), mode="nearest")[0, 0]
+        frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)] = F.interpolate(
+            (area > 0).float()[None, None], size=(max(1, y1 - y0), max(1, x1 - x0)), mode="nearest"
+        )[0, 0]
         return (F.adaptive_max_pool2d(frame[None, None], grid)[0, 0] > 0).float()
 
 

@@ -29,16 +29,47 @@ class DecoderEntry:
 # The demo decoder keeps as much of a scene at 8 steps as at 12 and edits best at 0.9 with the
 # edit region on (figures in assets/demo/README.md). The hub decoders' schedulers are trained for
 # 1,000 steps; 30 keeps an edit interactive on a GPU, at diffusers' usual strength 0.5.
-DECODERS: dict[str, DecoderEntry] = {e.name: e for e in (
-    DecoderEntry("demo", "demo (tiny Kandinsky 2.2, shipped)", "sae.decoders.kandinsky", "KandinskyV22Pipeline",
-                 steps=8, strength=0.9, sizes=(64, 16), shipped="demo/decoder"),
-    DecoderEntry("kandinsky-2.2", "Kandinsky 2.2 (downloads 5 GB)", "sae.decoders.kandinsky", "KandinskyV22Pipeline",
-                 steps=30, strength=0.5, hub_id="kandinsky-community/kandinsky-2-2-decoder",
-                 encoder="ViT-bigG-14:laion2b_s39b_b160k", embed_dim=1280, download_gb=5.3, sizes=(512, 64)),
-    DecoderEntry("sd21-unclip", "SD 2.1 unCLIP (downloads 8 GB)", "sae.decoders.unclip", "StableUnCLIPImg2ImgPipeline",
-                 steps=30, strength=0.5, hub_id="stabilityai/stable-diffusion-2-1-unclip",
-                 encoder="ViT-H-14:laion2b_s32b_b79k", embed_dim=1024, download_gb=7.9, sizes=(768, 64)),
-)}
+DECODERS: dict[str, DecoderEntry] = {
+    e.name: e
+    for e in (
+        DecoderEntry(
+            "demo",
+            "demo (tiny Kandinsky 2.2, shipped)",
+            "sae.decoders.kandinsky",
+            "KandinskyV22Pipeline",
+            steps=8,
+            strength=0.9,
+            sizes=(64, 16),
+            shipped="demo/decoder",
+        ),
+        DecoderEntry(
+            "kandinsky-2.2",
+            "Kandinsky 2.2 (downloads 5 GB)",
+            "sae.decoders.kandinsky",
+            "KandinskyV22Pipeline",
+            steps=30,
+            strength=0.5,
+            hub_id="kandinsky-community/kandinsky-2-2-decoder",
+            encoder="ViT-bigG-14:laion2b_s39b_b160k",
+            embed_dim=1280,
+            download_gb=5.3,
+            sizes=(512, 64),
+        ),
+        DecoderEntry(
+            "sd21-unclip",
+            "SD 2.1 unCLIP (downloads 8 GB)",
+            "sae.decoders.unclip",
+            "StableUnCLIPImg2ImgPipeline",
+            steps=30,
+            strength=0.5,
+            hub_id="stabilityai/stable-diffusion-2-1-unclip",
+            encoder="ViT-H-14:laion2b_s32b_b79k",
+            embed_dim=1024,
+            download_gb=7.9,
+            sizes=(768, 64),
+        ),
+    )
+}
 FOLDER_STEPS, FOLDER_STRENGTH = 30, 0.5  # a pipeline folder's defaults, as the hub decoders'
 
 

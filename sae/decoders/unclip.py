@@ -22,8 +22,14 @@ from sae.errors import UserError
 
 
 class UnclipDecoder:
-    def __init__(self, source: str | Path, name: str = "sd21-unclip",
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, cpu_offload: bool = False):
+    def __init__(
+        self,
+        source: str | Path,
+        name: str = "sd21-unclip",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        cpu_offload: bool = False,
+    ):
         from diffusers import StableUnCLIPImg2ImgPipeline
 
         try:
@@ -42,14 +48,22 @@ class UnclipDecoder:
         self.sizes = SizePolicy.from_configs(self.pipe.unet.config, self.pipe.vae.config)
         self.embed_dim = int(self.pipe.image_normalizer.config.embedding_dim)
 
-    def decode(self, image_embeds: torch.Tensor, init_image: Image.Image | None, settings: DecodeSettings,
-               on_step: Callable[[int, int], None] | None = None, source_embeds: torch.Tensor | None = None,
-               within: torch.Tensor | None = None) -> Image.Image:
+    def decode(
+        self,
+        image_embeds: torch.Tensor,
+        init_image: Image.Image | None,
+        settings: DecodeSettings,
+        on_step: Callable[[int, int], None] | None = None,
+        source_embeds: torch.Tensor | None = None,
+        within: torch.Tensor | None = None,
+    ) -> Image.Image:
         # source_embeds, within and settings.region are not used: this pipeline draws a variation from noise
         # with no latents of the input to keep, so it repaints the whole image whatever the region.
         if image_embeds.shape[-1] != self.embed_dim:
-            raise UserError(f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
-                            f"{image_embeds.shape[-1]}-d; pair it with {DECODERS['sd21-unclip'].encoder}.")
+            raise UserError(
+                f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
+                f"{image_embeds.shape[-1]}-d; pair it with {DECODERS['sd21-unclip'].encoder}."
+            )
         canvas = None if init_image is None else self.sizes.canvas(*init_image.size)
         w, h = (self.sizes.native, self.sizes.native) if canvas is None else canvas.working
 
@@ -58,15 +72,28 @@ class UnclipDecoder:
                 on_step(step + 1, settings.steps)
 
         painted = self.pipe(
-            prompt="", image_embeds=image_embeds.reshape(1, -1).to(self.dtype), noise_level=0,
-            num_inference_steps=settings.steps, guidance_scale=settings.guidance, height=h, width=w,
-            generator=torch.Generator("cpu").manual_seed(settings.seed), output_type="pil",
-            callback=callback, callback_steps=1,
+            prompt="",
+            image_embeds=image_embeds.reshape(1, -1).to(self.dtype),
+            noise_level=0,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            height=h,
+            width=w,
+            generator=torch.Generator("cpu").manual_seed(settings.seed),
+            output_type="pil",
+            callback=callback,
+            callback_steps=1,
         ).images[0]
         return painted if canvas is None else canvas.to_picture(painted, init_image)
 
 
-def open_decoder(source: Path, backbone, name: str, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, cpu_offload: bool = False) -> UnclipDecoder:
+def open_decoder(
+    source: Path,
+    backbone,
+    name: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cpu_offload: bool = False,
+) -> UnclipDecoder:
     """An SD 2.1 unCLIP pipeline folder (it needs nothing of the encoder but the embedding's width)."""
     return UnclipDecoder(source, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)

@@ -23,8 +23,10 @@ STAGES = ("clip", "tune", "judge", "sae", "movq", "decoder", "refine")
 
 
 # Said beside the coverage line when a picture is far outside the shipped SAE's world.
-PHOTO_NOTE = ("The shipped demo models know only their 64x64 cartoon world, so on a photograph their "
-              "features and edits mean little; sae-studio models lists the real encoder and decoder pairs.")
+PHOTO_NOTE = (
+    "The shipped demo models know only their 64x64 cartoon world, so on a photograph their "
+    "features and edits mean little; sae-studio models lists the real encoder and decoder pairs."
+)
 
 
 def coverage_warning(coverage, sae_folder: str | Path) -> str | None:
@@ -52,9 +54,16 @@ def _record(out: Path, stage: str, figures: dict) -> None:
     atomic.write_json(path, record)
 
 
-def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = False, threads: int | None = None,
-          force: bool = False, max_minutes: float | None = None, warm_start: Path | None = None,
-          warm_schedule: str = "relearn") -> dict:
+def build(
+    stages: tuple[str, ...] = STAGES,
+    out: Path = DEMO,
+    quick: bool = False,
+    threads: int | None = None,
+    force: bool = False,
+    max_minutes: float | None = None,
+    warm_start: Path | None = None,
+    warm_schedule: str = "relearn",
+) -> dict:
     """Run ``stages``; ``max_minutes`` stops any stage's training but the SAE's at a
     checkpoint after that long (run the same command again to continue). ``warm_start``: a trained
     decoder folder whose UNet the decoder stage starts from, on ``warm_schedule`` (a name in
@@ -112,8 +121,16 @@ def build(stages: tuple[str, ...] = STAGES, out: Path = DEMO, quick: bool = Fals
             if warm_start is None:
                 figures = train_unet(target, out / "movq", out / "clip", work, quick=quick, should_stop=should_stop)
             else:  # (--quick keeps its own step count per phase, and each phase's edit pairs)
-                figures = train_warm(target, out / "movq", out / "clip", work, warm_start, warm_schedule,
-                                     quick=quick, should_stop=should_stop)
+                figures = train_warm(
+                    target,
+                    out / "movq",
+                    out / "clip",
+                    work,
+                    warm_start,
+                    warm_schedule,
+                    quick=quick,
+                    should_stop=should_stop,
+                )
         elif stage == "refine":
             from sae.demo.refine import refine_movq
 

@@ -33,13 +33,16 @@ def load_state(folder: Path, modules: dict[str, torch.nn.Module], opt: torch.opt
         return None
     t = load_file(str(folder / "state.safetensors"))
     for name, m in modules.items():
-        m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items() if k.startswith(name + ".")})
+        m.load_state_dict({k[len(name) + 1 :]: v for k, v in t.items() if k.startswith(name + ".")})
     state = opt.state_dict()
     params = [p for g in opt.param_groups for p in g["params"]]
     for i in range(len(params)):
         if f"opt.{i}.exp_avg" in t:
-            state["state"][i] = {"step": t[f"opt.{i}.step"].reshape(()), "exp_avg": t[f"opt.{i}.exp_avg"],
-                                 "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"]}
+            state["state"][i] = {
+                "step": t[f"opt.{i}.step"].reshape(()),
+                "exp_avg": t[f"opt.{i}.exp_avg"],
+                "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"],
+            }
     opt.load_state_dict(state)
     return json.loads((folder / "state.json").read_text())
 

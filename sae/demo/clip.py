@@ -74,7 +74,7 @@ def zero_shot(model, tokenizer, data: WorldData, batch: int = 512) -> dict[str, 
     t_bg = torch.nn.functional.normalize(model.encode_text(tokenizer(list(concept_prompts(True).values()))), dim=-1)
     feats = []
     for i in range(0, len(data), batch):
-        feats.append(torch.nn.functional.normalize(model.encode_image(to_pixels(data.images[i:i + batch])), dim=-1))
+        feats.append(torch.nn.functional.normalize(model.encode_image(to_pixels(data.images[i : i + batch])), dim=-1))
     f = torch.cat(feats)
     single = data.present.sum(1) == 1
     pred = (f @ t_obj.T).argmax(1).numpy()
@@ -154,9 +154,17 @@ def learning_rate(step: int, bounds: list[tuple[int, int, float]]) -> float:
 
 
 def train_clip(
-    out: Path, work: Path, phases: tuple = PHASES, batch: int = BATCH, seed: int = 0,
-    quick: bool = False, n_train: int = 120_000, checkpoint_every: int = 200, progress: bool = True,
-    should_stop=None, compact: Path | None = None,
+    out: Path,
+    work: Path,
+    phases: tuple = PHASES,
+    batch: int = BATCH,
+    seed: int = 0,
+    quick: bool = False,
+    n_train: int = 120_000,
+    checkpoint_every: int = 200,
+    progress: bool = True,
+    should_stop=None,
+    compact: Path | None = None,
 ) -> dict:
     """Train (resuming from ``work`` if a checkpoint is there, else from ``compact``) and save to
     ``out``; returns figures, or ``{"stopped_at": step}`` when ``should_stop()`` says so at a checkpoint."""
@@ -239,5 +247,11 @@ def train_clip(
         save_local_dir(half, cfg, tmp, image_mean=MEAN, image_std=STD)
         (tmp / MARKER).write_text(json.dumps({"world": NAME, "recipe": "sae.demo.clip"}) + "\n")
     save_checkpoint()
-    return {"zero_shot": figures, "recipe": RECIPE, "batch": batch, "train_seconds": seconds, "samples": steps * batch,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "zero_shot": figures,
+        "recipe": RECIPE,
+        "batch": batch,
+        "train_seconds": seconds,
+        "samples": steps * batch,
+        "params": sum(p.numel() for p in model.parameters()),
+    }

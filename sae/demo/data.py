@@ -54,11 +54,19 @@ def world_data(n: int, seed: int, workers: int = 2, twins: bool = False, removal
     else:
         parts = [_chunk(j) for j in jobs]
     data = WorldData(
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        np.concatenate([p[3] for p in parts]),
         [c for p in parts for c in p[4]],
     )
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images=data.images, present=data.present, colour=data.colour, background=data.background,
-                 captions=np.array(json.dumps(data.captions)))
+        np.savez(
+            f,
+            images=data.images,
+            present=data.present,
+            colour=data.colour,
+            background=data.background,
+            captions=np.array(json.dumps(data.captions)),
+        )
     return data

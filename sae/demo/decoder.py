@@ -54,32 +54,55 @@ LATENT_CHANNELS = 16
 
 def movq_config(quick: bool = False) -> dict:
     return dict(
-        in_channels=3, out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
         # (16, 32, 64) reconstructed world version 1 too softly for the judge (agreement 0.35 after 1,500
         # steps): 16 channels at full resolution cannot redraw whiskers and outlines. 32 costs twice as much.
-        block_out_channels=(16, 32, 32) if quick else (32, 64, 64), layers_per_block=1,
-        latent_channels=LATENT_CHANNELS, vq_embed_dim=LATENT_CHANNELS, num_vq_embeddings=256,
-        norm_num_groups=16, sample_size=64, scaling_factor=1.0, mid_block_add_attention=False,
+        block_out_channels=(16, 32, 32) if quick else (32, 64, 64),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        vq_embed_dim=LATENT_CHANNELS,
+        num_vq_embeddings=256,
+        norm_num_groups=16,
+        sample_size=64,
+        scaling_factor=1.0,
+        mid_block_add_attention=False,
     )
 
 
 def unet_config(embed_dim: int, quick: bool = False, latent_channels: int = LATENT_CHANNELS) -> dict:
     return dict(
-        sample_size=16, in_channels=latent_channels, out_channels=2 * latent_channels,
+        sample_size=16,
+        in_channels=latent_channels,
+        out_channels=2 * latent_channels,
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
         mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 32, 64) if quick else (64, 96, 128), layers_per_block=1,
-        attention_head_dim=16 if quick else 32, norm_num_groups=16 if quick else 32,
-        encoder_hid_dim=embed_dim, encoder_hid_dim_type="image_proj", addition_embed_type="image",
-        cross_attention_dim=64 if quick else 128, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+        block_out_channels=(32, 32, 64) if quick else (64, 96, 128),
+        layers_per_block=1,
+        attention_head_dim=16 if quick else 32,
+        norm_num_groups=16 if quick else 32,
+        encoder_hid_dim=embed_dim,
+        encoder_hid_dim_type="image_proj",
+        addition_embed_type="image",
+        cross_attention_dim=64 if quick else 128,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
     )
 
 
 def scheduler_config() -> dict:
-    return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
-                clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing", steps_offset=0)
+    return dict(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        timestep_spacing="trailing",
+        steps_offset=0,
+    )
 
 
 def to_unit(images: np.ndarray) -> torch.Tensor:
@@ -89,11 +112,12 @@ def to_unit(images: np.ndarray) -> torch.Tensor:
 
 # -- the autoencoder -----------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def fold_latent_scale(movq, images: np.ndarray) -> dict:
     """Make movq's raw latents zero-mean, unit-variance per channel by folding the affine map into
     ``quant_conv`` and ``post_quant_conv`` (both 1x1): Kandinsky's img2img uses raw latents."""
-    z = torch.cat([movq.encode(to_unit(images[i:i + 256])).latents for i in range(0, len(images), 256)])
+    z = torch.cat([movq.encode(to_unit(images[i : i + 256])).latents for i in range(0, len(images), 256)])
     m = z.mean(dim=(0, 2, 3))
     s = z.std(dim=(0, 2, 3)).clamp_min(1e-6)
     qc, pq = movq.quant_conv, movq.post_quant_conv
@@ -109,10 +133,21 @@ MOVQ_STEPS = 6_000  # 64k scenes (the 8-channel movq's 2,000 steps) left it soft
 MOVQ_PERCEPTUAL = 1.0
 
 
-def train_movq(out: Path, work: Path, clip_dir: Path | None = None, steps: int = MOVQ_STEPS, batch: int = 32,
-               lr: float = 5e-4, perceptual: float = MOVQ_PERCEPTUAL, seed: int = 0, quick: bool = False,
-               checkpoint_every: int = 250, progress: bool = True, should_stop=None,
-               compact: Path | None = MOVQ_COMPACT) -> dict:
+def train_movq(
+    out: Path,
+    work: Path,
+    clip_dir: Path | None = None,
+    steps: int = MOVQ_STEPS,
+    batch: int = 32,
+    lr: float = 5e-4,
+    perceptual: float = MOVQ_PERCEPTUAL,
+    seed: int = 0,
+    quick: bool = False,
+    checkpoint_every: int = 250,
+    progress: bool = True,
+    should_stop=None,
+    compact: Path | None = MOVQ_COMPACT,
+) -> dict:
     """Train the autoencoder on L1 + MSE, plus ``perceptual`` x the tiny CLIP's layer features of
     ``clip_dir`` (``sae.demo.perceptual``; none without a ``clip_dir``)."""
     from diffusers import VQModel
@@ -129,8 +164,12 @@ def train_movq(out: Path, work: Path, clip_dir: Path | None = None, steps: int =
     movq = VQModel(**cfg)
     opt = torch.optim.AdamW(movq.parameters(), lr=lr, weight_decay=0.0)
     ckpt = work / "movq-checkpoint"
-    recipe = (f"world-v{world.VERSION}-channels-" + "-".join(map(str, cfg["block_out_channels"]))
-              + f"-latent-{cfg['latent_channels']}" + (f"-perceptual-{perceptual:g}-steps-{steps}" if perceptual else ""))
+    recipe = (
+        f"world-v{world.VERSION}-channels-"
+        + "-".join(map(str, cfg["block_out_channels"]))
+        + f"-latent-{cfg['latent_channels']}"
+        + (f"-perceptual-{perceptual:g}-steps-{steps}" if perceptual else "")
+    )
     features = ClipFeatures(clip_dir) if perceptual else None
     meta = load_state(ckpt, {"movq": movq}, opt) if recipe_of(ckpt) == recipe else None
     resumed_at = None  # step of a resume from the compact checkpoint, which has no Adam moments
@@ -145,7 +184,12 @@ def train_movq(out: Path, work: Path, clip_dir: Path | None = None, steps: int =
     while step < steps:
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1) * rewarm(step, resumed_at)
+            g["lr"] = (
+                lr
+                * min(1.0, (step + 1) / 100)
+                * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+                * rewarm(step, resumed_at)
+            )
         idx = torch.randint(0, len(data), (batch,), generator=gen).numpy()
         x = to_unit(data.images[idx])
         z = movq.encode(x).latents
@@ -182,20 +226,25 @@ def train_movq(out: Path, work: Path, clip_dir: Path | None = None, steps: int =
     with torch.no_grad():
         x = to_unit(held.images[:256])
         rec = movq.decode(movq.encode(x).latents, force_not_quantize=True).sample
-    figures.update(l1=float((rec - x).abs().mean()), train_seconds=seconds, steps=step, batch=batch, perceptual=perceptual)
+    figures.update(
+        l1=float((rec - x).abs().mean()), train_seconds=seconds, steps=step, batch=batch, perceptual=perceptual
+    )
     return figures
 
 
 # -- the diffusion UNet ----------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def cache_latents_and_embeddings(movq, backbone, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def cache_latents_and_embeddings(
+    movq, backbone, images: np.ndarray, batch: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
     from sae.demo.clip import to_pixels
 
     zs, es = [], []
     for i in range(0, len(images), batch):
-        zs.append(movq.encode(to_unit(images[i:i + batch])).latents.half())
-        es.append(backbone.encode_image(to_pixels(images[i:i + batch])).half())
+        zs.append(movq.encode(to_unit(images[i : i + batch])).latents.half())
+        es.append(backbone.encode_image(to_pixels(images[i : i + batch])).half())
     return torch.cat(zs), torch.cat(es)
 
 
@@ -309,11 +358,26 @@ def transplant(unet, start: dict) -> list[str]:
     return fresh
 
 
-def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int = UNET_STEPS, batch: int = 64,
-               lr: float = 1e-3, seed: int = 0, quick: bool = False, checkpoint_every: int = 250,
-               ema_decay: float = 0.999, cond_dropout: float = 0.1, anneal: int = UNET_ANNEAL, progress: bool = True,
-               should_stop=None, compact: Path | None = COMPACT, warm_start: Path | None = None,
-               edit_pairs: float = 0.0) -> dict:
+def train_unet(
+    out: Path,
+    movq_dir: Path,
+    clip_dir: Path,
+    work: Path,
+    steps: int = UNET_STEPS,
+    batch: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    quick: bool = False,
+    checkpoint_every: int = 250,
+    ema_decay: float = 0.999,
+    cond_dropout: float = 0.1,
+    anneal: int = UNET_ANNEAL,
+    progress: bool = True,
+    should_stop=None,
+    compact: Path | None = COMPACT,
+    warm_start: Path | None = None,
+    edit_pairs: float = 0.0,
+) -> dict:
     """Denoising training (a step of 64 costs about 1.5 s on two cores of this project's CPU; on a
     ``should_stop`` stop it also writes a compact fp16 checkpoint to ``compact``, which a fresh
     clone resumes from). ``warm_start``: a decoder pipeline folder whose UNet (same architecture)
@@ -349,11 +413,15 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         return t["latents"], t["embeds"]
 
     # the CLIP's scenes, made once
-    latents, embeds = cached(f"unet-cache-{n_images}", lambda: world_data(2_000 if quick else 120_000, seed=1, twins=True).images[:n_images])
+    latents, embeds = cached(
+        f"unet-cache-{n_images}", lambda: world_data(2_000 if quick else 120_000, seed=1, twins=True).images[:n_images]
+    )
     removals = None  # (latents, embeds) of the removal pairs: scenes 2i and 2i+1
     if edit_pairs:
         n_pairs = 2_000 if quick else EDIT_PAIR_SCENES
-        removals = cached(f"unet-removals-{n_pairs}", lambda: world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True).images)
+        removals = cached(
+            f"unet-removals-{n_pairs}", lambda: world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True).images
+        )
         models["edit_pairs"] = edit_pairs
     null = blank_embedding(backbone)
     sched = DDIMScheduler(**scheduler_config())
@@ -406,7 +474,9 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         if n_pairs:
             src, tgt, e_pair = edit_pair_batch((latents, embeds), removals, n_pairs, gen)
             z0, begin, e = torch.cat([z0, tgt]), torch.cat([begin, src]), torch.cat([e, e_pair])
-            ts = torch.cat([ts, torch.randint(EDIT_PAIR_T_MIN, sched.config.num_train_timesteps, (n_pairs,), generator=gen)])
+            ts = torch.cat(
+                [ts, torch.randint(EDIT_PAIR_T_MIN, sched.config.num_train_timesteps, (n_pairs,), generator=gen)]
+            )
         noise = torch.randn(z0.shape, generator=gen)
         a = alphas[ts].view(-1, 1, 1, 1)
         zt = a.sqrt() * begin + (1 - a).sqrt() * noise
@@ -419,8 +489,8 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         snr = a / (1 - a)
         weight = snr.clamp(max=5.0) / (snr + 1)
         if n_pairs and EDIT_PAIR_WEIGHT is not None:
-            weight[len(idx):] = EDIT_PAIR_WEIGHT
-        loss = (weight * (pred[:, :z0.shape[1]] - v).pow(2)).mean()  # the first half: the noise prediction
+            weight[len(idx) :] = EDIT_PAIR_WEIGHT
+        loss = (weight * (pred[:, : z0.shape[1]] - v).pow(2)).mean()  # the first half: the noise prediction
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -436,25 +506,51 @@ def train_unet(out: Path, movq_dir: Path, clip_dir: Path, work: Path, steps: int
         if step % 50 == 0:
             losses.append([step, float(loss)])
         if (step % checkpoint_every == 0 and step < steps) or (should_stop and should_stop()):
-            save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models})
+            save_state(
+                ckpt,
+                {"unet": unet, "ema": ema},
+                opt,
+                {"step": step, "seconds": seconds, "losses": losses, "models": models},
+            )
             gen = torch.Generator().manual_seed(seed + step)
             if should_stop and should_stop():
                 bar.close()
                 if compact is not None:
-                    save_compact(compact, {"unet": unet, "ema": ema}, {"step": step, "seconds": seconds, "losses": losses, "models": models})
+                    save_compact(
+                        compact,
+                        {"unet": unet, "ema": ema},
+                        {"step": step, "seconds": seconds, "losses": losses, "models": models},
+                    )
                 return {"stopped_at": step}
     bar.close()
-    save_state(ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models})
+    save_state(
+        ckpt, {"unet": unet, "ema": ema}, opt, {"step": step, "seconds": seconds, "losses": losses, "models": models}
+    )
     save_pipeline(out, ema.eval(), movq, sched, null)
     if compact is not None and compact.exists():
         shutil.rmtree(compact)  # the finished pipeline replaces the between-sessions checkpoint
-    return {"train_seconds": seconds, "steps": step, "batch": batch, "lr": lr, "final_loss": losses[-1][1] if losses else None,
-            **({"warm_start": models["warm_start"], "warm_start_renewed": renewed} if warm_start is not None else {}),
-            **({"edit_pairs": edit_pairs} if edit_pairs else {})}
+    return {
+        "train_seconds": seconds,
+        "steps": step,
+        "batch": batch,
+        "lr": lr,
+        "final_loss": losses[-1][1] if losses else None,
+        **({"warm_start": models["warm_start"], "warm_start_renewed": renewed} if warm_start is not None else {}),
+        **({"edit_pairs": edit_pairs} if edit_pairs else {}),
+    }
 
 
-def train_warm(out: Path, movq_dir: Path, clip_dir: Path, work: Path, warm_start: Path, schedule: str,
-               quick: bool = False, should_stop=None, progress: bool = True) -> dict:
+def train_warm(
+    out: Path,
+    movq_dir: Path,
+    clip_dir: Path,
+    work: Path,
+    warm_start: Path,
+    schedule: str,
+    quick: bool = False,
+    should_stop=None,
+    progress: bool = True,
+) -> dict:
     """Train on from ``warm_start``'s UNet by the phases of ``WARM_SCHEDULES[schedule]`` in turn, each
     from the UNet the one before made. Until the last is done, each finished phase's decoder is kept
     in ``work`` (keyed by the UNet it started from), so a stopped run resumes in the phase it
@@ -474,8 +570,20 @@ def train_warm(out: Path, movq_dir: Path, clip_dir: Path, work: Path, warm_start
         if finished and finished["from"] == origin and (folder / "unet").is_dir():
             done.append(finished["figures"])
         else:
-            figures = train_unet(folder, movq_dir, clip_dir, work, steps=steps, anneal=anneal, lr=lr, edit_pairs=pairs,
-                                 quick=quick, should_stop=should_stop, warm_start=start, progress=progress)
+            figures = train_unet(
+                folder,
+                movq_dir,
+                clip_dir,
+                work,
+                steps=steps,
+                anneal=anneal,
+                lr=lr,
+                edit_pairs=pairs,
+                quick=quick,
+                should_stop=should_stop,
+                warm_start=start,
+                progress=progress,
+            )
             if "stopped_at" in figures:
                 return {**figures, "phase": i}
             done.append(figures)
@@ -492,15 +600,23 @@ def train_warm(out: Path, movq_dir: Path, clip_dir: Path, work: Path, warm_start
         else:
             path.unlink()
     first = done[0]
-    return {"train_seconds": sum(f["train_seconds"] for f in done), "steps": sum(f["steps"] for f in done),
-            "batch": first["batch"], "lr": first["lr"], "final_loss": done[-1]["final_loss"],
-            "warm_start": first["warm_start"], "warm_start_renewed": first["warm_start_renewed"],
-            **({"edit_pairs": [f.get("edit_pairs", 0.0) for f in done]} if any(f.get("edit_pairs") for f in done) else {}),
-            "schedule": schedule, "phases": done}
+    return {
+        "train_seconds": sum(f["train_seconds"] for f in done),
+        "steps": sum(f["steps"] for f in done),
+        "batch": first["batch"],
+        "lr": first["lr"],
+        "final_loss": done[-1]["final_loss"],
+        "warm_start": first["warm_start"],
+        "warm_start_renewed": first["warm_start_renewed"],
+        **({"edit_pairs": [f.get("edit_pairs", 0.0) for f in done]} if any(f.get("edit_pairs") for f in done) else {}),
+        "schedule": schedule,
+        "phases": done,
+    }
 
 
-def edit_pair_batch(twins: tuple[torch.Tensor, torch.Tensor], removals: tuple[torch.Tensor, torch.Tensor],
-                    n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def edit_pair_batch(
+    twins: tuple[torch.Tensor, torch.Tensor], removals: tuple[torch.Tensor, torch.Tensor], n: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` edit pairs as (start latents, target latents, target embeddings): each drawn from
     ``removals`` (an object put in or taken out) or, one in three, from ``twins`` (an object's kind
     changed), in a random direction. Both hold paired scenes at 2i and 2i+1."""

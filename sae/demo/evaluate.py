@@ -13,9 +13,17 @@ from sae.demo.data import HELD_OUT_SEED, world_data
 
 TARGETS = {
     "clip.zero_shot": 0.90,
-    "judge.presence": 0.97, "judge.colour": 0.97, "judge.background": 0.97, "judge.jpeg_agreement": 0.97,
-    "sae.fvu": 0.1, "sae.dead_held_out": 0.01, "sae.splice_cosine": 0.97, "sae.auroc": 0.95,
-    "decoder.autoencoder": 0.99, "decoder.img2img": 0.95, "decoder.from_noise": 0.80,
+    "judge.presence": 0.97,
+    "judge.colour": 0.97,
+    "judge.background": 0.97,
+    "judge.jpeg_agreement": 0.97,
+    "sae.fvu": 0.1,
+    "sae.dead_held_out": 0.01,
+    "sae.splice_cosine": 0.97,
+    "sae.auroc": 0.95,
+    "decoder.autoencoder": 0.99,
+    "decoder.img2img": 0.95,
+    "decoder.from_noise": 0.80,
 }
 DECODER_SCENES = 256  # decoding is the slow part: a quarter of a minute per 32 scenes
 
@@ -45,8 +53,12 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000, out: Path | None = None
         scores = auroc_per_column(codes, held.present[:, i])
         best = int(np.nanargmax(scores))
         auroc[kind] = {"latent": best, "auroc": float(scores[best])}
-    figures["sae"] = {**{k: float(v) for k, v in sae.metadata.metrics.items()}, "concepts": auroc,
-                      "d_sae": sae.d_sae, "layer": sae.metadata.layer}
+    figures["sae"] = {
+        **{k: float(v) for k, v in sae.metadata.metrics.items()},
+        "concepts": auroc,
+        "d_sae": sae.d_sae,
+        "layer": sae.metadata.layer,
+    }
     # Five times the scenes of the other figures (10,000 by default): rarely firing latents need room.
     figures["sae"]["dead_check_scenes"] = 5 * n_held_out
     figures["sae"]["dead_held_out"] = dead_held_out(backbone, sae, figures["sae"]["dead_check_scenes"])
@@ -65,8 +77,10 @@ def evaluate(demo: Path = DEMO, n_held_out: int = 2_000, out: Path | None = None
         from sae.demo.fidelity import autoencoder_fidelity
 
         movq = VQModel.from_pretrained(demo / "movq").eval()
-        figures["decoder"] = {"autoencoder": autoencoder_fidelity(movq, Judge.load(demo / "judge"), held.images[:DECODER_SCENES]),
-                              "scenes": DECODER_SCENES}
+        figures["decoder"] = {
+            "autoencoder": autoencoder_fidelity(movq, Judge.load(demo / "judge"), held.images[:DECODER_SCENES]),
+            "scenes": DECODER_SCENES,
+        }
     atomic.write_json(out / "eval.json", figures)
     return figures
 
@@ -95,7 +109,11 @@ def table(f: dict) -> str:
         row(f"sae best-latent AUROC {k} (#{v['latent']})", v["auroc"], TARGETS["sae.auroc"])
     if "decoder" in f:
         d = f["decoder"]
-        row("decoder autoencoder: judge agrees (objects+background)", d["autoencoder"]["both"], TARGETS["decoder.autoencoder"])
+        row(
+            "decoder autoencoder: judge agrees (objects+background)",
+            d["autoencoder"]["both"],
+            TARGETS["decoder.autoencoder"],
+        )
         if "img2img" in d:
             row("decoder img2img 0.5: objects+background kept", d["img2img"]["both"], TARGETS["decoder.img2img"])
             row("decoder from noise: objects kept", d["from_noise"]["objects"], TARGETS["decoder.from_noise"])

@@ -39,10 +39,20 @@ def _agreement(judge, reference: np.ndarray, images: np.ndarray) -> dict:
     before, after = ref.present > 0.5, out.present > 0.5
     objects = (before == after).all(1)
     background = ref.background == out.background
-    kinds = {k: {"present": int(before[:, i].sum()), "lost": int((before[:, i] & ~after[:, i]).sum()),
-                 "gained": int((~before[:, i] & after[:, i]).sum())} for i, k in enumerate(world.KINDS)}
-    return {"objects": float(objects.mean()), "background": float(background.mean()),
-            "both": float((objects & background).mean()), "kinds": kinds}
+    kinds = {
+        k: {
+            "present": int(before[:, i].sum()),
+            "lost": int((before[:, i] & ~after[:, i]).sum()),
+            "gained": int((~before[:, i] & after[:, i]).sum()),
+        }
+        for i, k in enumerate(world.KINDS)
+    }
+    return {
+        "objects": float(objects.mean()),
+        "background": float(background.mean()),
+        "both": float((objects & background).mean()),
+        "kinds": kinds,
+    }
 
 
 def preservation(j0, j1, kind: str | None = None) -> float:
@@ -66,7 +76,7 @@ def reconstruct(movq, images: np.ndarray, batch: int = 64) -> np.ndarray:
 
     out = []
     for i in range(0, len(images), batch):
-        x = to_unit(images[i:i + batch]).to(movq.device, movq.dtype)
+        x = to_unit(images[i : i + batch]).to(movq.device, movq.dtype)
         rec = movq.decode(movq.encode(x).latents, force_not_quantize=True).sample
         out.append(((rec.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
@@ -77,8 +87,9 @@ def autoencoder_fidelity(movq, judge, images: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def round_trips(decoder, backbone, images: np.ndarray, seed: int = 0,
-                paint: bool = True) -> tuple[list[Image.Image], list[Image.Image] | None]:
+def round_trips(
+    decoder, backbone, images: np.ndarray, seed: int = 0, paint: bool = True
+) -> tuple[list[Image.Image], list[Image.Image] | None]:
     """Each scene decoded from its own CLIP embedding: img2img from the scene at ``STRENGTH`` (how
     edits are made), and (``paint``) from pure noise."""
     from sae.demo.clip import to_pixels
@@ -90,13 +101,14 @@ def round_trips(decoder, backbone, images: np.ndarray, seed: int = 0,
     return kept, painted
 
 
-def batched_round_trips(decoder, backbone, images: np.ndarray, batch: int = 32, paint: bool = True,
-                        progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def batched_round_trips(
+    decoder, backbone, images: np.ndarray, batch: int = 32, paint: bool = True, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``round_trips`` batch by batch, each batch seeded by its first scene's index (what
     ``decoder_fidelity`` measures), as uint8 arrays."""
     kept, painted = [], []
     for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
-        k, p = round_trips(decoder, backbone, images[i:i + batch], seed=i, paint=paint)
+        k, p = round_trips(decoder, backbone, images[i : i + batch], seed=i, paint=paint)
         kept.append(_as_array(k))
         if paint:
             painted.append(_as_array(p))
@@ -111,7 +123,10 @@ def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 
         "autoencoder": autoencoder_fidelity(decoder.img2img.movq, judge, images),
         "img2img": _agreement(judge, images, kept),
         "from_noise": _agreement(judge, images, painted),
-        "scenes": len(images), "steps": STEPS, "strength": STRENGTH, "guidance": GUIDANCE,
+        "scenes": len(images),
+        "steps": STEPS,
+        "strength": STRENGTH,
+        "guidance": GUIDANCE,
     }
 
 

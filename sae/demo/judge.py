@@ -50,9 +50,13 @@ class JudgeNet(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
         self.features = nn.Sequential(
-            block(3, w), block(w, w), nn.MaxPool2d(2),  # 32
-            block(w, 2 * w), nn.MaxPool2d(2),  # 16
-            block(2 * w, 4 * w), nn.MaxPool2d(2),  # 8
+            block(3, w),
+            block(w, w),
+            nn.MaxPool2d(2),  # 32
+            block(w, 2 * w),
+            nn.MaxPool2d(2),  # 16
+            block(2 * w, 4 * w),
+            nn.MaxPool2d(2),  # 8
             block(4 * w, 8 * w),
         )
         self.fc = nn.Sequential(nn.Linear(16 * w, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
@@ -108,8 +112,8 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     kern = torch.exp(-(k[None] ** 2) / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
     kern = kern / kern.sum(1, keepdim=True)  # [n, 5]
     xp = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    xb = sum(kern[:, i].view(n, 1, 1, 1) * xp[:, :, :, i:i + x.shape[-1]] for i in range(5))
-    xb = sum(kern[:, i].view(n, 1, 1, 1) * xb[:, :, i:i + x.shape[-2], :] for i in range(5))
+    xb = sum(kern[:, i].view(n, 1, 1, 1) * xp[:, :, :, i : i + x.shape[-1]] for i in range(5))
+    xb = sum(kern[:, i].view(n, 1, 1, 1) * xb[:, :, i : i + x.shape[-2], :] for i in range(5))
     apply = (torch.rand(n, generator=gen) < 0.6).view(n, 1, 1, 1)
     x = torch.where(apply, xb, x)
     x = x + torch.randn(x.shape, generator=gen) * (torch.rand(n, 1, 1, 1, generator=gen) * 0.12)
@@ -125,7 +129,7 @@ class Judge:
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch: int = 256) -> JudgeOutput:
         """uint8 [N, H, W, 3] (resized to 64x64 if needed) -> presence, colours, background."""
-        outs = [self.net(_to_input(images[i:i + batch])) for i in range(0, len(images), batch)]
+        outs = [self.net(_to_input(images[i : i + batch])) for i in range(0, len(images), batch)]
         p = torch.cat([o[0] for o in outs]).sigmoid().numpy()
         c = torch.cat([o[1] for o in outs]).argmax(-1).numpy()
         b = torch.cat([o[2] for o in outs]).argmax(-1).numpy()
@@ -134,10 +138,19 @@ class Judge:
     def save(self, folder: Path) -> None:
         with atomic.atomic_dir(folder) as tmp:
             save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp / "judge.safetensors"))
-            (tmp / "config.json").write_text(json.dumps({
-                "format": "sae-studio-judge", "version": 2, "kinds": world.KINDS, "colours": world.COLOURS,
-                "backgrounds": world.BACKGROUNDS, "width": self.net.width,
-            }, indent=2))
+            (tmp / "config.json").write_text(
+                json.dumps(
+                    {
+                        "format": "sae-studio-judge",
+                        "version": 2,
+                        "kinds": world.KINDS,
+                        "colours": world.COLOURS,
+                        "backgrounds": world.BACKGROUNDS,
+                        "width": self.net.width,
+                    },
+                    indent=2,
+                )
+            )
 
     @classmethod
     def load(cls, folder: str | Path) -> Judge:
@@ -148,7 +161,10 @@ class Judge:
         except (OSError, ValueError) as e:
             raise UserError(f"{folder} is not a judge folder ({e}); rebuild it with sae-studio demo build.") from e
         if cfg.get("version") != 2:
-            raise UserError(f"{folder} holds a judge of an older recipe; rebuild it with sae-studio demo build --stages judge --force.")
+            raise UserError(
+                f"{folder} holds a judge of an older recipe; rebuild it with sae-studio demo build --stages judge "
+                f"--force."
+            )
         net = JudgeNet(cfg.get("width", 24))
         net.load_state_dict(state)
         return cls(net)
@@ -167,13 +183,24 @@ def accuracy(judge: Judge, data: WorldData) -> dict[str, float]:
         figures[f"presence_{k}"] = float((pred_present[:, i] == truth[:, i]).mean())
     # Scenes whose judged kinds all stay the same on a JPEG copy at quality 75 (a person sees no change):
     # how far the judge's own brittleness could count against a decoder.
-    figures["jpeg_agreement"] = float((pred_present == (judge.predict(compress(data.images, 75)).present > 0.5)).all(1).mean())
+    figures["jpeg_agreement"] = float(
+        (pred_present == (judge.predict(compress(data.images, 75)).present > 0.5)).all(1).mean()
+    )
     return figures
 
 
-def train_judge(out: Path, work: Path, samples: int = 400_000, batch: int = 128, lr: float = 2e-3,
-                seed: int = 0, quick: bool = False, progress: bool = True, checkpoint_every: int = 200,
-                should_stop=None) -> dict:
+def train_judge(
+    out: Path,
+    work: Path,
+    samples: int = 400_000,
+    batch: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    checkpoint_every: int = 200,
+    should_stop=None,
+) -> dict:
     """Train (resuming from ``work`` if a checkpoint is there) and save to ``out``; returns figures."""
     if quick:
         samples, batch = 4_000, 64

@@ -39,9 +39,20 @@ def is_refined(decoder_dir: Path) -> bool:
     return (decoder_dir / "movq" / MARKER).is_file()
 
 
-def refine_movq(decoder_dir: Path, clip_dir: Path, work: Path, steps: int = REFINE_STEPS, batch: int = 32,
-                lr: float = 2e-4, perceptual: float = PERCEPTUAL, seed: int = 0, quick: bool = False,
-                checkpoint_every: int = 250, progress: bool = True, should_stop=None) -> dict:
+def refine_movq(
+    decoder_dir: Path,
+    clip_dir: Path,
+    work: Path,
+    steps: int = REFINE_STEPS,
+    batch: int = 32,
+    lr: float = 2e-4,
+    perceptual: float = PERCEPTUAL,
+    seed: int = 0,
+    quick: bool = False,
+    checkpoint_every: int = 250,
+    progress: bool = True,
+    should_stop=None,
+) -> dict:
     """Fine-tune ``decoder_dir/movq``'s decoder half (about 1.7 s a step of 32 on two cores of this
     project's CPU) and write it back in place, fp16 as the pipeline ships it."""
     from diffusers import VQModel
@@ -103,9 +114,16 @@ def refine_movq(decoder_dir: Path, clip_dir: Path, work: Path, steps: int = REFI
     held = world_data(400 if quick else 2_000, seed=2).images[:256]
     with torch.no_grad():
         rec = reconstruct(movq, held)
-    figures = {"steps": step, "batch": batch, "lr": lr, "perceptual": perceptual, "train_seconds": seconds,
-               "start": start, "l1": float(np.abs(rec.astype(np.float32) - held).mean() / 127.5),
-               "world_version": world.VERSION}
+    figures = {
+        "steps": step,
+        "batch": batch,
+        "lr": lr,
+        "perceptual": perceptual,
+        "train_seconds": seconds,
+        "start": start,
+        "l1": float(np.abs(rec.astype(np.float32) - held).mean() / 127.5),
+        "world_version": world.VERSION,
+    }
     movq.register_to_config(_name_or_path="movq")  # not the local path it was loaded from
     with atomic.atomic_dir(movq_dir) as tmp:
         movq.half().save_pretrained(tmp)

@@ -44,8 +44,14 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     if out.exists() and not (out / "trainer_state.json").is_file():
         shutil.rmtree(out)  # a new SAE: the old one's index and labels must not carry over
     cfg = TrainConfig(
-        acts=str(acts), out=str(out), expansion=16, k=16 if not quick else 8,
-        tokens=300_000 if quick else 30_000_000, batch_size=1024, seed=0, resume=(out / "trainer_state.json").is_file(),
+        acts=str(acts),
+        out=str(out),
+        expansion=16,
+        k=16 if not quick else 8,
+        tokens=300_000 if quick else 30_000_000,
+        batch_size=1024,
+        seed=0,
+        resume=(out / "trainer_state.json").is_file(),
         prune_below=PRUNE_BELOW,
     )
     trainer = Trainer(cfg, progress=progress)
@@ -61,8 +67,14 @@ def train_demo_sae(out: Path, clip_dir: Path, work: Path, quick: bool = False, p
     model.metadata.backbone = f"local-dir:{os.path.relpath(Path(clip_dir).resolve(), Path(out).resolve())}"
     model.save(out)
     n_index = 200 if quick else INDEX_IMAGES  # the index and labels ship with the SAE, as the app reads them
-    index_and_label(out, backbone, model, write_world_images(work / f"index-images-{n_index}", n_index, INDEX_SEED),
-                    "demo", progress=progress)
+    index_and_label(
+        out,
+        backbone,
+        model,
+        write_world_images(work / f"index-images-{n_index}", n_index, INDEX_SEED),
+        "demo",
+        progress=progress,
+    )
     return {k: float(v) for k, v in model.metadata.metrics.items()} | {"images": n_images, "index_images": n_index}
 
 
@@ -88,6 +100,6 @@ def image_codes(backbone, sae, images: np.ndarray, batch: int = 256) -> np.ndarr
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            resid = backbone.prefix(to_pixels(images[i:i + batch]))
+            resid = backbone.prefix(to_pixels(images[i : i + batch]))
             out.append(sae.encode(resid).amax(1).numpy())
     return np.concatenate(out)

@@ -24,8 +24,14 @@ KINDS = ("cat", "dog", "hat", "ball", "tree", "house", "sun", "car", "fish", "fl
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "black", "white")
 SIZES = ("small", "medium", "large")
 RGB = {
-    "red": (214, 40, 40), "orange": (245, 140, 30), "yellow": (250, 215, 50), "green": (60, 170, 70),
-    "blue": (45, 95, 215), "purple": (140, 60, 180), "black": (35, 35, 40), "white": (245, 245, 245),
+    "red": (214, 40, 40),
+    "orange": (245, 140, 30),
+    "yellow": (250, 215, 50),
+    "green": (60, 170, 70),
+    "blue": (45, 95, 215),
+    "purple": (140, 60, 180),
+    "black": (35, 35, 40),
+    "white": (245, 245, 245),
 }
 # Kinds whose colour is drawn from a natural subset.
 ALLOWED_COLOURS = {
@@ -71,6 +77,7 @@ class Scene:
 
 # -- sampling ----------------------------------------------------------------------------------
 
+
 def _overlaps(a: Thing, b: Thing) -> bool:
     return abs(a.x - b.x) < (a.extent + b.extent) * 0.45 and abs(a.y - b.y) < (a.extent + b.extent) * 0.45
 
@@ -78,11 +85,18 @@ def _overlaps(a: Thing, b: Thing) -> bool:
 def hat_on(wearer: Thing, colour: str) -> Thing:
     """A cowboy hat sitting on ``wearer``'s head (a cat's head is left of centre, a dog's further left)."""
     dx, dy = {"cat": (-0.125, -0.45), "dog": (-0.275, -0.41)}[wearer.kind]
-    return Thing("hat", colour, wearer.size, wearer.x + dx * wearer.extent, wearer.y + dy * wearer.extent, on=wearer.kind)
+    return Thing(
+        "hat", colour, wearer.size, wearer.x + dx * wearer.extent, wearer.y + dy * wearer.extent, on=wearer.kind
+    )
 
 
-def sample_scene(rng: np.random.Generator, n_objects: int | None = None, background: str | None = None,
-                 include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> Scene:
+def sample_scene(
+    rng: np.random.Generator,
+    n_objects: int | None = None,
+    background: str | None = None,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+) -> Scene:
     """A random scene; ``include`` forces kinds in, ``exclude`` keeps kinds out."""
     bg = background or BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     n = n_objects or int(rng.integers(1, 4))
@@ -123,6 +137,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int | None = None, backgro
 
 
 # -- drawing -----------------------------------------------------------------------------------
+
 
 def _shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
     return tuple(int(max(0, min(255, v * f))) for v in c)
@@ -186,32 +201,51 @@ def _cat(d, t, c, o, lw):
     d.line([x + r * 0.6, y + r * 0.6, x + r * 1.0, y + r * 0.1], fill=c, width=lw * 2)
     hx, hy, hr = x - r * 0.25, y - r * 0.3, r * 0.5
     for s in (-1, 1):  # pointed ears
-        d.polygon([(hx + s * hr * 0.95, hy - hr * 0.15), (hx + s * hr * 0.75, hy - hr * 1.35),
-                   (hx + s * hr * 0.15, hy - hr * 0.75)], fill=c, outline=o, width=lw)
+        d.polygon(
+            [
+                (hx + s * hr * 0.95, hy - hr * 0.15),
+                (hx + s * hr * 0.75, hy - hr * 1.35),
+                (hx + s * hr * 0.15, hy - hr * 0.75),
+            ],
+            fill=c,
+            outline=o,
+            width=lw,
+        )
     d.ellipse([hx - hr, hy - hr * 0.9, hx + hr, hy + hr * 0.9], fill=c, outline=o, width=lw)
     for s in (-1, 1):  # eyes: green with a slit pupil
         ex = hx + s * hr * 0.4
         d.ellipse([ex - hr * 0.22, hy - hr * 0.35, ex + hr * 0.22, hy + hr * 0.1], fill=(120, 220, 80), outline=o)
         d.line([ex, hy - hr * 0.3, ex, hy + hr * 0.05], fill=(0, 0, 0), width=max(1, lw // 2 + 1))
-    d.polygon([(hx - hr * 0.12, hy + hr * 0.2), (hx + hr * 0.12, hy + hr * 0.2), (hx, hy + hr * 0.35)], fill=(240, 120, 150))
+    d.polygon(
+        [(hx - hr * 0.12, hy + hr * 0.2), (hx + hr * 0.12, hy + hr * 0.2), (hx, hy + hr * 0.35)], fill=(240, 120, 150)
+    )
     for s in (-1, 1):  # whiskers
         for dy in (-0.05, 0.15):
-            d.line([hx + s * hr * 0.2, hy + hr * 0.35, hx + s * hr * 1.35, hy + hr * (0.25 + dy)],
-                   fill=(60, 60, 60) if t.colour == "white" else (230, 230, 230), width=max(1, lw // 2))
+            d.line(
+                [hx + s * hr * 0.2, hy + hr * 0.35, hx + s * hr * 1.35, hy + hr * (0.25 + dy)],
+                fill=(60, 60, 60) if t.colour == "white" else (230, 230, 230),
+                width=max(1, lw // 2),
+            )
 
 
 def _dog(d, t, c, o, lw):
     x, y, r = _box(t)
     for lx in (-0.5, -0.2, 0.25, 0.55):  # legs
-        d.rectangle([x + r * lx - r * 0.09, y + r * 0.5, x + r * lx + r * 0.09, y + r * 0.95], fill=c, outline=o, width=lw)
+        d.rectangle(
+            [x + r * lx - r * 0.09, y + r * 0.5, x + r * lx + r * 0.09, y + r * 0.95], fill=c, outline=o, width=lw
+        )
     d.ellipse([x - r * 0.8, y - r * 0.05, x + r * 0.8, y + r * 0.7], fill=c, outline=o, width=lw)  # body
     d.line([x + r * 0.7, y + r * 0.15, x + r * 1.0, y - r * 0.25], fill=o, width=lw * 3)  # tail up
     hx, hy, hr = x - r * 0.55, y - r * 0.3, r * 0.45
     d.ellipse([hx - hr, hy - hr, hx + hr, hy + hr], fill=c, outline=o, width=lw)
-    d.ellipse([hx - hr * 1.45, hy - hr * 0.2, hx - hr * 0.2, hy + hr * 0.7], fill=(200, 170, 150), outline=o, width=lw)  # snout
+    d.ellipse(
+        [hx - hr * 1.45, hy - hr * 0.2, hx - hr * 0.2, hy + hr * 0.7], fill=(200, 170, 150), outline=o, width=lw
+    )  # snout
     d.ellipse([hx - hr * 1.5, hy - hr * 0.05, hx - hr * 1.1, hy + hr * 0.3], fill=(0, 0, 0))  # nose
     ear = _shade(c, 0.55) if t.colour != "black" else (90, 70, 60)
-    d.ellipse([hx + hr * 0.1, hy - hr * 0.9, hx + hr * 0.75, hy + hr * 0.6], fill=ear, outline=o, width=lw)  # floppy ear
+    d.ellipse(
+        [hx + hr * 0.1, hy - hr * 0.9, hx + hr * 0.75, hy + hr * 0.6], fill=ear, outline=o, width=lw
+    )  # floppy ear
     d.ellipse([hx - hr * 0.45, hy - hr * 0.5, hx - hr * 0.1, hy - hr * 0.15], fill=(255, 255, 255), outline=o)
     d.ellipse([hx - hr * 0.35, hy - hr * 0.42, hx - hr * 0.18, hy - hr * 0.22], fill=(0, 0, 0))
 
@@ -221,7 +255,9 @@ def _hat(d, t, c, o, lw):
     if t.on:
         r *= 0.8
     d.ellipse([x - r * 0.95, y - r * 0.05, x + r * 0.95, y + r * 0.35], fill=c, outline=o, width=lw)  # brim
-    d.rounded_rectangle([x - r * 0.5, y - r * 0.6, x + r * 0.5, y + r * 0.2], radius=r * 0.2, fill=c, outline=o, width=lw)
+    d.rounded_rectangle(
+        [x - r * 0.5, y - r * 0.6, x + r * 0.5, y + r * 0.2], radius=r * 0.2, fill=c, outline=o, width=lw
+    )
     d.polygon([(x - r * 0.15, y - r * 0.6), (x, y - r * 0.45), (x + r * 0.15, y - r * 0.6)], fill=o)  # dent
     band = (40, 30, 25) if t.colour != "black" else (200, 60, 40)
     d.rectangle([x - r * 0.5, y - r * 0.08, x + r * 0.5, y + r * 0.08], fill=band)
@@ -231,7 +267,13 @@ def _ball(d, t, c, o, lw):
     x, y, r = _box(t)
     r *= 0.7
     d.ellipse([x - r, y - r, x + r, y + r], fill=c, outline=o, width=lw)
-    d.arc([x - r * 1.6, y - r * 0.5, x + r * 0.4, y + r * 1.5], 280, 40, fill=(255, 255, 255) if t.colour != "white" else (200, 40, 40), width=lw * 2)
+    d.arc(
+        [x - r * 1.6, y - r * 0.5, x + r * 0.4, y + r * 1.5],
+        280,
+        40,
+        fill=(255, 255, 255) if t.colour != "white" else (200, 40, 40),
+        width=lw * 2,
+    )
     d.ellipse([x - r * 0.55, y - r * 0.6, x - r * 0.2, y - r * 0.25], fill=(255, 255, 255))
 
 
@@ -239,14 +281,18 @@ def _tree(d, t, c, o, lw):
     x, y, r = _box(t)
     d.rectangle([x - r * 0.15, y, x + r * 0.15, y + r], fill=(110, 70, 35), outline=o, width=lw)
     for dx, dy, rr in ((0, -0.35, 0.55), (-0.4, 0.0, 0.42), (0.4, 0.0, 0.42), (0, 0.1, 0.45)):
-        d.ellipse([x + (dx - rr) * r, y + (dy - rr) * r, x + (dx + rr) * r, y + (dy + rr) * r], fill=c, outline=o, width=lw)
+        d.ellipse(
+            [x + (dx - rr) * r, y + (dy - rr) * r, x + (dx + rr) * r, y + (dy + rr) * r], fill=c, outline=o, width=lw
+        )
 
 
 def _house(d, t, c, o, lw):
     x, y, r = _box(t)
     d.rectangle([x - r * 0.7, y - r * 0.2, x + r * 0.7, y + r * 0.9], fill=c, outline=o, width=lw)
     roof = (150, 40, 30) if t.colour not in ("red", "orange") else (90, 60, 50)
-    d.polygon([(x - r * 0.9, y - r * 0.15), (x, y - r * 0.95), (x + r * 0.9, y - r * 0.15)], fill=roof, outline=o, width=lw)
+    d.polygon(
+        [(x - r * 0.9, y - r * 0.15), (x, y - r * 0.95), (x + r * 0.9, y - r * 0.15)], fill=roof, outline=o, width=lw
+    )
     d.rectangle([x - r * 0.15, y + r * 0.35, x + r * 0.15, y + r * 0.9], fill=(90, 55, 30), outline=o, width=lw)
     d.rectangle([x + r * 0.3, y + r * 0.05, x + r * 0.58, y + r * 0.33], fill=(180, 220, 250), outline=o, width=lw)
     d.rectangle([x - r * 0.58, y + r * 0.05, x - r * 0.3, y + r * 0.33], fill=(180, 220, 250), outline=o, width=lw)
@@ -261,27 +307,69 @@ def _sun(d, t, c, o, lw, night=False, sky=(0, 0, 0)):
         return
     for i in range(10):
         a = i * math.pi / 5
-        d.line([x + math.cos(a) * r * 0.6, y + math.sin(a) * r * 0.6, x + math.cos(a) * r, y + math.sin(a) * r],
-               fill=c, width=lw * 2)
+        d.line(
+            [x + math.cos(a) * r * 0.6, y + math.sin(a) * r * 0.6, x + math.cos(a) * r, y + math.sin(a) * r],
+            fill=c,
+            width=lw * 2,
+        )
     d.ellipse([x - r * 0.55, y - r * 0.55, x + r * 0.55, y + r * 0.55], fill=c, outline=o, width=lw)
 
 
 def _car(d, t, c, o, lw):
     x, y, r = _box(t)
-    d.polygon([(x - r * 0.45, y - r * 0.1), (x - r * 0.3, y - r * 0.5), (x + r * 0.35, y - r * 0.5), (x + r * 0.55, y - r * 0.1)],
-              fill=c, outline=o, width=lw)
-    d.rounded_rectangle([x - r * 0.95, y - r * 0.12, x + r * 0.95, y + r * 0.35], radius=r * 0.12, fill=c, outline=o, width=lw)
-    d.polygon([(x - r * 0.3, y - r * 0.12), (x - r * 0.22, y - r * 0.42), (x + r * 0.02, y - r * 0.42), (x + r * 0.02, y - r * 0.12)], fill=(180, 220, 250))
-    d.polygon([(x + r * 0.1, y - r * 0.12), (x + r * 0.1, y - r * 0.42), (x + r * 0.3, y - r * 0.42), (x + r * 0.45, y - r * 0.12)], fill=(180, 220, 250))
+    d.polygon(
+        [
+            (x - r * 0.45, y - r * 0.1),
+            (x - r * 0.3, y - r * 0.5),
+            (x + r * 0.35, y - r * 0.5),
+            (x + r * 0.55, y - r * 0.1),
+        ],
+        fill=c,
+        outline=o,
+        width=lw,
+    )
+    d.rounded_rectangle(
+        [x - r * 0.95, y - r * 0.12, x + r * 0.95, y + r * 0.35], radius=r * 0.12, fill=c, outline=o, width=lw
+    )
+    d.polygon(
+        [
+            (x - r * 0.3, y - r * 0.12),
+            (x - r * 0.22, y - r * 0.42),
+            (x + r * 0.02, y - r * 0.42),
+            (x + r * 0.02, y - r * 0.12),
+        ],
+        fill=(180, 220, 250),
+    )
+    d.polygon(
+        [
+            (x + r * 0.1, y - r * 0.12),
+            (x + r * 0.1, y - r * 0.42),
+            (x + r * 0.3, y - r * 0.42),
+            (x + r * 0.45, y - r * 0.12),
+        ],
+        fill=(180, 220, 250),
+    )
     for wx in (-0.55, 0.55):
-        d.ellipse([x + (wx - 0.22) * r, y + r * 0.15, x + (wx + 0.22) * r, y + r * 0.59], fill=(25, 25, 25), outline=(120, 120, 120), width=lw)
+        d.ellipse(
+            [x + (wx - 0.22) * r, y + r * 0.15, x + (wx + 0.22) * r, y + r * 0.59],
+            fill=(25, 25, 25),
+            outline=(120, 120, 120),
+            width=lw,
+        )
 
 
 def _fish(d, t, c, o, lw):
     x, y, r = _box(t)
-    d.polygon([(x + r * 0.45, y), (x + r * 0.95, y - r * 0.4), (x + r * 0.95, y + r * 0.4)], fill=c, outline=o, width=lw)
+    d.polygon(
+        [(x + r * 0.45, y), (x + r * 0.95, y - r * 0.4), (x + r * 0.95, y + r * 0.4)], fill=c, outline=o, width=lw
+    )
     d.ellipse([x - r * 0.8, y - r * 0.38, x + r * 0.55, y + r * 0.38], fill=c, outline=o, width=lw)
-    d.polygon([(x - r * 0.2, y - r * 0.3), (x + r * 0.1, y - r * 0.6), (x + r * 0.2, y - r * 0.3)], fill=_shade(c, 0.7), outline=o, width=lw)
+    d.polygon(
+        [(x - r * 0.2, y - r * 0.3), (x + r * 0.1, y - r * 0.6), (x + r * 0.2, y - r * 0.3)],
+        fill=_shade(c, 0.7),
+        outline=o,
+        width=lw,
+    )
     d.ellipse([x - r * 0.6, y - r * 0.15, x - r * 0.4, y + r * 0.05], fill=(255, 255, 255), outline=o)
     d.ellipse([x - r * 0.55, y - r * 0.1, x - r * 0.46, y], fill=(0, 0, 0))
 
@@ -298,8 +386,17 @@ def _flower(d, t, c, o, lw):
     d.ellipse([x - r * 0.17, y - r * 0.47, x + r * 0.17, y - r * 0.13], fill=centre, outline=o, width=lw)
 
 
-_DRAW = {"cat": _cat, "dog": _dog, "hat": _hat, "ball": _ball, "tree": _tree, "house": _house,
-         "car": _car, "fish": _fish, "flower": _flower}
+_DRAW = {
+    "cat": _cat,
+    "dog": _dog,
+    "hat": _hat,
+    "ball": _ball,
+    "tree": _tree,
+    "house": _house,
+    "car": _car,
+    "fish": _fish,
+    "flower": _flower,
+}
 # Drawing order: far things first, hats after their wearers.
 _ORDER = {"sun": 0, "tree": 1, "house": 1, "car": 2, "ball": 2, "flower": 2, "fish": 2, "cat": 3, "dog": 3, "hat": 4}
 
@@ -420,7 +517,9 @@ def take_out(scene: Scene, rng: np.random.Generator) -> Scene:
     differs by an object which is there or not, where a twin differs by one object's kind. A
     one-object scene leaves its bare background."""
     gone = scene.things[int(rng.integers(len(scene.things)))]
-    return Scene(scene.background, [t for t in scene.things if t is not gone and not (t.kind == "hat" and t.on == gone.kind)])
+    return Scene(
+        scene.background, [t for t in scene.things if t is not gone and not (t.kind == "hat" and t.on == gone.kind)]
+    )
 
 
 def dataset(n: int, seed: int, twins: bool = False, removals: bool = False) -> tuple[np.ndarray, Labels, list[str]]:

@@ -9,6 +9,7 @@ tells the window to switch to the new SAE.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCharts import QChart, QChartView, QLineSeries, QValueAxis
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from sae.backbone import EMBEDDING
+from sae.configs import TrainConfig
 from sae.errors import UserError
 from sae.make import NewSae, Stopped, make_sae
 
@@ -120,9 +122,15 @@ class TrainDialog(QDialog):
             "The residual stream entering this block (the middle is a good start), or, "
             "below block 0, the final image embedding: one token per image, no regions"
         )
-        self.expansion = QSpinBox(minimum=1, maximum=256, value=8, prefix="latents = ", suffix=" × width")
-        self.k = QSpinBox(minimum=1, maximum=1024, value=32)
-        self.tokens = QSpinBox(minimum=1, maximum=100_000, value=2, suffix=" M tokens")
+        # the defaults are sae-studio train's (sae.configs.TrainConfig), as is what Start trains with
+        self.defaults = TrainConfig(acts="", out="")
+        self.expansion = QSpinBox(
+            minimum=1, maximum=256, value=self.defaults.expansion, prefix="latents = ", suffix=" × width"
+        )
+        self.k = QSpinBox(minimum=1, maximum=1024, value=self.defaults.k)
+        self.tokens = QSpinBox(
+            minimum=1, maximum=100_000, value=max(1, self.defaults.tokens // 1_000_000), suffix=" M tokens"
+        )
         self.tokens.setToolTip("Training budget in millions of tokens (image patches); more is better and slower.")
         form = QFormLayout()
         form.addRow("Images", _row(self.images, browse))
@@ -178,15 +186,10 @@ class TrainDialog(QDialog):
             raise UserError("Choose a folder of images to train on.")
         if not out:
             raise UserError("Choose where to save the new SAE.")
-        return NewSae(
-            images=images,
-            out=out,
-            model=self.model_spec,
-            layer=self.chosen_layer(),
-            expansion=self.expansion.value(),
-            k=self.k.value(),
-            tokens=self.tokens.value() * 1_000_000,
+        train = replace(
+            self.defaults, expansion=self.expansion.value(), k=self.k.value(), tokens=self.tokens.value() * 1_000_000
         )
+        return NewSae(images=images, out=out, model=self.model_spec, layer=self.chosen_layer(), train=train)
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:

@@ -55,6 +55,16 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag, dest=f.name, type=typ, required=required, default=default, help=help_text)
 
 
+SAE_HELP = "SAE folder (default: the shipped demo SAE)"
+
+
+def add_sae_options(parser: argparse.ArgumentParser) -> None:
+    """--sae, --model and --device: the options of every command that opens an SAE on its encoder."""
+    parser.add_argument("--sae", default=None, help=SAE_HELP)
+    parser.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: %(default)s)")
+
+
 def _config_from(cls: type, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
@@ -92,10 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "images (thumbnails saved); then an automatic label from the CLIP text tower. Incremental: run it "
         "again after adding images. Without --sae it indexes the shipped demo SAE.",
     )
-    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    add_sae_options(p)
     p.add_argument("--images", required=True, help="folder of images, searched recursively")
-    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--no-labels", action="store_true", help="skip the automatic labels")
     p.add_argument(
         "--vocabulary",
@@ -110,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank latents by how well their effect matches a text (--search) or by how strongly "
         "they fire on an image (--image). Without --sae it uses the shipped demo SAE.",
     )
-    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
-    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    add_sae_options(p)
     p.add_argument(
         "--search",
         default=None,
@@ -160,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="home",
         help=TOKENS_HELP.format("each quick edit (--add/--set/--scale)"),
     )
-    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
-    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
+    add_sae_options(p)
     p.add_argument(
         "--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)"
     )
@@ -187,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
         "or repaint the whole image (whole) (default: the preset's, else edited; a preset made "
         "before regions existed repaints the whole image)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--fp16", action="store_true", help="run a hub decoder in half precision (GPU)")
     p.add_argument(
         "--cpu-offload", action="store_true", help="keep a hub decoder's parts on the CPU until used (small GPUs)"
@@ -212,9 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="slider value stored in the preset: 1 adds the examples' average difference (default 1)",
     )
     p.add_argument("-o", "--out", required=True, help="preset JSON to write")
-    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
-    p.add_argument("--model", default=None, help="encoder (default: the one named in the SAE's metadata)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    add_sae_options(p)
 
     p = sub.add_parser(
         "models",
@@ -246,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export an SAE folder for other tools: --to saelens (what sae-studio writes anyway, "
         "without its index) or --to sparsify (TopK SAEs; the folder is named after the hookpoint layers.L-1).",
     )
-    p.add_argument("--sae", default=None, help="SAE folder (default: the shipped demo SAE)")
+    p.add_argument("--sae", default=None, help=SAE_HELP)
     p.add_argument("--to", choices=("saelens", "sparsify"), required=True, help="target layout")
     p.add_argument("-o", "--out", required=True, help="folder to write")
 
@@ -386,7 +389,7 @@ def _workspace(args: argparse.Namespace):
     from sae.device import pick_device
     from sae.workspace import Workspace
 
-    return Workspace.open(args.sae or DEMO / "sae", args.model, device=pick_device(getattr(args, "device", "cpu")))
+    return Workspace.open(args.sae or DEMO / "sae", args.model, device=pick_device(args.device))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -458,7 +461,7 @@ def _preview(args: argparse.Namespace, ws) -> int:
     value = args.value
     if value is None:
         value = (PREVIEW_UNITS * ws.unit(latent) if known else 0.0) or 1.0
-    session = ws.session(load_decoder(args.decoder, ws.backbone))
+    session = ws.session(load_decoder(args.decoder, ws.backbone, device=ws.backbone.device))
     tokens = ws.tokens_for(args.tokens)(latent) if known else "all"
     settings = DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed, decoder=args.decoder)
     image = session.causal_preview(latent, value, settings, tokens=tokens)
@@ -530,7 +533,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     decoder = load_decoder(
-        settings.decoder, ws.backbone, device=args.device, fp16=args.fp16, cpu_offload=args.cpu_offload
+        settings.decoder, ws.backbone, device=ws.backbone.device, fp16=args.fp16, cpu_offload=args.cpu_offload
     )
     session = ws.session(decoder)
     out = Path(args.out)

@@ -31,7 +31,8 @@ class ExtractConfig:
 
 @dataclass
 class TrainConfig:
-    """Options of ``sae-studio train`` (the CLI and the GUI form are generated from these)."""
+    """Options of ``sae-studio train``: the CLI is generated from these fields, and the Train dialog
+    and ``sae.make`` train with them (the dialog shows their defaults)."""
 
     acts: str = field(metadata={"help": "activations folder made by sae-studio extract"})
     out: str = field(metadata={"help": "SAE folder to write (SAELens layout)"})

@@ -12,12 +12,13 @@ checks ``should_stop()``; a stopped chain leaves each stage's checkpoint behind,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from sae.backbone import Backbone, load_backbone
+from sae.configs import TrainConfig
 from sae.errors import UserError
 from sae.model import SparseAutoencoder
 
@@ -32,9 +33,8 @@ class NewSae:
     out: str  # SAE folder to write
     model: str  # encoder spec (e.g. a demo CLIP folder, or ViT-bigG-14:laion2b_s39b_b160k)
     layer: int | None = None  # None: the middle block
-    expansion: int = 8
-    k: int = 32
-    tokens: int = 2_000_000
+    # the training options, as `sae-studio train` takes them (make_sae fills in acts, out and device)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(acts="", out=""))
     device: str = "auto"
     vocabulary: str = "auto"
 
@@ -55,7 +55,7 @@ def make_sae(
     """Run the chain; raises ``Stopped`` if ``should_stop`` said so (run again to continue)."""
     from sae.activations import extract
     from sae.device import pick_device
-    from sae.train import TrainConfig, Trainer
+    from sae.train import Trainer
 
     def event(stage: str, done: int, total: int, metrics: dict | None = None) -> None:
         if on_event:
@@ -83,15 +83,12 @@ def make_sae(
         check("extraction")
     finished = (out / "cfg.json").is_file() and not (out / "trainer_state.json").is_file()
     if not finished:
-        cfg = TrainConfig(
+        cfg = replace(
+            spec.train,
             acts=str(spec.activations),
             out=str(out),
-            expansion=spec.expansion,
-            k=spec.k,
-            tokens=spec.tokens,
             device=spec.device,
             resume=(out / "trainer_state.json").is_file(),
-            checkpoint_every=200,
         )
         trainer = Trainer(
             cfg, progress=False, on_step=lambda s, t, m: event("train", s, t, m), should_stop=should_stop, log_every=10

@@ -26,12 +26,8 @@ from sae.model import SparseAutoencoder, SparseCode, check_fits_layer
 from sae.steer import Edit, latent_column, steer_residual
 from sae.view import EncoderView
 
-# Causal previews paint something new on an empty canvas: the latent at PREVIEW_UNITS times its
-# typical maximum, repainted at PREVIEW_STRENGTH. On the demo models the judge saw the object kind
-# of each kind's best latent in 3% of previews (10 kinds x 3 seeds) at strength 0.8 and 2 units,
-# 27% at 0.9 and 2, 57% at 0.9 and 4, 47% at 0.9 and 6 or 8, 57% at 0.95 and 4 (every token, the
-# v3 UNet); at 0.9 and 4 on the tokens where each latent fires, 73% (v3), 83% (v4) and 80% (the
-# shipped UNet, taught edit pairs).
+# Causal previews paint a latent on an empty canvas at PREVIEW_UNITS times its typical maximum,
+# repainted at PREVIEW_STRENGTH: the pair that showed each detector's object most often (bench/README.md).
 PREVIEW_STRENGTH = 0.9
 PREVIEW_UNITS = 4.0
 

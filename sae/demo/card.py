@@ -11,6 +11,8 @@ from sae.demo.clip import AUX_LAYER, BATCH, RECIPE
 from sae.demo.clip import CONFIG as CLIP_CONFIG
 from sae.demo.decoder import LATENT_CHANNELS
 
+HISTORY = Path(__file__).with_name("recipe_history.md")
+
 
 def _mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20 if path.exists() else 0.0
@@ -282,6 +284,7 @@ def write_card(demo: Path = DEMO, out: Path | None = None) -> Path:
         "",
         "Rebuild: `sae-studio demo build --force` (resumable; `--quick` makes toy versions in under two minutes).",
     ]
+    lines += ["", *HISTORY.read_text().splitlines()]  # the measurements behind the recipe's constants
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

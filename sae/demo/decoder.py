@@ -40,15 +40,7 @@ from sae.demo.checkpoint import (
 )
 from sae.demo.data import world_data
 
-# 4 channels at 16x16 (Kandinsky's own count) reconstructed world scenes with L1 0.032 after 2,000 steps, yet
-# the judge read 30% of them differently (flowers lost their petals, suns their rays, small balls their
-# outline): 1,024 numbers cannot hold a 64x64 scene's one-pixel details. 8 channels cost the autoencoder
-# nothing measurable and the UNet only its first and last convolution. Under the second judge (which
-# reads JPEG copies as their originals) the 8-channel movq still lost small things the judge needs: hats
-# on animals' heads, objects at night (0.95 of scenes agree); training its decoder half on for 600 more
-# steps left that flat (0.957 -> 0.961 on 512 scenes), and a deeper decoder half on the same latents had
-# gained nothing after 300 steps. So the latent got twice the room, 16 channels (as in newer latent
-# diffusion autoencoders), trained with the perceptual term from the start: 0.990 on 512 held-out scenes.
+# 16 latent channels: fewer lost the small details the judge reads (history in the model card).
 LATENT_CHANNELS = 16
 
 
@@ -258,54 +250,19 @@ def blank_embedding(backbone) -> torch.Tensor:
 COMPACT = DEMO / "training" / "unet"  # committed between sessions
 
 
-# 3,500 steps of 64 at a constant rate (224k samples, ~4 passes over the 60k cached scenes; about
-# 1.5 s a step on two cores of this project's CPU, so it fits in one working session), then
-# UNET_ANNEAL steps whose rate falls by a cosine to a tenth: the loss had flattened at the constant
-# rate (0.040 at step 2,000, 0.037 at 3,500), and annealing is what lowers such a plateau. Raise
-# either (the checkpoint resumes) if the fidelity rows of `sae-studio demo eval` fall short.
+# From scratch: a constant rate, then a cosine anneal to a tenth (history in the model card).
 UNET_CONSTANT = 3_500
 UNET_ANNEAL = 2_000
 UNET_STEPS = UNET_CONSTANT + UNET_ANNEAL
-# Started from a trained decoder's UNet (``warm_start``: the previous demo decoder, when the CLIP under
-# it is retrained), the denoising trunk already paints the world and only the conditioning must be
-# relearnt, so a shorter run suffices: the same warm-up, 1,500 steps constant, 1,500 annealed, at half
-# the rate (the trunk is trained; a full rate first undoes some of it). Such a run after the CLIP's
-# retraining gave from noise 0.328 -> 0.359 (`demo eval`), cat added 0.33 -> 0.35. The shipped UNet is
-# one for the 16-channel movq, started from that 8-channel one (``transplant``: all but its first and
-# last convolution): img2img at 0.5 0.836 -> 0.898, from noise 0.410 -> 0.383 under the second judge;
-# then trained on with the ``continue`` schedule below.
+# relearn: a warm start whose trunk already paints the world relearns its conditioning at half the rate.
 WARM_CONSTANT = 1_500
 WARM_ANNEAL = 1_500
 WARM_LR = 5e-4
-# Continuing a trained UNet on the very CLIP and movq it was trained on (nothing to relearn, only
-# more to learn): 7,000 steps at the full rate after the warm-up, then 3,000 annealed; about 90 min
-# here. What it is for: the UNet's conditioning on object kinds (from noise it paints blobs of the
-# right colour in the right place, often of the wrong kind), which the 3,000-step warm runs had
-# not had the steps to learn. On the shipped UNet (loss 0.030 -> 0.020): img2img at 0.5 0.898 -> 0.961,
-# from noise 0.383 -> 0.488 (`demo eval`, 256 held-out scenes); already at step 3,000, before the
-# anneal, 0.896 -> 0.927 and 0.396 -> 0.438 on 96 scenes, so the steps, not the anneal, did it.
+# continue: more steps on the very CLIP and movq the UNet was trained on.
 CONTINUE_CONSTANT = 7_000
 CONTINUE_ANNEAL = 3_000
 CONTINUE_LR = 1e-3
-# Edit pairs: a UNet trained only to denoise scenes paints what an img2img start already holds. Given
-# the embedding of a scene *with* a cat and, as its start, the noised scene without one, the v4 UNet
-# turned an existing tree or ball into the cat, or painted none (the twin reference of
-# bench/edit_quality.py: 17% of scenes got their cat). So part of each batch teaches the edit an img2img
-# start asks for: the start is a noised scene, the embedding and the target that of its pair (one object
-# taken out or put in, `world.take_out`; or one object's kind changed, the twins the CLIP trained on),
-# at the noise levels where an edit's denoising starts and where the edit region is found (t from
-# EDIT_PAIR_T_MIN up), weighted 1 (min-SNR weighs a sample at high noise at a few hundredths).
-# Started from the v4 UNet (80 held-out scenes, strength 0.9, edit region; the cat added on its patches,
-# success where 90% of the other labels are kept; `demo eval`'s 256 scenes for img2img at 0.5):
-#   v4 as shipped:                       cat 0.71, cat twin 0.20, hat set 0 0.86; img2img 0.957, from noise 0.539
-#   these constants (3,000 steps):       cat 0.83, cat twin 0.73, hat set 0 1.00; img2img 0.930, from noise 0.480
-#   pairs from t=650 only (2,000 steps): cat 0.65, cat twin 0.18, hat set 0 0.93; img2img 0.949, from noise 0.316
-#   pairs weighted by min-SNR (2,000):   cat 0.81, cat twin 0.69, hat set 0 0.96; img2img 0.914, from noise 0.508
-#   t>=650 and min-SNR (2,000):          cat 0.71 (region found at strength 0.75);   img2img 0.957, from noise 0.508
-# (the t>=650, weight 1 UNet with its region found at strength 0.75 instead of 0.5: cat 0.77)
-# The edits need the pairs at the edit region's noise level (t=499), and there they cost img2img at 0.5
-# (which starts there too) the scenes whose embedding leaves an object's kind in doubt: the decoder's
-# img2img target (95% at 0.5) would fall, hence the settling phases below.
+# edits: part of each batch teaches what an img2img edit asks for (an object put in or taken out).
 EDIT_PAIR_SHARE = 0.5  # of each batch
 EDIT_PAIR_T_MIN = 450  # the edit region is found at t=499 (8 steps), an edit at strength 0.9 starts at 874
 EDIT_PAIR_WEIGHT = 1.0  # None: min-SNR, as every other sample; a number: that weight for every pair
@@ -314,13 +271,7 @@ EDIT_PAIR_SEED = 5  # world scenes no other demo model trains on
 EDITS_CONSTANT = 1_500
 EDITS_ANNEAL = 1_500
 EDITS_LR = 5e-4
-# Then the edits settle: two more phases from that UNet at half the rate, with a quarter and then a
-# tenth of each batch on pairs, win img2img back while the edits stay (same measures as above):
-#   after a quarter (1,500 steps):       cat 0.85, cat twin 0.71, hat set 0 0.99; img2img 0.938, from noise 0.469
-#   then a tenth (1,500 steps, shipped): cat 0.79, cat twin 0.71, hat set 0 0.98; img2img 0.961, from noise 0.512
-#     (bench/edit_quality.py --n 200, each latent on its tokens: cat 0.85, cat twin 0.76, hat set 0 0.97)
-#   or instead none (1,000 steps, 1e-4): cat 0.73, cat twin 0.30, hat set 0 0.90; img2img 0.957, from noise 0.438
-# so a UNet trained on plain scenes alone soon forgets how to paint into empty space again.
+# Then fewer pairs at half the rate win img2img back while the edits stay.
 SETTLE_PHASES = ((1_500, 1_000, 2.5e-4, 0.25), (1_500, 1_000, 2.5e-4, 0.1))
 # A warm start's schedule by name: its phases, each (steps, annealed steps, learning rate, share of
 # each batch on edit pairs) and each starting from the UNet the one before it made.

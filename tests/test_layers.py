@@ -72,3 +72,20 @@ def test_no_import_circles():
         if m not in state:
             visit(m, [m])
     assert circles == []
+
+
+# The SAE library proper: what trains, stores and runs an SAE on an encoder's layer.
+LIBRARY = {
+    "sae.model", "sae.kernels", "sae.train", "sae.activations", "sae.backbone", "sae.view", "sae.formats",
+    "sae.hooks", "sae.distributed", "sae.atomic", "sae.evaluate", "sae.configs", "sae.device", "sae.errors",
+    "sae.images", "sae.download", "sae.assets", "sae",
+}  # fmt: skip
+
+
+def test_the_sae_library_imports_nothing_of_editing_decoding_the_demo_or_qt():
+    edges = _imports(_modules())
+    wrong = [f"{m} imports {o}" for m in sorted(LIBRARY) for o in sorted(edges[m]) if o not in LIBRARY]
+    assert wrong == []
+    for name in LIBRARY | {m for m in _modules() if m.startswith("sae")}:
+        source = _modules()[name].read_text(encoding="utf-8")
+        assert "PySide6" not in source and "superqt" not in source, f"{name} speaks Qt"

@@ -247,15 +247,14 @@ class TrainDialog(QDialog):
         self.stage.setText(message)
 
     def wait(self, timeout_ms: int = 120_000) -> bool:
-        """Block (processing events) until the chain stops; for tests and closing."""
+        """Wait, handling events, until the chain stops (for tests)."""
         from editor.jobs import process_events_until
 
         return process_events_until(lambda: not self.running, timeout_ms)
 
     def closeEvent(self, e) -> None:  # noqa: N802
-        if self.running:
+        if self.running:  # it stops at its next checkpoint on its worker; Start resumes it
             self.cancel()
-            self.wait(30_000)
         super().closeEvent(e)
 
 

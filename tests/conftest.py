@@ -4,14 +4,17 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import build_quick_demo, save_tiny_clip  # noqa: E402
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the workers share the cores
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+from helpers import build_quick_demo, save_tiny_clip, write_images  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,17 +29,6 @@ def quick_demo(tmp_path_factory) -> Path:
     run; modules take their own copy with ``helpers.copy_quick_demo``."""
     root, _images = build_quick_demo(tmp_path_factory.mktemp("quick-demo"), 0)
     return root
-
-
-def write_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> Path:
-    """``n`` random-blob PNGs in ``folder`` (two sub-folders, to exercise recursion)."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        sub = folder / ("a" if i % 2 else "b")
-        sub.mkdir(parents=True, exist_ok=True)
-        arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        Image.fromarray(arr).save(sub / f"img{i:04d}.png")
-    return folder
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+from PIL import Image
 
 from sae.backbone import save_local_dir
 
@@ -318,4 +319,15 @@ def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int
         complete=True,
     )
     atomic.write_json(folder / MANIFEST_NAME, m.to_json())
+    return folder
+
+
+def write_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> Path:
+    """``n`` random-blob PNGs in ``folder`` (two sub-folders, to exercise recursion)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(sub / f"img{i:04d}.png")
     return folder

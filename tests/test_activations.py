@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_images
-from helpers import run_cli
+from helpers import run_cli, write_images
 
 from sae.activations import ActivationStore, extract
 from sae.backbone import load_backbone
@@ -86,34 +85,12 @@ def test_activations_of_another_layer_are_not_mixed_in(tiny_clip, image_dir, tmp
 
 def test_extraction_killed_mid_run_resumes_to_the_same_shards(tiny_clip, tmp_path):
     images = write_images(tmp_path / "many", 400)
-    ref = _run(
-        "extract",
-        "--model",
-        tiny_clip,
-        "--images",
-        images,
-        "--out",
-        tmp_path / "ref",
-        "--shard-mb",
-        "0.004",
-        "--batch-size",
-        "4",
-    )
+    # every run a fresh process, as a user's would be: bit-identity holds at one thread count
+    args = [*CLI, "extract", "--model", str(tiny_clip), "--images", str(images), "--shard-mb", "0.004"]
+    args += ["--batch-size", "4"]
+    ref = subprocess.run([*args, "--out", str(tmp_path / "ref")], capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
-    args = [
-        *CLI,
-        "extract",
-        "--model",
-        str(tiny_clip),
-        "--images",
-        str(images),
-        "--out",
-        str(tmp_path / "acts"),
-        "--shard-mb",
-        "0.004",
-        "--batch-size",
-        "4",
-    ]
+    args += ["--out", str(tmp_path / "acts")]
     manifest = tmp_path / "acts" / "manifest.json"
 
     def shards_done() -> int:
@@ -134,7 +111,7 @@ def test_extraction_killed_mid_run_resumes_to_the_same_shards(tiny_clip, tmp_pat
     assert killed == 2, "extraction finished before it could be killed; make the test workload larger"
     partial = json.loads((tmp_path / "acts" / "manifest.json").read_text())
     assert not partial["complete"]
-    r = _run(*args[3:])
+    r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a, b = ActivationStore(tmp_path / "ref"), ActivationStore(tmp_path / "acts")
     assert a.manifest.shards == b.manifest.shards
@@ -153,6 +130,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
+@pytest.mark.slow
 def test_extraction_memory_stays_flat_as_the_image_count_grows(tiny_clip, tmp_path):
     peaks = {}
     for n in (50, 800):

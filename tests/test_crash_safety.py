@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import write_images
+from helpers import write_images
 
 from sae import presets
 from sae.model import SparseAutoencoder
@@ -101,6 +101,7 @@ build_index(sys.argv[2], bb, sae, sys.argv[3], batch_size=4, chunk=8, progress=F
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_an_index_update_resumes_to_the_same_index(tiny_clip, tmp_path):
     from sae.backbone import load_backbone
     from sae.features import FeatureIndex, build_index

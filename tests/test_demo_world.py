@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from helpers import run_cli
 
@@ -89,6 +90,7 @@ def test_edit_pairs_start_from_one_scene_and_aim_at_its_pair():
     assert 0.4 < (s % 2 == 0).float().mean() < 0.6  # both ways: an object put in, and taken out
 
 
+@pytest.mark.slow
 def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SAE_STUDIO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SAE_STUDIO_WORK", str(tmp_path / "work"))
@@ -132,7 +134,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     labels = json.loads((out / "sae" / "labels.json").read_text())["labels"]
     assert (out / "sae" / "index" / "index.safetensors").is_file()
     assert len(labels) == json.loads((out / "sae" / "cfg.json").read_text())["d_sae"]
-    r = run_cli("demo", "eval", "--models", out, "--images", "200")
+    r = run_cli("demo", "eval", "--models", out, "--images", "64")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "sae best-latent AUROC cat" in r.stdout
     figures = json.loads((out / "eval.json").read_text())
@@ -212,7 +214,7 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     assert moved < 0.2  # a few steps of fine-tuning, not a fresh start (random weights differ by ~1.4)
     # the autoencoder ships before its UNet: eval then measures it alone
     shutil.rmtree(out / "decoder")
-    r = run_cli("demo", "eval", "--models", out, "--images", "200")
+    r = run_cli("demo", "eval", "--models", out, "--images", "64")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "decoder autoencoder: judge agrees" in r.stdout and "img2img" not in r.stdout
     assert set(json.loads((out / "eval.json").read_text())["decoder"]) == {"autoencoder", "scenes"}
@@ -272,6 +274,7 @@ def test_resuming_from_a_compact_checkpoint_rewarms_the_rate():
     assert [rewarm(s, 400) for s in (400, 449, 499, 600)] == [0.01, 0.5, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_judge_recipe_stopped_at_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -23,6 +23,8 @@ from helpers import run_cli, synthetic_store
 from sae.model import SparseAutoencoder
 from sae.train import TrainConfig, Trainer
 
+pytestmark = pytest.mark.slow  # (pytest -m "not slow" skips them)
+
 STEPS = 40
 ATOL = 1e-4  # see the module docstring
 ARGS = [
@@ -107,7 +109,7 @@ def test_two_ranks_extract_the_same_store_as_one_process(tiny_clip, tmp_path):
     import json
 
     import numpy as np
-    from conftest import write_images
+    from helpers import write_images
 
     images = write_images(tmp_path / "images", 30)
     (images / "broken.png").write_bytes(b"not a png")

@@ -335,6 +335,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+@pytest.mark.slow
 def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_models):
     """Memory stays flat and the canvas never shows a result of an older state or image.
 

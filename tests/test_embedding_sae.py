@@ -19,7 +19,7 @@ from sae.steer import Edit
 
 @pytest.fixture(scope="module")
 def embedding_sae(tiny_clip, tmp_path_factory):
-    from conftest import write_images
+    from helpers import write_images
 
     root = tmp_path_factory.mktemp("emb")
     images = write_images(root / "images", 40)

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # (pytest -m 'not slow' skips them)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 EDITOR = """

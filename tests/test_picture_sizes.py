@@ -76,6 +76,8 @@ def test_the_size_policy_keeps_aspect_and_area_and_rounds_to_the_multiple():
             assert abs(ww * wh - policy.native**2) <= policy.multiple * (ww + wh) / 2 + policy.multiple**2
             if min(ww, wh) > 2 * policy.multiple:  # the aspect is kept within the rounding
                 assert abs(np.log((ww / wh) / (pw / ph))) < np.log(1 + 2 * policy.multiple / min(ww, wh))
+            if w * h > 4_000_000:
+                continue  # (the pixel round trip below is the same at any size; big ones only cost seconds)
             picture = Image.new("RGB", (w, h), (10, 20, 30))
             assert canvas.to_working(picture).size == (ww, wh)
             assert canvas.to_picture(Image.new("RGB", (ww, wh)), picture).size == (w, h)

@@ -88,31 +88,41 @@ def autoencoder_fidelity(movq, judge, images: np.ndarray) -> dict:
 
 @torch.no_grad()
 def round_trips(
-    decoder, backbone, images: np.ndarray, seed: int = 0, paint: bool = True
-) -> tuple[list[Image.Image], list[Image.Image] | None]:
+    decoder, backbone, images: np.ndarray, seed: int = 0, paint: bool = True, paint_only: bool = False
+) -> tuple[list[Image.Image] | None, list[Image.Image] | None]:
     """Each scene decoded from its own CLIP embedding: img2img from the scene at ``STRENGTH`` (how
-    edits are made), and (``paint``) from pure noise."""
+    edits are made; not with ``paint_only``), and (``paint``) from pure noise."""
     from sae.demo.clip import to_pixels
 
     embeds = backbone.encode_image(to_pixels(images))
     pil = [Image.fromarray(im) for im in images]
-    kept = decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=seed))
+    paint = paint or paint_only
+    kept = None
+    if not paint_only:
+        kept = decoder.decode_many(embeds, pil, DecodeSettings(STEPS, STRENGTH, GUIDANCE, seed=seed))
     painted = decoder.decode_many(embeds, None, DecodeSettings(STEPS, 1.0, GUIDANCE, seed=seed)) if paint else None
     return kept, painted
 
 
 def batched_round_trips(
-    decoder, backbone, images: np.ndarray, batch: int = 32, paint: bool = True, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
+    decoder,
+    backbone,
+    images: np.ndarray,
+    batch: int = 32,
+    paint: bool = True,
+    progress: bool = False,
+    paint_only: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``round_trips`` batch by batch, each batch seeded by its first scene's index (what
     ``decoder_fidelity`` measures), as uint8 arrays."""
     kept, painted = [], []
     for i in tqdm(range(0, len(images), batch), desc="decoder fidelity", unit="batch", disable=not progress):
-        k, p = round_trips(decoder, backbone, images[i : i + batch], seed=i, paint=paint)
-        kept.append(_as_array(k))
-        if paint:
+        k, p = round_trips(decoder, backbone, images[i : i + batch], seed=i, paint=paint, paint_only=paint_only)
+        if k is not None:
+            kept.append(_as_array(k))
+        if p is not None:
             painted.append(_as_array(p))
-    return np.concatenate(kept), np.concatenate(painted) if paint else None
+    return (np.concatenate(kept) if kept else None), (np.concatenate(painted) if painted else None)
 
 
 def decoder_fidelity(decoder, backbone, judge, images: np.ndarray, batch: int = 32, progress: bool = True) -> dict:

@@ -149,7 +149,7 @@ def train_movq(
     if clip_dir is None:
         perceptual = 0.0
     if quick:
-        steps, batch, compact = 60, 16, None
+        steps, batch, compact = 30, 16, None
     data = world_data(2_000 if quick else 120_000, seed=1, twins=True)  # the CLIP's scenes, made once
     torch.manual_seed(seed)
     cfg = movq_config(quick)

@@ -203,7 +203,7 @@ def train_judge(
 ) -> dict:
     """Train (resuming from ``work`` if a checkpoint is there) and save to ``out``; returns figures."""
     if quick:
-        samples, batch = 4_000, 64
+        samples, batch = 2_000, 32
     data = world_data(2_000 if quick else 120_000, seed=seed + 1, twins=True)
     held = world_data(400 if quick else 2_000, seed=seed + 2)
     torch.manual_seed(seed)

@@ -166,12 +166,12 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
         "edits",
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    from sae.demo.decoder import WARM_SCHEDULES
+    from sae.demo.decoder import QUICK_SCENES, QUICK_STEPS, WARM_SCHEDULES
 
     recorded = json.loads((out / "build.json").read_text())["decoder"]
     phases = WARM_SCHEDULES["edits"]
     assert recorded["schedule"] == "edits" and recorded["edit_pairs"] == [share for *_, share in phases]
-    assert recorded["steps"] == 40 * len(phases) and len(recorded["phases"]) == len(phases)  # (--quick: 40 a phase)
+    assert recorded["steps"] == QUICK_STEPS * len(phases) and len(recorded["phases"]) == len(phases)
     # each phase starts from the UNet the one before made, and the phases' folders go when all are done
     assert len({p["warm_start"] for p in recorded["phases"]}) == len(phases)
     assert not list((tmp_path / "work" / "quick").glob("warm-edits-phase-*"))
@@ -196,9 +196,9 @@ def test_quick_build_and_eval_from_the_command_line(tmp_path, monkeypatch):
     resumed = train_warm(
         tmp_path / "again", out / "movq", out / "clip", work, tmp_path / "previous", "edits", quick=True, progress=False
     )
-    assert resumed["phases"][0] == first and resumed["steps"] == 40 * len(phases)
+    assert resumed["phases"][0] == first and resumed["steps"] == QUICK_STEPS * len(phases)
     assert (tmp_path / "again" / "unet" / "config.json").is_file() and not first_done.exists()
-    assert list((tmp_path / "work" / "quick").glob("unet-removals-2000-*.safetensors"))  # it trained on edit pairs
+    assert list(work.glob(f"unet-removals-{QUICK_SCENES}-*.safetensors"))  # it trained on edit pairs
     from diffusers import UNet2DConditionModel
 
     from sae.backbone import weights_fingerprint

@@ -248,6 +248,7 @@ def blank_embedding(backbone) -> torch.Tensor:
 
 
 COMPACT = DEMO / "training" / "unet"  # committed between sessions
+QUICK_STEPS, QUICK_SCENES = 20, 500  # --quick: UNet steps (a warm schedule's phase), scenes and edit pairs
 
 
 # From scratch: a constant rate, then a cosine anneal to a tenth (history in the model card).
@@ -341,8 +342,8 @@ def train_unet(
     from sae.backbone import load_backbone
 
     if quick:
-        steps, batch, anneal = 40, 16, 10
-    n_images = 2_000 if quick else 60_000
+        steps, batch, anneal = QUICK_STEPS, 16, QUICK_STEPS // 4
+    n_images = QUICK_SCENES if quick else 60_000
     if quick:
         compact = None
     movq = VQModel.from_pretrained(movq_dir).eval()
@@ -369,7 +370,7 @@ def train_unet(
     )
     removals = None  # (latents, embeds) of the removal pairs: scenes 2i and 2i+1
     if edit_pairs:
-        n_pairs = 2_000 if quick else EDIT_PAIR_SCENES
+        n_pairs = QUICK_SCENES if quick else EDIT_PAIR_SCENES
         removals = cached(
             f"unet-removals-{n_pairs}", lambda: world_data(n_pairs, seed=EDIT_PAIR_SEED, removals=True).images
         )

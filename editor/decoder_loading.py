@@ -7,7 +7,6 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
-from superqt.utils import create_worker
 
 from sae.download import DownloadCancelled
 from sae.errors import UserError
@@ -19,16 +18,16 @@ class DecoderLoader(QObject):
     note = Signal(str)  # what is happening, for the status bar
     _progress = Signal("qlonglong", "qlonglong")  # bytes so far, bytes expected (from the loading thread)
 
-    def __init__(self, parent: QWidget):
+    def __init__(self, parent: QWidget, jobs):
         super().__init__(parent)
-        self._parent = parent
-        self._worker = None
+        self._parent, self._jobs = parent, jobs
         self.dialog: QProgressDialog | None = None
         self._progress.connect(self._show_download)
 
     def load(self, name: str, backbone, device: str) -> None:
         from sae.decoders.registry import download_note
 
+        self._close_dialog()  # a download still asked for is superseded by this one
         note = download_note(name)
         self.note.emit(f"Loading the {name} decoder on {device}…" + (f" First use: {note}" if note else ""))
         stop = threading.Event()
@@ -48,11 +47,15 @@ class DecoderLoader(QObject):
 
             return load_decoder(name, backbone, device=device, on_download=self._progress.emit, should_stop=stop.is_set)
 
-        self._worker = create_worker(load, _start_thread=False, _ignore_errors=True)
-        self._worker.returned.connect(lambda decoder: self.ready.emit(name, decoder))
-        self._worker.errored.connect(self._failed)
-        self._worker.finished.connect(self._close_dialog)
-        self._worker.start()
+        def done(decoder) -> None:
+            self._close_dialog()
+            self.ready.emit(name, decoder)
+
+        def failed(error: Exception) -> None:
+            self._close_dialog()
+            self._failed(error)
+
+        self._jobs.run("decoder", load, done=done, failed=failed)
 
     def _show_download(self, done: int, total: int) -> None:
         if self.dialog is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog
-from superqt.utils import create_worker
 
 from editor.files import IMAGES_FILTER
 from sae.errors import UserError
@@ -15,8 +14,6 @@ from sae.errors import UserError
 class Induction:
     def __init__(self, window):
         self.w = window
-        self.busy = False
-        self._worker = None
 
     def dialog(self) -> None:
         if self.w.model is None:
@@ -37,8 +34,6 @@ class Induction:
         if model is None:
             return
         self.w.statusBar().showMessage(f"Inducing “{name}” from {len(examples)} examples…")
-        self.busy = True
-        worker = create_worker(model.induce, list(examples), name, negatives, _start_thread=False, _ignore_errors=True)
 
         def done(slider) -> None:
             if self.w.model is not model:
@@ -48,10 +43,16 @@ class Induction:
                 f"Added the induced slider “{slider.name}” ({len(slider.weights)} latents).", 8000
             )
 
-        worker.returned.connect(done)
-        worker.errored.connect(
-            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Inducing failed: {e}")
+        self.w.jobs.run(
+            "induce",
+            model.induce,
+            list(examples),
+            name,
+            negatives,
+            done=done,
+            failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Inducing failed: {e}"),
         )
-        worker.finished.connect(lambda: setattr(self, "busy", False))
-        self._worker = worker
-        worker.start()
+
+    @property
+    def busy(self) -> bool:
+        return self.w.jobs.busy("induce")

@@ -13,7 +13,7 @@ every move; the release asks for the full-quality render at once.
 Causal previews (what a selected latent paints on its own) share the worker, since a diffusers
 pipeline must not run twice at once; they wait behind slider renders and the newest one wins.
 Swapping the session's decoder or SAE waits for the running job (``when_idle``), without a nested
-event loop. Quick reads that need no decoder (search, heatmaps) run on ``LatestJob``s.
+event loop. Everything else that takes time runs on the ``JobRunner``.
 """
 
 from __future__ import annotations
@@ -218,37 +218,39 @@ class RenderScheduler(QObject):
         return process_events_until(lambda: not self._running, timeout_ms)
 
 
-class LatestJob(QObject):
-    """One kind of quick job (a search, a heatmap) on a worker thread: only the newest request's
-    result reaches ``done``; an older one still running is dropped when it ends."""
+class JobRunner(QObject):
+    """The editor's jobs other than renders (loading models, an SAE or a decoder, searches,
+    heatmaps, inducing a slider) on worker threads (superqt workers). Per kind only the newest
+    job's result is delivered, so a search typed on supersedes the one before, and none reaches a
+    window that is gone."""
 
-    def __init__(
-        self, done: Callable[[object], None], failed: Callable[[Exception], None], parent: QObject | None = None
-    ):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._done, self._failed = done, failed
         self._ids = itertools.count(1)
-        self.latest = 0
-        self.running = 0
-        self._workers: dict[int, object] = {}
+        self._latest: dict[str, int] = {}
+        self._running: dict[int, tuple[str, object]] = {}  # job id -> (kind, worker), kept alive while it runs
 
-    def run(self, fn: Callable, *args) -> None:
-        job = self.latest = next(self._ids)
+    def run(
+        self,
+        kind: str,
+        fn: Callable,
+        *args,
+        done: Callable | None = None,
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        job = self._latest[kind] = next(self._ids)
         worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result: self._done(result) if job == self.latest and isValid(self) else None)
-        worker.errored.connect(lambda e: self._failed(e) if job == self.latest and isValid(self) else None)
-        worker.finished.connect(lambda: self._finished(job))
-        self._workers[job] = worker
-        self.running += 1
+        current = lambda: isValid(self) and self._latest.get(kind) == job  # noqa: E731
+        if done is not None:
+            worker.returned.connect(lambda result: done(result) if current() else None)
+        if failed is not None:
+            worker.errored.connect(lambda error: failed(error) if current() else None)
+        worker.finished.connect(lambda: self._running.pop(job, None))
+        self._running[job] = (kind, worker)
         worker.start()
 
-    def _finished(self, job: int) -> None:
-        self.running -= 1
-        self._workers.pop(job, None)
-
-    @property
-    def busy(self) -> bool:
-        return self.running > 0
+    def busy(self, kind: str) -> bool:
+        return any(k == kind for k, _ in self._running.values())
 
 
 class PreviewThrottle(QObject):

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
 )
-from superqt.utils import create_worker
 
 from editor.canvas import BeforeAfterView
 from editor.commands import AddSlider, MoveSlider, PaintMask
@@ -25,7 +24,7 @@ from editor.features import FeaturePanel
 from editor.files import Files
 from editor.generation import GenerationPanel
 from editor.induction import Induction
-from editor.jobs import LatestJob, PreviewThrottle, RenderScheduler
+from editor.jobs import JobRunner, PreviewThrottle, RenderScheduler
 from editor.menus import RecentImages, build_menus
 from editor.model import EditorModel
 from editor.sliders import SliderPanel
@@ -69,6 +68,7 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
             self.addDockWidget(area, dock)
+        self.jobs = JobRunner(self)
         self.recent = RecentImages(self, self.settings)
         self.files, self.induction, self.switcher = Files(self), Induction(self), ModelSwitcher(self)
         build_menus(self)
@@ -82,8 +82,6 @@ class MainWindow(QMainWindow):
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
         self.scheduler.causal_ready.connect(self.features.show_causal)
         self.scheduler.image_ready.connect(self._image_ready)
-        self.searches = LatestJob(lambda hits: self.features.show_results(hits), self._search_failed, self)
-        self.heatmaps = LatestJob(lambda args: self.canvas.set_heatmap(*args), lambda e: self.show_error(str(e)), self)
         self.loading_image = False
         self._image_job = 0
         self._caption = (0, "edited")  # (render job id, what the right pane shows when it arrives)
@@ -101,10 +99,12 @@ class MainWindow(QMainWindow):
         self.sliders.selected_changed.connect(self._selected_row)
         self.canvas.mask_painted.connect(self._painted)
         self.statusBar().showMessage("Loading models…")
-        self._loader = create_worker(load_model, _start_thread=False, _ignore_errors=True)
-        self._loader.returned.connect(self._model_ready)
-        self._loader.errored.connect(lambda e: self.show_error(f"Could not load the models: {e}"))
-        self._loader.start()
+        self.jobs.run(
+            "models",
+            load_model,
+            done=self._model_ready,
+            failed=lambda e: self.show_error(f"Could not load the models: {e}"),
+        )
 
     @property
     def decoder_name(self) -> str:
@@ -136,7 +136,6 @@ class MainWindow(QMainWindow):
         dragging it down removes what it found as well as dragging it up adds."""
         self.features.search.setText(query)
         model = self.model
-        worker = create_worker(model.search, query, 5, _start_thread=False, _ignore_errors=True)
 
         def found(hits) -> None:
             if not hits or self.model is not model:
@@ -147,9 +146,7 @@ class MainWindow(QMainWindow):
             self.add_slider(best.latent)
             self.statusBar().showMessage(f"Try the “{best.label}” slider on the right: drag it to edit.", 10000)
 
-        worker.returned.connect(found)
-        self._suggester = worker
-        worker.start()
+        self.jobs.run("suggest", model.search, query, 5, done=found)
 
     def open_image(self, path: str | Path) -> None:
         path = Path(path)
@@ -245,7 +242,9 @@ class MainWindow(QMainWindow):
 
     def run_search(self, query: str) -> None:
         if self.model is not None:
-            self.searches.run(self.model.search, query)
+            self.jobs.run(
+                "search", self.model.search, query, done=self.features.show_results, failed=self._search_failed
+            )
 
     def _search_failed(self, error: Exception) -> None:
         self.statusBar().showMessage(str(error) if isinstance(error, UserError) else f"Search failed: {error}", 8000)
@@ -257,7 +256,12 @@ class MainWindow(QMainWindow):
         self.features.show_top_images(latent, model.top_thumbnails(latent))
         if session.current is not None and session.backbone.n_patches:
             title = f"#{latent} {model.label(latent)}"
-            self.heatmaps.run(lambda: (session.heatmap(latent).tolist(), title, model.current_activation(latent)))
+            self.jobs.run(
+                "heatmap",
+                lambda: (session.heatmap(latent).tolist(), title, model.current_activation(latent)),
+                done=lambda args: self.canvas.set_heatmap(*args),
+                failed=lambda e: self.show_error(str(e)),
+            )
         if session.decoder is None:
             self.features.causal_title.setText(f"#{latent} on its own: needs a decoder (Generation ▸ Decoder)")
         else:

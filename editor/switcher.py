@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
-from superqt.utils import create_worker
 
 from editor.decoder_loading import DecoderLoader
 from sae.errors import UserError
@@ -17,7 +16,7 @@ class ModelSwitcher:
     def __init__(self, window):
         self.w = window
         self.train = None  # the Train dialog, once opened
-        self.loader = DecoderLoader(window)
+        self.loader = DecoderLoader(window, window.jobs)
         self.loader.ready.connect(self._decoder_ready)
         self.loader.failed.connect(self._decoder_failed)
         self.loader.note.connect(lambda text: window.statusBar().showMessage(text, 8000))
@@ -76,12 +75,13 @@ class ModelSwitcher:
         if self.w.model is None:
             return
         self.w.statusBar().showMessage(f"Loading the SAE in {folder}…")
-        self._sae_loader = create_worker(self.w.model.with_sae, folder, _start_thread=False, _ignore_errors=True)
-        self._sae_loader.returned.connect(lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)))
-        self._sae_loader.errored.connect(
-            lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}")
+        self.w.jobs.run(
+            "sae",
+            self.w.model.with_sae,
+            folder,
+            done=lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)),
+            failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"),
         )
-        self._sae_loader.start()
 
     def train_dialog(self) -> None:
         from editor.train_dialog import TrainDialog

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from helpers import run_cli
@@ -125,18 +122,18 @@ def _fake_hub_file(cache, repo, filename):
     (snap / filename).write_text("{}")
 
 
-def test_models_lists_recipes_and_reads_the_hub_cache(tmp_path):
-    """A subprocess: the Hugging Face cache folder is read from the environment at import."""
-    import os
+def test_models_lists_recipes_and_reads_the_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    r = subprocess.run([sys.executable, "-m", "sae", "models"], capture_output=True, text=True, env=env)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # what HF_HUB_CACHE=... sets at import
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    r = run_cli("models")
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert "ViT-bigG-14:laion2b_s39b_b160k @ 24/48" in rows["kandinsky-2.2"] and " no " in rows["kandinsky-2.2"]
     assert "ViT-H-14:laion2b_s32b_b79k @ 16/32" in rows["sd21-unclip"]
     assert "downloads ~15.5 GB" in r.stdout
     _fake_hub_file(tmp_path / "hub", "kandinsky-community/kandinsky-2-2-decoder", "model_index.json")
-    r = subprocess.run([sys.executable, "-m", "sae", "models"], capture_output=True, text=True, env=env)
+    r = run_cli("models")
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert "decoder only" in rows["kandinsky-2.2"] and "decoder only" not in rows["sd21-unclip"]

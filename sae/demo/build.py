@@ -44,7 +44,16 @@ def is_demo_sae(folder: str | Path) -> bool:
 
 
 def work_dir() -> Path:
-    return Path(os.environ.get("SAE_STUDIO_WORK", Path(__file__).resolve().parents[2] / "runs" / "demo"))
+    """Where the build keeps its checkpoints and caches: SAE_STUDIO_WORK, else runs/demo in a source
+    checkout, else the user cache (never inside an installed package)."""
+    if "SAE_STUDIO_WORK" in os.environ:
+        return Path(os.environ["SAE_STUDIO_WORK"])
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file():
+        return root / "runs" / "demo"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("sae-studio")) / "demo-runs"
 
 
 def _record(out: Path, stage: str, figures: dict) -> None:

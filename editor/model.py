@@ -15,6 +15,7 @@ from sae.workspace import Workspace
 class EditorModel:
     def __init__(self, workspace: Workspace, decoder: Decoder | None = None):
         self.workspace = workspace
+        workspace.sha256  # noqa: B018  hashed here, on the loading thread, not when a preset is first saved
         self.session = workspace.session(decoder)
         self.induced: dict[int, InducedSlider] = {}  # slider id (negative) -> induced slider
 

@@ -5,6 +5,7 @@ command line and the editor both work through one."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -35,11 +36,18 @@ class Workspace:
             backbone = backbone.at_layer(sae.metadata.layer)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.folder, self.sae, self.backbone = Path(folder), sae, backbone
-        self.sha256 = presets.sae_sha256(self.folder)
-        self.index: FeatureIndex | None = FeatureIndex.load(self.folder) if has_index(self.folder) else None
         self.labels = read_labels(self.folder)
         self.named = named_by_people(self.folder)  # latents a person labelled: first when searched by name
         self._directions: FeatureDirections | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        """The weights' hash that presets name (read once, when a preset is first made or checked)."""
+        return presets.sae_sha256(self.folder)
+
+    @cached_property
+    def index(self) -> FeatureIndex | None:
+        return FeatureIndex.load(self.folder) if has_index(self.folder) else None
 
     @classmethod
     def open(
@@ -52,9 +60,9 @@ class Workspace:
         """The SAE in ``folder`` (any layout ``sae.formats`` reads) on its encoder: ``backbone``
         when given (checked to fit), else ``model`` or the one its metadata names."""
         folder = Path(folder)
-        sae = load_any(folder, device=device)
         if backbone is not None:
-            return cls(folder, sae, backbone)
+            return cls(folder, load_any(folder, device=backbone.device), backbone)
+        sae = load_any(folder, device=device)
         spec = model or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
         if not spec:
             raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")

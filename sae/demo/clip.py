@@ -95,23 +95,14 @@ def _param_groups(model: torch.nn.Module, wd: float) -> list[dict]:
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-# The schedule: (samples, peak learning rate) per phase, each a warm-up and a cosine decay.
-# Phase 2 is a warm restart at a lower rate: after phase 1 the model still confused small cats
-# with fish and suns with balls (zero-shot cat 0.67); the restart sharpens those fine shapes.
+# The schedule: (samples, peak learning rate) per phase, each a warm-up and a cosine decay; phase 2
+# is a warm restart at a lower rate that sharpens fine shapes (history in the model card).
 PHASES = ((360_000, 1e-3), (180_000, 3e-4))
-# Small batches learn more per sample here: a 3-block tower taught object presence saw cats at
-# AUROC 0.81 after 51k samples in batches of 64, 0.65 in batches of 256 (same compute). Twins keep
-# each batch's hardest negatives in it.
-BATCH = 64
+BATCH = 64  # small batches learn more per sample here; twins keep each batch's hardest negatives in it
 
-# The middle layer is taught what is in the picture. A web-scale CLIP's middle layers hold object
-# detectors because it saw two billion pairs; this 1M-parameter tower, trained contrastively on half
-# a million, did not: the best linear detector on its layer-3 tokens (per token, max over tokens, as
-# an SAE latent reads an image) told cats from the rest at AUROC 0.73, fish at 0.65, so no SAE of it
-# could hold a cat latent. Trained with the same captions' facts as a second loss (which objects the
-# caption names, read by one linear head on every layer-3 token, max over tokens, and one on the
-# embedding), the layer learns them: a 3-block tower supervised so reached cat 0.88 after 150k
-# samples. The heads are thrown away; what ships is an ordinary open_clip CLIP.
+# The middle layer is also taught what is in the picture (a presence loss read by linear heads on
+# its tokens and on the embedding, thrown away after training): contrastive training alone at this
+# scale leaves it without object detectors, so no SAE of it could hold a cat latent.
 AUX_LAYER = 3  # the default SAE's layer
 AUX_WEIGHT = 1.0
 RECIPE = "contrastive+presence-L3"

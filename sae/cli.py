@@ -614,16 +614,28 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from sae.backbone import parse_layer
     from sae.formats import detect, load_any
+    from sae.published import find_pickle, load_published
 
-    kind = detect(args.source)
-    sae = load_any(args.source, layer=parse_layer(args.layer))
+    layer = parse_layer(args.layer)
+    try:
+        kind = detect(args.source)
+    except UserError:
+        if find_pickle(args.source) is None:
+            raise
+        kind, sae = load_published(args.source, layer)  # a published pickle, read safely once
+    else:
+        sae = load_any(args.source, layer=layer)
     if sae.metadata.layer == -1:
         raise UserError(
             f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding)."
         )
     if args.model:
         sae.metadata.backbone = args.model
-    if args.model or sae.metadata.backbone:
+    later = ""
+    if sae.metadata.backbone and not args.model and not _encoder_at_hand(sae.metadata.backbone):
+        # a published SAE names a real encoder that may not be downloaded: check its fit when first used
+        later = "; its encoder is not downloaded yet, so the fit to it is checked when it is first used"
+    elif sae.metadata.backbone:
         from sae.backbone import load_backbone
         from sae.model import check_fits_layer
 
@@ -635,8 +647,21 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
         f"{', encoder ' + sae.metadata.backbone if sae.metadata.backbone else ''}) into {args.out}"
         + ("" if sae.metadata.backbone else "; pass --model when you use it")
+        + later
     )
     return 0
+
+
+def _encoder_at_hand(spec: str) -> bool:
+    """A local model folder, or an open_clip NAME:TAG whose weights are in the Hugging Face cache."""
+    if ":" not in spec or Path(spec).exists():
+        return True
+    from sae.recipes import encoder_cached
+
+    try:
+        return encoder_cached(spec)
+    except Exception:  # an unknown name: loading it says what is wrong
+        return True
 
 
 def cmd_export(args: argparse.Namespace) -> int:

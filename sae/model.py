@@ -77,9 +77,8 @@ class SaeMetadata:
 
     backbone: str = ""  # open_clip model id, e.g. "ViT-bigG-14:laion2b_s39b_b160k"
     backbone_fingerprint: str = ""  # sae.backbone.weights_fingerprint of its weights
-    layer: int = (
-        -1
-    )  # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
+    # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
+    layer: int = -1
     token_set: str = "all"  # all | patches | cls
     input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
     metrics: dict[str, float] = field(default_factory=dict)
@@ -285,12 +284,17 @@ class SparseAutoencoder(nn.Module):
         cfg_path, weights_path = folder / CFG_NAME, folder / WEIGHTS_NAME
         if not folder.is_dir():
             raise UserError(f"SAE folder {folder} does not exist; pass a folder with {CFG_NAME} and {WEIGHTS_NAME}.")
-        if not cfg_path.is_file():
-            raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
-        if not weights_path.is_file():
+        if not cfg_path.is_file() or not weights_path.is_file():
             pickles = [p.name for p in folder.iterdir() if p.suffix in {".pt", ".pth", ".bin", ".pkl", ".ckpt"}]
-            hint = f" (found {pickles[0]}, which sae-studio never unpickles)" if pickles else ""
-            raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}{hint}; save the weights as safetensors.")
+            missing = CFG_NAME if not cfg_path.is_file() else WEIGHTS_NAME
+            if pickles:  # a published SAE: converted once, safely, by the import command
+                raise UserError(
+                    f"SAE folder {folder} has no {missing} but a pickle ({pickles[0]}), which sae-studio does not "
+                    f"open directly; convert it once with sae-studio import {folder} -o NEW_FOLDER."
+                )
+            if missing == CFG_NAME:
+                raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
+            raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}; save the weights as safetensors.")
         try:
             raw = json.loads(cfg_path.read_text())
             if not isinstance(raw, dict):

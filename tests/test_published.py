@@ -1,0 +1,131 @@
+"""Published SAE pickles: the Kandinsky 2.2 embedding SAE's layout imports with the same
+activations as its own formula and edits an image; hostile or damaged pickles are refused in one
+sentence and nothing in them runs."""
+
+from __future__ import annotations
+
+import fractions
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import run_cli
+from PIL import Image
+
+from sae.errors import UserError
+from sae.model import SparseAutoencoder
+from sae.published import read_tensors
+
+D, F = 24, 96  # the tiny CLIP's embedding width; 4x latents (the published one: 1280 and 163,840)
+
+
+def _daujotas(folder: Path, seed: int = 0) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A state dict in the layout of gytdau/clip-sae-128's sparse_autoencoder_128.pth (fp16), saved
+    as torch.save writes it, beside a model.py that must never run."""
+    g = torch.Generator().manual_seed(seed)
+    t = {
+        "encoder.weight": torch.randn(F, D, generator=g) / D**0.5,
+        "enc_bias": torch.randn(F, generator=g) * 0.1,
+        "decoder.weight": torch.randn(D, F, generator=g) / F**0.5,
+        "dec_bias": torch.randn(D, generator=g),
+    }
+    t = {k: v.half() for k, v in t.items()}
+    folder.mkdir(parents=True)
+    torch.save(t, folder / "sparse_autoencoder_128.pth")
+    (folder / "model.py").write_text(f"open({str(folder / 'ran')!r}, 'w').write('model.py ran')\n")
+    return folder, t
+
+
+def test_the_kandinsky_embedding_sae_imports_with_its_own_activations_and_edits(tiny_clip, tmp_path):
+    src, t = _daujotas(tmp_path / "clip-sae-128")
+    r = run_cli("import", src, "--model", tiny_clip, "-o", tmp_path / "project")
+    assert r.returncode == 0, r.stderr
+    assert "Kandinsky 2.2 embedding SAE" in r.stdout and "layer -2" in r.stdout
+    assert not (src / "ran").exists()
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    assert sae.cfg.arch == "relu" and (sae.d_in, sae.d_sae) == (D, F)
+    # the layout's own formula: relu(encoder(x) + enc_bias), decoder(f) + dec_bias, no b_dec subtracted
+    enc, b_enc, dec, b_dec = (t[k].float() for k in ("encoder.weight", "enc_bias", "decoder.weight", "dec_bias"))
+    x = torch.randn(64, D)
+    theirs = torch.relu(x @ enc.T + b_enc)
+    with torch.no_grad():
+        ours = sae.encode(x)
+        assert torch.allclose(ours, theirs, atol=1e-4) and (theirs > 0).any()
+        assert torch.allclose(sae.decode(ours), theirs @ dec.T + b_dec, atol=1e-4)
+    # it edits an image through the encoder's embedding: nothing changes at zero, a latent moves it
+    from sae.backbone import load_backbone
+    from sae.session import Session
+    from sae.steer import Edit
+
+    session = Session(load_backbone(str(tiny_clip), layer=sae.metadata.layer), sae)
+    session.set_image(Image.new("RGB", (40, 30), (200, 80, 20)))
+    plain = session.embedding([])
+    assert torch.allclose(plain, session.current.embedding, atol=1e-5)
+    assert not torch.allclose(session.embedding([Edit(3, "add", 2.0)]), plain, atol=1e-3)
+
+
+def test_a_published_sae_names_its_real_encoder_and_is_checked_when_that_is_at_hand(tmp_path, monkeypatch):
+    """Without --model the 1280-d layout names ViT-bigG-14; not downloaded, its fit waits for first use."""
+    monkeypatch.setattr("sae.recipes.encoder_cached", lambda spec: False)
+    g = torch.Generator().manual_seed(1)
+    big = {"encoder.weight": torch.randn(8, 1280, generator=g), "enc_bias": torch.zeros(8),
+           "decoder.weight": torch.randn(1280, 8, generator=g), "dec_bias": torch.zeros(1280)}  # fmt: skip
+    torch.save(big, tmp_path / "sae.pth")
+    r = run_cli("import", tmp_path / "sae.pth", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "encoder ViT-bigG-14:laion2b_s39b_b160k" in r.stdout and "checked when it is first used" in r.stdout
+    assert SparseAutoencoder.load(tmp_path / "out").metadata.backbone == "ViT-bigG-14:laion2b_s39b_b160k"
+
+
+class _RunsACommand:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _hostile(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    marker = tmp_path / "it-ran"
+    files["code"] = tmp_path / "code.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2), "payload": _RunsACommand(marker)}, files["code"])
+    files["globals"] = tmp_path / "globals.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2), "ratio": fractions.Fraction(1, 3)}, files["globals"])
+    files["storage"] = tmp_path / "storage.pth"  # a tensor whose storage says more bytes than the file holds
+    torch.save({"encoder.weight": torch.zeros(64, 64)}, tmp_path / "valid.pth")
+    with zipfile.ZipFile(tmp_path / "valid.pth") as z, zipfile.ZipFile(files["storage"], "w") as out:
+        for item in z.infolist():
+            data = z.read(item)
+            out.writestr(item, data[:16] if item.filename.endswith("/data/0") else data)
+    files["truncated"] = tmp_path / "truncated.pth"
+    files["truncated"].write_bytes((tmp_path / "valid.pth").read_bytes()[:300])
+    files["not a dict"] = tmp_path / "list.pth"
+    torch.save([torch.zeros(3)], files["not a dict"])
+    return files
+
+
+@pytest.mark.parametrize("kind", ["code", "globals", "storage", "truncated", "not a dict"])
+def test_hostile_or_damaged_pickles_are_one_sentence_and_nothing_runs(kind, tmp_path):
+    path = _hostile(tmp_path)[kind]
+    with pytest.raises(UserError) as e:
+        read_tensors(path)
+    assert len(str(e.value).splitlines()) == 1 and str(path.name) in str(e.value)
+    r = run_cli("import", path, "-o", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "it-ran").exists() and not (tmp_path / "out").exists()
+
+
+def test_pickles_are_refused_on_a_torch_without_the_loader_fixes(tmp_path, monkeypatch):
+    _daujotas(tmp_path / "sae")
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cpu")
+    with pytest.raises(UserError, match=r"needs torch 2\.10 or newer .*CVE-2025-32434"):
+        read_tensors(tmp_path / "sae" / "sparse_autoencoder_128.pth")
+
+
+def test_a_pickle_folder_opened_directly_points_to_import(tmp_path):
+    src, _ = _daujotas(tmp_path / "clip-sae-128")
+    with pytest.raises(UserError, match="sae-studio import"):
+        SparseAutoencoder.load(src)

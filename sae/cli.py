@@ -169,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_sae_options(p)
     p.add_argument(
-        "--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else demo)"
+        "--decoder",
+        default=None,
+        help="demo, kandinsky-2.2 or a pipeline folder (default: the preset's, else the one that paints the SAE's "
+        "encoder, else demo)",
     )
     p.add_argument(
         "--steps",
@@ -525,7 +528,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         settings = preset.decoder
     else:
         preset = ws.preset()
-        settings = DecodeSettings.for_decoder(args.decoder or "demo")
+        settings = DecodeSettings.for_decoder(args.decoder or ws.default_decoder())
     preset.edits = list(preset.edits) + _quick_edits(args, ws)
     asked = {key: getattr(args, key) for key in ("steps", "strength", "guidance", "seed", "region", "decoder")}
     preset.decoder = settings = settings.but(**{k: v for k, v in asked.items() if v is not None})

@@ -13,6 +13,7 @@ import torch
 from sae import presets
 from sae.backbone import Backbone, beside, load_backbone
 from sae.decoders import Decoder, DecodeSettings
+from sae.decoders.table import decoder_for_encoder
 from sae.errors import UserError
 from sae.features import FeatureIndex, has_index, thumbnail_path
 from sae.formats import load_any
@@ -72,6 +73,9 @@ class Workspace:
                 f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
             )
         return cls(folder, sae, load_backbone(spec, layer=sae.metadata.layer, device=device))
+
+    def default_decoder(self) -> str:
+        return decoder_for_encoder(self.sae.metadata.backbone)
 
     def session(self, decoder: Decoder | None = None) -> Session:
         """An edit session on this SAE; it shares the workspace's labels, so renames show at once."""

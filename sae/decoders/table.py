@@ -73,6 +73,11 @@ DECODERS: dict[str, DecoderEntry] = {
 FOLDER_STEPS, FOLDER_STRENGTH = 30, 0.5  # a pipeline folder's defaults, as the hub decoders'
 
 
+def decoder_for_encoder(spec: str) -> str:
+    """The decoder that paints ``spec``'s image embeddings (Kandinsky 2.2 for ViT-bigG-14), else demo."""
+    return next((e.name for e in DECODERS.values() if e.encoder and e.encoder == spec), "demo")
+
+
 def default_steps(decoder: str) -> int:
     entry = DECODERS.get(decoder)
     return entry.steps if entry else FOLDER_STEPS

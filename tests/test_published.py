@@ -5,6 +5,7 @@ sentence and nothing in them runs."""
 from __future__ import annotations
 
 import fractions
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -129,3 +130,80 @@ def test_a_pickle_folder_opened_directly_points_to_import(tmp_path):
     src, _ = _daujotas(tmp_path / "clip-sae-128")
     with pytest.raises(UserError, match="sae-studio import"):
         SparseAutoencoder.load(src)
+
+
+def _prisma(folder: Path, d_in: int, d_sae: int, **config) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A Prisma vision SAE as their save writes it: config.json (typed values included) and a
+    pickled state dict in weights.pt."""
+    g = torch.Generator().manual_seed(2)
+    t = {
+        "W_enc": torch.randn(d_in, d_sae, generator=g) / d_in**0.5,
+        "b_enc": torch.randn(d_sae, generator=g) * 0.1,
+        "W_dec": torch.randn(d_sae, d_in, generator=g) / d_sae**0.5,
+        "b_dec": torch.randn(d_in, generator=g),
+    }
+    cfg = {
+        "model_class_name": "HookedViT",
+        "model_name": "open-clip:laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K",
+        "hook_point_layer": 5,
+        "layer_subtype": "hook_resid_post",
+        "context_size": 50,
+        "d_in": d_in,
+        "expansion_factor": d_sae // d_in,
+        "activation_fn_str": "relu",
+        "activation_fn_kwargs": {},
+        "architecture": "standard",
+        "normalize_activations": None,
+        "cls_token_only": False,
+        "use_patches_only": False,
+        "dtype": {"__type__": "torch.dtype", "value": "torch.float32"},
+        **config,
+    }
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    torch.save(t, folder / "weights.pt")
+    return folder, t
+
+
+@pytest.mark.parametrize(
+    ("config", "layer", "tokens"),
+    [
+        ({}, 6, "all"),
+        ({"layer_subtype": "hook_resid_pre", "use_patches_only": True}, 5, "patches"),
+        ({"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 5}, "cls_token_only": True}, 6, "cls"),
+    ],
+)
+def test_a_prisma_sae_imports_with_its_own_activations(config, layer, tokens, tiny_clip, tmp_path):
+    src, t = _prisma(tmp_path / "prisma", 32, 128, **config)
+    r = run_cli("import", src, "--model", tiny_clip, "-o", tmp_path / "project")
+    assert r.returncode == 0, r.stderr
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    assert sae.metadata.layer == layer and sae.metadata.token_set == tokens
+    x = torch.randn(50, 32)
+    pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]  # Prisma's encode: b_dec subtracted first
+    if config.get("activation_fn_str") == "topk":  # top k, then ReLU on the kept
+        top = pre.topk(5, dim=-1)
+        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
+    else:
+        theirs = pre.relu()
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4)
+        assert torch.allclose(sae.decode(theirs), theirs @ t["W_dec"] + t["b_dec"], atol=1e-4)
+
+
+def test_prisma_names_its_open_clip_encoder_and_refuses_what_it_cannot_edit(tmp_path, monkeypatch):
+    monkeypatch.setattr("sae.recipes.encoder_cached", lambda spec: False)
+    src, _ = _prisma(tmp_path / "b32", 768, 1536)
+    r = run_cli("import", src, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert SparseAutoencoder.load(tmp_path / "out").metadata.backbone == "ViT-B-32:datacomp_xl_s13b_b90k"
+    for i, (config, says) in enumerate([
+        ({"layer_subtype": "hook_mlp_out"}, "not the residual stream"),
+        ({"architecture": "gated"}, "'gated' SAE"),
+        ({"normalize_activations": "layer_norm"}, "normalises its inputs"),
+        ({"activation_fn_str": "topk"}, "gives no k"),
+    ]):  # fmt: skip
+        src, _ = _prisma(tmp_path / f"bad{i}", 8, 16, **config)
+        r = run_cli("import", src, "-o", tmp_path / f"out{i}")
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / f"out{i}").exists()

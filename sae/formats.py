@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from sae import atomic
 from sae.errors import UserError
 from sae.hooks import layer_from_hook
-from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder, read_config
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 
@@ -47,12 +47,7 @@ def load_sparsify(
     """A sparsify SAE as a project SAE. The layer comes from ``layer`` or the folder's name (the
     hookpoint sparsify names it after); when neither says, one sentence asks for it."""
     folder = Path(folder)
-    try:
-        raw = json.loads((folder / CFG_NAME).read_text())
-        if not isinstance(raw, dict):
-            raise ValueError("top level is not an object")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{folder / CFG_NAME} is not a valid JSON config ({e}).") from e
+    raw = read_config(folder / CFG_NAME)
     if raw.get("activation", "topk") != "topk" or raw.get("transcode") or raw.get("skip_connection"):
         raise UserError(
             f"{folder} is a sparsify {'transcoder' if raw.get('transcode') else 'coder'} with activation "

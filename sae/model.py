@@ -90,6 +90,17 @@ class SaeMetadata:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def read_config(path: Path, fix: str = "") -> dict[str, Any]:
+    """A JSON config whose top level is an object; one sentence (ending in ``fix``) otherwise."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("top level is not an object")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not a valid JSON config ({e}){fix}.") from e
+    return raw
+
+
 class SparseAutoencoder(nn.Module):
     """A TopK or ReLU SAE. ``W_enc_T`` is stored as [d_sae, d_in] (one row per latent) because
     the training kernels gather and scatter whole rows; ``W_enc`` is its [d_in, d_sae] view."""
@@ -289,18 +300,14 @@ class SparseAutoencoder(nn.Module):
             missing = CFG_NAME if not cfg_path.is_file() else WEIGHTS_NAME
             if pickles:  # a published SAE: converted once, safely, by the import command
                 raise UserError(
-                    f"SAE folder {folder} has no {missing} but a pickle ({pickles[0]}), which sae-studio does not "
-                    f"open directly; convert it once with sae-studio import {folder} -o NEW_FOLDER."
+                    f"SAE folder {folder} has no {missing} but a pickle ({pickles[0]}), which sae-studio never "
+                    "unpickles when it opens an SAE; convert it once, safely, with "
+                    f"sae-studio import {folder} -o NEW_FOLDER."
                 )
             if missing == CFG_NAME:
                 raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
             raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}; save the weights as safetensors.")
-        try:
-            raw = json.loads(cfg_path.read_text())
-            if not isinstance(raw, dict):
-                raise ValueError("top level is not an object")
-        except (OSError, ValueError) as e:
-            raise UserError(f"{cfg_path} is not a valid JSON config ({e}); restore it or re-save the SAE.") from e
+        raw = read_config(cfg_path, "; restore it or re-save the SAE")
         arch = _FROM_SAELENS_ARCH.get(raw.get("architecture", "standard"))
         if arch is None:
             raise UserError(

@@ -29,7 +29,7 @@ import torch
 
 from sae.errors import UserError
 from sae.hooks import EMBEDDING
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, read_config
 
 SAFE_TORCH = (2, 10)  # the first torch whose weights-only loader has both CVE fixes
 PICKLE_SUFFIXES = (".pth", ".pt")
@@ -125,14 +125,7 @@ def open_clip_spec(hub_repo: str) -> str:
 
 
 def _prisma(path: Path, config: Path, layer: int | None) -> SparseAutoencoder:
-    import json
-
-    try:
-        cfg = json.loads(config.read_text())
-        if not isinstance(cfg, dict):
-            raise ValueError("top level is not an object")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{config} is not a valid JSON config ({e}).") from e
+    cfg = read_config(config)
     subtype = str(cfg.get("layer_subtype", ""))
     if cfg.get("is_transcoder") or cfg.get("architecture", "standard") != "standard":
         kind = "transcoder" if cfg.get("is_transcoder") else f"'{cfg.get('architecture')}' SAE"

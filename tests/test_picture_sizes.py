@@ -89,6 +89,9 @@ def test_each_decoder_reads_its_size_policy_from_its_config(decoders):
     from sae.decoders.unclip import UnclipDecoder
 
     assert load_decoder("demo", None).sizes == SizePolicy(64, 16)  # movq /4, UNet /4, 16 latent cells
+    from sae.decoders import DECODERS
+
+    assert SizePolicy(*DECODERS["demo"].sizes) == load_decoder("demo", None).sizes  # the table says what it paints
     assert KandinskyDecoder(decoders["kandinsky"], torch.zeros(1, 128)).sizes == SizePolicy(96, 64)
     assert UnclipDecoder(decoders["unclip"]).sizes == SizePolicy(96, 64)
 

@@ -231,19 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="make a SAELens or sparsify SAE folder a project SAE",
+        help="make another tool's SAE (SAELens, sparsify, Prisma, saev, MSAE, clip-sae-128) a project SAE",
         description="Read an SAE folder written by SAELens (cfg.json + sae_weights.safetensors) or sparsify "
-        "(cfg.json + sae.safetensors) and save it as a project SAE (SAELens layout) that names its encoder "
-        "and layer. The layer comes from the folder's hook point (blocks.9.hook_resid_pre -> 9, "
-        "blocks.9.hook_resid_post or layers.9 -> 10) unless --layer says.",
+        "(cfg.json + sae.safetensors), or a published torch pickle (the Kandinsky 2.2 embedding SAE "
+        "gytdau/clip-sae-128, Prisma's config.json + weights.pt, saev's sae.pt, MSAE's .pth), and save it once "
+        "as a project SAE (SAELens layout, safetensors) that names its encoder and layer. Pickles are read "
+        "with torch's weights-only loader and nothing in them runs. The layer comes from the hook point "
+        "(blocks.9.hook_resid_pre -> 9, blocks.9.hook_resid_post or layers.9 -> 10) unless --layer says.",
     )
-    p.add_argument("source", help="SAE folder from SAELens or sparsify")
+    p.add_argument("source", help="SAE folder, or a published .pt/.pth file (or the folder holding it)")
     p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
     p.add_argument(
         "--layer", default=None, help="residual stream entering block L, or 'embedding' (default: from the hook point)"
     )
     p.add_argument(
         "--model", default=None, help="encoder it belongs to, e.g. ViT-B-16:openai (default: what the folder says)"
+    )
+    p.add_argument(
+        "--images",
+        default=None,
+        help="folder of pictures like the SAE's training set, to estimate the input normalisation an early saev "
+        "file did not save (up to 1,000 pictures are read)",
     )
 
     p = sub.add_parser(
@@ -620,20 +628,30 @@ def cmd_import(args: argparse.Namespace) -> int:
     from sae.published import find_pickle, load_published
 
     layer = parse_layer(args.layer)
+    notes: list[str] = []
     try:
         kind = detect(args.source)
     except UserError:
         if find_pickle(args.source) is None:
             raise
-        kind, sae = load_published(args.source, layer)  # a published pickle, read safely once
+        published = load_published(args.source, layer)  # a published pickle, read safely once
+        kind, sae, notes = published.layout, published.sae, list(published.notes)
     else:
-        sae = load_any(args.source, layer=layer)
+        published, sae = None, load_any(args.source, layer=layer)
     if sae.metadata.layer == -1:
         raise UserError(
             f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding)."
         )
     if args.model:
         sae.metadata.backbone = args.model
+    if published is not None and published.needs_statistics:
+        if not (args.images and sae.metadata.backbone):
+            raise UserError(
+                f"{args.source} is a {kind} SAE: it read inputs normalised with a mean and scale it did not save; pass "
+                "--images DIR (pictures like its training set) and --model so they can be estimated."
+            )
+    elif args.images:
+        notes.append(f"--images was not needed: the {kind} file holds everything its activations depend on.")
     later = ""
     if sae.metadata.backbone and not args.model and not _encoder_at_hand(sae.metadata.backbone):
         # a published SAE names a real encoder that may not be downloaded: check its fit when first used
@@ -645,6 +663,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         backbone = load_backbone(sae.metadata.backbone, layer=sae.metadata.layer)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         sae.metadata.backbone_fingerprint = backbone.fingerprint
+        if published is not None and published.needs_statistics:
+            from sae.published.statistics import apply_statistics
+
+            notes.append(apply_statistics(published, backbone, args.images))
     sae.save(args.out)
     print(
         f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
@@ -652,6 +674,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         + ("" if sae.metadata.backbone else "; pass --model when you use it")
         + later
     )
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

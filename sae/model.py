@@ -83,6 +83,8 @@ class SaeMetadata:
     input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
     metrics: dict[str, float] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
+    # for an SAE converted from another project's file: its layout, file and what the conversion assumed
+    imported: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SaeMetadata:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, write_images
 from PIL import Image
 
 from sae.errors import UserError
@@ -55,16 +55,21 @@ def test_the_kandinsky_embedding_sae_imports_with_its_own_activations_and_edits(
         ours = sae.encode(x)
         assert torch.allclose(ours, theirs, atol=1e-4) and (theirs > 0).any()
         assert torch.allclose(sae.decode(ours), theirs @ dec.T + b_dec, atol=1e-4)
-    # it edits an image through the encoder's embedding: nothing changes at zero, a latent moves it
+    _edits_an_image(tiny_clip, tmp_path / "project")
+
+
+def _edits_an_image(tiny_clip: Path, folder: Path) -> None:
+    """The imported SAE edits a picture through its encoder: nothing changes at zero, a latent moves it."""
     from sae.backbone import load_backbone
     from sae.session import Session
     from sae.steer import Edit
 
+    sae = SparseAutoencoder.load(folder)
     session = Session(load_backbone(str(tiny_clip), layer=sae.metadata.layer), sae)
     session.set_image(Image.new("RGB", (40, 30), (200, 80, 20)))
     plain = session.embedding([])
     assert torch.allclose(plain, session.current.embedding, atol=1e-5)
-    assert not torch.allclose(session.embedding([Edit(3, "add", 2.0)]), plain, atol=1e-3)
+    assert not torch.allclose(session.embedding([Edit(3, "add", 5.0)]), plain, atol=1e-3)
 
 
 def test_a_published_sae_names_its_real_encoder_and_is_checked_when_that_is_at_hand(tmp_path, monkeypatch):
@@ -189,6 +194,7 @@ def test_a_prisma_sae_imports_with_its_own_activations(config, layer, tokens, ti
     with torch.no_grad():
         assert torch.allclose(sae.encode(x), theirs, atol=1e-4)
         assert torch.allclose(sae.decode(theirs), theirs @ t["W_dec"] + t["b_dec"], atol=1e-4)
+    _edits_an_image(tiny_clip, tmp_path / "project")
 
 
 def test_prisma_names_its_open_clip_encoder_and_refuses_what_it_cannot_edit(tmp_path, monkeypatch):
@@ -207,3 +213,190 @@ def test_prisma_names_its_open_clip_encoder_and_refuses_what_it_cannot_edit(tmp_
         r = run_cli("import", src, "-o", tmp_path / f"out{i}")
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / f"out{i}").exists()
+
+
+def _weights(d_in: int, d_sae: int, seed: int, enc_bias: float = 0.0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "W_enc": torch.randn(d_in, d_sae, generator=g) / d_in**0.5,
+        "b_enc": torch.randn(d_sae, generator=g) * 0.1 + enc_bias,
+        "W_dec": torch.randn(d_sae, d_in, generator=g) / d_sae**0.5,
+        "b_dec": torch.randn(d_in, generator=g) * 0.3,
+    }
+
+
+def _saev(path: Path, header: dict, t: dict[str, torch.Tensor]) -> Path:
+    """A saev checkpoint as saev's dump writes it: one JSON header line, then torch.save's bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fd:
+        fd.write((json.dumps(header) + "\n").encode())
+        torch.save(t, fd)
+    return path
+
+
+def _layer_rows(tiny_clip: Path, layer: int, images: Path) -> torch.Tensor:
+    """Every token's activation at ``layer`` over the pictures in ``images`` [N * tokens, d]."""
+    from sae.backbone import load_backbone
+    from sae.images import find_images, load_image
+
+    backbone = load_backbone(str(tiny_clip), layer=layer)
+    pixels = torch.stack([backbone.preprocess(load_image(p)) for p in find_images(images)])
+    with torch.no_grad():
+        return backbone.prefix(pixels).reshape(-1, backbone.width)
+
+
+EARLY_SAEV = {"d_vit": 32, "exp_factor": 4, "sparsity_coeff": 4e-4, "ghost_grads": False, "seed": 42,
+              "n_reinit_samples": 0, "remove_parallel_grads": True, "normalize_w_dec": True}  # fmt: skip
+
+
+def test_an_early_saev_file_imports_with_normalisation_estimated_from_the_users_pictures(tiny_clip, tmp_path):
+    t = _weights(32, 128, seed=3)
+    src = _saev(tmp_path / "saev" / "sae.pt", EARLY_SAEV, t)
+    images = write_images(tmp_path / "pictures", 6)
+    r = run_cli("import", src, "--model", tiny_clip, "--layer", "4", "-o", tmp_path / "project")
+    assert r.returncode == 2 and "--images" in r.stderr and not (tmp_path / "project").exists()
+
+    r = run_cli("import", src, "--model", tiny_clip, "--layer", "4", "--images", images, "-o", tmp_path / "project")
+    assert r.returncode == 0, r.stderr
+    assert "estimated from 6 pictures" in r.stdout, r.stdout
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    imported = sae.metadata.imported
+    assert imported["normalisation"]["pictures"] == 6 and imported["layout"].startswith("saev")
+    # saev's own pipeline: its loader's (x - mean) / scalar, then relu((z - b_dec) W_enc + b_enc)
+    x = _layer_rows(tiny_clip, 4, images)
+    mean = x.mean(0)
+    scalar = (x - mean).norm(dim=1).mean() / 32**0.5
+    theirs = torch.relu(((x - mean) / scalar - t["b_dec"]) @ t["W_enc"] + t["b_enc"])
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
+        assert torch.allclose(sae.decode(theirs), (theirs @ t["W_dec"] + t["b_dec"]) * scalar + mean, atol=1e-4)
+    _edits_an_image(tiny_clip, tmp_path / "project")
+
+
+@pytest.mark.parametrize(
+    "activation", [{"cls": "Relu", "params": {"key": "relu"}}, {"cls": "TopK", "params": {"top_k": 6, "key": "topk"}}]
+)
+def test_a_current_saev_file_imports_without_the_b_dec_subtraction(activation, tiny_clip, tmp_path):
+    t = _weights(32, 128, seed=4, enc_bias=1.0)  # positive enough that the top 6 are positive
+    header = {"schema": 5, "cfg": {"d_model": 32, "d_sae": 128, "activation": activation, "normalize_w_dec": True},
+              "commit": "e7ca004", "lib": "1.0.0"}  # fmt: skip
+    src = _saev(tmp_path / "saev" / "sae.pt", header, t)
+    r = run_cli("import", src, "--model", tiny_clip, "--layer", "3", "-o", tmp_path / "project")
+    assert r.returncode == 0, r.stderr
+    assert ("differ only on inputs with fewer than k" in r.stdout) == (activation["cls"] == "TopK")
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    x = torch.randn(40, 32)
+    pre = x @ t["W_enc"] + t["b_enc"]  # saev since 2025-07-31: no b_dec subtraction, raw inputs
+    if activation["cls"] == "TopK":  # the raw top k, kept as they are
+        top = pre.topk(6, dim=-1)
+        assert (top.values > 0).all()
+        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+    else:
+        theirs = pre.relu()
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4)
+        assert torch.allclose(sae.decode(theirs), theirs @ t["W_dec"] + t["b_dec"], atol=1e-4)
+    _edits_an_image(tiny_clip, tmp_path / "project")
+
+
+def test_saev_files_that_cannot_be_placed_or_reproduced_are_refused(tiny_clip, tmp_path):
+    t = _weights(32, 128, seed=5)
+    batch = {"schema": 5, "cfg": {"d_model": 32, "d_sae": 128, "activation": {"cls": "BatchTopK", "params": {}}}}
+    for i, (src, args, says) in enumerate([
+        (_saev(tmp_path / "a" / "sae.pt", {"schema": 5, "cfg": {"d_model": 32}}, t), [], "does not say which layer"),
+        (_saev(tmp_path / "b" / "sae.pt", batch, t), ["--layer", "3"], "BatchTopK"),
+        (_saev(tmp_path / "c" / "sae.pt", {"schema": 5, "cfg": {}}, {"W_enc": t["W_enc"]}), ["--layer", "3"],
+         "no 'b_enc'"),
+        (_saev(tmp_path / "d" / "sae.pt", {"schema": 2, "cfg": {}}, t), ["--layer", "3", "--model", tiny_clip], None),
+    ]):  # fmt: skip
+        r = run_cli("import", src, *args, "-o", tmp_path / f"out{i}")
+        if says is None:  # the fit to the named encoder's layer is checked: 32 wide fits, an embedding (24) does not
+            assert r.returncode == 0, r.stderr
+            r = run_cli("import", src, "--layer", "embedding", "--model", tiny_clip, "-o", tmp_path / "wrong")
+            says, i = "width", "wrong"
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / f"out{i}").exists() and not (tmp_path / "wrong").exists()
+
+
+def _msae(folder: Path, name: str, d_in: int, d_sae: int, tied: bool = False) -> tuple[Path, dict]:
+    """An MSAE checkpoint as its train.py saves it: configuration in the name, statistics beside the weights."""
+    g = torch.Generator().manual_seed(6)
+    state = {
+        "pre_bias": torch.randn(d_in, generator=g) * 0.1,
+        "encoder": torch.randn(d_in, d_sae, generator=g) / d_in**0.5,
+        "latent_bias": torch.randn(d_sae, generator=g) * 0.1 + 0.5,
+        "latents_activation_frequency": torch.zeros(d_sae, dtype=torch.int64),
+    }
+    if not tied:
+        state["decoder"] = torch.randn(d_sae, d_in, generator=g) / d_sae**0.5
+    ckpt = {"model": state, "mean_center": torch.randn(d_in, generator=g), "scaling_factor": 0.37, "target_norm": 1.0}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, folder / name)
+    return folder / name, ckpt
+
+
+@pytest.mark.parametrize(
+    ("name", "k"),
+    [
+        ("96_24_TopKReLU_8_False_False_0.0_cc3m.pth", 8),
+        ("96_24_ReLU_003_True_False_0.0_imagenet.pth", 0),  # tied: the decoder is the encoder's transpose
+        ("96_24_TopKReLU_8_12_RW_False_False_0.0_cc3m.pth", 8),  # Matryoshka: nesting size and weighting
+    ],
+)
+def test_an_msae_checkpoint_imports_with_its_own_activations(name, k, tiny_clip, tmp_path):
+    src, ckpt = _msae(tmp_path / "msae", name, 24, 96, tied="_True_False_" in name)
+    r = run_cli("import", src, "--model", tiny_clip, "-o", tmp_path / "project")
+    assert r.returncode == 0, r.stderr
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    assert sae.metadata.layer == -2 and sae.metadata.imported["layout"] == "MSAE"
+    m = ckpt["model"]
+    dec = m.get("decoder", m["encoder"].T)
+    x = torch.randn(40, 24) * 3
+    pre = ((x - ckpt["mean_center"]) * 0.37 - m["pre_bias"]) @ m["encoder"] + m["latent_bias"]
+    if k:
+        top = pre.topk(k, dim=-1)
+        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
+    else:
+        theirs = pre.relu()
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
+        recon = (theirs @ dec + m["pre_bias"]) / 0.37 + ckpt["mean_center"]  # MSAE's unprocess_data
+        assert torch.allclose(sae.decode(theirs), recon, atol=1e-4)
+    _edits_an_image(tiny_clip, tmp_path / "project")
+
+
+def test_msae_checkpoints_it_cannot_reproduce_are_refused(tmp_path):
+    for i, (name, says) in enumerate([
+        ("96_24_TopKReLU_8_False_False_30.0_cc3m.pth", "tanh soft cap"),
+        ("96_24_TopKReLU_8_False_True_0.0_cc3m.pth", "standardises each input"),
+        ("96_24_JumpReLU_8_False_False_0.0_cc3m.pth", "JumpReLU"),
+        ("msae_final.pth", "configuration in its name"),
+        ("96_48_ReLU_003_False_False_0.0_cc3m.pth", "do not match the 96 x 48"),
+    ]):  # fmt: skip
+        src, _ = _msae(tmp_path / f"m{i}", name, 24, 96)
+        r = run_cli("import", src, "-o", tmp_path / f"out{i}")
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def test_a_file_written_by_the_saev_package_imports_with_the_activations_saev_computes(tiny_clip, tmp_path):
+    import saev.config  # saev 0.1.0, in the dev extras, writes the early format
+    import saev.nn as saev_nn
+
+    model = saev_nn.SparseAutoencoder(saev.config.SparseAutoencoder(d_vit=32, exp_factor=4, n_reinit_samples=0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    saev_nn.dump(str(tmp_path / "saev" / "sae.pt"), model)
+    images = write_images(tmp_path / "pictures", 5, seed=1)
+    r = run_cli("import", tmp_path / "saev", "--model", tiny_clip, "--layer", "5", "--images", images,
+                "-o", tmp_path / "project")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    sae = SparseAutoencoder.load(tmp_path / "project")
+    x = _layer_rows(tiny_clip, 5, images)
+    mean = x.mean(0)
+    scalar = (x - mean).norm(dim=1).mean() / 32**0.5
+    with torch.no_grad():
+        z_hat, theirs, _ = model((x - mean) / scalar)  # saev's forward on its loader's normalised inputs
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
+        assert torch.allclose(sae.decode(theirs), z_hat * scalar + mean, atol=1e-4)

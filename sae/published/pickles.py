@@ -1,0 +1,54 @@
+"""Reading a torch pickle without letting it run anything.
+
+A pickle can run code when it is loaded. These readers go only through torch's weights-only
+loader (``torch.load(weights_only=True)``), and only on torch 2.10 or newer: older versions had
+remote-code-execution bugs in that loader (CVE-2025-32434, CVE-2026-24747).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae.errors import UserError
+
+SAFE_TORCH = (2, 10)  # the first torch whose weights-only loader has both CVE fixes
+
+
+def torch_version(version: str | None = None) -> tuple[int, int]:
+    """(major, minor) of ``version``, by default the torch that runs."""
+    major, minor = (version or torch.__version__).split("+")[0].split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def safe_load(path: str | Path, data: bytes | None = None) -> Any:
+    """What the pickle at ``path`` (or its bytes ``data``) holds: tensors, containers and numbers
+    only. One sentence for anything else (code, other objects, a damaged file); nothing in it runs."""
+    path = Path(path)
+    if torch_version() < SAFE_TORCH:
+        raise UserError(
+            f"Reading {path.name} needs torch {SAFE_TORCH[0]}.{SAFE_TORCH[1]} or newer (this is {torch.__version__}): "
+            "older torch can be made to run code by a crafted file (CVE-2025-32434, CVE-2026-24747)."
+        )
+    try:
+        return torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for forbidden globals, RuntimeError for damaged storages
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(
+            f"{path} is not a plain file of tensors that can be read safely ({first}); nothing in it was run."
+        ) from e
+
+
+def tensor_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """``obj`` as a state dict of named tensors; one sentence when it is something else."""
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict of named tensors.")
+    return obj
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a pickled state dict, read safely (see ``safe_load``)."""
+    return tensor_dict(safe_load(path), path)

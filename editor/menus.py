@@ -50,6 +50,7 @@ def build_menus(w) -> None:
     _action(w, v, "&Clear the selected slider's region", w.clear_mask, "Shift+R")
     mm = w.menuBar().addMenu("&Models")
     _action(w, mm, "&Load SAE folder…", w.switcher.load_sae_dialog, "Ctrl+L")
+    _action(w, mm, "&Import published SAE file…", w.switcher.import_sae_dialog)
     _action(w, mm, "&Train SAE…", w.switcher.train_dialog, "Ctrl+T")
 
 

@@ -12,6 +12,23 @@ from editor.decoder_loading import DecoderLoader
 from sae.errors import UserError
 
 
+def imported_folder(path: str | Path) -> Path:
+    """Where the editor keeps the project SAE it converts ``path`` into (a new name each time)."""
+    from platformdirs import user_data_path
+
+    root = user_data_path("sae-studio") / "imported"
+    stem, n = Path(path).stem if Path(path).is_file() else Path(path).name, 1
+    while (root / (f"{stem}-{n}" if n > 1 else stem)).exists():
+        n += 1
+    return root / (f"{stem}-{n}" if n > 1 else stem)
+
+
+def _import(path, out, images, backbone):
+    from sae.importing import import_sae
+
+    return import_sae(path, out, images=images, backbone=backbone)
+
+
 class ModelSwitcher:
     def __init__(self, window):
         self.w = window
@@ -82,6 +99,52 @@ class ModelSwitcher:
             done=lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)),
             failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"),
         )
+
+    def import_sae_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self.w, "Published SAE file (clip-sae-128, Prisma, saev, MSAE)", "", "SAE checkpoints (*.pt *.pth)"
+        )
+        if path:
+            self.import_sae(path)
+
+    def import_sae(self, path: str | Path, images: str | Path | None = None) -> None:
+        """Convert a published SAE file once into the user's data folder (as ``sae-studio import``
+        does), then load it. A file that names no encoder or layer is placed on the editor's."""
+        from sae.published.saev import header_only, is_early
+
+        if self.w.model is None:
+            return
+        header = header_only(Path(path)) if Path(path).is_file() else None
+        if images is None and header is not None and is_early(header):
+            images = QFileDialog.getExistingDirectory(
+                self.w, "Pictures like the SAE's training set, to estimate the input statistics it did not save"
+            )
+            if not images:
+                return
+        backbone = self.w.model.session.backbone
+        out = imported_folder(path)
+        self.w.statusBar().showMessage(f"Importing {Path(path).name} into {out}…")
+        self.w.jobs.run(
+            "sae",
+            _import,
+            path,
+            out,
+            images,
+            backbone,
+            done=lambda done: self._imported(done, backbone.model_id),
+            failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not import: {e}"),
+        )
+
+    def _imported(self, done, model_id: str) -> None:
+        notes = " ".join(done.notes)
+        if done.sae.metadata.backbone != model_id:
+            self.w.show_error(
+                f"Imported into {done.out}; it reads {done.sae.metadata.backbone}, not the editor's {model_id}, so "
+                f"edit with it by sae-studio edit --sae {done.out}. {notes}".strip()
+            )
+            return
+        self.w.statusBar().showMessage(f"{done.summary()}. {notes}".strip(), 15000)
+        self.load_sae(done.out)
 
     def train_dialog(self) -> None:
         from editor.train_dialog import TrainDialog

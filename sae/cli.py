@@ -624,71 +624,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from sae.backbone import parse_layer
-    from sae.formats import detect, load_any
-    from sae.published import find_pickle, load_published
+    from sae.importing import import_sae
 
-    layer = parse_layer(args.layer)
-    notes: list[str] = []
-    try:
-        kind = detect(args.source)
-    except UserError:
-        if find_pickle(args.source) is None:
-            raise
-        published = load_published(args.source, layer)  # a published pickle, read safely once
-        kind, sae, notes = published.layout, published.sae, list(published.notes)
-    else:
-        published, sae = None, load_any(args.source, layer=layer)
-    if sae.metadata.layer == -1:
-        raise UserError(
-            f"{args.source} does not name a residual-stream hook point; pass --layer L (or --layer embedding)."
-        )
-    if args.model:
-        sae.metadata.backbone = args.model
-    if published is not None and published.needs_statistics:
-        if not (args.images and sae.metadata.backbone):
-            raise UserError(
-                f"{args.source} is a {kind} SAE: it read inputs normalised with a mean and scale it did not save; pass "
-                "--images DIR (pictures like its training set) and --model so they can be estimated."
-            )
-    elif args.images:
-        notes.append(f"--images was not needed: the {kind} file holds everything its activations depend on.")
-    later = ""
-    if sae.metadata.backbone and not args.model and not _encoder_at_hand(sae.metadata.backbone):
-        # a published SAE names a real encoder that may not be downloaded: check its fit when first used
-        later = "; its encoder is not downloaded yet, so the fit to it is checked when it is first used"
-    elif sae.metadata.backbone:
-        from sae.backbone import load_backbone
-        from sae.model import check_fits_layer
-
-        backbone = load_backbone(sae.metadata.backbone, layer=sae.metadata.layer)
-        check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
-        sae.metadata.backbone_fingerprint = backbone.fingerprint
-        if published is not None and published.needs_statistics:
-            from sae.published.statistics import apply_statistics
-
-            notes.append(apply_statistics(published, backbone, args.images))
-    sae.save(args.out)
-    print(
-        f"imported the {kind} SAE ({sae.d_sae:,} latents, d_in {sae.d_in}, layer {sae.metadata.layer}"
-        f"{', encoder ' + sae.metadata.backbone if sae.metadata.backbone else ''}) into {args.out}"
-        + ("" if sae.metadata.backbone else "; pass --model when you use it")
-        + later
-    )
-    for note in notes:
+    done = import_sae(args.source, args.out, parse_layer(args.layer), args.model, args.images)
+    print(done.summary())
+    for note in done.notes:
         print(f"note: {note}")
     return 0
-
-
-def _encoder_at_hand(spec: str) -> bool:
-    """A local model folder, or an open_clip NAME:TAG whose weights are in the Hugging Face cache."""
-    if ":" not in spec or Path(spec).exists():
-        return True
-    from sae.recipes import encoder_cached
-
-    try:
-        return encoder_cached(spec)
-    except Exception:  # an unknown name: loading it says what is wrong
-        return True
 
 
 def cmd_export(args: argparse.Namespace) -> int:

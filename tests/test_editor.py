@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -259,6 +261,28 @@ def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot
     window.switcher.load_sae(tmp_path / "narrow")
     qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
     assert "7" in window._last_error and window.model is old
+
+
+def test_a_published_sae_file_imports_once_and_loads_on_the_editors_encoder(window, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    backbone = window.model.session.backbone
+    d = backbone.width
+    t = {"W_enc": torch.randn(d, 64), "b_enc": torch.zeros(64), "W_dec": torch.randn(64, d), "b_dec": torch.zeros(d)}
+    header = {"schema": 5, "cfg": {"d_model": d, "d_sae": 64, "activation": {"cls": "Relu", "params": {}}}}
+    with open(tmp_path / "sae.pt", "wb") as fd:  # saev's layout: it names neither encoder nor layer
+        fd.write((json.dumps(header) + "\n").encode())
+        torch.save(t, fd)
+    window.switcher.import_sae(tmp_path / "sae.pt")
+    out = tmp_path / "data" / "sae-studio" / "imported" / "sae"
+    qtbot.waitUntil(lambda: window.model.sae_folder == out, timeout=30_000)
+    sae = window.model.workspace.sae
+    assert sae.d_sae == 64 and sae.metadata.layer == backbone.layer and sae.metadata.imported["layout"] == "saev"
+
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")  # not a state dict: one sentence, the SAE kept
+    window._last_error = ""
+    window.switcher.import_sae(tmp_path / "list.pt")
+    qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
+    assert "not a state dict" in window._last_error and window.model.sae_folder == out
 
 
 def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window, qtbot, quick_models, tmp_path):

@@ -31,18 +31,32 @@ KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 HEADER_LIMIT = 1 << 20  # a header is a few hundred bytes; a longer first line is not saev's
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], bytes] | None:
-    """(header, the pickle's bytes) when ``path`` is a saev file, else None."""
+def header_only(path: Path) -> dict[str, Any] | None:
+    """The header when ``path`` is a saev file (its first line a JSON object), else None."""
     with open(path, "rb") as fd:
         if fd.read(1) != b"{":
             return None
         fd.seek(0)
-        line = fd.readline(HEADER_LIMIT)
         try:
-            header = json.loads(line)
+            header = json.loads(fd.readline(HEADER_LIMIT))
         except ValueError:
             return None
-        return (header, fd.read()) if isinstance(header, dict) else None
+    return header if isinstance(header, dict) else None
+
+
+def is_early(header: dict[str, Any]) -> bool:
+    """Files before schema 2 subtract b_dec and read inputs normalised by statistics not saved."""
+    return header.get("schema") in (None, 1)
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """(header, the pickle's bytes) when ``path`` is a saev file, else None."""
+    header = header_only(path)
+    if header is None:
+        return None
+    with open(path, "rb") as fd:
+        fd.readline(HEADER_LIMIT)
+        return header, fd.read()
 
 
 def _activation(header: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:
@@ -92,7 +106,7 @@ def read_saev(path: Path, header: dict[str, Any], data: bytes, layer: int | None
         sae.b_enc.copy_(b_enc)
         sae.W_dec.copy_(w_dec)
         sae.b_dec.copy_(b_dec)
-    early = schema is None or schema == 1
+    early = is_early(header)
     if not early:
         fold_unsubtracted_b_dec(sae)
     notes = (f"saev {NEGATIVE_TOPK_NOTE}.",) if name == "TopK" else ()

@@ -64,21 +64,26 @@ class ImageEvidence:
         self.code_embed += (a.T @ e).float()
 
     def correlation(self, query_dir: torch.Tensor, text_centre: torch.Tensor | None) -> torch.Tensor:
-        """[F]: Pearson correlation of each latent's image-level activation with the images'
-        score against ``query_dir`` (0 for a latent that never varies, or with < 2 images)."""
-        if float(self.n) < 2:
-            return torch.zeros(self.code_sum.shape[0])
+        """[F] for one query direction [e] ([F, n] for [n, e]): Pearson correlation of each latent's
+        image-level activation with the images' score against the query (0 for a latent that never
+        varies, or with < 2 images)."""
         q = query_dir.double().cpu()
+        one = q.dim() == 1
+        q = q[None] if one else q  # [n, e]
+        if float(self.n) < 2:
+            out = torch.zeros(self.code_sum.shape[0], q.shape[0])
+            return out[:, 0] if one else out
         if text_centre is not None:
             q = q - text_centre.double().cpu()
         q = F.normalize(q, dim=-1)
         n = float(self.n)
         mean_a, mean_e = self.code_sum.double() / n, self.embed_sum.double() / n
-        cov = (self.code_embed @ q.float()).double() / n - mean_a * (mean_e @ q)  # [F]
+        cov = (self.code_embed @ q.float().T).double() / n - mean_a[:, None] * (q @ mean_e)[None]  # [F, n]
         var_a = (self.code_sq.double() / n - mean_a**2).clamp_min(0)
-        var_s = q @ (self.embed_outer.double() / n - torch.outer(mean_e, mean_e)) @ q
-        denom = (var_a * var_s.clamp_min(0)).sqrt()
-        return torch.where(denom > 1e-12, cov / denom.clamp_min(1e-12), torch.zeros_like(cov)).float()
+        var_s = ((q @ (self.embed_outer.double() / n - torch.outer(mean_e, mean_e))) * q).sum(-1)  # [n]
+        denom = (var_a[:, None] * var_s.clamp_min(0)[None]).sqrt()
+        out = torch.where(denom > 1e-12, cov / denom.clamp_min(1e-12), torch.zeros_like(cov)).float()
+        return out[:, 0] if one else out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"evidence.{k}": getattr(self, k).contiguous() for k in KEYS}

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -128,7 +130,8 @@ def text_directions(backbone: Backbone, prompts: Sequence[str], batch: int = 256
 EVIDENCE_WEIGHT = 3.0
 
 
-class FeatureDirections(NamedTuple):
+@dataclass
+class FeatureDirections:
     """What search compares a query with: every latent's effect direction, the mean of the label
     vocabulary's text directions (``None`` in folders labelled before it was kept: their search
     compares uncentred vectors), and the index's image evidence (``None`` if it has none)."""
@@ -137,19 +140,27 @@ class FeatureDirections(NamedTuple):
     text_centre: torch.Tensor | None  # [e]
     evidence: ImageEvidence | None = None
 
+    @cached_property
+    def centred(self) -> torch.Tensor:
+        """[d_sae, e]: the effects centred on their mean and renormalised, once (a query only multiplies)."""
+        if self.text_centre is None:
+            return self.effects
+        return F.normalize(self.effects - self.effects.mean(0), dim=-1)
+
     def alignment(self, query_dirs: torch.Tensor) -> torch.Tensor:
         """Cosine between each latent's centred effect and each centred text direction: [d_sae]
         for one direction [e], [n, d_sae] for [n, e]."""
-        if self.text_centre is None:
-            return query_dirs @ self.effects.T
-        d = F.normalize(self.effects - self.effects.mean(0), dim=-1)
-        return F.normalize(query_dirs - self.text_centre, dim=-1) @ d.T
+        if self.text_centre is not None:
+            query_dirs = F.normalize(query_dirs - self.text_centre, dim=-1)
+        return query_dirs @ self.centred.T
 
     def match(self, query_dir: torch.Tensor, evidence_weight: float | None = None) -> torch.Tensor:
-        """[F]: how well each latent matches a text direction [e]: the effect alignment plus the
-        weighted image evidence when there is some (what search ranks by, and labels choose by)."""
+        """[F]: how well each latent matches a text direction [e] ([F, n] for [n, e]): the effect
+        alignment plus the weighted image evidence when there is some (what search ranks by, and
+        labels choose by)."""
         weight = EVIDENCE_WEIGHT if evidence_weight is None else evidence_weight
         score = self.alignment(query_dir)
+        score = score.T if score.dim() == 2 else score
         if self.evidence is not None and weight:
             score = score + weight * self.evidence.correlation(query_dir, self.text_centre)
         return score
@@ -169,11 +180,12 @@ def auto_label(
     latents labelled with an object kind by their effect alone, the judge saw that kind in at least
     half of the top 8 images of 18%; with the evidence, 78%."""
     features = FeatureDirections(directions, vocab_dirs.mean(0), evidence)
-    if evidence is None:
-        sims = features.alignment(vocab_dirs).T  # [F, V]
-    else:
-        sims = torch.stack([features.match(d) for d in vocab_dirs], 1)
-    score, best = sims.max(1)
+    score = torch.full((len(directions),), -torch.inf)
+    best = torch.zeros(len(directions), dtype=torch.long)
+    for start in range(0, len(vocab_dirs), 64):  # [F, 64] at a time: a wide SAE's [F, V] would not fit
+        chunk_score, chunk_best = features.match(vocab_dirs[start : start + 64]).max(1)
+        better = chunk_score > score
+        score, best = torch.where(better, chunk_score, score), torch.where(better, chunk_best + start, best)
     return {
         i: {"label": vocabulary[int(b)], "source": "auto", "score": round(float(s), 4)}
         for i, (s, b) in enumerate(zip(score, best, strict=True))

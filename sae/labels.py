@@ -205,6 +205,16 @@ class SearchHit(NamedTuple):
     label: str
 
 
+def label_groups(labels: dict[int, str]) -> dict[str, list[int]]:
+    """Latents by lower-cased label: a wide SAE has far fewer distinct labels than latents, so a
+    query compares itself with each label once (``search`` takes this, built once per folder)."""
+    groups: dict[str, list[int]] = {}
+    for latent, label in labels.items():
+        if words := label.strip().lower():
+            groups.setdefault(words, []).append(latent)
+    return groups
+
+
 def search(
     query: str,
     query_dir: torch.Tensor,
@@ -214,6 +224,7 @@ def search(
     label_bonus: float = 0.25,
     evidence_weight: float = EVIDENCE_WEIGHT,
     named: Collection[int] = (),
+    groups: dict[str, list[int]] | None = None,
 ) -> list[SearchHit]:
     """Latents ranked by cosine(query text, effect direction), both centred, + the weighted image
     evidence when the index has it, + a bonus when the label matches. A latent in ``named`` (its
@@ -222,14 +233,15 @@ def search(
     score = directions.match(query_dir, evidence_weight)  # [F]
     ceiling = 2 + 2 * evidence_weight  # more than any two scores differ by without a label
     if q:
-        for latent, label in labels.items():
-            words = label.strip().lower()
-            if not words:
-                continue
+        for words, latents in (label_groups(labels) if groups is None else groups).items():
             if q == words:
-                score[latent] += ceiling + label_bonus if latent in named else label_bonus
+                ids = torch.tensor(latents)
+                score[ids] += label_bonus
+                for latent in named:
+                    if labels.get(latent, "").strip().lower() == q:
+                        score[latent] += ceiling
             elif q in words or words in q:
-                score[latent] += label_bonus / 2
+                score[torch.tensor(latents)] += label_bonus / 2
     order = torch.argsort(score, descending=True)[:top]
     return [SearchHit(int(i), float(score[i]), labels.get(int(i), f"latent {int(i)}")) for i in order]
 

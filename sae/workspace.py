@@ -20,6 +20,7 @@ from sae.formats import load_any
 from sae.labels import (
     FeatureDirections,
     SearchHit,
+    label_groups,
     load_directions,
     named_by_people,
     read_labels,
@@ -127,13 +128,18 @@ class Workspace:
         if not query.strip():
             return []
         q = torch.nn.functional.normalize(self.backbone.encode_text([query]), dim=-1)[0]
-        return search(query, q, self.directions, self.labels, top=top, named=self.named)
+        return search(query, q, self.directions, self.labels, top=top, named=self.named, groups=self.label_groups)
+
+    @cached_property
+    def label_groups(self) -> dict[str, list[int]]:
+        return label_groups(self.labels)
 
     def rename(self, latent: int, label: str) -> None:
         self.check_latent(latent)
         rename(self.folder, latent, label)
         self.labels[latent] = label.strip()
         self.named.add(latent)
+        self.__dict__.pop("label_groups", None)  # regrouped at the next search
 
     def top_thumbnails(self, latent: int) -> list[Path]:
         if self.index is None:

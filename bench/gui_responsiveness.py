@@ -122,6 +122,7 @@ def measure(loader, images: list[Path], drags: int = 8, moves: int = 30, search:
         w.features.search.setText(query)
         _wait(600)  # the debounce, the search off the thread, and its results shown
     heart.stop()
+    _wait(500)  # let the last jobs report before the window goes
     gaps = sorted(gaps[1:])
     figures = {
         "heartbeats": len(gaps),

@@ -92,40 +92,48 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="wide-sae-"))
     clip, decoder, pickle, images = build_world(root, a.latents, a.images)
-    rows = [("pickle on disk", f"{folder_mb(pickle):,.0f} MB")]
+    rows = [("pickle on disk", f"{folder_mb(pickle):,.0f} MB", peak_mb())]
 
     base = peak_mb()
     done, t_import = timed(import_sae, pickle, root / "sae", model=str(clip))
-    rows += [("import (pickle -> safetensors)", f"{t_import:.1f} s, peak memory +{peak_mb() - base:,.0f} MB")]
+    rows += [
+        ("import (pickle -> safetensors)", f"{t_import:.1f} s, peak memory +{peak_mb() - base:,.0f} MB", peak_mb())
+    ]
     del done
     sae, t_load = timed(SparseAutoencoder.load, root / "sae")
-    rows += [("load the project SAE", f"{t_load:.2f} s ({folder_mb(root / 'sae'):,.0f} MB on disk)")]
+    rows += [("load the project SAE", f"{t_load:.2f} s ({folder_mb(root / 'sae'):,.0f} MB on disk)", peak_mb())]
 
     backbone = load_backbone(str(clip), layer=sae.metadata.layer)
     emb = torch.randn(1, D)
     with torch.inference_mode():
         sae.encode(emb)  # warm
         encodes = [timed(sae.encode, emb)[1] for _ in range(10)]
-    rows += [("encode one image's embedding", f"{statistics.median(encodes) * 1000:.1f} ms")]
+    rows += [("encode one image's embedding", f"{statistics.median(encodes) * 1000:.1f} ms", peak_mb())]
 
     _, t_label = timed(index_and_label, root / "sae", backbone, sae, images, vocabulary="everyday")
-    rows += [(f"index {a.images:,} pictures + label (everyday words)", f"{t_label:.1f} s")]
-    rows += [("index on disk", f"{folder_mb(root / 'sae' / 'index'):,.1f} MB")]
+    rows += [(f"index {a.images:,} pictures + label (everyday words)", f"{t_label:.1f} s", peak_mb())]
+    rows += [("index on disk", f"{folder_mb(root / 'sae' / 'index'):,.1f} MB", peak_mb())]
 
     ws = Workspace.open(root / "sae", backbone=backbone)
     _, t_first = timed(ws.search, "cat")  # reads the directions and index once
     times = [timed(ws.search, QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" {i}"))[1] for i in
              range(a.queries)]  # fmt: skip
     search_ms = statistics.median(times) * 1000
-    rows += [("first search (loads directions)", f"{t_first * 1000:.0f} ms")]
-    rows += [("search per query (target <= 100 ms)", f"median {search_ms:.1f} ms, worst {max(times) * 1000:.1f} ms")]
+    rows += [("first search (loads directions)", f"{t_first * 1000:.0f} ms", peak_mb())]
+    rows += [
+        (
+            "search per query (target <= 100 ms)",
+            f"median {search_ms:.1f} ms, worst {max(times) * 1000:.1f} ms",
+            peak_mb(),
+        )
+    ]
 
     from PIL import Image
 
     session = ws.session()
     _, t_set = timed(session.set_image, Image.open(next(images.rglob("*.png"))).convert("RGB"))
     _, t_fires = timed(session.fires, 20)
-    rows += [("open a picture / what fires (top 20)", f"{t_set * 1000:.0f} ms / {t_fires * 1000:.1f} ms")]
+    rows += [("open a picture / what fires (top 20)", f"{t_set * 1000:.0f} ms / {t_fires * 1000:.1f} ms", peak_mb())]
 
     from gui_responsiveness import measure
 
@@ -140,13 +148,15 @@ def main() -> None:
         search=QUERIES[:3],
     )
     stall = gui["longest_gap_ms"]
-    rows += [("editor: longest GUI-thread stall (target <= 50 ms)", f"{stall:.1f} ms ({gui['worst_phase']})")]
-    rows += [("process peak memory", f"{peak_mb():,.0f} MB")]
+    rows += [
+        ("editor: longest GUI-thread stall (target <= 50 ms)", f"{stall:.1f} ms ({gui['worst_phase']})", peak_mb())
+    ]
 
-    width = max(len(k) for k, _ in rows)
+    width = max(len(k) for k, *_ in rows)
     print(f"wide SAE: {a.latents:,} latents x {D}-d, {a.images:,} pictures, torch threads {torch.get_num_threads()}")
-    for k, v in rows:
-        print(f"  {k:<{width}}  {v}")
+    print(f"  {'':<{width}}  (process peak memory so far after each step)")
+    for k, v, peak in rows:
+        print(f"  {k:<{width}}  {v}  [{peak:,.0f} MB]")
     index_mb = folder_mb(root / "sae" / "index")
     print(f"search_ms={search_ms:.1f} stall_ms={stall:.1f} load_s={t_load:.2f} index_mb={index_mb:.1f}")
 

@@ -4,6 +4,7 @@ nothing itself: renders, searches, heatmaps, loading and induction run on worker
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
     # -- models and images --------------------------------------------------------------------
     def _model_ready(self, model: EditorModel) -> None:
         self.model = model
+        _settle_garbage_collector()
         has_decoder = model.session.decoder is not None
         self.statusBar().showMessage(
             "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
@@ -340,6 +342,7 @@ class MainWindow(QMainWindow):
         """Edit with another SAE (on the same encoder): the sliders go, the open image is read again."""
         image = self.model.session.current.image if self.model.session.current is not None else None
         self.model = model
+        _settle_garbage_collector()
         self.undo.clear()
         self.doc.clear()
         self.features.show_results([])
@@ -383,3 +386,11 @@ class MainWindow(QMainWindow):
         self.switcher.close()
         self.scheduler.shutdown()
         super().closeEvent(e)
+
+
+def _settle_garbage_collector() -> None:
+    """Exempt what is loaded by now (libraries, models, a wide SAE's labels) from Python's cyclic
+    garbage collector: a full collection walks every live object while holding the GIL, which at
+    the libraries' ~450,000 objects stalls the GUI thread for 200 ms or more (bench/wide_sae.py)."""
+    gc.collect()
+    gc.freeze()

@@ -235,7 +235,7 @@ def _encode_images(
     if not pixels:
         return None
     with torch.inference_mode():
-        resid = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions]
+        resid = backbone.split(torch.stack(pixels).to(backbone.device))[1][:, positions]  # the SAE's input
     return resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype])
 
 

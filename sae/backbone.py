@@ -5,6 +5,10 @@ stream ``[B, 1+P, d]`` (class token first); ``suffix(residual)`` runs blocks ``L
 final norm, the pooling and the projection exactly as open_clip's ``VisionTransformer.forward``
 does, so ``suffix(prefix(x)) == model.encode_image(x)``.
 
+An SAE trained on block L's attention or MLP output (``site``) reads that output, and its edits
+are added where the output joins the residual stream: ``split(pixels)`` returns that residual and
+the SAE's input, and ``suffix`` continues from the residual, so the edit is exact.
+
 Models load through open_clip itself, by built-in name and pretrained tag
 (``ViT-bigG-14:laion2b_s39b_b160k``) or from a folder in open_clip's ``local-dir:`` layout
 (``open_clip_config.json`` + ``open_clip_model.safetensors``, as ``save_for_hf`` writes it).
@@ -21,10 +25,10 @@ from typing import Any
 import open_clip
 import torch
 from open_clip.push_to_hf_hub import save_for_hf
-from open_clip.transformer import VisionTransformer
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
 from sae.errors import UserError
-from sae.hooks import EMBEDDING
+from sae.hooks import ATTN_OUT, EMBEDDING, MLP_OUT, RESID, SITE_WORDS, SITES
 from sae.view import EncoderView
 
 CONFIG_NAME = "open_clip_config.json"
@@ -112,6 +116,7 @@ class Backbone:
     preprocess: Any = None  # open_clip's eval transform: PIL image -> [3, H, W]
     tokenizer: Any = None
     _fingerprint: str | None = field(default=None, repr=False)
+    site: str = RESID  # RESID: the residual entering block `layer`; MLP_OUT / ATTN_OUT: that output of block `layer`
 
     def __post_init__(self) -> None:
         visual = self.model.visual
@@ -120,10 +125,20 @@ class Backbone:
                 f"Model {self.model_id} has a {type(visual).__name__} image tower; sae-studio splits "
                 "only open_clip VisionTransformer towers (ViT-*), so pick a ViT model."
             )
-        if self.layer != EMBEDDING and not 0 <= self.layer <= self.n_layers:
+        if self.site not in SITES:
+            raise UserError(f"'{self.site}' is not a place sae-studio reads; use one of {', '.join(SITES)}.")
+        last = self.n_layers if self.site == RESID else self.n_layers - 1
+        if self.layer != EMBEDDING and not 0 <= self.layer <= last:
             raise UserError(
                 f"Layer {self.layer} does not exist in {self.model_id}, which has "
-                f"{self.n_layers} blocks; choose a layer from 0 to {self.n_layers}."
+                f"{self.n_layers} blocks; choose a layer from 0 to {last}."
+            )
+        if self.site != RESID and self.layer == EMBEDDING:
+            raise UserError("The image embedding has no attention or MLP output; an embedding SAE reads it whole.")
+        if self.site != RESID and type(self.visual.transformer.resblocks[self.layer]) is not ResidualAttentionBlock:
+            raise UserError(
+                f"{self.model_id}'s blocks are not open_clip's ResidualAttentionBlock, so sae-studio cannot reach "
+                "their attention or MLP output; use an SAE on the residual stream."
             )
 
     # -- shape facts -------------------------------------------------------------------------
@@ -142,7 +157,9 @@ class Backbone:
     @property
     def where(self) -> str:
         """The split point in words, for messages."""
-        return "the image embedding" if self.is_embedding else f"layer {self.layer}"
+        if self.is_embedding:
+            return "the image embedding"
+        return f"layer {self.layer}" if self.site == RESID else f"the {SITE_WORDS[self.site]} of block {self.layer}"
 
     @property
     def width(self) -> int:
@@ -193,9 +210,15 @@ class Backbone:
             self._fingerprint = weights_fingerprint(self.model)
         return self._fingerprint
 
-    def at_layer(self, layer: int) -> Backbone:
-        """The same model split at another layer (weights are shared, not copied)."""
-        return Backbone(self.model, self.model_id, layer, self.preprocess, self.tokenizer, self._fingerprint)
+    def at_layer(self, layer: int, site: str = RESID) -> Backbone:
+        """The same model split at another layer or sublayer (weights are shared, not copied)."""
+        return Backbone(self.model, self.model_id, layer, self.preprocess, self.tokenizer, self._fingerprint, site)
+
+    def for_sae(self, metadata) -> Backbone:
+        """This model split where an SAE with ``metadata`` (sae.model.SaeMetadata) reads (itself if it does)."""
+        if metadata.layer in (-1, self.layer) and metadata.site == self.site:
+            return self
+        return self.at_layer(self.layer if metadata.layer == -1 else metadata.layer, metadata.site)
 
     # -- the split -----------------------------------------------------------------------------
     def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -208,18 +231,48 @@ class Backbone:
             x = x.transpose(0, 1)
         return x
 
-    def prefix(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [B, 3, H, W] (preprocessed) -> residual [B, 1+P, d] entering block ``layer``."""
+    def _sublayer(self, site: str, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, d] -> what block ``layer``'s attention (ATTN_OUT) or MLP (MLP_OUT) adds to it, as
+        open_clip's ResidualAttentionBlock.forward computes it."""
+        block = self.visual.transformer.resblocks[self.layer]
+        t = x if self.visual.transformer.batch_first else x.transpose(0, 1)
+        if site == ATTN_OUT:
+            out = block.ls_1(block.attention(q_x=block.ln_1(t)))
+        else:
+            out = block.ls_2(block.mlp(block.ln_2(t)))
+        return out if self.visual.transformer.batch_first else out.transpose(0, 1)
+
+    def split(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [B, 3, H, W] (preprocessed) -> (residual [B, 1+P, d] where edits are added, the SAE's
+        input [B, 1+P, d]). On the residual stream both are the residual entering block ``layer``;
+        for a sublayer SAE, the residual just after that sublayer's output joined it, and the output."""
         if self.is_embedding:
-            return self.model.encode_image(pixels)[:, None, :]
-        x = self.visual._embeds(pixels)
-        return self._blocks(x, 0, self.layer)
+            e = self.model.encode_image(pixels)[:, None, :]
+            return e, e
+        x = self._blocks(self.visual._embeds(pixels), 0, self.layer)
+        if self.site == RESID:
+            return x, x
+        attn = self._sublayer(ATTN_OUT, x)
+        if self.site == ATTN_OUT:
+            return x + attn, attn
+        mid = x + attn
+        mlp = self._sublayer(MLP_OUT, mid)
+        return mid + mlp, mlp
+
+    def prefix(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, 3, H, W] (preprocessed) -> the residual [B, 1+P, d] where edits are added."""
+        return self.split(pixels)[0]
 
     def suffix(self, residual: torch.Tensor) -> torch.Tensor:
-        """residual [B, 1+P, d] entering block ``layer`` -> image embedding [B, embed_dim]."""
+        """the residual ``prefix`` returns [B, 1+P, d] -> image embedding [B, embed_dim]."""
         if self.is_embedding:
             return residual[:, 0]
-        x = self._blocks(residual, self.layer, self.n_layers)
+        x, start = residual, self.layer
+        if self.site == ATTN_OUT:  # the rest of the block: its MLP
+            x = x + self._sublayer(MLP_OUT, x)
+        if self.site != RESID:
+            start = self.layer + 1
+        x = self._blocks(x, start, self.n_layers)
         pooled, _tokens = self.visual._pool(x)
         if self.visual.proj is not None:
             pooled = pooled @ self.visual.proj
@@ -267,8 +320,10 @@ def load_backbone(
     layer: int | None = None,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    site: str = RESID,
 ) -> Backbone:
-    """Load an open_clip model through open_clip and split it at ``layer`` (default: the middle)."""
+    """Load an open_clip model through open_clip and split it at ``layer`` (default: the middle),
+    on the residual stream or at block ``layer``'s attention or MLP output (``site``)."""
     if isinstance(spec, str):
         spec = BackboneSpec.parse(spec)
     if spec.local_dir is not None:
@@ -287,7 +342,7 @@ def load_backbone(
         ) from e
     model.eval()
     n = len(getattr(getattr(model.visual, "transformer", None), "resblocks", []))
-    return Backbone(model, spec.model_id, n // 2 if layer is None else layer, preprocess, tokenizer)
+    return Backbone(model, spec.model_id, n // 2 if layer is None else layer, preprocess, tokenizer, site=site)
 
 
 def save_local_dir(

@@ -19,14 +19,16 @@ from sae.model import SparseAutoencoder
 def splice_cosine(backbone: Backbone, sae: SparseAutoencoder, pixels: torch.Tensor, token_set: str = "all") -> float:
     """Mean cosine between the final image embedding with and without the SAE spliced in.
 
-    The residual entering block ``backbone.layer`` is replaced by its SAE reconstruction at the
-    tokens of ``token_set`` (the others pass through), then the rest of the encoder runs.
+    The SAE's input (the residual entering block ``backbone.layer``, or a sublayer's output) is
+    replaced by its SAE reconstruction at the tokens of ``token_set`` (the others pass through),
+    then the rest of the encoder runs.
     """
-    resid = backbone.prefix(pixels)
+    resid, x = backbone.split(pixels)
     clean = backbone.suffix(resid)
     positions = backbone.token_positions(token_set)
     spliced = resid.clone()
-    spliced[:, positions] = sae(resid[:, positions].float()).reconstruction.to(resid.dtype)
+    error = sae(x[:, positions].float()).reconstruction.to(resid.dtype) - x[:, positions]
+    spliced[:, positions] += error
     return float(F.cosine_similarity(backbone.suffix(spliced), clean, dim=-1).mean())
 
 

@@ -17,8 +17,9 @@ running sums that do not depend on the query::
 so the index keeps ``sum a``, ``sum a^2``, ``sum e``, ``sum e e^T`` and ``sum a e^T`` (``[F, e]``, the
 size of the effect directions), grows them image by image, and a query costs one matrix-vector
 product. The sums are float32, as the effect directions are (a wide SAE on a large encoder has
-tens of thousands of latents): each batch is summed in float64 before it is added, and a query's
-moments are formed in float64 from the [F]-sized products.
+up to hundreds of thousands of latents): the small sums of a batch are formed in float64 before
+they are added, the [F, e] one in place, and a query's moments are formed in float64 from the
+[F]-sized products.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ImageEvidence:
         self.code_sq += (a * a).sum(0).float()
         self.embed_sum += e.sum(0).float()
         self.embed_outer += (e.T @ e).float()
-        self.code_embed += (a.T @ e).float()
+        self.code_embed.addmm_(a.T.float(), e.float())  # [F, e] in place: a wide SAE's is the size of its decoder
 
     def correlation(self, query_dir: torch.Tensor, text_centre: torch.Tensor | None) -> torch.Tensor:
         """[F] for one query direction [e] ([F, n] for [n, e]): Pearson correlation of each latent's
@@ -84,6 +85,19 @@ class ImageEvidence:
         denom = (var_a[:, None] * var_s.clamp_min(0)[None]).sqrt()
         out = torch.where(denom > 1e-12, cov / denom.clamp_min(1e-12), torch.zeros_like(cov)).float()
         return out[:, 0] if one else out
+
+    def standardised(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """([F, e] Cov(a_j, e) / std(a_j), [e, e] Cov(e)): ``correlation`` for a unit query q is
+        (first @ q) / sqrt(q Cov(e) q), the form a search reads in one product (rows of latents
+        that never vary are zero, as their correlation is)."""
+        n = max(float(self.n), 1.0)
+        mean_a, mean_e = self.code_sum.double() / n, self.embed_sum.double() / n
+        std_a = (self.code_sq.double() / n - mean_a**2).clamp_min(0).sqrt()
+        cov = self.code_embed / n - (mean_a[:, None] * mean_e[None]).float()  # [F, e]
+        scale = torch.where(std_a > 1e-6, 1 / std_a.clamp_min(1e-6), torch.zeros_like(std_a)).float()
+        if float(self.n) < 2:
+            scale.zero_()
+        return cov * scale[:, None], self.embed_outer.double() / n - torch.outer(mean_e, mean_e)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"evidence.{k}": getattr(self, k).contiguous() for k in KEYS}

@@ -37,6 +37,7 @@ from sae.images import find_images, load_image
 from sae.model import SparseAutoencoder
 
 INDEX_DIR = "index"
+CODES_PER_BATCH = 1 << 27  # dense codes [B, T, F] of one indexing batch: 512 MB of float32
 INDEX_FILE = "index.safetensors"
 TOP = 16
 BINS = torch.logspace(-3, 3, 33)  # histogram edges of activation values
@@ -257,6 +258,8 @@ def build_index(
     todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s not in done]
     positions = backbone.token_positions(sae.metadata.token_set)
     has_class = positions.start in (None, 0)  # a patches-only SAE never sees the class token
+    tokens_kept = len(range(backbone.n_tokens)[positions])
+    batch_size = max(1, min(batch_size, CODES_PER_BATCH // (tokens_kept * sae.d_sae)))  # a wide SAE's codes fit
     bar = tqdm(total=len(todo), unit="img", desc="index", disable=not progress)
     since_save = 0
     for start in range(0, len(todo), batch_size):
@@ -273,8 +276,8 @@ def build_index(
             index.sources.append(source)
             pil.append(im)
         if pixels:
-            full = backbone.prefix(torch.stack(pixels).to(backbone.device))
-            tokens = full[:, positions].float()
+            full, sae_input = backbone.split(torch.stack(pixels).to(backbone.device))
+            tokens = sae_input[:, positions].float()
             f = sae.encode(tokens)  # [B, T, F]
             if index.explained is not None:
                 if index.centre is None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 
 EMBEDDING = -2  # the "layer" of SAEs on the projected image embedding (sae.backbone.EMBEDDING)
+# Where in a block an SAE reads: the residual stream entering it, or what its attention or MLP adds.
+RESID, ATTN_OUT, MLP_OUT = "resid", "attn_out", "mlp_out"
+SITES = (RESID, ATTN_OUT, MLP_OUT)
+SITE_WORDS = {RESID: "residual stream", ATTN_OUT: "attention output", MLP_OUT: "MLP output"}
 EMBEDDING_HOOKS = ("embedding", "image_embeds", "image_embedding", "hook_image_embeds", "visual.proj", "clip_embedding")
 _PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
 _POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")

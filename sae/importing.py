@@ -77,8 +77,9 @@ def import_sae(
         # a published SAE names a real encoder that may not be downloaded: check its fit when first used
         notes.append(f"{spec} is not downloaded yet, so the SAE's fit to it is checked when it is first used.")
     elif spec:
-        if backbone is None or backbone.model_id != spec or backbone.layer != sae.metadata.layer:
-            backbone = load_backbone(spec, layer=sae.metadata.layer)
+        if backbone is None or backbone.model_id != spec:
+            backbone = load_backbone(spec, layer=sae.metadata.layer, site=sae.metadata.site)
+        backbone = backbone.for_sae(sae.metadata)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         sae.metadata.backbone_fingerprint = backbone.fingerprint
         if needs_statistics:

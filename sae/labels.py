@@ -165,6 +165,30 @@ class FeatureDirections:
             score = score + weight * self.evidence.correlation(query_dir, self.text_centre)
         return score
 
+    @cached_property
+    def _search_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """([F, e] or [F, 2e] half precision, Cov(e) or None): the centred effects beside each
+        latent's covariance with the image embedding over its deviation, so that a query is one
+        matrix-vector product (at 163,840 latents reading the table is the query's whole cost)."""
+        if self.evidence is None:
+            return self.centred.half(), None
+        standardised, cov_e = self.evidence.standardised()
+        return torch.cat([self.centred, standardised], 1).half(), cov_e
+
+    def search_scores(self, query_dir: torch.Tensor, evidence_weight: float | None = None) -> torch.Tensor:
+        """[F]: ``match`` for one query direction [e], from the half-precision table (agrees with
+        ``match`` to about 1e-3)."""
+        weight = EVIDENCE_WEIGHT if evidence_weight is None else evidence_weight
+        table, cov_e = self._search_table
+        q = query_dir.float().cpu()
+        u = q if self.text_centre is None else F.normalize(q - self.text_centre, dim=-1)  # as alignment
+        if cov_e is None:
+            return (table @ u.half()).float()
+        v = F.normalize(q if self.text_centre is None else q - self.text_centre, dim=-1).double()  # as correlation
+        std_s = float((v @ cov_e @ v).clamp_min(0).sqrt())
+        k = weight / std_s if weight and std_s > 1e-6 else 0.0
+        return (table @ torch.cat([u, k * v.float()]).half()).float()
+
 
 def auto_label(
     directions: torch.Tensor, vocabulary: Sequence[str], vocab_dirs: torch.Tensor, evidence: ImageEvidence | None = None
@@ -230,7 +254,7 @@ def search(
     evidence when the index has it, + a bonus when the label matches. A latent in ``named`` (its
     label given by a person) whose label is the query comes first: the person said what it is."""
     q = query.strip().lower()
-    score = directions.match(query_dir, evidence_weight)  # [F]
+    score = directions.search_scores(query_dir, evidence_weight)  # [F]
     ceiling = 2 + 2 * evidence_weight  # more than any two scores differ by without a label
     if q:
         for words, latents in (label_groups(labels) if groups is None else groups).items():
@@ -242,7 +266,7 @@ def search(
                         score[latent] += ceiling
             elif q in words or words in q:
                 score[torch.tensor(latents)] += label_bonus / 2
-    order = torch.argsort(score, descending=True)[:top]
+    order = torch.topk(score, min(top, len(score))).indices
     return [SearchHit(int(i), float(score[i]), labels.get(int(i), f"latent {int(i)}")) for i in order]
 
 

@@ -97,7 +97,7 @@ def make_sae(
         if trainer.step < trainer.total_steps:
             check("training")
     sae = SparseAutoencoder.load(out, device=device)
-    backbone = backbone.at_layer(sae.metadata.layer) if sae.metadata.layer != -1 else backbone
+    backbone = backbone.for_sae(sae.metadata)
     index_and_label(out, backbone, sae, spec.images, spec.vocabulary, on_event=on_event, should_stop=should_stop)
     return sae
 

@@ -80,6 +80,7 @@ class SaeMetadata:
     # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
     layer: int = -1
     token_set: str = "all"  # all | patches | cls
+    site: str = "resid"  # resid, or block `layer`'s attn_out / mlp_out (sae.hooks.SITES)
     input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
     metrics: dict[str, float] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
@@ -341,24 +342,27 @@ class SparseAutoencoder(nn.Module):
             "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,),
         }
+        params = {"W_enc": sae.W_enc_T, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
         try:
             with safe_open(str(weights_path), framework="pt") as f:
-                tensors = {name: f.get_tensor(name) for name in expected if name in f.keys()}
+                keys = set(f.keys())
+                for name, shape in expected.items():
+                    if name not in keys:
+                        raise UserError(f"{weights_path} has no tensor '{name}'; it is not a complete SAE.")
+                    if tuple(f.get_slice(name).get_shape()) != shape:
+                        raise UserError(
+                            f"{weights_path}: '{name}' has shape {tuple(f.get_slice(name).get_shape())} but cfg.json "
+                            f"says {shape}; the weights and the config do not belong together."
+                        )
+                with torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
+                    for name, param in params.items():
+                        t = f.get_tensor(name)
+                        param.copy_(t.T if name == "W_enc" else t)
+                        del t
+        except UserError:
+            raise
         except Exception as e:  # safetensors raises its own error types for corrupt files
             raise UserError(f"{weights_path} is not a readable safetensors file ({e}); re-save the SAE.") from e
-        for name, shape in expected.items():
-            if name not in tensors:
-                raise UserError(f"{weights_path} has no tensor '{name}'; it is not a complete SAE.")
-            if tuple(tensors[name].shape) != shape:
-                raise UserError(
-                    f"{weights_path}: '{name}' has shape {tuple(tensors[name].shape)} but cfg.json "
-                    f"says {shape}; the weights and the config do not belong together."
-                )
-        with torch.no_grad():
-            sae.W_enc_T.copy_(tensors["W_enc"].T.float())
-            sae.b_enc.copy_(tensors["b_enc"].float())
-            sae.W_dec.copy_(tensors["W_dec"].float())
-            sae.b_dec.copy_(tensors["b_dec"].float())
         return sae.to(device)
 
 

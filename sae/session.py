@@ -56,7 +56,7 @@ class Session:
         labels: dict[int, str] | None = None,
     ):
         if sae.metadata.layer != -1 and sae.metadata.layer != backbone.layer:
-            backbone = backbone.at_layer(sae.metadata.layer)
+            backbone = backbone.for_sae(sae.metadata)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.backbone, self.sae, self.decoder = backbone, sae.eval(), decoder
         self.labels = labels or {}
@@ -70,8 +70,8 @@ class Session:
     def _cache(self, image: Image.Image) -> CachedImage:
         image = image.convert("RGB")
         pixels = self.backbone.preprocess(image)[None].to(self.backbone.device)
-        resid = self.backbone.prefix(pixels)[0].float()
-        tokens = resid[self.positions]
+        resid, sae_input = (t[0].float() for t in self.backbone.split(pixels))
+        tokens = sae_input[self.positions]
         code = self.sae.encode_sparse(tokens) if self.sae.cfg.arch == "topk" else self.sae.encode(tokens)
         embedding = self.backbone.suffix(resid[None])[0]
         recon = self.sae.decode_sparse(code) if isinstance(code, SparseCode) else self.sae.decode(code)
@@ -85,8 +85,8 @@ class Session:
         out = []
         for i in range(0, len(images), batch):
             pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images[i : i + batch]])
-            resid = self.backbone.prefix(pixels.to(self.backbone.device)).float()
-            out.append(self.sae.encode(resid[:, self.positions]).amax(1).float().cpu())
+            sae_input = self.backbone.split(pixels.to(self.backbone.device))[1].float()
+            out.append(self.sae.encode(sae_input[:, self.positions]).amax(1).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.sae.d_sae)
 
     def set_image(self, image: Image.Image) -> CachedImage:

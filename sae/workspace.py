@@ -34,8 +34,7 @@ from sae.steer import Edit
 
 class Workspace:
     def __init__(self, folder: str | Path, sae: SparseAutoencoder, backbone: Backbone):
-        if sae.metadata.layer not in (-1, backbone.layer):
-            backbone = backbone.at_layer(sae.metadata.layer)
+        backbone = backbone.for_sae(sae.metadata)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.folder, self.sae, self.backbone = Path(folder), sae, backbone
         self.labels = read_labels(self.folder)
@@ -73,7 +72,7 @@ class Workspace:
                 f"{folder} does not say which layer it was trained on; make it a project SAE with "
                 f"sae-studio import {folder} --layer L --model NAME:TAG -o FOLDER."
             )
-        return cls(folder, sae, load_backbone(spec, layer=sae.metadata.layer, device=device))
+        return cls(folder, sae, load_backbone(spec, layer=sae.metadata.layer, device=device, site=sae.metadata.site))
 
     def default_decoder(self) -> str:
         return decoder_for_encoder(self.sae.metadata.backbone)

@@ -111,6 +111,28 @@ def test_index_keeps_image_evidence_as_if_computed_at_once(quick, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("centre", [True, False])
+def test_search_scores_from_the_half_precision_table_agree_with_the_exact_match(centre):
+    """Search reads one half-precision [F, 2e] table (a wide SAE's query is bound by reading it);
+    its scores must rank as the exact effect alignment + image evidence does."""
+    from sae.evidence import ImageEvidence
+    from sae.labels import FeatureDirections
+
+    gen = torch.Generator().manual_seed(1)
+    f, e = 400, 32
+    evidence = ImageEvidence.empty(f, e)
+    for _ in range(5):  # 5 batches of 40 images; sparse codes, some latents never fire
+        codes = torch.relu(torch.randn(40, f, generator=gen) - 1.0) * (torch.arange(f) % 7 != 0)
+        evidence.add(codes, torch.randn(40, e, generator=gen) + 2.0)
+    effects = torch.nn.functional.normalize(torch.randn(f, e, generator=gen) + 1.0, dim=-1)
+    directions = FeatureDirections(effects, torch.randn(e, generator=gen) if centre else None, evidence)
+    for _ in range(5):
+        query = torch.nn.functional.normalize(torch.randn(e, generator=gen), dim=-1)
+        exact, fast = directions.match(query), directions.search_scores(query)
+        assert torch.allclose(fast, exact, atol=5e-3), (fast - exact).abs().max()
+        assert set(exact.topk(10).indices.tolist()) == set(fast.topk(10).indices.tolist())
+
+
 def test_search_compares_centred_directions(tmp_path):
     """A large component shared by every latent's effect (CLIP's modality gap) must not decide the
     ranking: the latent whose own part points at the query wins. Folders labelled before the text

@@ -45,7 +45,7 @@ def input_statistics(
                 continue  # an unreadable file among many pictures does not spoil the estimate
         if pixels:
             with torch.inference_mode():
-                rows = backbone.prefix(torch.stack(pixels).to(backbone.device))[:, positions]
+                rows = backbone.split(torch.stack(pixels).to(backbone.device))[1][:, positions]
             rows = rows.reshape(-1, backbone.width).float().cpu()
             total += rows.sum(0, dtype=torch.float64)
             count += len(rows)

@@ -63,7 +63,7 @@ def _quick_loader():
 def measure(loader, images: list[Path], drags: int = 8, moves: int = 30, search: list[str] = ()) -> dict:
     """Open a window on ``loader``'s model, run the scripted user (and type each query of
     ``search`` into the search box), and return the heartbeat's figures."""
-    from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
+    from PySide6.QtCore import QElapsedTimer, QSettings, QThreadPool, QTimer
     from PySide6.QtWidgets import QApplication
 
     from editor.main_window import MainWindow
@@ -135,6 +135,7 @@ def measure(loader, images: list[Path], drags: int = 8, moves: int = 30, search:
         "decoder": w.decoder_name,
     }
     w.close()
+    QThreadPool.globalInstance().waitForDone(30_000)  # the jobs still running end before the window goes
     return figures
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+EXIT_WAIT_MS = 5000  # how long a closed editor waits for its running jobs
+
 
 def run(image: str | None = None) -> int:
+    from PySide6.QtCore import QThreadPool
     from PySide6.QtWidgets import QApplication
 
     from editor.main_window import MainWindow
@@ -23,4 +26,7 @@ def run(image: str | None = None) -> int:
         image = str(sample) if sample.is_file() else None
     if image is not None:
         window.open_image(Path(image))
-    return app.exec()
+    code = app.exec()
+    # Jobs still running (a search, a decode stopping at its next step) finish before Qt goes away.
+    QThreadPool.globalInstance().waitForDone(EXIT_WAIT_MS)
+    return code

@@ -149,7 +149,7 @@ class RenderScheduler(QObject):
         self._worker.errored.connect(lambda e, job=job: self._error(job, e))
         self._worker.finished.connect(self._start_next)
         self.started.emit(job.job_id)
-        self._worker.start()
+        start_worker(self._worker)
 
     def _run(self, job: RenderRequest) -> tuple[RenderRequest, Image.Image | None]:
         session = self._session()
@@ -218,17 +218,29 @@ class RenderScheduler(QObject):
         return process_events_until(lambda: not self._running, timeout_ms)
 
 
+_ALIVE: set = set()  # workers that run, kept referenced until they finish even if their window has gone
+
+
+def start_worker(worker) -> None:
+    """Start a superqt worker and keep it alive until it finishes: a worker whose Python object is
+    dropped mid-run (its window closed) would emit from a deleted Qt object."""
+    _ALIVE.add(worker)
+    worker.finished.connect(lambda: _ALIVE.discard(worker))
+    worker.start()
+
+
 class JobRunner(QObject):
     """The editor's jobs other than renders (loading models, an SAE or a decoder, searches,
     heatmaps, inducing a slider) on worker threads (superqt workers). Per kind only the newest
     job's result is delivered, so a search typed on supersedes the one before, and none reaches a
     window that is gone."""
 
+    _ids = itertools.count(1)
+    _kinds: dict[int, tuple[int, str]] = {}  # running job id -> (runner, kind)
+
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._ids = itertools.count(1)
         self._latest: dict[str, int] = {}
-        self._running: dict[int, tuple[str, object]] = {}  # job id -> (kind, worker), kept alive while it runs
 
     def run(
         self,
@@ -245,12 +257,12 @@ class JobRunner(QObject):
             worker.returned.connect(lambda result: done(result) if current() else None)
         if failed is not None:
             worker.errored.connect(lambda error: failed(error) if current() else None)
-        worker.finished.connect(lambda: self._running.pop(job, None))
-        self._running[job] = (kind, worker)
-        worker.start()
+        worker.finished.connect(lambda: JobRunner._kinds.pop(job, None))
+        JobRunner._kinds[job] = (id(self), kind)
+        start_worker(worker)
 
     def busy(self, kind: str) -> bool:
-        return any(k == kind for k, _ in self._running.values())
+        return (id(self), kind) in list(JobRunner._kinds.values())
 
 
 class PreviewThrottle(QObject):

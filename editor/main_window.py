@@ -391,6 +391,6 @@ class MainWindow(QMainWindow):
 def _settle_garbage_collector() -> None:
     """Exempt what is loaded by now (libraries, models, a wide SAE's labels) from Python's cyclic
     garbage collector: a full collection walks every live object while holding the GIL, which at
-    the libraries' ~450,000 objects stalls the GUI thread for 200 ms or more (bench/wide_sae.py)."""
-    gc.collect()
+    the libraries' ~450,000 objects stalls the GUI thread for 200 ms or more (bench/wide_sae.py).
+    No collection first: that would be one such stall itself."""
     gc.freeze()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from editor.jobs import start_worker
 from sae.backbone import EMBEDDING
 from sae.configs import TrainConfig
 from sae.errors import UserError
@@ -213,7 +214,7 @@ class TrainDialog(QDialog):
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(self._failed)
         self._worker.finished.connect(self._idle)
-        self._worker.start()
+        start_worker(self._worker)
 
     def cancel(self) -> None:
         self._stop.set()

@@ -4,6 +4,7 @@ embedding / image_embeds  -> EMBEDDING (the projected image embedding)
 blocks.9.hook_resid_pre   -> 9      (SAELens / TransformerLens, ViT-Prisma)
 blocks.9.hook_resid_post  -> 10
 layers.9 / resblocks.9 / encoder.layers.9 (a block's output, sparsify's hookpoints) -> 10
+blocks.9.hook_mlp_out / blocks.9.hook_attn_out -> block 9's MLP / attention output (``sublayer_from_hook``)
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ EMBEDDING_HOOKS = ("embedding", "image_embeds", "image_embedding", "hook_image_e
 _PRE = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$")
 _POST = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$")
 _BLOCK_OUT = re.compile(r"(?:^|\.)(?:layers|resblocks|blocks|layer|h)\.(\d+)$")
+
+
+_SUBLAYER = re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_(mlp|attn)_out$")
+
+
+def sublayer_from_hook(name: str) -> tuple[int, str] | None:
+    """(block, ATTN_OUT or MLP_OUT) for ``blocks.N.hook_attn_out`` / ``blocks.N.hook_mlp_out``, else None."""
+    if m := _SUBLAYER.search(name.strip()):
+        return int(m.group(1)), MLP_OUT if m.group(2) == "mlp" else ATTN_OUT
+    return None
 
 
 def layer_from_hook(name: str) -> int | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from sae.backbone import Backbone, load_backbone
 from sae.errors import UserError
 from sae.formats import detect, load_any
+from sae.hooks import RESID, SITE_WORDS
 from sae.model import SparseAutoencoder, check_fits_layer
 from sae.published import find_pickle, load_published
 from sae.published.statistics import apply_statistics
@@ -26,10 +27,15 @@ class Imported:
     out: Path
     notes: list[str] = field(default_factory=list)  # one sentence each
 
+    @property
+    def place(self) -> str:
+        m = self.sae.metadata
+        return f"layer {m.layer}" if m.site == RESID else f"the {SITE_WORDS[m.site]} of block {m.layer}"
+
     def summary(self) -> str:
         m = self.sae.metadata
         return (
-            f"imported the {self.kind} SAE ({self.sae.d_sae:,} latents, d_in {self.sae.d_in}, layer {m.layer}"
+            f"imported the {self.kind} SAE ({self.sae.d_sae:,} latents, d_in {self.sae.d_in}, {self.place}"
             f"{', encoder ' + m.backbone if m.backbone else ''}) into {self.out}"
             + ("" if m.backbone else "; pass --model when you use it")
         )

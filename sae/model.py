@@ -219,6 +219,15 @@ class SparseAutoencoder(nn.Module):
         self.input_scale.fill_(1.0)
 
     # -- disk --------------------------------------------------------------------------------
+    @property
+    def hook_name(self) -> str:
+        """Where it reads, in SAELens / TransformerLens' hook names."""
+        if self.metadata.layer == -2:
+            return "embedding"
+        if self.metadata.site in ("mlp_out", "attn_out"):
+            return f"blocks.{self.metadata.layer}.hook_{self.metadata.site}"
+        return f"blocks.{self.metadata.layer}.hook_resid_pre"
+
     def saelens_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {
             "d_in": self.d_in,
@@ -233,9 +242,7 @@ class SparseAutoencoder(nn.Module):
                 "sae_lens_version": _SAELENS_FORMAT,
                 "sae_lens_training_version": None,
                 "model_name": self.metadata.backbone,
-                "hook_name": "embedding"
-                if self.metadata.layer == -2
-                else f"blocks.{self.metadata.layer}.hook_resid_pre",
+                "hook_name": self.hook_name,
                 "sae_studio": asdict(self.metadata),
             },
         }
@@ -330,11 +337,15 @@ class SparseAutoencoder(nn.Module):
         if not meta.backbone:
             meta.backbone = raw.get("metadata", {}).get("model_name") or raw.get("model_name") or ""
         if meta.layer < 0:  # another tool's SAE: its hook point says where it was trained
-            from sae.hooks import layer_from_hook
+            from sae.hooks import layer_from_hook, sublayer_from_hook
 
             hook = raw.get("metadata", {}).get("hook_name") or raw.get("hook_name") or ""
-            layer = layer_from_hook(hook) if isinstance(hook, str) else None
-            meta.layer = -1 if layer is None else layer
+            hook = hook if isinstance(hook, str) else ""
+            layer, sublayer = layer_from_hook(hook), sublayer_from_hook(hook)
+            if sublayer is not None:
+                meta.layer, meta.site = sublayer
+            else:
+                meta.layer = -1 if layer is None else layer
         sae = cls(cfg, meta)
         expected = {
             "W_enc": (cfg.d_in, cfg.d_sae),

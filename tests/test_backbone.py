@@ -27,6 +27,11 @@ def test_suffix_of_prefix_equals_encode_image_at_every_layer(tmp_path, name):
             resid = split.prefix(x)
             assert resid.shape == (3, bb.n_tokens, bb.width)
             assert torch.allclose(split.suffix(resid), reference, atol=1e-5, rtol=0), layer
+        for layer in range(bb.n_layers):  # split after a block's attention or MLP output joined the residual
+            for site in ("attn_out", "mlp_out"):
+                resid, out = bb.at_layer(layer, site).split(x)
+                assert torch.allclose(bb.at_layer(layer, site).suffix(resid), reference, atol=1e-5, rtol=0)
+                assert out.shape == resid.shape and not torch.allclose(out, resid)
 
 
 def test_prefix_stops_at_the_layer(tiny_clip):
@@ -82,3 +87,44 @@ def test_unknown_tag_is_one_clear_sentence():
 def test_spec_parsing():
     assert BackboneSpec.parse("ViT-bigG-14:laion2b_s39b_b160k") == BackboneSpec("ViT-bigG-14", "laion2b_s39b_b160k")
     assert BackboneSpec.parse("local-dir:/x/y").local_dir.as_posix() == "/x/y"
+
+
+@pytest.mark.parametrize("site", ["attn_out", "mlp_out"])
+def test_a_sublayer_sae_edit_is_added_where_that_output_joins_the_residual(tiny_clip, site):
+    """Reference: open_clip's own forward with a hook that edits block 4's attention (``ls_1``) or MLP
+    (``ls_2``) output through the SAE; the session's split edit must give the same embedding."""
+    from PIL import Image
+
+    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.session import Session
+    from sae.steer import Edit, steer_residual
+
+    bb = load_backbone(str(tiny_clip), layer=4, site=site)
+    assert bb.where == f"the {'attention' if site == 'attn_out' else 'MLP'} output of block 4"
+    g = torch.Generator().manual_seed(3)
+    sae = SparseAutoencoder(SaeConfig(d_in=bb.width, d_sae=64, arch="relu"), SaeMetadata(layer=4, site=site))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    image = Image.fromarray((torch.rand(40, 48, 3, generator=g) * 255).byte().numpy())
+    edits = [Edit(5, "add", 4.0), Edit(9, "scale", 0.0)]
+    session = Session(bb, sae)
+    session.set_image(image)
+
+    def edit_output(_module, _inputs, out):
+        o = out if bb.visual.transformer.batch_first else out.transpose(0, 1)
+        code = sae.encode(o[0])
+        o = steer_residual(o[0], sae, code, edits)[None]
+        return o if bb.visual.transformer.batch_first else o.transpose(0, 1)
+
+    block = bb.visual.transformer.resblocks[4]
+    handle = (block.ls_1 if site == "attn_out" else block.ls_2).register_forward_hook(edit_output)
+    try:
+        with torch.no_grad():
+            reference = bb.model.encode_image(bb.preprocess(image)[None])[0]
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        ours = session.embedding(edits)
+    assert not torch.allclose(ours, session.current.embedding, atol=1e-3)
+    assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()

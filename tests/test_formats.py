@@ -7,7 +7,8 @@ import torch
 from helpers import run_cli
 
 from sae.errors import UserError
-from sae.formats import layer_from_hook, load_any, load_sparsify
+from sae.formats import load_any, load_sparsify
+from sae.hooks import layer_from_hook, sublayer_from_hook
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
 
 
@@ -29,6 +30,10 @@ def test_hook_names_map_to_layers():
     assert layer_from_hook("visual.transformer.resblocks.3") == 4
     assert layer_from_hook("blocks.9.attn.hook_z") is None
     assert layer_from_hook("embedding") == -2  # the image embedding (sae.backbone.EMBEDDING)
+    assert layer_from_hook("blocks.9.hook_mlp_out") is None
+    assert sublayer_from_hook("blocks.9.hook_mlp_out") == (9, "mlp_out")
+    assert sublayer_from_hook("blocks.2.hook_attn_out") == (2, "attn_out")
+    assert sublayer_from_hook("blocks.2.hook_resid_pre") is None
 
 
 def test_export_to_sparsify_loads_in_sparsify_with_the_same_activations(tmp_path):
@@ -95,7 +100,13 @@ def test_an_saelens_sae_of_another_tool_gets_its_layer_from_the_hook(tmp_path):
     x = torch.randn(30, 16)
     with torch.no_grad():
         assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-4)
-    del sae_lens
+    # an SAE on block 4's MLP output keeps that place through a save, and SAELens reads its hook back
+    cfg.metadata.hook_name = "blocks.4.hook_mlp_out"
+    TopKSAE(cfg).save_model(tmp_path / "mlp")
+    mlp = SparseAutoencoder.load(tmp_path / "mlp")
+    assert (mlp.metadata.layer, mlp.metadata.site) == (4, "mlp_out")
+    mlp.save(tmp_path / "mlp-project")
+    assert sae_lens.SAE.load_from_disk(tmp_path / "mlp-project").cfg.metadata.hook_name == "blocks.4.hook_mlp_out"
 
 
 def test_unmappable_folder_names_and_other_coders_get_one_sentence(tmp_path):

@@ -176,6 +176,8 @@ def _prisma(folder: Path, d_in: int, d_sae: int, **config) -> tuple[Path, dict[s
         ({}, 6, "all"),
         ({"layer_subtype": "hook_resid_pre", "use_patches_only": True}, 5, "patches"),
         ({"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 5}, "cls_token_only": True}, 6, "cls"),
+        ({"layer_subtype": "hook_mlp_out"}, 5, "all"),  # block 5's MLP output, edited where it joins
+        ({"layer_subtype": "hook_attn_out", "hook_point_layer": 2}, 2, "all"),
     ],
 )
 def test_a_prisma_sae_imports_with_its_own_activations(config, layer, tokens, tiny_clip, tmp_path):
@@ -184,6 +186,8 @@ def test_a_prisma_sae_imports_with_its_own_activations(config, layer, tokens, ti
     assert r.returncode == 0, r.stderr
     sae = SparseAutoencoder.load(tmp_path / "project")
     assert sae.metadata.layer == layer and sae.metadata.token_set == tokens
+    sites = {"hook_mlp_out": "mlp_out", "hook_attn_out": "attn_out"}
+    assert sae.metadata.site == sites.get(config.get("layer_subtype"), "resid")
     x = torch.randn(50, 32)
     pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]  # Prisma's encode: b_dec subtracted first
     if config.get("activation_fn_str") == "topk":  # top k, then ReLU on the kept
@@ -204,7 +208,7 @@ def test_prisma_names_its_open_clip_encoder_and_refuses_what_it_cannot_edit(tmp_
     assert r.returncode == 0, r.stderr
     assert SparseAutoencoder.load(tmp_path / "out").metadata.backbone == "ViT-B-32:datacomp_xl_s13b_b90k"
     for i, (config, says) in enumerate([
-        ({"layer_subtype": "hook_mlp_out"}, "not the residual stream"),
+        ({"layer_subtype": "attn.hook_z"}, "not a residual stream, MLP output or attention output"),
         ({"architecture": "gated"}, "'gated' SAE"),
         ({"normalize_activations": "layer_norm"}, "normalises its inputs"),
         ({"activation_fn_str": "topk"}, "gives no k"),

@@ -4,7 +4,9 @@
 ``activation_fn_str`` relu or topk with ``activation_fn_kwargs.k``, ``cls_token_only`` /
 ``use_patches_only``) beside a pickled state dict ``W_enc [D, F]``, ``b_enc``, ``W_dec [F, D]``,
 ``b_dec`` (``weights.pt`` or ``n_images_*.pt``); ``f = act((x - b_dec) W_enc + b_enc)``, sae-studio's
-own map. Hook ``blocks.N.hook_resid_pre`` is layer N, ``blocks.N.hook_resid_post`` layer N + 1.
+own map. Hook ``blocks.N.hook_resid_pre`` is layer N, ``blocks.N.hook_resid_post`` layer N + 1;
+``blocks.N.hook_mlp_out`` and ``hook_attn_out`` are block N's MLP and attention outputs, which
+sae-studio reads and edits where they join the residual stream (``sae.backbone``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import torch
 
 from sae.errors import UserError
+from sae.hooks import RESID, layer_from_hook, sublayer_from_hook
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, read_config
 from sae.published.pickles import read_tensors
 
@@ -43,13 +46,16 @@ def read_prisma(path: Path, config: Path, layer: int | None) -> SparseAutoencode
             f"{path.parent} normalises its inputs ({cfg['normalize_activations']}) at run time, which its files do not "
             "hold; sae-studio cannot reproduce its activations."
         )
+    hook = f"blocks.{cfg.get('hook_point_layer')}.{subtype}"
+    sublayer = sublayer_from_hook(hook)
+    site = sublayer[1] if sublayer else RESID
+    if sublayer is None and layer_from_hook(hook) is None:
+        raise UserError(
+            f"{path.parent} reads {hook}, which is not a residual stream, MLP output or attention output; "
+            "sae-studio edits SAEs on those, where an edit can be added back exactly."
+        )
     if layer is None:
-        if subtype not in ("hook_resid_pre", "hook_resid_post"):
-            raise UserError(
-                f"{path.parent} reads blocks.{cfg.get('hook_point_layer')}.{subtype}, not the residual stream; "
-                "sae-studio edits residual-stream SAEs (hook_resid_pre or hook_resid_post) so far."
-            )
-        layer = int(cfg.get("hook_point_layer", -1)) + (subtype == "hook_resid_post")
+        layer = sublayer[0] if sublayer else layer_from_hook(hook)
     act = cfg.get("activation_fn_str", "relu")
     if act not in ("relu", "topk"):
         raise UserError(f"{path.parent} uses the activation '{act}'; sae-studio edits ReLU and TopK SAEs.")
@@ -72,6 +78,7 @@ def read_prisma(path: Path, config: Path, layer: int | None) -> SparseAutoencode
             backbone=open_clip_spec(model.removeprefix("open-clip:")) if model.startswith("open-clip:") else "",
             layer=layer,
             token_set=tokens,
+            site=site,
         ),
     )
     with torch.no_grad():

@@ -106,9 +106,10 @@ class FeatureIndex:
         """Mean activation when firing."""
         return self.total / self.count.clamp_min(1)
 
-    def typical_max(self) -> torch.Tensor:
-        """A slider unit per latent: the median of its top image activations (robust to one outlier)."""
-        v = self.top_values.clone()
+    def typical_max(self, latent: int | None = None) -> torch.Tensor:
+        """A slider unit per latent [F] (or of one latent [1]: a wide SAE's [F] takes a while): the
+        median of its top image activations (robust to one outlier)."""
+        v = (self.top_values if latent is None else self.top_values[latent : latent + 1]).clone()
         v[v < 0] = float("nan")
         med = v.nanmedian(dim=1).values
         return torch.nan_to_num(med, nan=0.0)

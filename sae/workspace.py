@@ -86,7 +86,7 @@ class Workspace:
     # -- what a slider starts from --------------------------------------------------------------
     def unit(self, latent: int) -> float:
         """A latent's slider unit: its typical max activation over the indexed images (0 when unknown)."""
-        return float(self.index.typical_max()[latent]) if self.index is not None else 0.0
+        return float(self.index.typical_max(latent)[0]) if self.index is not None else 0.0
 
     def home_tokens(self, latent: int) -> str:
         """Where the latent fires in the indexed images (every token without an index)."""

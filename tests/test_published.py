@@ -58,6 +58,22 @@ def test_the_kandinsky_embedding_sae_imports_with_its_own_activations_and_edits(
     _edits_an_image(tiny_clip, tmp_path / "project")
 
 
+def _top_k(pre: torch.Tensor, k: int, relu: bool = True) -> torch.Tensor:
+    """The k largest pre-activations per row (through a ReLU unless ``relu`` is False), the rest zero."""
+    top = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu() if relu else top.values)
+
+
+def _same_map_and_edits(tiny_clip: Path, folder: Path, x, theirs, recon) -> None:
+    """The imported SAE at ``folder`` encodes ``x`` to ``theirs`` and decodes that to ``recon``, the
+    original project's formula, and edits a picture."""
+    sae = SparseAutoencoder.load(folder)
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
+        assert torch.allclose(sae.decode(theirs), recon, atol=1e-4)
+    _edits_an_image(tiny_clip, folder)
+
+
 def _edits_an_image(tiny_clip: Path, folder: Path) -> None:
     """The imported SAE edits a picture through its encoder: nothing changes at zero, a latent moves it."""
     from sae.backbone import load_backbone
@@ -190,15 +206,8 @@ def test_a_prisma_sae_imports_with_its_own_activations(config, layer, tokens, ti
     assert sae.metadata.site == sites.get(config.get("layer_subtype"), "resid")
     x = torch.randn(50, 32)
     pre = (x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]  # Prisma's encode: b_dec subtracted first
-    if config.get("activation_fn_str") == "topk":  # top k, then ReLU on the kept
-        top = pre.topk(5, dim=-1)
-        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
-    else:
-        theirs = pre.relu()
-    with torch.no_grad():
-        assert torch.allclose(sae.encode(x), theirs, atol=1e-4)
-        assert torch.allclose(sae.decode(theirs), theirs @ t["W_dec"] + t["b_dec"], atol=1e-4)
-    _edits_an_image(tiny_clip, tmp_path / "project")
+    theirs = _top_k(pre, 5) if config.get("activation_fn_str") == "topk" else pre.relu()  # topk: ReLU on the kept
+    _same_map_and_edits(tiny_clip, tmp_path / "project", x, theirs, theirs @ t["W_dec"] + t["b_dec"])
 
 
 def test_prisma_names_its_open_clip_encoder_and_refuses_what_it_cannot_edit(tmp_path, monkeypatch):
@@ -288,19 +297,14 @@ def test_a_current_saev_file_imports_without_the_b_dec_subtraction(activation, t
     r = run_cli("import", src, "--model", tiny_clip, "--layer", "3", "-o", tmp_path / "project")
     assert r.returncode == 0, r.stderr
     assert ("differ only on inputs with fewer than k" in r.stdout) == (activation["cls"] == "TopK")
-    sae = SparseAutoencoder.load(tmp_path / "project")
     x = torch.randn(40, 32)
     pre = x @ t["W_enc"] + t["b_enc"]  # saev since 2025-07-31: no b_dec subtraction, raw inputs
-    if activation["cls"] == "TopK":  # the raw top k, kept as they are
-        top = pre.topk(6, dim=-1)
-        assert (top.values > 0).all()
-        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+    if activation["cls"] == "TopK":  # the raw top k, kept as they are (all positive here)
+        assert (pre.topk(6, dim=-1).values > 0).all()
+        theirs = _top_k(pre, 6, relu=False)
     else:
         theirs = pre.relu()
-    with torch.no_grad():
-        assert torch.allclose(sae.encode(x), theirs, atol=1e-4)
-        assert torch.allclose(sae.decode(theirs), theirs @ t["W_dec"] + t["b_dec"], atol=1e-4)
-    _edits_an_image(tiny_clip, tmp_path / "project")
+    _same_map_and_edits(tiny_clip, tmp_path / "project", x, theirs, theirs @ t["W_dec"] + t["b_dec"])
 
 
 def test_saev_files_that_cannot_be_placed_or_reproduced_are_refused(tiny_clip, tmp_path):
@@ -357,16 +361,9 @@ def test_an_msae_checkpoint_imports_with_its_own_activations(name, k, tiny_clip,
     dec = m.get("decoder", m["encoder"].T)
     x = torch.randn(40, 24) * 3
     pre = ((x - ckpt["mean_center"]) * 0.37 - m["pre_bias"]) @ m["encoder"] + m["latent_bias"]
-    if k:
-        top = pre.topk(k, dim=-1)
-        theirs = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
-    else:
-        theirs = pre.relu()
-    with torch.no_grad():
-        assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
-        recon = (theirs @ dec + m["pre_bias"]) / 0.37 + ckpt["mean_center"]  # MSAE's unprocess_data
-        assert torch.allclose(sae.decode(theirs), recon, atol=1e-4)
-    _edits_an_image(tiny_clip, tmp_path / "project")
+    theirs = _top_k(pre, k) if k else pre.relu()
+    recon = (theirs @ dec + m["pre_bias"]) / 0.37 + ckpt["mean_center"]  # MSAE's unprocess_data
+    _same_map_and_edits(tiny_clip, tmp_path / "project", x, theirs, recon)
 
 
 def test_msae_checkpoints_it_cannot_reproduce_are_refused(tmp_path):

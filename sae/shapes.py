@@ -92,3 +92,95 @@ def save_kandinsky(folder: str | Path, factor: int = 1, embed_dim: int = 1280, s
     )
     pipe.save_pretrained(Path(folder), safe_serialization=True)
     return Path(folder)
+
+
+def unclip_parts(factor: int = 1, embed_dim: int = 1024) -> dict[str, dict[str, Any]]:
+    """SD 2.1 unCLIP's configs narrowed by ``factor``: the UNet and VAE keep their head counts and
+    the channels each group norm spans; the text and image towers keep their depth and heads.
+    ``embed_dim`` is the image embedding it paints (ViT-H-14's 1024 by default)."""
+    parts = {
+        p: decoder_config("sd-2.1-unclip", p)
+        for p in ("unet", "vae", "scheduler", "image_noising_scheduler", "image_normalizer", "text_encoder")
+    }
+    parts["image_encoder"] = decoder_config("sd-2.1-unclip", "image_encoder")
+    unet, vae, text, image = parts["unet"], parts["vae"], parts["text_encoder"], parts["image_encoder"]
+    unet["block_out_channels"] = [_divide(c, factor, "a UNet width") for c in unet["block_out_channels"]]
+    for c, heads in zip(unet["block_out_channels"], unet["attention_head_dim"], strict=True):
+        _divide(c, heads, "a narrowed UNet width over its heads")
+    unet["norm_num_groups"] = _divide(unet["norm_num_groups"], factor, "the UNet's norm groups")
+    unet["projection_class_embeddings_input_dim"] = 2 * embed_dim  # the embedding beside its noise level
+    vae["block_out_channels"] = [_divide(c, factor, "a VAE width") for c in vae["block_out_channels"]]
+    vae["norm_num_groups"] = _divide(vae["norm_num_groups"], factor, "the VAE's norm groups")
+    for tower, what in ((text, "text"), (image, "image")):
+        tower["hidden_size"] = _divide(tower["hidden_size"], factor, f"the {what} tower's width")
+        tower["intermediate_size"] = _divide(tower["intermediate_size"], factor, f"the {what} tower's MLP")
+        _divide(tower["hidden_size"], tower["num_attention_heads"], f"the {what} tower's width over its heads")
+    unet["cross_attention_dim"] = text["hidden_size"]
+    image["projection_dim"] = parts["image_normalizer"]["embedding_dim"] = embed_dim
+    return parts
+
+
+def write_char_tokenizer(folder: str | Path):
+    """A character-level CLIPTokenizer written from scratch (CLIP's BPE vocabulary is not stored
+    here): every byte symbol, with and without the end-of-word mark, and the two special tokens."""
+    from open_clip.tokenizer import bytes_to_unicode
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in bytes_to_unicode().values():
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+def save_unclip(
+    folder: str | Path, factor: int = 1, embed_dim: int = 1024, seed: int = 0, latent_size: int | None = None
+) -> Path:
+    """An SD 2.1 unCLIP img2img folder in the hub's layout, narrowed by ``factor``, random weights.
+    ``latent_size`` replaces the native 96 (768 pixels), which sets only the size it paints at, for
+    tests that cannot afford 768-pixel decodes."""
+    import shutil
+    import tempfile
+
+    from diffusers import (
+        AutoencoderKL,
+        DDPMScheduler,
+        PNDMScheduler,
+        StableUnCLIPImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    parts = unclip_parts(factor, embed_dim)
+    if latent_size is not None:
+        parts["unet"]["sample_size"], parts["vae"]["sample_size"] = latent_size, latent_size * 8
+    torch.manual_seed(seed)
+    tokens = Path(tempfile.mkdtemp())
+    try:
+        size = parts["image_encoder"]["image_size"]
+        pipe = StableUnCLIPImg2ImgPipeline(
+            feature_extractor=CLIPImageProcessor(crop_size=size, size=size),
+            image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**parts["image_encoder"])),
+            image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed_dim),
+            image_noising_scheduler=DDPMScheduler.from_config(parts["image_noising_scheduler"]),
+            tokenizer=write_char_tokenizer(tokens),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**parts["text_encoder"])),
+            unet=UNet2DConditionModel.from_config(parts["unet"]),
+            scheduler=PNDMScheduler.from_config(parts["scheduler"]),
+            vae=AutoencoderKL.from_config(parts["vae"]),
+        )
+        pipe.save_pretrained(Path(folder), safe_serialization=True)
+    finally:
+        shutil.rmtree(tokens, ignore_errors=True)
+    return Path(folder)

@@ -272,19 +272,10 @@ def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
 
 
 def tiny_clip_tokenizer(folder: Path, tokenizer_class):
-    """A character-level CLIPTokenizer written from scratch (no hub): every byte symbol, with and
-    without the end-of-word mark, and the two special tokens."""
-    import json
+    """A character-level CLIPTokenizer written from scratch (``sae.shapes.write_char_tokenizer``)."""
+    from sae.shapes import write_char_tokenizer
 
-    from open_clip.tokenizer import bytes_to_unicode
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in bytes_to_unicode().values():
-        vocab.setdefault(c, len(vocab))
-        vocab.setdefault(c + "</w>", len(vocab))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    write_char_tokenizer(folder)
     return tokenizer_class(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
 
 

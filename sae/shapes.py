@@ -78,12 +78,17 @@ def kandinsky_parts(factor: int = 1, embed_dim: int = 1280) -> dict[str, dict[st
     return {"unet": unet, "movq": movq, "scheduler": decoder_config("kandinsky-2.2", "scheduler")}
 
 
-def save_kandinsky(folder: str | Path, factor: int = 1, embed_dim: int = 1280, seed: int = 0) -> Path:
+def save_kandinsky(
+    folder: str | Path, factor: int = 1, embed_dim: int = 1280, seed: int = 0, latent_size: int | None = None
+) -> Path:
     """A Kandinsky 2.2 decoder folder in the hub's layout (``unet/``, ``movq/``, ``scheduler/``,
-    ``model_index.json``), narrowed by ``factor``, random weights."""
+    ``model_index.json``), narrowed by ``factor``, random weights. ``latent_size`` replaces the
+    native 64 (512 pixels), which sets only the size it paints at, for tests."""
     from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
 
     parts = kandinsky_parts(factor, embed_dim)
+    if latent_size is not None:
+        parts["unet"]["sample_size"] = latent_size
     torch.manual_seed(seed)
     pipe = KandinskyV22Pipeline(
         unet=UNet2DConditionModel.from_config(parts["unet"]),

@@ -121,154 +121,22 @@ def build_quick_demo(root: Path, n_images: int) -> tuple[Path, Path]:
 
 
 def save_tiny_kandinsky(folder: Path, embed_dim: int, seed: int = 0) -> Path:
-    """A Kandinsky 2.2 decoder pipeline of the real topology at narrow width (the movq at 32 channels:
-    its spatial norms have 32 groups), in the hub's layout:
-    the real movq's four blocks (downsampling by 8) and the real UNet's four down blocks
-    (downsampling by 8 more), so pixel sides come in multiples of 64 as on the real one."""
-    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+    """The Kandinsky 2.2 decoder's real topology narrowed 16-fold (``sae.shapes``), painting at 96
+    pixels (sides still in multiples of 64), with a saved negative embedding as the demo's has."""
     from safetensors.torch import save_file
 
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=12,
-        in_channels=4,
-        out_channels=8,
-        layers_per_block=1,
-        block_out_channels=(16, 16, 32, 32),
-        down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
-        up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        attention_head_dim=8,
-        cross_attention_dim=32,
-        encoder_hid_dim=embed_dim,
-        encoder_hid_dim_type="image_proj",
-        addition_embed_type="image",
-        addition_embed_type_num_heads=8,
-        class_embed_type=None,
-        resnet_time_scale_shift="scale_shift",
-        norm_num_groups=8,
-        flip_sin_to_cos=True,
-        freq_shift=0,
-    )
-    movq = VQModel(
-        block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
-        up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        norm_type="spatial",
-        num_vq_embeddings=64,
-        vq_embed_dim=4,
-        sample_size=32,
-    )
-    scheduler = DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
-    KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq).save_pretrained(folder, safe_serialization=True)
+    from sae.shapes import save_kandinsky
+
+    save_kandinsky(folder, factor=16, embed_dim=embed_dim, seed=seed, latent_size=12)
     save_file({"negative_image_embeds": torch.zeros(embed_dim)}, str(folder / "negative_image_embeds.safetensors"))
     return folder
 
 
 def save_tiny_unclip(folder: Path, embed_dim: int, seed: int = 0) -> Path:
-    """An SD 2.1 unCLIP img2img pipeline of the real topology at narrow width, in the hub's layout:
-    the real VAE's four blocks and the real UNet's four down blocks (pixel sides in multiples of 64)."""
-    from diffusers import (
-        AutoencoderKL,
-        DDPMScheduler,
-        PNDMScheduler,
-        StableUnCLIPImg2ImgPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
-        StableUnCLIPImageNormalizer,
-    )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    """SD 2.1 unCLIP's real topology narrowed 16-fold (``sae.shapes``), painting at 96 pixels."""
+    from sae.shapes import save_unclip
 
-    torch.manual_seed(seed)
-    d = 32
-    tok_dir = folder.parent / f"{folder.name}-tokenizer"
-    tok = tiny_clip_tokenizer(tok_dir, CLIPTokenizer)
-    pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=d,
-                projection_dim=embed_dim,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                image_size=32,
-                intermediate_size=37,
-                patch_size=8,
-            )
-        ),
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed_dim),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=True),
-        tokenizer=tok,
-        text_encoder=CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=0,
-                eos_token_id=1,
-                pad_token_id=1,
-                hidden_size=d,
-                projection_dim=d,
-                intermediate_size=37,
-                num_attention_heads=2,
-                num_hidden_layers=1,
-                vocab_size=len(tok),
-                max_position_embeddings=77,
-            )
-        ),
-        unet=UNet2DConditionModel(
-            sample_size=12,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(16, 16, 32, 32),
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            attention_head_dim=(2, 2, 4, 4),
-            class_embed_type="projection",
-            projection_class_embeddings_input_dim=2 * embed_dim,
-            cross_attention_dim=d,
-            upcast_attention=True,
-            use_linear_projection=True,
-            norm_num_groups=8,
-        ),
-        scheduler=PNDMScheduler(
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            prediction_type="v_prediction",
-            skip_prk_steps=True,
-            steps_offset=1,
-        ),
-        vae=AutoencoderKL(
-            block_out_channels=(8, 8, 8, 16),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            norm_num_groups=8,
-        ),
-    )
-    pipe.save_pretrained(folder, safe_serialization=True)
-    shutil.rmtree(tok_dir)
-    return folder
+    return save_unclip(folder, factor=16, embed_dim=embed_dim, seed=seed, latent_size=12)
 
 
 def tiny_clip_tokenizer(folder: Path, tokenizer_class):

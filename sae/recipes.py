@@ -3,8 +3,8 @@ download and to run, and whether they are already in the local caches.
 
 ``sae-studio models`` prints this table; ``load_decoder`` prints a recipe's estimate before a
 hub download starts. Sizes are the hub files' sizes (fp32 unless noted); memory figures are
-estimates for one 512x512 (Kandinsky) or 768x768 (unCLIP) image at batch 1, measured against the
-parameter counts, not promises.
+peaks for one 512x512 (Kandinsky) or 768x768 (unCLIP) image at batch 1, estimated from the
+parameter counts; the fp32 ones were measured within 20% at full size (bench/real_shapes.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sae.decoders.table import DECODERS
+from sae.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,51 @@ RECIPES: dict[str, Recipe] = {
         note="ViT-H-14 (1B parameters) with Stable Diffusion 2.1 unCLIP; 768x768 images",
     ),
 }
+
+
+def plans_for(recipe: Recipe, device: str) -> tuple[MemoryPlan, ...]:
+    """The plans a device can run: CPU offload only means something beside an accelerator."""
+    return tuple(p for p in recipe.plans if device.startswith("cuda") or "offload" not in p.name)
+
+
+def free_memory_gb(device: str) -> float | None:
+    """What ``device`` has free for a model now: available RAM on the CPU, free memory on a CUDA
+    device (None where it cannot be told)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0] / 1e9
+    if device == "cpu":
+        import psutil
+
+        return psutil.virtual_memory().available / 1e9
+    return None
+
+
+def check_memory(name: str, device: str, fp16: bool, cpu_offload: bool, loaded_gb: float) -> None:
+    """Before a hub decoder loads: one sentence when its plan's peak (the measured and estimated
+    figures of ``RECIPES``, less ``loaded_gb`` of its encoder already in place) exceeds the free
+    memory, naming the plan that fits."""
+    recipe = RECIPES.get(name)
+    free = free_memory_gb(str(device))
+    if recipe is None or free is None:
+        return
+    wanted = "fp16 + CPU offload" if cpu_offload else "fp16" if fp16 else "fp32"
+    plans = plans_for(recipe, str(device))
+    plan = next((p for p in plans if p.name == wanted), plans[0])
+    need = max(0.0, plan.gpu_gb - loaded_gb)
+    if need <= free:
+        return
+    fits = [p for p in plans if max(0.0, p.gpu_gb - loaded_gb) <= free]
+    advice = (
+        f"the {fits[0].name} plan fits ({fits[0].flags})"
+        if fits
+        else "no plan of it fits; close other programs or use a machine with more memory"
+    )
+    raise UserError(
+        f"The {name} decoder needs about {need:.1f} GB more in the {plan.name} plan, but {device} has "
+        f"{free:.1f} GB free; {advice}."
+    )
 
 
 def encoder_cached(spec: str) -> bool:

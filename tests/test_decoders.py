@@ -152,6 +152,38 @@ def test_a_hub_decoder_for_the_wrong_encoder_is_refused_before_any_download(tmp_
             load_decoder(name, bb)
 
 
+def test_a_plan_the_free_memory_cannot_hold_is_refused_before_any_download_naming_one_that_fits(monkeypatch):
+    """The Kandinsky 2.2 pair's plans (fp32 ~20 GB, fp16 ~10 GB, measured within 20% at full size)
+    against the memory free beside the loaded encoder; no download starts either way."""
+    import open_clip
+    from helpers import tiny_clip_config
+
+    from sae.backbone import Backbone
+    from sae.decoders.registry import load_decoder
+
+    cfg = tiny_clip_config("ViT-B-16")
+    cfg["embed_dim"] = 1280  # paints as ViT-bigG-14's embedding does
+    bb = Backbone(open_clip.CLIP(**cfg), "tiny-1280", 3)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download started")
+
+    monkeypatch.setattr("sae.download.hub_snapshot", no_download)
+    for free, says in (
+        (12.0, r"needs about 20\.0 GB more in the fp32 plan, but cpu has 12\.0 GB free; the fp16 plan fits \(--fp16\)"),
+        (4.0, "no plan of it fits"),
+    ):
+        monkeypatch.setattr("sae.recipes.free_memory_gb", lambda device, free=free: free)
+        with pytest.raises(UserError, match=says):
+            load_decoder("kandinsky-2.2", bb)
+    from sae.recipes import check_memory
+
+    monkeypatch.setattr("sae.recipes.free_memory_gb", lambda device: 6.0)  # a 6 GB GPU: only offloading fits
+    check_memory("kandinsky-2.2", "cuda", fp16=True, cpu_offload=True, loaded_gb=0.0)
+    with pytest.raises(UserError, match=r"the fp16 \+ CPU offload plan fits \(--fp16 --cpu-offload\)"):
+        check_memory("kandinsky-2.2", "cuda", fp16=True, cpu_offload=False, loaded_gb=0.0)
+
+
 @pytest.fixture(scope="module")
 def tiny_unclip(tmp_path_factory):
     from helpers import save_tiny_unclip

@@ -80,6 +80,11 @@ def load_decoder(
                 raise UserError(f"{source} holds no decoder pipeline; run sae-studio demo build --stages movq,decoder.")
         else:
             from sae.download import hub_snapshot
+            from sae.recipes import check_memory
+
+            on_device = backbone.device.type == torch.device(device).type
+            loaded = sum(p.numel() * p.element_size() for p in backbone.model.parameters()) / 1e9 if on_device else 0
+            check_memory(name, str(device), fp16, cpu_offload, loaded)
 
             source = hub_snapshot(entry.hub_id, int(entry.download_gb * 1e9), on_download, should_stop)
     module = importlib.import_module(entry.module)

@@ -5,7 +5,7 @@ through the document; steps and strength are remembered per decoder between sess
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, QSignalBlocker
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from editor.document import EditDocument
 from sae.decoders import DECODERS, default_steps, default_strength
@@ -19,6 +19,9 @@ REGION_TIP = (
     "image as it is (an image with no edit comes back unchanged). Off: it repaints the whole image at the "
     "chosen strength. The SD 2.1 unCLIP decoder always repaints the whole image."
 )
+
+
+SLOW_RENDER_S = 20.0  # a full render this long or longer is announced, with its measured time
 
 
 class GenerationPanel(QWidget):
@@ -46,6 +49,9 @@ class GenerationPanel(QWidget):
         for dev in available_devices():
             self.device_box.addItem(dev, dev)
         self.device_box.setCurrentIndex(max(0, self.device_box.findData(store.value("device", "cpu"))))
+        self.estimate = QLabel(wordWrap=True)  # how long a full render takes here, once measured
+        self.estimate.setVisible(False)
+        self.per_step: dict[str, float] = {}  # decoder -> measured seconds per denoising step
         form = QFormLayout(self)
         for label, widget in (
             ("Decoder", self.decoder_box),
@@ -56,6 +62,7 @@ class GenerationPanel(QWidget):
             ("Seed", self.seed),
             ("", self.lock_seed),
             ("", self.keep_rest),
+            ("", self.estimate),
         ):
             form.addRow(label, widget)
         doc.update_settings(
@@ -68,6 +75,7 @@ class GenerationPanel(QWidget):
         )
         self.show_settings()
         doc.settings_changed.connect(self.show_settings)
+        doc.settings_changed.connect(self.show_estimate)
         self.steps.valueChanged.connect(lambda v: doc.update_settings(steps=v))
         self.strength.valueChanged.connect(lambda v: doc.update_settings(strength=v))
         self.guidance.valueChanged.connect(lambda v: doc.update_settings(guidance=v))
@@ -89,6 +97,25 @@ class GenerationPanel(QWidget):
             self.seed.setValue(s.seed)
             self.keep_rest.setChecked(s.region == "edited")
         self.show_decoder(s.decoder)
+
+    def show_timing(self, decoder: str, seconds_per_step: float) -> None:
+        """A full render's measured seconds per step (``RenderScheduler.step_timed``)."""
+        self.per_step[decoder] = seconds_per_step
+        self.show_estimate()
+
+    def show_estimate(self) -> None:
+        """Say how long a full render takes here when it is long enough to wait for: the measured
+        seconds per step times the steps img2img runs (steps x strength)."""
+        s = self.doc.settings
+        per = self.per_step.get(s.decoder)
+        seconds = per * max(1, int(s.steps * s.strength)) if per is not None else 0.0
+        self.estimate.setVisible(seconds >= SLOW_RENDER_S)
+        if seconds >= SLOW_RENDER_S:
+            took = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+            self.estimate.setText(
+                f"A full render takes about {took} here ({per:.1f} s a step); the previews follow the "
+                "sliders meanwhile, and fewer steps are faster."
+            )
 
     def show_decoder(self, name: str) -> None:
         i = self.decoder_box.findData(name)

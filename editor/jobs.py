@@ -54,6 +54,7 @@ class RenderScheduler(QObject):
     failed = Signal(int, str)  # job id, one-sentence message
     causal_ready = Signal(int, object)  # latent, PIL image
     image_ready = Signal(int)  # job id: the session now holds the new image
+    step_timed = Signal(str, float)  # decoder name, seconds per denoising step of a full render
 
     def __init__(self, session_getter: Callable[[], Session | None], parent: QObject | None = None):
         super().__init__(parent)
@@ -161,7 +162,13 @@ class RenderScheduler(QObject):
         if session.current is None and job.causal is None:
             return job, None
 
+        marks: list[float] = []  # when each step of a full render ended: its per-step time
+
         def on_step(step: int, total: int) -> None:
+            if not job.preview and job.causal is None:
+                marks.append(time.perf_counter())
+                if len(marks) >= 2:
+                    self.step_timed.emit(job.settings.decoder, (marks[-1] - marks[0]) / (len(marks) - 1))
             if (
                 not isValid(self)
                 or self.is_stale(job.job_id)

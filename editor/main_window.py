@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.scheduler = RenderScheduler(lambda: self.model.session if self.model else None, self)
         self.scheduler.progress.connect(self._progress)
+        self.scheduler.step_timed.connect(self.generation.show_timing)
         self.scheduler.finished.connect(self._rendered)
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
         self.scheduler.causal_ready.connect(self.features.show_causal)

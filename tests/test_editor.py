@@ -252,6 +252,22 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     assert window.model.session.decoder is before and window.decoder_name == str(root / "decoder")
 
 
+def test_a_slow_full_render_is_announced_from_its_measured_step_time(window, qtbot, quick_models):
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[0])
+    g, name = window.generation, window.decoder_name
+    g.keep_rest.setChecked(False)  # a whole-picture img2img: its steps run even without an edit
+    window.request_render(preview=False)
+    qtbot.waitUntil(lambda: name in g.per_step, timeout=30_000)  # measured on the full render
+    assert 0 < g.per_step[name] < 5 and not g.estimate.isVisibleTo(window)  # the demo decoder is quick
+    g.show_timing(name, 12.0)  # a real-size decoder on a CPU: 12 s a step
+    g.steps.setValue(30)
+    g.strength.setValue(0.5)
+    assert g.estimate.isVisibleTo(window) and "about 3 min here (12.0 s a step)" in g.estimate.text()
+    g.steps.setValue(2)  # 1 step: 12 s, not worth a warning
+    assert not g.estimate.isVisibleTo(window)
+
+
 def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot, tmp_path):
     from sae.model import SaeConfig
 

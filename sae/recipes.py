@@ -19,7 +19,17 @@ from sae.errors import UserError
 class MemoryPlan:
     name: str  # fp32 | fp16 | fp16 + cpu offload
     flags: str  # how to ask for it
-    gpu_gb: float  # peak accelerator memory, encoder + decoder
+    gpu_gb: float  # peak accelerator memory, encoder + decoder, estimated from the parameter counts
+    measured_gb: float | None = None  # the peak bench/real_shapes.py measured at full size (see MEASURED_ON)
+
+    @property
+    def peak_gb(self) -> float:
+        return self.measured_gb if self.measured_gb is not None else self.gpu_gb
+
+
+# Where the measured figures come from: resident memory above the process's start at the peak of
+# one decode (bench/real_shapes.py, results in bench/README.md).
+MEASURED_ON = "a two-core CPU with random weights at full size (bench/real_shapes.py)"
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ RECIPES: dict[str, Recipe] = {
         decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
         disk_gb=18.0,
         plans=(
-            MemoryPlan("fp32", "default", 20.0),
+            MemoryPlan("fp32", "default", 20.0, measured_gb=17.9),
             MemoryPlan("fp16", "--fp16", 10.0),
             MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 5.5),
         ),
@@ -66,7 +76,7 @@ RECIPES: dict[str, Recipe] = {
         decoder_gb=DECODERS["sd21-unclip"].download_gb,
         disk_gb=14.0,
         plans=(
-            MemoryPlan("fp32", "default", 14.0),
+            MemoryPlan("fp32", "default", 14.0, measured_gb=13.6),
             MemoryPlan("fp16", "--fp16", 7.0),
             MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 4.0),
         ),
@@ -105,10 +115,10 @@ def check_memory(name: str, device: str, fp16: bool, cpu_offload: bool, loaded_g
     wanted = "fp16 + CPU offload" if cpu_offload else "fp16" if fp16 else "fp32"
     plans = plans_for(recipe, str(device))
     plan = next((p for p in plans if p.name == wanted), plans[0])
-    need = max(0.0, plan.gpu_gb - loaded_gb)
+    need = max(0.0, plan.peak_gb - loaded_gb)
     if need <= free:
         return
-    fits = [p for p in plans if max(0.0, p.gpu_gb - loaded_gb) <= free]
+    fits = [p for p in plans if max(0.0, p.peak_gb - loaded_gb) <= free]
     advice = (
         f"the {fits[0].name} plan fits ({fits[0].flags})"
         if fits
@@ -144,10 +154,14 @@ def decoder_cached(repo: str) -> bool:
 
 def estimate(recipe: Recipe) -> str:
     """One paragraph to print before a download: size, disk, memory plans."""
-    plans = "; ".join(f"{p.name} ~{p.gpu_gb:g} GB ({p.flags})" for p in recipe.plans)
+    plans = "; ".join(
+        f"{p.name} ~{p.gpu_gb:g} GB" + (f", {p.measured_gb:g} GB measured" if p.measured_gb else "") + f" ({p.flags})"
+        for p in recipe.plans
+    )
+    measured = f" Measured on {MEASURED_ON}." if any(p.measured_gb for p in recipe.plans) else ""
     return (
         f"{recipe.name}: downloads ~{recipe.download_gb:.1f} GB into the Hugging Face cache "
-        f"(keep ~{recipe.disk_gb:.0f} GB free); GPU memory: {plans}."
+        f"(keep ~{recipe.disk_gb:.0f} GB free); memory: {plans}.{measured}"
     )
 
 

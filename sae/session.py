@@ -55,8 +55,7 @@ class Session:
         decoder: Decoder | None = None,
         labels: dict[int, str] | None = None,
     ):
-        if sae.metadata.layer != -1 and sae.metadata.layer != backbone.layer:
-            backbone = backbone.for_sae(sae.metadata)
+        backbone = backbone.for_sae(sae.metadata)  # split where the SAE reads (layer and site)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.backbone, self.sae, self.decoder = backbone, sae.eval(), decoder
         self.labels = labels or {}

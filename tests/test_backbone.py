@@ -108,7 +108,8 @@ def test_a_sublayer_sae_edit_is_added_where_that_output_joins_the_residual(tiny_
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     image = Image.fromarray((torch.rand(40, 48, 3, generator=g) * 255).byte().numpy())
     edits = [Edit(5, "add", 4.0), Edit(9, "scale", 0.0)]
-    session = Session(bb, sae)
+    session = Session(load_backbone(str(tiny_clip), layer=4), sae)  # split at the SAE's own site
+    assert session.backbone.site == site
     session.set_image(image)
 
     def edit_output(_module, _inputs, out):

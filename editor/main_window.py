@@ -343,7 +343,7 @@ class MainWindow(QMainWindow):
         """Edit with another SAE (on the same encoder): the sliders go, the open image is read again."""
         image = self.model.session.current.image if self.model.session.current is not None else None
         self.model = model
-        _settle_garbage_collector()
+        _settle_garbage_collector(collect_old=True)
         self.undo.clear()
         self.doc.clear()
         self.features.show_results([])
@@ -389,9 +389,13 @@ class MainWindow(QMainWindow):
         super().closeEvent(e)
 
 
-def _settle_garbage_collector() -> None:
+def _settle_garbage_collector(collect_old: bool = False) -> None:
     """Exempt what is loaded by now (libraries, models, a wide SAE's labels) from Python's cyclic
     garbage collector: a full collection walks every live object while holding the GIL, which at
     the libraries' ~450,000 objects stalls the GUI thread for 200 ms or more (bench/wide_sae.py).
-    No collection first: that would be one such stall itself."""
+    At first load nothing is collected (that would be one such stall); after a switch the frozen
+    objects are released and collected once, so a replaced model's reference cycles are freed."""
+    if collect_old:
+        gc.unfreeze()
+        gc.collect()
     gc.freeze()

@@ -197,7 +197,7 @@ def extract(
     while i < total:
         shard_end = min(total, shard_first + shard_images)
         batch_end = min(shard_end, i + batch_size)
-        rows = _encode_images(backbone, paths, sources, range(i, batch_end), positions, dtype, skipped_here)
+        rows = encode_images(backbone, paths, sources, range(i, batch_end), positions, dtype, skipped_here)
         if rows is not None:
             shard_rows.append(rows)
         bar.update(batch_end - i)
@@ -215,7 +215,7 @@ def extract(
     return manifest
 
 
-def _encode_images(
+def encode_images(
     backbone: Backbone,
     paths: list[Path],
     sources: list[str],
@@ -270,7 +270,7 @@ def _extract_by_shard(
         first, end = c * size, min(len(paths), (c + 1) * size)
         rows, here = [], []
         for i in range(first, end, batch_size):
-            batch = _encode_images(
+            batch = encode_images(
                 backbone, paths, sources, range(i, min(end, i + batch_size)), positions, manifest.dtype, here
             )
             if batch is not None:

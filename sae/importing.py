@@ -1,5 +1,5 @@
 """Making another tool's SAE a project SAE, once: what ``sae-studio import`` and the editor's
-*Load SAE…* both run.
+*Import published SAE file…* both run.
 
 Folders of SAELens and sparsify and the published pickles (``sae.published``) are read, placed on
 their encoder and layer, checked to fit it, completed with input statistics where the file lacks

@@ -31,8 +31,8 @@ KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 HEADER_LIMIT = 1 << 20  # a header is a few hundred bytes; a longer first line is not saev's
 
 
-def header_only(path: Path) -> dict[str, Any] | None:
-    """The header when ``path`` is a saev file (its first line a JSON object), else None."""
+def _split(path: Path, rest: bool) -> tuple[dict[str, Any], bytes] | None:
+    """(header, the pickle's bytes when ``rest``) when ``path`` is a saev file, else None."""
     with open(path, "rb") as fd:
         if fd.read(1) != b"{":
             return None
@@ -41,7 +41,13 @@ def header_only(path: Path) -> dict[str, Any] | None:
             header = json.loads(fd.readline(HEADER_LIMIT))
         except ValueError:
             return None
-    return header if isinstance(header, dict) else None
+        return (header, fd.read() if rest else b"") if isinstance(header, dict) else None
+
+
+def header_only(path: Path) -> dict[str, Any] | None:
+    """The header when ``path`` is a saev file (its first line a JSON object), else None."""
+    found = _split(path, rest=False)
+    return found[0] if found else None
 
 
 def is_early(header: dict[str, Any]) -> bool:
@@ -50,13 +56,8 @@ def is_early(header: dict[str, Any]) -> bool:
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], bytes] | None:
-    """(header, the pickle's bytes) when ``path`` is a saev file, else None."""
-    header = header_only(path)
-    if header is None:
-        return None
-    with open(path, "rb") as fd:
-        fd.readline(HEADER_LIMIT)
-        return header, fd.read()
+    """(header, the pickle's bytes) when ``path`` is a saev file, else None: one read of the file."""
+    return _split(path, rest=True)
 
 
 def _activation(header: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from sae.activations import encode_images
 from sae.backbone import Backbone
 from sae.errors import UserError
-from sae.images import find_images, load_image
+from sae.images import find_images
 from sae.published.fold import fold_input_affine
 from sae.published.layout import Published
 
@@ -35,24 +36,21 @@ def input_statistics(
     if not paths:
         raise UserError(f"{images} holds no pictures to estimate the SAE's input statistics from.")
     positions = backbone.token_positions(token_set)
-    total, count, kept, read = torch.zeros(backbone.width, dtype=torch.float64), 0, [], 0
+    sources = [p.name for p in paths]
+    total, count, kept, skipped = torch.zeros(backbone.width, dtype=torch.float64), 0, [], []
     for start in range(0, len(paths), batch_size):
-        pixels = []
-        for p in paths[start : start + batch_size]:
-            try:
-                pixels.append(backbone.preprocess(load_image(p)))
-            except UserError:
-                continue  # an unreadable file among many pictures does not spoil the estimate
-        if pixels:
-            with torch.inference_mode():
-                rows = backbone.split(torch.stack(pixels).to(backbone.device))[1][:, positions]
-            rows = rows.reshape(-1, backbone.width).float().cpu()
+        which = range(start, min(start + batch_size, len(paths)))
+        before = len(skipped)  # an unreadable file among many pictures does not spoil the estimate
+        batch = encode_images(backbone, paths, sources, which, positions, "fp32", skipped)
+        if batch is not None:
+            rows = torch.from_numpy(batch)
             total += rows.sum(0, dtype=torch.float64)
             count += len(rows)
-            kept.append(rows[:: math.ceil(len(rows) / len(pixels) * len(paths) / MAX_ROWS)])  # about MAX_ROWS in all
-            read += len(pixels)
+            per_picture = len(rows) / (len(which) - (len(skipped) - before))
+            kept.append(rows[:: math.ceil(per_picture * len(paths) / MAX_ROWS)])  # about MAX_ROWS in all
         if on_progress:
-            on_progress(min(start + batch_size, len(paths)), len(paths))
+            on_progress(which.stop, len(paths))
+    read = len(paths) - len(skipped)
     if not read:
         raise UserError(f"None of the pictures in {images} could be read.")
     mean = (total / count).float()

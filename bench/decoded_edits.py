@@ -18,8 +18,8 @@ from sae.decoders import DecodeSettings  # noqa: E402
 from sae.demo.fidelity import preservation  # noqa: E402,F401  (the edit benches import it from here)
 
 
-def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
-    """The arguments every decoded-edit bench takes."""
+def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength", cache: bool = False):
+    """The arguments every decoded-edit bench takes (and ``--cache``, a file of earlier sweeps)."""
     import argparse
 
     from sae.decoders import default_steps, default_strength
@@ -44,6 +44,11 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength"):
         help="repaint only where the edit changes the prediction, or the whole image (default: %(default)s)",
     )
     p.add_argument("--decoder", default=None, help="a pipeline folder instead of the demo decoder (dry runs)")
+    if cache:
+        import tempfile
+
+        default = Path(tempfile.gettempdir()) / f"{Path(sys.argv[0]).stem}-sweeps.json"
+        p.add_argument("--cache", default=str(default), help="keeps the decoded sweeps (default: %(default)s)")
     return p.parse_args()
 
 

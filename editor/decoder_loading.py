@@ -8,6 +8,7 @@ import threading
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
+from editor.collector import while_loading
 from sae.download import DownloadCancelled
 from sae.errors import UserError
 
@@ -55,7 +56,7 @@ class DecoderLoader(QObject):
             self._close_dialog()
             self._failed(error)
 
-        self._jobs.run("decoder", load, done=done, failed=failed)
+        self._jobs.run("decoder", while_loading(load), done=done, failed=failed)
 
     def _show_download(self, done: int, total: int) -> None:
         if self.dialog is None:

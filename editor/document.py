@@ -65,7 +65,8 @@ class EditDocument(QObject):
         position = len(self.sliders) if position is None else position
         self.sliders.insert(position, slider)
         self.added.emit(slider, position)
-        self.edits_changed.emit(False)
+        if not slider.edit().is_identity:  # a new slider at rest changes nothing a render reads
+            self.edits_changed.emit(False)
 
     def remove(self, latent: int) -> tuple[Slider, int] | None:
         """Take the slider out; returns it with its position (for undo), or None if absent."""
@@ -75,7 +76,8 @@ class EditDocument(QObject):
         position = self.sliders.index(slider)
         self.sliders.remove(slider)
         self.removed.emit(latent)
-        self.edits_changed.emit(False)
+        if not slider.edit().is_identity:
+            self.edits_changed.emit(False)
         return slider, position
 
     def clear(self) -> None:

@@ -54,7 +54,7 @@ class RenderScheduler(QObject):
     failed = Signal(int, str)  # job id, one-sentence message
     causal_ready = Signal(int, object)  # latent, PIL image
     image_ready = Signal(int)  # job id: the session now holds the new image
-    step_timed = Signal(str, float)  # decoder name, seconds per denoising step of a full render
+    step_timed = Signal(str, float)  # decoder name, seconds per denoising step at full size
 
     def __init__(self, session_getter: Callable[[], Session | None], parent: QObject | None = None):
         super().__init__(parent)
@@ -67,10 +67,12 @@ class RenderScheduler(QObject):
         self._pending_image: RenderRequest | None = None
         self.latest_causal = 0
         self._running = False
+        self._running_preview = False  # the running job is a drag preview (a later move waits for it)
         self._closed = False
         self._worker = None
         self._when_idle: list[Callable[[], None]] = []
         self.last_preview_ms = 0.0  # how long the last finished drag preview took
+        self.last_preview_scale = 1.0  # and the share of the decoder's side it painted at
 
     def request(self, edits: list[Edit], settings: DecodeSettings, preview: bool = False) -> int:
         with self._lock:
@@ -107,6 +109,21 @@ class RenderScheduler(QObject):
     @property
     def busy(self) -> bool:
         return self._running
+
+    @property
+    def preview_running(self) -> bool:
+        """A drag preview runs: the next one waits for it. A full render does not make a drag wait,
+        since the drag's newer state supersedes it (on a CPU at real size it would take minutes)."""
+        return self._running and self._running_preview
+
+    def stop(self) -> bool:
+        """Stop the running render at its next denoising step and drop the waiting one; the
+        picture shown stays. False when no render was running or waiting."""
+        with self._lock:
+            had = self._running or self._pending is not None
+            self._pending = None
+            self.latest = next(self._ids)  # nothing is this id: the running render is stale
+        return had
 
     def when_idle(self, action: Callable[[], None]) -> None:
         """Run ``action`` on the GUI thread once no job runs (at once if none does), before any
@@ -145,6 +162,7 @@ class RenderScheduler(QObject):
                 self._running = False
                 return
             self._running = True
+            self._running_preview = job.preview
         self._worker = create_worker(self._run, job, _start_thread=False, _ignore_errors=True)
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(lambda e, job=job: self._error(job, e))
@@ -162,10 +180,10 @@ class RenderScheduler(QObject):
         if session.current is None and job.causal is None:
             return job, None
 
-        marks: list[float] = []  # when each step of a full render ended: its per-step time
+        marks: list[float] = []  # when each step ended: the per-step time of a full-size render
 
         def on_step(step: int, total: int) -> None:
-            if not job.preview and job.causal is None:
+            if step > 0 and job.causal is None and job.settings.scale == 1.0:  # (step 0: a poll between passes)
                 marks.append(time.perf_counter())
                 if len(marks) >= 2:
                     self.step_timed.emit(job.settings.decoder, (marks[-1] - marks[0]) / (len(marks) - 1))
@@ -186,6 +204,7 @@ class RenderScheduler(QObject):
             image = session.render(job.edits, job.settings, on_step)
             if job.preview:
                 self.last_preview_ms = 1000 * (time.perf_counter() - t0)
+                self.last_preview_scale = job.settings.scale
             return job, image
         except DecodeCancelled:
             with self._lock:  # a preview that made way for a slider render runs again after it

@@ -4,7 +4,6 @@ nothing itself: renders, searches, heatmaps, loading and induction run on worker
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +15,11 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QToolButton,
 )
 
 from editor.canvas import BeforeAfterView
+from editor.collector import release_replaced, while_loading
 from editor.commands import AddSlider, MoveSlider, PaintMask
 from editor.document import EditDocument, Slider
 from editor.features import FeaturePanel
@@ -39,6 +40,9 @@ from sae.png import preset_in
 from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 
 PREVIEW_STEPS = 4
+# Where a full render's step takes this long (a CPU at real size), drag previews paint at half the
+# side, a quarter of the work, so they still follow the drag.
+SLOW_STEP_S, SLOW_PREVIEW_SCALE = 2.0, 0.5
 NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
@@ -77,6 +81,12 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(180)
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
+        self.stop_button = QToolButton(text="Stop")
+        self.stop_button.setToolTip("Stop this render (Esc); the picture shown stays")
+        self.stop_button.setShortcut("Esc")
+        self.stop_button.setVisible(False)
+        self.stop_button.clicked.connect(self.stop_render)
+        self.statusBar().addPermanentWidget(self.stop_button)
         self.scheduler = RenderScheduler(lambda: self.model.session if self.model else None, self)
         self.scheduler.progress.connect(self._progress)
         self.scheduler.step_timed.connect(self.generation.show_timing)
@@ -90,7 +100,9 @@ class MainWindow(QMainWindow):
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self._pending_image: Path | None = None
-        self.throttle = PreviewThrottle(lambda: self.request_render(preview=True), lambda: self.scheduler.busy, self)
+        self.throttle = PreviewThrottle(
+            lambda: self.request_render(preview=True), lambda: self.scheduler.preview_running, self
+        )
         self.doc.edits_changed.connect(self._edits_changed)
         self.features.add_requested.connect(self.add_slider)
         self.features.rename_requested.connect(self.rename_feature)
@@ -103,7 +115,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Loading models…")
         self.jobs.run(
             "models",
-            load_model,
+            while_loading(load_model),
             done=self._model_ready,
             failed=lambda e: self.show_error(f"Could not load the models: {e}"),
         )
@@ -115,7 +127,6 @@ class MainWindow(QMainWindow):
     # -- models and images --------------------------------------------------------------------
     def _model_ready(self, model: EditorModel) -> None:
         self.model = model
-        _settle_garbage_collector()
         has_decoder = model.session.decoder is not None
         self.statusBar().showMessage(
             "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
@@ -298,7 +309,10 @@ class MainWindow(QMainWindow):
     # -- rendering ----------------------------------------------------------------------------
     def decode_settings(self, preview: bool = False) -> DecodeSettings:
         s = self.doc.settings
-        return s.but(steps=min(PREVIEW_STEPS, s.steps)) if preview else s
+        if not preview:
+            return s
+        slow = self.generation.per_step.get(s.decoder, 0.0) >= SLOW_STEP_S
+        return s.but(steps=min(PREVIEW_STEPS, s.steps), scale=SLOW_PREVIEW_SCALE if slow else 1.0)
 
     def request_render(self, preview: bool = False) -> None:
         session = self.model.session if self.model else None
@@ -318,8 +332,20 @@ class MainWindow(QMainWindow):
     def _progress(self, job_id: int, step: int, total: int) -> None:
         if job_id == self.scheduler.latest:
             self.progress.setVisible(step < total)
+            self.stop_button.setVisible(step < total)
             self.progress.setRange(0, total)
             self.progress.setValue(step)
+
+    def stop_render(self) -> None:
+        """Stop the render in progress at its next step; the picture shown stays until the next edit."""
+        if not self.scheduler.stop():
+            return
+        self.throttle.cancel()
+        self.progress.setVisible(False)
+        self.stop_button.setVisible(False)
+        self.canvas.busy_text = ""
+        self.canvas.update()
+        self.statusBar().showMessage("Render stopped; the picture shown is the last one finished.", 5000)
 
     def _edits_changed(self, dragging: bool) -> None:
         """A drag asks for throttled previews; anything else (release, reset, mode, settings) for
@@ -338,12 +364,13 @@ class MainWindow(QMainWindow):
         self.canvas.after_caption = self._caption[1] if job_id == self._caption[0] else "edited"
         self.canvas.set_after(image)
         self.progress.setVisible(False)
+        self.stop_button.setVisible(False)
 
     def switch_model(self, model: EditorModel) -> None:
         """Edit with another SAE (on the same encoder): the sliders go, the open image is read again."""
         image = self.model.session.current.image if self.model.session.current is not None else None
         self.model = model
-        _settle_garbage_collector(collect_old=True)
+        release_replaced()
         self.undo.clear()
         self.doc.clear()
         self.features.show_results([])
@@ -387,15 +414,3 @@ class MainWindow(QMainWindow):
         self.switcher.close()
         self.scheduler.shutdown()
         super().closeEvent(e)
-
-
-def _settle_garbage_collector(collect_old: bool = False) -> None:
-    """Exempt what is loaded by now (libraries, models, a wide SAE's labels) from Python's cyclic
-    garbage collector: a full collection walks every live object while holding the GIL, which at
-    the libraries' ~450,000 objects stalls the GUI thread for 200 ms or more (bench/wide_sae.py).
-    At first load nothing is collected (that would be one such stall); after a switch the frozen
-    objects are released and collected once, so a replaced model's reference cycles are freed."""
-    if collect_old:
-        gc.unfreeze()
-        gc.collect()
-    gc.freeze()

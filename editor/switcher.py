@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
+from editor.collector import while_loading
 from editor.decoder_loading import DecoderLoader
 from sae.errors import UserError
 
@@ -94,7 +95,7 @@ class ModelSwitcher:
         self.w.statusBar().showMessage(f"Loading the SAE in {folder}…")
         self.w.jobs.run(
             "sae",
-            self.w.model.with_sae,
+            while_loading(self.w.model.with_sae),
             folder,
             done=lambda model: self.w.scheduler.when_idle(lambda: self.w.switch_model(model)),
             failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not load the SAE: {e}"),
@@ -126,7 +127,7 @@ class ModelSwitcher:
         self.w.statusBar().showMessage(f"Importing {Path(path).name} into {out}…")
         self.w.jobs.run(
             "sae",
-            _import,
+            while_loading(_import),
             path,
             out,
             images,

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from sae.errors import UserError
 from sae.hooks import ATTN_OUT, EMBEDDING, MLP_OUT, RESID, SITE_WORDS, SITES
 from sae.view import EncoderView
+from sae.weights import load_into
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -60,6 +63,35 @@ class BackboneSpec:
         if self.local_dir is not None:
             return f"local-dir:{self.local_dir.resolve()}"
         return f"{self.name}:{self.pretrained}" if self.pretrained else self.name
+
+
+@contextmanager
+def _no_random_init_warning():
+    """open_clip warns that a model it did not load weights into is initialised randomly."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _plain_checkpoint(spec: BackboneSpec) -> Path | None:
+    """The safetensors file open_clip would load for ``spec``, which ``sae.weights`` reads without
+    mapping it (a GUI thread does not stall while a large encoder loads); None for other files,
+    which open_clip loads itself."""
+    found = None
+    if spec.local_dir is not None:
+        find = getattr(open_clip.factory, "_find_checkpoint_in_dir", None)
+        found = find(spec.local_dir) if find is not None else None
+    elif spec.pretrained:
+        cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained)
+        found = open_clip.pretrained.download_pretrained(cfg) if cfg else None
+    return Path(found) if found and str(found).endswith(".safetensors") else None
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -329,9 +361,17 @@ def load_backbone(
     if spec.local_dir is not None:
         _check_local_dir(spec.local_dir)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            spec.name, pretrained=spec.pretrained, device=device, precision=precision
-        )
+        checkpoint = _plain_checkpoint(spec)
+        with _no_random_init_warning():  # the weights are read just below
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.name,
+                pretrained=spec.pretrained,
+                device=device,
+                precision=precision,
+                load_weights=checkpoint is None,
+            )
+        if checkpoint is not None and not load_into(model, checkpoint):
+            open_clip.load_checkpoint(model, str(checkpoint))  # older key names: open_clip converts them
         tokenizer = open_clip.get_tokenizer(spec.name)
     except UserError:
         raise

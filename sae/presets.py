@@ -234,13 +234,14 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
 def _decoder_json(settings: DecodeSettings) -> dict:
     """A preset's "decoder" object: the decoder by "name", then its settings."""
     fields = dict(settings.__dict__)
+    fields.pop("scale")  # a preview's, never a preset's
     return {"name": fields.pop("decoder"), **fields}
 
 
 def _decoder_settings(raw: dict) -> DecodeSettings:
     """Settings a preset names; what it leaves out is its decoder's default, and a preset made
     before edit regions repaints the whole image, as it was made."""
-    known = {k: raw[k] for k in DecodeSettings.__dataclass_fields__ if k in raw and k != "decoder"}
+    known = {k: raw[k] for k in DecodeSettings.__dataclass_fields__ if k in raw and k not in ("decoder", "scale")}
     return DecodeSettings.for_decoder(raw.get("name", "demo"), **{"region": "whole", **known})
 
 

@@ -520,6 +520,49 @@ def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbo
     assert np.array_equal(np.asarray(window.result), np.asarray(expected))  # and ends on the full render
 
 
+def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_stop_keeps_the_picture(
+    window, qtbot, quick_models, monkeypatch
+):
+    """A long full render (a CPU at real size takes minutes) does not hold a drag's previews back:
+    the drag supersedes it. Where steps are slow the previews paint at half the side and still come
+    back at the picture's size. Stop ends a render and keeps the picture shown."""
+    import editor.main_window as main_window
+
+    _root, images = quick_models
+    g = window.generation
+    _open(window, qtbot, sorted(images.glob("*.png"))[1])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    window.scheduler.wait(30_000)
+    picture_size = window.result.size
+    monkeypatch.setattr(main_window, "SLOW_STEP_S", 0.0)  # as if each step took seconds
+    g.keep_rest.setChecked(False)
+    g.strength.setValue(0.99)
+    g.steps.setValue(200)  # a long whole-picture render
+    shown = []
+    window.scheduler.finished.connect(lambda job, im: shown.append((job, im)))
+    window.request_render(preview=False)
+    long_job = window.scheduler.latest
+    qtbot.waitUntil(lambda: window.stop_button.isVisibleTo(window), timeout=30_000)  # its steps run
+
+    row = window.sliders.row_for(latent)
+    row._press()
+    row.slider.setValue(row.unit)  # the drag's first move asks for a preview at once
+    qtbot.waitUntil(lambda: len(shown) == 1, timeout=30_000)
+    assert shown[0][0] != long_job and shown[0][1].size == picture_size  # a preview, not the long render
+    assert window.decode_settings(preview=True).scale == main_window.SLOW_PREVIEW_SCALE
+    assert window.decode_settings(preview=False).scale == 1.0
+
+    before = window.result
+    row._release()  # the full render at 200 steps starts
+    qtbot.waitUntil(lambda: window.stop_button.isVisibleTo(window), timeout=30_000)
+    window.stop_button.click()
+    assert window.scheduler.wait(30_000) and not window.stop_button.isVisibleTo(window)
+    qtbot.wait(50)
+    assert len(shown) == 1 and window.result is before and window.canvas.busy_text == ""  # the picture stays
+
+
 def _shipped_decoder_built() -> bool:
     from sae.demo.build import DEMO
 

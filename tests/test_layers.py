@@ -78,7 +78,7 @@ def test_no_import_circles():
 LIBRARY = {
     "sae.model", "sae.kernels", "sae.train", "sae.activations", "sae.backbone", "sae.view", "sae.formats",
     "sae.hooks", "sae.distributed", "sae.atomic", "sae.evaluate", "sae.configs", "sae.device", "sae.errors",
-    "sae.images", "sae.download", "sae.assets", "sae",
+    "sae.images", "sae.download", "sae.assets", "sae.weights", "sae",
 }  # fmt: skip
 
 

@@ -120,6 +120,10 @@ def test_each_decoder_paints_the_working_canvas_itself_not_its_transpose(decoder
         )
         assert out.size == (451, 300)
     assert painted and all(size == working and size[0] > size[1] for size, working in painted)
+    full = painted[-1][0]
+    preview = dec.decode(emb, picture, DecodeSettings(steps=2, strength=0.5, region="whole", scale=0.5))
+    small = painted[-1][0]  # a slow machine's drag preview: a smaller canvas, back at the picture's size
+    assert preview.size == (451, 300) and small[0] * small[1] < full[0] * full[1]
 
 
 @pytest.mark.parametrize("decoder", ["demo", "kandinsky", "unclip"])

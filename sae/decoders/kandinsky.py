@@ -116,12 +116,12 @@ class KandinskyDecoder:
             output_type="pil",
         )
         if init_images is None:
-            side = self.sizes.native
+            side = self.sizes.square(settings.scale)
             return self.text2img(
                 height=side, width=side, callback_on_step_end=_progress(on_step, settings.steps), **common
             ).images
         pictures = [im.convert("RGB") for im in init_images]
-        canvas = self.sizes.canvas(*pictures[0].size)
+        canvas = self.sizes.canvas(*pictures[0].size, settings.scale)
         images = [canvas.to_working(im) for im in pictures]
         w, h = canvas.working
         if settings.region == "edited" and sources is not None:
@@ -166,6 +166,7 @@ class KandinskyDecoder:
                 sources.to(latents),
                 settings.steps,
                 settings.seed + REGION_SEED,
+                poll=None if on_step is None else lambda: on_step(0, max(1, int(settings.steps * settings.strength))),
             )
         if not region.any():  # no edit: the input as the autoencoder redraws it, without a UNet step
             if on_step is not None:

@@ -16,6 +16,8 @@ the region instead: the brush says where the picture may change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +25,7 @@ REGIONS = ("edited", "whole")  # repaint where the edit acts / the whole image (
 MAPS = 8  # noise draws the difference is averaged over (DiffEdit's default is 10)
 ENCODE_STRENGTH = 0.5  # how far the latents are noised to compare predictions (DiffEdit's default)
 THRESHOLD_RATIO = 3.0  # DiffEdit's default: a cell is in when its difference exceeds 1.5x the mean
+CHUNK_MAPS = 2  # noise maps per UNet pass: the passes between which a render can be cancelled
 GROW = 1  # cells the region grows by on each side, so an added object has room around its core
 
 
@@ -36,11 +39,23 @@ class EditRegion:
 
     @torch.no_grad()
     def __call__(
-        self, unet, scheduler, latents: torch.Tensor, edited: torch.Tensor, source: torch.Tensor, steps: int, seed: int
+        self,
+        unet,
+        scheduler,
+        latents: torch.Tensor,
+        edited: torch.Tensor,
+        source: torch.Tensor,
+        steps: int,
+        seed: int,
+        poll: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """[B, 1, h, w] of 0/1: where the UNet's prediction under ``edited`` [B, e] differs from
         the one under ``source`` [B, e], for the input ``latents`` [B, c, h, w]. All zero for a
-        scene whose two embeddings are equal."""
+        scene whose two embeddings are equal (without a UNet pass). ``poll()`` is called between
+        passes, so a render can be cancelled there (a pass takes seconds on a CPU at real size)."""
+        unedited = ~(source != edited).any(1)
+        if bool(unedited.all()):
+            return torch.zeros(latents.shape[0], 1, *latents.shape[-2:], device=latents.device)
         sched = type(scheduler).from_config(scheduler.config)
         sched.set_timesteps(steps)
         ts = sched.timesteps
@@ -52,14 +67,21 @@ class EditRegion:
         )
 
         def predict(embeds):
-            out = unet(
-                sample=noisy,
-                timestep=t,
-                encoder_hidden_states=None,
-                added_cond_kwargs={"image_embeds": embeds.to(latents).repeat(self.maps, 1)},
-                return_dict=False,
-            )[0]
-            return out[:, :c].float()
+            out = []
+            for chunk in noisy.split(CHUNK_MAPS * b):  # maps-major: each chunk is whole maps
+                if poll is not None:
+                    poll()
+                cond = embeds.to(latents).repeat(len(chunk) // b, 1)
+                out.append(
+                    unet(
+                        sample=chunk,
+                        timestep=t,
+                        encoder_hidden_states=None,
+                        added_cond_kwargs={"image_embeds": cond},
+                        return_dict=False,
+                    )[0][:, :c].float()
+                )
+            return torch.cat(out)
 
         key = (latents, source, steps, seed, self.maps)
         if self.last is not None and _same(self.last[0], key):
@@ -69,7 +91,6 @@ class EditRegion:
             self.last = (tuple(k.detach().clone() if isinstance(k, torch.Tensor) else k for k in key), without)
         diff = (predict(edited) - without).abs().reshape(self.maps, b, c, h, w).mean((0, 2))  # [B, h, w]
         region = (diff > diff.mean((1, 2), keepdim=True) * THRESHOLD_RATIO / 2).float()
-        unedited = ~(source != edited).any(1)
         region[unedited.to(region.device)] = 0  # no edit, no region (and no division by a zero mean)
         return grow(region[:, None]).to(latents.device)
 

@@ -42,8 +42,13 @@ class SizePolicy:
         sample = sample[0] if isinstance(sample, list | tuple) else sample
         return cls(native=int(sample) * vae_factor, multiple=vae_factor * unet_factor)
 
-    def canvas(self, width: int, height: int) -> Canvas:
-        """How a ``width`` x ``height`` picture is painted (see ``Canvas``)."""
+    def square(self, scale: float = 1.0) -> int:
+        """The side a picture painted from nothing gets: the native one, or at ``scale`` of it."""
+        return self.native if scale == 1.0 else self.canvas(self.native, self.native, scale).working[0]
+
+    def canvas(self, width: int, height: int, scale: float = 1.0) -> Canvas:
+        """How a ``width`` x ``height`` picture is painted (see ``Canvas``), with the native side
+        times ``scale`` (a quick preview paints smaller)."""
         aspect = width / height
         padded_w, padded_h = width, height
         if aspect > MAX_ASPECT:
@@ -51,7 +56,7 @@ class SizePolicy:
         elif aspect < 1 / MAX_ASPECT:
             padded_w = math.ceil(height / MAX_ASPECT)
         aspect = padded_w / padded_h
-        area = self.native * self.native
+        area = (self.native * scale) ** 2
         work_w = max(self.multiple, round(math.sqrt(area * aspect) / self.multiple) * self.multiple)
         work_h = max(self.multiple, round(math.sqrt(area / aspect) / self.multiple) * self.multiple)
         offset = ((padded_w - width) // 2, (padded_h - height) // 2)

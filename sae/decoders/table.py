@@ -98,6 +98,9 @@ class DecodeSettings:
     # elsewhere (sae.decoders.region); "whole": plain img2img over the whole picture
     region: str = "edited"
     decoder: str = "demo"  # a name in DECODERS or a pipeline folder
+    # the painted side as a share of the decoder's native side: the editor's drag previews paint at
+    # half where a full step takes seconds (a CPU at real size). Not part of presets.
+    scale: float = 1.0
 
     @classmethod
     def for_decoder(cls, decoder: str, **changes) -> DecodeSettings:

@@ -64,8 +64,8 @@ class UnclipDecoder:
                 f"The {self.name} decoder takes {self.embed_dim}-d image embeddings, not "
                 f"{image_embeds.shape[-1]}-d; pair it with {DECODERS['sd21-unclip'].encoder}."
             )
-        canvas = None if init_image is None else self.sizes.canvas(*init_image.size)
-        w, h = (self.sizes.native, self.sizes.native) if canvas is None else canvas.working
+        canvas = None if init_image is None else self.sizes.canvas(*init_image.size, settings.scale)
+        w, h = (self.sizes.square(settings.scale),) * 2 if canvas is None else canvas.working
 
         def callback(step, timestep, latents):  # this pipeline still has the older callback API
             if on_step is not None:

@@ -1,0 +1,203 @@
+"""The editor at real size on this machine: ViT-bigG-14 + Kandinsky 2.2 (random weights, full size).
+
+What a CPU user meets: how long the models take to load, the time to the first picture of a
+512x512 photograph at the decoder's default steps, a drag's first preview, a slider release's
+full render, how soon Stop takes effect, and the longest stall of the GUI thread meanwhile (a 5 ms
+heartbeat timer; target <= 50 ms). The encoder and decoder are written once in open_clip's and the
+hub's layouts (about 15 GB in ``--work``, kept for the next run) and opened by the editor's own
+loaders, with a 16x SAE at the middle layer.
+
+    python bench/real_editor.py [--work DIR] [--steps 30] [--size 512]
+
+On this two-core CPU it takes about 25 minutes and ~20 GB of memory. Results: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gui_responsiveness import _wait, _wait_until  # noqa: E402
+
+LAYER = 24  # the middle of ViT-bigG-14's 48 blocks
+
+
+def build(work: Path, factor: int = 1) -> tuple[Path, Path, Path]:
+    """The encoder, a 16x SAE at the middle layer and the decoder (every width divided by
+    ``factor``), written once into ``work``."""
+    import torch
+
+    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.shapes import save_clip, save_kandinsky
+
+    work = work / f"factor-{factor}"
+    clip, decoder, sae_dir = work / "vit-bigg-14", work / "kandinsky-2.2", work / "sae"
+    if not (clip / "open_clip_config.json").is_file():
+        print("writing ViT-bigG-14 (random weights, open_clip's layout)…", flush=True)
+        save_clip("ViT-bigG-14", clip, factor=factor)
+    if not (decoder / "model_index.json").is_file():
+        print("writing the Kandinsky 2.2 decoder (random weights, the hub's layout)…", flush=True)
+        save_kandinsky(decoder, factor=factor)
+    if not (sae_dir / "cfg.json").is_file():
+        width = 1664 // factor
+        sae = SparseAutoencoder(
+            SaeConfig(d_in=width, d_sae=16 * width, k=32), SaeMetadata(layer=LAYER, backbone=f"local-dir:{clip}")
+        )
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        sae.save(sae_dir)
+    return clip, decoder, sae_dir
+
+
+class Heart:
+    """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase."""
+
+    def __init__(self):
+        from PySide6.QtCore import QElapsedTimer, QTimer
+
+        self.clock = QElapsedTimer()
+        self.clock.start()
+        self.last = self.clock.nsecsElapsed()
+        self.phase, self.worst = "start", {}
+        self.timer = QTimer(interval=5)
+        self.timer.timeout.connect(self.beat)
+        self.timer.start()
+
+    def beat(self) -> None:
+        now = self.clock.nsecsElapsed()
+        gap = (now - self.last) / 1e6
+        self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
+        self.last = now
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sae-studio-real-editor")
+    p.add_argument("--steps", type=int, default=30, help="the decoder's steps (Kandinsky 2.2's default: 30)")
+    p.add_argument("--size", type=int, default=512, help="the photograph's side")
+    p.add_argument("--factor", type=int, default=1, help="divide every width by this, e.g. 8 (a quick check)")
+    a = p.parse_args()
+    if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtCore import QSettings, QThreadPool
+    from PySide6.QtWidgets import QApplication
+
+    from editor.main_window import MainWindow
+    from editor.model import EditorModel
+    from sae.decoders.registry import load_decoder
+    from sae.workspace import Workspace
+
+    a.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    clip, decoder, sae_dir = build(a.work, a.factor)
+    print(f"models on disk in {time.perf_counter() - t0:.0f} s ({a.work})", flush=True)
+    photo = sae_dir.parent / f"photo-{a.size}.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (a.size, a.size, 3), dtype=np.uint8)).save(photo)
+
+    def load() -> EditorModel:
+        workspace = Workspace.open(sae_dir)
+        return EditorModel(workspace, load_decoder(str(decoder), workspace.backbone))
+
+    app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive while the window runs)
+    heart = Heart()
+    times: dict[str, float] = {}
+
+    def row(key: str, name: str, seconds: float, note: str = "") -> None:
+        times[key] = seconds
+        print(f"  {name:<44} {seconds:8.1f} s  longest GUI gap {heart.worst.get(heart.phase, 0):6.1f} ms  {note}")
+
+    settings = QSettings(str(sae_dir.parent / "settings.ini"), QSettings.Format.IniFormat)
+    settings.clear()
+    heart.phase = "loading the models"
+    t = time.perf_counter()
+    w = MainWindow(load, settings=settings)
+    w.show()
+    _wait_until(lambda: w.model is not None, 1800)
+    row("load_s", "load encoder, SAE and decoder", time.perf_counter() - t)
+    w.generation.steps.setValue(a.steps)
+    w.generation.lock_seed.setChecked(True)
+
+    heart.phase = "first picture"
+    t = time.perf_counter()
+    w.result = None
+    w.open_image(photo)
+    _wait_until(lambda: not w.loading_image, 600)
+    read = time.perf_counter() - t
+    _wait_until(lambda: w.result is not None and not w.scheduler.busy, 3600)
+    s = w.doc.settings
+    row(
+        "first_picture_s",
+        "open the photograph to its first picture",
+        time.perf_counter() - t,
+        f"read {read:.1f} s, {s.steps} steps",
+    )
+    per_step = w.generation.per_step.get(w.decoder_name, 0.0)
+    shown = w.generation.estimate.text() if w.generation.estimate.isVisibleTo(w) else "(no estimate shown)"
+    print(f"    measured {per_step:.1f} s a step; the editor says: {shown}")
+
+    latent = w.model.session.fires(1)[0].latent
+    w.add_slider(latent)
+    heart.phase = "drag"
+    slider = w.sliders.row_for(latent)
+    slider._press()
+
+    def drag_to_preview(key: str, name: str, start: float, end: float) -> None:
+        t = time.perf_counter()
+        w.result = None
+        for m in range(20):
+            slider.slider.setValue(slider.unit * (start + (end - start) * (m + 1) / 20))
+            _wait(16)
+        _wait_until(lambda: w.result is not None, 1800)
+        scale = w.scheduler.last_preview_scale
+        row(key, name, time.perf_counter() - t, f"{min(4, w.doc.settings.steps)} steps at {scale:g} of the side")
+
+    drag_to_preview("first_preview_s", "drag to its first preview", 0.0, 1.0)
+    drag_to_preview("next_preview_s", "drag on to the next preview", 1.0, 2.0)
+    _wait_until(lambda: not w.scheduler.busy, 1800)
+
+    heart.phase = "release"
+    t = time.perf_counter()
+    w.result = None
+    slider._release()
+    _wait(50)
+    kept = w.result is None and w.canvas.after is not None
+    _wait_until(lambda: w.result is not None and not w.scheduler.busy, 3600)
+    row(
+        "release_s",
+        "slider release to its full render",
+        time.perf_counter() - t,
+        "the preview stays on screen meanwhile" * kept,
+    )
+
+    heart.phase = "stop"
+    slider._press()
+    slider.slider.setValue(-slider.unit)
+    slider._release()
+    _wait_until(lambda: w.stop_button.isVisibleTo(w), 600)
+    t = time.perf_counter()
+    w.stop_button.click()
+    _wait_until(lambda: not w.scheduler.busy, 600)
+    row("stop_s", "Stop pressed to the render ended", time.perf_counter() - t, "at the next denoising step")
+
+    heart.timer.stop()
+    w.close()
+    QThreadPool.globalInstance().waitForDone(600_000)
+    longest = max(heart.worst.values())
+    print("longest GUI-thread gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in heart.worst.items()))
+    print(" ".join(f"{k}={v:.1f}" for k, v in times.items()) + f" longest_gap_ms={longest:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Do equal slider steps mean equal change across features? The demo world, refereed by the judge.
+
+For the best detector latent of each object kind (and of each background and colour whose
+detector is clean, AUROC >= 0.95 on held-out scenes), the slider is swept in ``add`` mode on the
+latent's home tokens with the editor's decode defaults: upward on held-out scenes without the
+concept, downward on scenes with it. Each edited embedding is decoded and the judge says whether
+it sees the concept. v50 is the slider value at which the judge sees it in half of the scenes
+(removal: no longer sees it), interpolated on the sweep; preservation is the share of the other
+labels the judge reads as on the unedited decode, at v50. The same sweeps are read in today's
+units (the latent's typical max activation) and in the calibrated units of ``sae.calibration``,
+which never sees the judge; the slider's range ends at the calibrated saturation.
+
+    python bench/slider_calibration.py [--n 24] [--steps 8] [--strength 0.9] [--region edited]
+
+The sweeps are cached in ``--cache`` so a second run only recomputes the calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decoded_edits import decode, demo_session, embeddings  # noqa: E402
+
+from sae.demo import world  # noqa: E402
+
+MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12)  # the sweep, in today's units
+CLEAN = 0.95  # a background or colour latent is a clean detector from this AUROC
+MONOTONE_SLACK = 0.15  # success may dip this far below its best so far and still count as rising
+
+
+@dataclass(frozen=True)
+class Concept:
+    kind: str  # "object", "background" or "colour"
+    name: str
+
+    def truth(self, scene: world.Scene) -> bool:
+        if self.kind == "object":
+            return self.name in scene.kinds()
+        if self.kind == "background":
+            return scene.background == self.name
+        return any(t.colour == self.name for t in scene.things)
+
+    def seen(self, j) -> np.ndarray:
+        """[N] whether the judge sees the concept in each picture."""
+        present = j.present > 0.5
+        if self.kind == "object":
+            return present[:, world.KINDS.index(self.name)]
+        if self.kind == "background":
+            return j.background == world.BACKGROUNDS.index(self.name)
+        return (present & (j.colour == world.COLOURS.index(self.name))).any(1)
+
+    def preservation(self, j0, j1) -> float:
+        """The share of the other labels (each kind's presence, the background) read the same."""
+        others = [i for i, k in enumerate(world.KINDS) if not (self.kind == "object" and k == self.name)]
+        same = ((j0.present[:, others] > 0.5) == (j1.present[:, others] > 0.5)).sum(1)
+        n = len(others)
+        if self.kind != "background":
+            same = same + (j0.background == j1.background)
+            n += 1
+        return float((same / n).mean())
+
+
+def scenes(concept: Concept, n: int, having: bool, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        kw = {}
+        if concept.kind == "object":
+            kw = {"include": (concept.name,)} if having else {"exclude": (concept.name,)}
+        elif concept.kind == "background" and having:
+            kw = {"background": concept.name}
+        sc = world.sample_scene(rng, **kw)
+        if concept.truth(sc) == having and not (concept.name == "sun" and sc.background == "indoor"):
+            out.append(world.render(sc, seed=int(rng.integers(2**31))))
+    return out
+
+
+def detectors(session, n: int = 1000) -> dict[Concept, tuple[int, float]]:
+    """The best latent of each concept and its AUROC: objects from the model card's evaluation,
+    backgrounds and colours measured here on held-out scenes (kept when clean)."""
+    from sae.demo.build import DEMO
+    from sae.demo.data import world_data
+    from sae.demo.evaluate import HELD_OUT_SEED
+    from sae.demo.metrics import auroc_per_column
+    from sae.demo.sae_recipe import image_codes
+
+    concepts = json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"]
+    out = {Concept("object", k): (v["latent"], v["auroc"]) for k, v in concepts.items()}
+    held = world_data(n, seed=HELD_OUT_SEED)
+    codes = image_codes(session.backbone, session.sae, held.images)
+    labels = {Concept("background", b): held.background == i for i, b in enumerate(world.BACKGROUNDS)}
+    for i, c in enumerate(world.COLOURS):
+        labels[Concept("colour", c)] = ((held.present > 0) & (held.colour == i)).any(1)
+    for concept, positive in labels.items():
+        scores = auroc_per_column(codes, positive)
+        best = int(np.nanargmax(scores))
+        if scores[best] >= CLEAN:
+            out[concept] = (best, float(scores[best]))
+    return out
+
+
+def sweep(session, judge, concept: Concept, latent: int, tokens: str, values, n: int, settings, seed: int) -> dict:
+    """Success and preservation at each slider value (raw activation amounts, one sign)."""
+    from sae.steer import Edit
+
+    having = values[0] < 0  # removal: scenes with the concept
+    images = scenes(concept, n, having, seed)
+    makers = [lambda ss, v=float(v): ss.embedding([Edit(latent, "add", v, tokens=tokens)]) for v in values]
+    plain_e, edited = embeddings(session, images, makers)
+    plain = judge.predict(decode(session, plain_e, images, settings, plain_e))
+    base = concept.seen(plain) == having  # scenes whose unedited decode reads as the scene does
+    success, kept = [], []
+    for e in edited:
+        j = judge.predict(decode(session, e, images, settings, plain_e))
+        seen = concept.seen(j)
+        success.append(float((seen != having)[base].mean()) if base.any() else float("nan"))
+        kept.append(concept.preservation(plain, j))
+    return {"values": values.tolist(), "success": success, "kept": kept, "scenes": int(base.sum())}
+
+
+def v50(values: np.ndarray, success: np.ndarray, limit: float = np.inf) -> float:
+    """The smallest |value| at which success first reaches 0.5, linearly interpolated (inf: never,
+    within ``limit``)."""
+    prev_v, prev_s = 0.0, 0.0
+    for v, s in zip(np.abs(values), success, strict=True):
+        if v > limit:
+            break
+        if s >= 0.5:
+            return prev_v + (v - prev_v) * (0.5 - prev_s) / max(s - prev_s, 1e-9)
+        prev_v, prev_s = v, s
+    return float("inf")
+
+
+def rises(values: np.ndarray, success: np.ndarray, limit: float = np.inf) -> bool:
+    """Success never falls more than MONOTONE_SLACK below its best so far, within ``limit``."""
+    best = 0.0
+    for v, s in zip(np.abs(values), success, strict=True):
+        if v > limit:
+            break
+        if s < best - MONOTONE_SLACK:
+            return False
+        best = max(best, s)
+    return True
+
+
+def cv(x: list[float]) -> float:
+    """Coefficient of variation; a latent that never reaches 50% counts at the sweep's end."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.std() / x.mean()) if len(x) else float("nan")
+
+
+def main() -> None:
+    from decoded_edits import parse_args
+
+    a = parse_args(__doc__, 24, "scenes per concept and side", cache=True)
+    from sae.decoders import DecodeSettings
+    from sae.demo.build import DEMO
+    from sae.demo.judge import Judge
+    from sae.workspace import Workspace
+
+    session = demo_session(a.decoder)
+    workspace = Workspace.open(DEMO / "sae", backbone=session.backbone)
+    judge = Judge.load(DEMO / "judge")
+    settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0, region=a.region)
+    cache = Path(a.cache)
+    raw = json.loads(cache.read_text()) if cache.is_file() else {}
+    key = f"{a.n}-{a.steps}-{a.strength}-{a.region}"
+    found = detectors(session)
+    results = raw.get(key, {})
+    for i, (concept, (latent, auroc)) in enumerate(found.items()):
+        name = f"{concept.kind}:{concept.name}"
+        if name in results:
+            continue
+        unit, tokens = workspace.unit(latent), workspace.home_tokens(latent)
+        up = np.array(MULTIPLES) * unit
+        results[name] = {
+            "latent": latent,
+            "auroc": auroc,
+            "unit": unit,
+            "add": sweep(session, judge, concept, latent, tokens, up, a.n, settings, 100 + i),
+            "remove": sweep(session, judge, concept, latent, tokens, -up, a.n, settings, 200 + i),
+        }
+        raw[key] = results
+        cache.write_text(json.dumps(raw))
+        print(f"swept {name} (latent {latent})", flush=True)
+
+    responses = {name: measure(session, workspace, r["latent"]) for name, r in results.items()}
+    table(results, responses)
+
+
+def measure(session, workspace, latent: int):
+    """(upward, downward) responses of ``latent``'s slider (``sae.calibration``): on the neutral
+    pictures, and on the indexed pictures it fires on most (their thumbnails)."""
+    import torch
+    from PIL import Image
+
+    from sae.calibration import response
+    from sae.features import thumbnail_path
+    from sae.neutral import neutral_images
+
+    bb, tokens = session.backbone, workspace.home_tokens(latent)
+    neutral = torch.stack([bb.preprocess(im) for im in neutral_images(bb)])
+    top = [int(i) for i in workspace.index.top_images[latent][:FIRING] if i >= 0]
+    firing = torch.stack([bb.preprocess(Image.open(thumbnail_path(workspace.folder, i)).convert("RGB")) for i in top])
+    return response(bb, session.sae, latent, tokens, neutral), response(bb, session.sae, latent, tokens, firing, -1.0)
+
+
+FIRING = 4  # pictures a downward response is measured on
+
+
+def candidates(responses) -> dict[str, dict[str, tuple[float, float]]]:
+    """name -> concept -> (unit, saturation in units) for each side, per candidate calibration."""
+    from sae.calibration import side
+
+    out: dict[str, dict] = {"share": {}, "absolute": {}, "slope": {}}
+    fars = np.array([[u.far, d.far] for u, d in responses.values()])
+    target = 0.5 * np.median(fars, axis=0)  # one distance per side for every latent
+    for name, pair in responses.items():
+        for k, r in enumerate(pair):
+            s = side(r)
+            sat = abs(r.value_at(0.9 * r.far))
+            out["share"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
+            a = abs(r.value_at(float(target[k])))
+            out["absolute"].setdefault(name, []).append((a, sat / a))
+            slope = float(r.change[0]) / abs(float(r.values[0]))
+            out["slope"].setdefault(name, []).append((target[k] / slope, sat * slope / target[k]))
+    return out
+
+
+def table(results: dict, responses: dict) -> None:
+    cands = candidates(responses)
+    print(
+        f"\n{'concept':<18}{'latent':>7}  {'v50: today':>10}"
+        + "".join(f"{c:>10}" for c in cands)
+        + f"{'kept':>6}{'rises':>6}   {'-v50: today':>11}"
+        + "".join(f"{c:>10}" for c in cands)
+        + f"{'kept':>6}"
+    )
+    figures = {c: {"add": [], "remove": []} for c in ("today", *cands)}
+    monotone = {c: [] for c in ("today", *cands)}
+    for name, r in results.items():
+        line = f"{name:<18}{r['latent']:>7}  "
+        for k, side_name in enumerate(("add", "remove")):
+            s = r[side_name]
+            values, success = np.array(s["values"]), np.array(s["success"])
+            raw = v50(values, success)
+            today = min(raw / r["unit"], MULTIPLES[-1])
+            figures["today"][side_name].append(today)
+            if side_name == "add":
+                monotone["today"].append(rises(values, success))
+            line += f"{today:>10.2f}"
+            for c, per in cands.items():
+                unit, sat = per[name][k]
+                v = min(v50(values, success, sat * unit) / unit, sat)
+                figures[c][side_name].append(v)
+                if side_name == "add":
+                    monotone[c].append(rises(values, success, sat * unit))
+                line += f"{v:>10.2f}"
+            kept = float(np.interp(raw, np.abs(values), s["kept"])) if np.isfinite(raw) else float("nan")
+            line += f"{kept:>6.2f}" + (f"{'yes' if rises(values, success) else 'no':>6}   " if k == 0 else "")
+        print(line)
+    for c in figures:
+        print(
+            f"{c:<10} cv add {cv(figures[c]['add']):.3f}  cv remove {cv(figures[c]['remove']):.3f}  "
+            f"rising {np.mean(monotone[c]):.2f}"
+        )
+    best = "share"
+    print(
+        f"cv_before={cv(figures['today']['add']):.3f} cv_after={cv(figures[best]['add']):.3f} "
+        f"monotonic={np.mean(monotone[best]):.2f} removal_cv_before={cv(figures['today']['remove']):.3f} "
+        f"removal_cv_after={cv(figures[best]['remove']):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -109,7 +109,7 @@ def measure(loader, images: list[Path], drags: int = 8, moves: int = 30, search:
         before = row.slider.value()
         phase[0] = "drag"
         for m in range(moves):
-            row.slider.setValue(row.unit * 2 * ((m + 1) / moves) * (1 if d % 2 == 0 else -1))
+            row.slider.setValue(2 * ((m + 1) / moves) * (1 if d % 2 == 0 else -1))
             _wait(16)
         w.result = None
         phase[0] = "release"

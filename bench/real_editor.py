@@ -18,7 +18,9 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,24 +61,47 @@ def build(work: Path, factor: int = 1) -> tuple[Path, Path, Path]:
 
 
 class Heart:
-    """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase."""
+    """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase. With ``why``, a
+    watchdog thread notes what every thread was running when a gap passed 40 ms."""
 
-    def __init__(self):
-        from PySide6.QtCore import QElapsedTimer, QTimer
+    def __init__(self, why: bool = False):
+        from PySide6.QtCore import QTimer
 
-        self.clock = QElapsedTimer()
-        self.clock.start()
-        self.last = self.clock.nsecsElapsed()
+        self.last = time.perf_counter()
         self.phase, self.worst = "start", {}
+        self.stalls: list[tuple[float, str, str]] = []  # (gap ms, phase, stacks)
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self.beat)
         self.timer.start()
+        if why:
+            threading.Thread(target=self._watch, daemon=True).start()
 
     def beat(self) -> None:
-        now = self.clock.nsecsElapsed()
-        gap = (now - self.last) / 1e6
+        now = time.perf_counter()
+        gap = (now - self.last) * 1000
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
+        if self.stalls and self.stalls[-1][0] < 0:  # the stall the watchdog saw has ended: its length
+            self.stalls[-1] = (gap, *self.stalls[-1][1:])
         self.last = now
+
+    def _watch(self) -> None:
+        seen = 0.0
+        while True:
+            time.sleep(0.01)
+            last = self.last
+            if time.perf_counter() - last > 0.04 and last != seen:
+                seen = last
+                frames = sys._current_frames()
+                stacks = "\n".join(
+                    f"  [{t.name}]\n" + "".join(traceback.format_stack(frames[t.ident], limit=6))
+                    for t in threading.enumerate()
+                    if t.ident in frames and t is not threading.current_thread()
+                )
+                self.stalls.append((-1.0, self.phase, stacks))
+
+    def report(self, n: int = 5) -> None:
+        for gap, phase, stacks in sorted(self.stalls, key=lambda s: -s[0])[:n]:
+            print(f"\nstall of {gap:.0f} ms while {phase}; the threads were in:\n{stacks}")
 
 
 def main() -> None:
@@ -85,6 +110,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="the decoder's steps (Kandinsky 2.2's default: 30)")
     p.add_argument("--size", type=int, default=512, help="the photograph's side")
     p.add_argument("--factor", type=int, default=1, help="divide every width by this, e.g. 8 (a quick check)")
+    p.add_argument("--why", action="store_true", help="print what the threads ran during the longest stalls")
     a = p.parse_args()
     if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -111,7 +137,7 @@ def main() -> None:
         return EditorModel(workspace, load_decoder(str(decoder), workspace.backbone))
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive while the window runs)
-    heart = Heart()
+    heart = Heart(a.why)
     times: dict[str, float] = {}
 
     def row(key: str, name: str, seconds: float, note: str = "") -> None:
@@ -143,9 +169,13 @@ def main() -> None:
         time.perf_counter() - t,
         f"read {read:.1f} s, {s.steps} steps",
     )
-    per_step = w.generation.per_step.get(w.decoder_name, 0.0)
-    shown = w.generation.estimate.text() if w.generation.estimate.isVisibleTo(w) else "(no estimate shown)"
-    print(f"    measured {per_step:.1f} s a step; the editor says: {shown}")
+
+    def estimate() -> None:
+        per_step = w.generation.per_step.get(w.decoder_name, 0.0)
+        shown = w.generation.estimate.text() if w.generation.estimate.isVisibleTo(w) else "(no estimate shown)"
+        print(f"    measured {per_step:.1f} s a step; the editor says: {shown}")
+
+    estimate()
 
     latent = w.model.session.fires(1)[0].latent
     w.add_slider(latent)
@@ -157,13 +187,14 @@ def main() -> None:
         t = time.perf_counter()
         w.result = None
         for m in range(20):
-            slider.slider.setValue(slider.unit * (start + (end - start) * (m + 1) / 20))
+            slider.slider.setValue((start + (end - start) * (m + 1) / 20))
             _wait(16)
         _wait_until(lambda: w.result is not None, 1800)
         scale = w.scheduler.last_preview_scale
         row(key, name, time.perf_counter() - t, f"{min(4, w.doc.settings.steps)} steps at {scale:g} of the side")
 
     drag_to_preview("first_preview_s", "drag to its first preview", 0.0, 1.0)
+    estimate()
     drag_to_preview("next_preview_s", "drag on to the next preview", 1.0, 2.0)
     _wait_until(lambda: not w.scheduler.busy, 1800)
 
@@ -183,7 +214,7 @@ def main() -> None:
 
     heart.phase = "stop"
     slider._press()
-    slider.slider.setValue(-slider.unit)
+    slider.slider.setValue(-1.0)
     slider._release()
     _wait_until(lambda: w.stop_button.isVisibleTo(w), 600)
     t = time.perf_counter()
@@ -196,6 +227,7 @@ def main() -> None:
     QThreadPool.globalInstance().waitForDone(600_000)
     longest = max(heart.worst.values())
     print("longest GUI-thread gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in heart.worst.items()))
+    heart.report()
     print(" ".join(f"{k}={v:.1f}" for k, v in times.items()) + f" longest_gap_ms={longest:.1f}")
 
 

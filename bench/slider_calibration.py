@@ -192,28 +192,8 @@ def main() -> None:
         cache.write_text(json.dumps(raw))
         print(f"swept {name} (latent {latent})", flush=True)
 
-    responses = {name: measure(session, workspace, r["latent"]) for name, r in results.items()}
+    responses = {name: workspace.responses(r["latent"]) for name, r in results.items()}
     table(results, responses)
-
-
-def measure(session, workspace, latent: int):
-    """(upward, downward) responses of ``latent``'s slider (``sae.calibration``): on the neutral
-    pictures, and on the indexed pictures it fires on most (their thumbnails)."""
-    import torch
-    from PIL import Image
-
-    from sae.calibration import response
-    from sae.features import thumbnail_path
-    from sae.neutral import neutral_images
-
-    bb, tokens = session.backbone, workspace.home_tokens(latent)
-    neutral = torch.stack([bb.preprocess(im) for im in neutral_images(bb)])
-    top = [int(i) for i in workspace.index.top_images[latent][:FIRING] if i >= 0]
-    firing = torch.stack([bb.preprocess(Image.open(thumbnail_path(workspace.folder, i)).convert("RGB")) for i in top])
-    return response(bb, session.sae, latent, tokens, neutral), response(bb, session.sae, latent, tokens, firing, -1.0)
-
-
-FIRING = 4  # pictures a downward response is measured on
 
 
 def candidates(responses) -> dict[str, dict[str, tuple[float, float]]]:

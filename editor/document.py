@@ -14,13 +14,14 @@ from PySide6.QtCore import QObject, Signal
 
 from sae.decoders import DecodeSettings
 from sae.steer import Edit
+from sae.units import Scale
 
 
 @dataclass
 class Slider:
     latent: int  # an SAE latent, or a negative id for an induced slider
     label: str
-    unit: float  # the latent's typical max activation: slider ranges are in units of it
+    scale: Scale  # what a step of the slider means in add mode (``sae.units``)
     current: float = 0.0  # how much the open image shows it
     mode: str = "add"
     value: float = 0.0
@@ -28,6 +29,11 @@ class Slider:
     mask: tuple[int, ...] | None = None  # painted patches it is limited to (None: no limit)
     weights: tuple[tuple[int, float], ...] | None = None  # an induced slider's latents
     fixed_tokens: tuple[str, str] | None = None  # (tokens, why) when the SAE offers no choice
+
+    @property
+    def unit(self) -> float:
+        """The activation one unit above zero adds (set mode's range is in these too)."""
+        return self.scale.up
 
     def identity(self, mode: str | None = None) -> float:
         """The value at which the slider in ``mode`` changes nothing."""
@@ -38,7 +44,14 @@ class Slider:
         if self.mask is not None and tokens == "class":
             tokens = "patches"  # the painted patches are where it acts
         return Edit(
-            self.latent, self.mode, float(self.value), self.mask, self.label, weights=self.weights, tokens=tokens
+            self.latent,
+            self.mode,
+            float(self.value),
+            self.mask,
+            self.label,
+            weights=self.weights,
+            tokens=tokens,
+            scale=self.scale,
         )
 
 
@@ -124,6 +137,10 @@ class EditDocument(QObject):
 
     def set_mask(self, latent: int, mask: tuple[int, ...] | None) -> None:
         self._update(latent, mask=mask)
+
+    def set_scale(self, latent: int, scale: Scale) -> None:
+        """New units for the slider (its calibration arrived); the amount it adds stays."""
+        self._update(latent, edits=False, scale=scale)
 
     def set_current(self, latent: int, current: float) -> None:
         """What the open image shows of the slider (display only)."""

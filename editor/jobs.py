@@ -42,6 +42,8 @@ class RenderRequest:
     settings: DecodeSettings
     preview: bool  # a quick low-step render while a slider is dragged
     causal: tuple[int, float, str] | None = None  # (latent, value, tokens): a causal preview instead of the edit
+    sweep: list[list[Edit]] | None = None  # a sweep strip: one picture per list of edits, in turn
+    done: int = 0  # pictures of a sweep already delivered (a sweep that made way resumes after them)
     image: Image.Image | None = None  # a new input image to encode and cache (no render)
 
 
@@ -53,6 +55,7 @@ class RenderScheduler(QObject):
     finished = Signal(int, object)  # job id, PIL image
     failed = Signal(int, str)  # job id, one-sentence message
     causal_ready = Signal(int, object)  # latent, PIL image
+    sweep_ready = Signal(int, int, object)  # job id, picture index, PIL image
     image_ready = Signal(int)  # job id: the session now holds the new image
     step_timed = Signal(str, float)  # decoder name, seconds per denoising step at full size
 
@@ -65,7 +68,8 @@ class RenderScheduler(QObject):
         self._pending: RenderRequest | None = None
         self._pending_causal: RenderRequest | None = None
         self._pending_image: RenderRequest | None = None
-        self.latest_causal = 0
+        self._pending_sweep: RenderRequest | None = None
+        self.latest_causal = self.latest_sweep = 0
         self._running = False
         self._running_preview = False  # the running job is a drag preview (a later move waits for it)
         self._closed = False
@@ -106,6 +110,18 @@ class RenderScheduler(QObject):
             self._start_next()
         return job.job_id
 
+    def request_sweep(self, edit_lists: list[list[Edit]], settings: DecodeSettings) -> int:
+        """Paint one picture per list of edits, after any slider render or causal preview (which
+        the sweep makes way for at its next step); the newest sweep replaces an older one."""
+        with self._lock:
+            job = RenderRequest(next(self._ids), [], settings, False, sweep=[list(e) for e in edit_lists])
+            self.latest_sweep = job.job_id
+            self._pending_sweep = job
+            start = not self._running
+        if start:
+            self._start_next()
+        return job.job_id
+
     @property
     def busy(self) -> bool:
         return self._running
@@ -137,11 +153,11 @@ class RenderScheduler(QObject):
         """The window closes: start nothing more, and let a running decode stop at its next step."""
         with self._lock:
             self._closed = True
-            self._pending = self._pending_causal = self._pending_image = None
-            self.latest = self.latest_causal = -1
+            self._pending = self._pending_causal = self._pending_image = self._pending_sweep = None
+            self.latest = self.latest_causal = self.latest_sweep = -1
 
     def is_stale(self, job_id: int) -> bool:
-        return job_id not in (self.latest, self.latest_causal)
+        return job_id not in (self.latest, self.latest_causal, self.latest_sweep)
 
     def _start_next(self) -> None:
         if not isValid(self) or self._closed:
@@ -156,8 +172,10 @@ class RenderScheduler(QObject):
                 job, self._pending_image = self._pending_image, None
             elif self._pending is not None:
                 job, self._pending = self._pending, None
-            else:
+            elif self._pending_causal is not None:
                 job, self._pending_causal = self._pending_causal, None
+            else:
+                job, self._pending_sweep = self._pending_sweep, None
             if job is None:
                 self._running = False
                 return
@@ -179,27 +197,35 @@ class RenderScheduler(QObject):
             return job, job.image
         if session.current is None and job.causal is None:
             return job, None
+        waiting = job.causal is not None or job.sweep is not None  # makes way for slider renders
 
         marks: list[float] = []  # when each step ended: the per-step time of a full-size render
 
         def on_step(step: int, total: int) -> None:
-            if step > 0 and job.causal is None and job.settings.scale == 1.0:  # (step 0: a poll between passes)
+            if step > 0 and not waiting and job.settings.scale == 1.0:  # (step 0: a poll between passes)
                 marks.append(time.perf_counter())
                 if len(marks) >= 2:
                     self.step_timed.emit(job.settings.decoder, (marks[-1] - marks[0]) / (len(marks) - 1))
             if (
                 not isValid(self)
                 or self.is_stale(job.job_id)
-                or (job.causal is not None and (self._pending or self._pending_image))
+                or (waiting and (self._pending or self._pending_image))
+                or (job.sweep is not None and self._pending_causal)
             ):
                 raise DecodeCancelled()  # a newer state, or a slider render waiting behind a preview
-            if job.causal is None:
+            if not waiting:
                 self.progress.emit(job.job_id, step, total)
 
         try:
             if job.causal is not None:
                 latent, value, tokens = job.causal
                 return job, session.causal_preview(latent, value, job.settings, on_step, tokens=tokens)
+            if job.sweep is not None:
+                for i in range(job.done, len(job.sweep)):
+                    on_step(0, 1)  # a slider render waiting goes first
+                    self.sweep_ready.emit(job.job_id, i, session.render(job.sweep[i], job.settings, on_step))
+                    job.done = i + 1
+                return job, None
             t0 = time.perf_counter()
             image = session.render(job.edits, job.settings, on_step)
             if job.preview:
@@ -207,9 +233,11 @@ class RenderScheduler(QObject):
                 self.last_preview_scale = job.settings.scale
             return job, image
         except DecodeCancelled:
-            with self._lock:  # a preview that made way for a slider render runs again after it
+            with self._lock:  # a preview or sweep that made way for a slider render runs again after it
                 if job.causal is not None and not self.is_stale(job.job_id) and self._pending_causal is None:
                     self._pending_causal = job
+                if job.sweep is not None and not self.is_stale(job.job_id) and self._pending_sweep is None:
+                    self._pending_sweep = job
             return job, None
 
     def _done(self, result: tuple[RenderRequest, Image.Image | None]) -> None:

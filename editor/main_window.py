@@ -5,6 +5,7 @@ nothing itself: renders, searches, heatmaps, loading and induction run on worker
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -28,22 +29,25 @@ from editor.generation import GenerationPanel
 from editor.induction import Induction
 from editor.jobs import JobRunner, PreviewThrottle, RenderScheduler
 from editor.menus import RecentImages, build_menus
-from editor.model import EditorModel
+from editor.model import NOT_MEASURED, EditorModel
 from editor.sliders import SliderPanel
+from editor.sweep_strip import SweepStrip
 from editor.switcher import ModelSwitcher
-from sae import presets
+from sae import presets, sweep
 from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.images import load_image
 from sae.induce import InducedSlider
 from sae.png import preset_in
 from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
+from sae.units import Scale
 
 PREVIEW_STEPS = 4
 # Where a full render's step takes this long (a CPU at real size), drag previews paint at half the
 # side, a quarter of the work, so they still follow the drag.
 SLOW_STEP_S, SLOW_PREVIEW_SCALE = 2.0, 0.5
 NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
+OLD_PRESET = "a preset made before calibrated units"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 
 
@@ -64,9 +68,11 @@ class MainWindow(QMainWindow):
         self.features = FeaturePanel()
         self.sliders = SliderPanel(self.doc)
         self.generation = GenerationPanel(self.doc, self.settings)
+        self.sweep = SweepStrip()
         for title, widget, area in (
             ("Features", self.features, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("Sliders", self.sliders, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Sweep", self.sweep, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Generation", self.generation, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
@@ -93,6 +99,8 @@ class MainWindow(QMainWindow):
         self.scheduler.finished.connect(self._rendered)
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
         self.scheduler.causal_ready.connect(self.features.show_causal)
+        self.scheduler.sweep_ready.connect(self._swept)
+        self.sweep.chosen.connect(self._sweep_chosen)
         self.scheduler.image_ready.connect(self._image_ready)
         self.loading_image = False
         self._image_job = 0
@@ -100,6 +108,7 @@ class MainWindow(QMainWindow):
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self._pending_image: Path | None = None
+        self._sweep_job = 0
         self.throttle = PreviewThrottle(
             lambda: self.request_render(preview=True), lambda: self.scheduler.preview_running, self
         )
@@ -233,12 +242,33 @@ class MainWindow(QMainWindow):
             "fixed_tokens": m.only_tokens(),
             **fields,
         }
-        return Slider(latent, m.label(latent), m.unit(latent), m.current_activation(latent), **fields)
+        if fields.get("scale") is None:
+            fields["scale"] = m.scale(latent)
+        return Slider(latent, m.label(latent), current=m.current_activation(latent), **fields)
 
     def add_slider(self, latent: int, value: float = 0.0) -> None:
         if self.model is None or self.doc.slider(latent) is not None:
             return
-        self.undo.push(AddSlider(self.doc, self.new_slider(latent, value=value)))
+        slider = self.new_slider(latent, value=value)
+        self.undo.push(AddSlider(self.doc, slider))
+        if latent >= 0 and not slider.scale.calibrated and slider.scale.why == NOT_MEASURED:
+            self.calibrate_slider(latent)
+
+    def _calibrated(self, latent: int, scale) -> None:
+        self.doc.set_scale(latent, scale)
+        if self.sliders.selected is not None and self.sliders.selected.latent == latent:
+            self.request_sweep()  # its positions are in the new units
+
+    def calibrate_slider(self, latent: int) -> None:
+        """Measure the slider's calibrated units in the background; the row takes them when they come."""
+        model = self.model
+        self.jobs.run(
+            f"calibrate {latent}",
+            model.calibrate,
+            latent,
+            done=lambda scale: self._calibrated(latent, scale) if self.model is model else None,
+            failed=lambda e: self.statusBar().showMessage(f"Could not calibrate the slider of #{latent}: {e}", 8000),
+        )
 
     def remove_slider(self, row) -> None:
         self.undo.push(AddSlider(self.doc, self.doc.slider(row.latent), adding=False))
@@ -288,6 +318,32 @@ class MainWindow(QMainWindow):
     def _selected_row(self, row) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()
         self.canvas.update()
+        self.request_sweep()
+
+    # -- the sweep strip ------------------------------------------------------------------------
+    def request_sweep(self) -> None:
+        """Quick previews of the selected slider across its range, after any slider render."""
+        row, session = self.sliders.selected, self.model.session if self.model else None
+        if row is None or row.state.mode != "add" or session is None or session.decoder is None:
+            self.sweep.clear()
+            return
+        if session.current is None or self.loading_image:
+            return  # asked again once the image is read
+        s = row.state
+        places = sweep.positions(s.scale)
+        others = [e for e in self.doc.edits() if e.latent != s.latent]
+        lists = [[*others, replace(s.edit(), value=s.scale.amount(p))] for p in places]
+        self.sweep.show_pending(s.latent, s.label, places, s.scale)
+        self._sweep_job = self.scheduler.request_sweep(lists, self.decode_settings(preview=True))
+
+    def _swept(self, job_id: int, index: int, image: Image.Image) -> None:
+        if job_id == self._sweep_job:
+            self.sweep.show_picture(index, image)
+
+    def _sweep_chosen(self, latent: int, position: float) -> None:
+        row = self.sliders.row_for(latent)
+        if row is not None:
+            row.set_value(row.state.scale.amount(position))
 
     def toggle_brush(self) -> None:
         self.canvas.brush = self.brush_action.isChecked() and self.sliders.selected is not None
@@ -328,6 +384,8 @@ class MainWindow(QMainWindow):
         # (the demo decoder blurs fine detail): say so, so nobody reads it as an edit.
         unedited = all(e.mode == "add" and e.value == 0 for e in edits)
         self._caption = (job, "decoded, no edits (what the decoder keeps)" if unedited else "edited")
+        if not preview:
+            self.request_sweep()  # after this render: the other sliders' values changed
 
     def _progress(self, job_id: int, step: int, total: int) -> None:
         if job_id == self.scheduler.latest:
@@ -397,7 +455,9 @@ class MainWindow(QMainWindow):
         for e in preset.edits:
             latent = self.model.add_induced(InducedSlider(e.label, e.weights)) if e.weights is not None else e.latent
             if all(s.latent != latent for s in sliders):
-                sliders.append(self.new_slider(latent, mode=e.mode, value=e.value, tokens=e.tokens, mask=e.mask))
+                units = e.scale or Scale.typical(self.model.unit(latent), OLD_PRESET)  # as its author saw it
+                fields = dict(mode=e.mode, value=e.value, tokens=e.tokens, mask=e.mask)
+                sliders.append(self.new_slider(latent, scale=units if e.weights is None else None, **fields))
         self.doc.load(sliders, preset.decoder.but(decoder=self.decoder_name))
         self.statusBar().showMessage(f"Applied {source[0].lower() + source[1:]}", 5000)
 

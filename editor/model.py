@@ -9,7 +9,10 @@ import sae.demo  # noqa: F401  registers the demo world with the edit engine (sa
 from sae.decoders import Decoder
 from sae.induce import InducedSlider, induce_from_images
 from sae.labels import SearchHit
+from sae.units import Scale
 from sae.workspace import Workspace
+
+NOT_MEASURED = "not measured yet"  # an uncalibrated slider's reason until its calibration arrives
 
 
 class EditorModel:
@@ -75,6 +78,18 @@ class EditorModel:
         if unit <= 0 and self.session.current is not None:
             unit = float(self.session.image_activations()[latent])
         return unit if unit > 0 else 1.0
+
+    def scale(self, latent: int) -> Scale:
+        """A slider's units as far as known now: calibrated if measured before, else today's
+        (``calibrate`` measures them, off the GUI thread)."""
+        if latent in self.induced:
+            return Scale.typical(1.0, "an induced slider: 1 is the examples' average difference")
+        found = self.workspace.calibrations.get(latent)
+        return found.scale(self.unit(latent)) if found else Scale.typical(self.unit(latent), NOT_MEASURED)
+
+    def calibrate(self, latent: int) -> Scale:
+        """Measure ``latent``'s calibrated units (seconds on a large encoder) and keep them."""
+        return self.workspace.calibration(latent).scale(self.unit(latent))
 
     def home_tokens(self, latent: int) -> str:
         """Which tokens a new slider edits: where its latent fires (an induced one: where all do)."""

@@ -31,7 +31,8 @@ TOKENS_TIP = (
 
 
 class SliderRow(QFrame):
-    """The view of one ``Slider``; ranges are in units of its ``unit``."""
+    """The view of one ``Slider``: in add mode its position is in the slider's units (``sae.units``),
+    the document keeps the amount."""
 
     committed = Signal(object, float, float)  # self, value before the drag, value after
     remove_requested = Signal(object)
@@ -75,7 +76,7 @@ class SliderRow(QFrame):
         bottom.addWidget(self.tokens)
         lay.addLayout(bottom)
         self.show_state()
-        self.slider.valueChanged.connect(lambda v: doc.set_value(self.latent, v, dragging=True))
+        self.slider.valueChanged.connect(lambda v: doc.set_value(self.latent, self.amount(v), dragging=True))
         self.slider.sliderPressed.connect(self._press)
         self.slider.sliderReleased.connect(self._release)
         self.slider.editingFinished.connect(self._release)
@@ -92,6 +93,26 @@ class SliderRow(QFrame):
     @property
     def unit(self) -> float:
         return max(self.state.unit, 1e-3)
+
+    def amount(self, position: float) -> float:
+        """The value the slider at ``position`` stands for: in add mode, its units' amount."""
+        return self.state.scale.amount(position) if self.state.mode == "add" else position
+
+    def position(self, value: float) -> float:
+        return self.state.scale.position(value) if self.state.mode == "add" else value
+
+    def _units_tip(self) -> str:
+        s = self.state
+        if s.mode != "add":
+            return "scale: multiply the activation" if s.mode == "scale" else "set: the activation itself"
+        up, down = s.scale.up, s.scale.down
+        amounts = f"1 unit adds {up:.3g} to the activation (and -1 takes {down:.3g} away)"
+        if s.scale.calibrated:
+            return (
+                f"Calibrated units: {amounts}. One unit moves the picture's embedding as far for every feature; "
+                "the range ends where the picture stops changing."
+            )
+        return f"Uncalibrated units ({s.scale.why}): {amounts}, the feature's typical strongest activation."
 
     @property
     def label(self) -> str:
@@ -111,12 +132,12 @@ class SliderRow(QFrame):
         induced = s.weights is not None
         with QSignalBlocker(self.slider), QSignalBlocker(self.mode), QSignalBlocker(self.tokens):
             self.mode.setCurrentText(s.mode)
-            u = self.unit
-            lo, hi = {"add": (-3 * u, 3 * u), "scale": (0.0, 4.0), "set": (0.0, 3 * u)}[s.mode]
+            lo, hi = {"add": (-s.scale.bottom, s.scale.top), "scale": (0.0, 4.0), "set": (0.0, 3 * self.unit)}[s.mode]
             self.slider.setRange(lo, hi)
             self.slider.setSingleStep((hi - lo) / 100)
-            self.slider.setValue(s.value)
+            self.slider.setValue(self.position(s.value))
             self.tokens.setCurrentIndex(TOKENS.index(s.fixed_tokens[0] if s.fixed_tokens else s.tokens))
+        self.slider.setToolTip(self._units_tip())
         if induced:
             self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>induced · {len(s.weights)} latents</span>")
             self.title.setToolTip("A slider induced from example images (Edit ▸ Induce slider from examples)")
@@ -125,7 +146,8 @@ class SliderRow(QFrame):
                 "Induced sliders add their mix of latents: " + " + ".join(f"{w:.2f} x #{i}" for i, w in s.weights)
             )
         else:
-            self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>#{s.latent}</span>")
+            mark = "" if s.scale.calibrated or s.mode != "add" else " · uncalibrated"
+            self.title.setText(f"<b>{s.label}</b>  <span style='color:gray'>#{s.latent}{mark}</span>")
         what = "shows it" if induced else "fires"
         self.now.setText(f"{what} here at {s.current:.2f}" + (" (1 = the examples)" if induced else ""))
         self.tokens.setEnabled(s.mask is None and s.fixed_tokens is None)

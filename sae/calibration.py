@@ -12,15 +12,20 @@ on neutral pictures (the concept absent), downward on the pictures the latent fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from sae import atomic
 from sae.backbone import Backbone
+from sae.features import INDEX_DIR
 from sae.model import SparseAutoencoder
 from sae.steer import Edit, steer_residual
+from sae.units import MAX_RANGE, Scale
 
 # The sweep, in multiples of the value at which the added row is as long as a typical token;
 # FAR stands for the saturated end.
@@ -28,6 +33,8 @@ GRID = tuple(2.0**k for k in range(-5, 5))
 FAR = 64.0
 UNIT_SHARE = 0.5
 SATURATION_SHARE = 0.9
+NEUTRAL_PICTURES = 6  # neutral pictures an upward response is averaged over (the demo's: one per background)
+FIRING_PICTURES = 4  # indexed pictures a latent fires on most, for its downward response
 MIN_RESPONSE = 1e-3  # a far end below this moves nothing measurable: the latent keeps its old unit
 
 
@@ -66,6 +73,14 @@ class Calibration:
     @property
     def calibrated(self) -> bool:
         return not self.reason
+
+    def scale(self, typical_unit: float) -> Scale:
+        """The slider's units: calibrated, or (with the reason) ``typical_unit`` per unit."""
+        if self.reason:
+            return Scale.typical(typical_unit, self.reason)
+        return Scale(
+            self.up.unit, self.down.unit, min(self.up.saturation, MAX_RANGE), min(self.down.saturation, MAX_RANGE)
+        )
 
 
 def response(
@@ -110,36 +125,73 @@ def side(r: Response) -> Side | None:
     return Side(unit, saturation / unit if saturation < float("inf") else abs(float(r.values[-1])) / unit)
 
 
-def calibrate(
-    backbone: Backbone,
-    sae: SparseAutoencoder,
-    latent: int,
-    tokens: str,
-    neutral: torch.Tensor,
-    firing: torch.Tensor | None = None,
-) -> Calibration:
-    """``latent``'s calibration: upward on the ``neutral`` pictures, downward on ``firing`` (the
-    pictures it fires on most; the neutral ones when None)."""
-    up = side(response(backbone, sae, latent, tokens, neutral, 1.0))
-    down = side(response(backbone, sae, latent, tokens, neutral if firing is None else firing, -1.0))
-    if up is None or down is None:
+def calibrated(up: Response, down: Response) -> Calibration:
+    """A latent's calibration from its upward and downward responses."""
+    sides = side(up), side(down)
+    if None in sides:
         return Calibration(
             Side(0.0, 0.0),
             Side(0.0, 0.0),
             f"its largest edit moves the image embedding by less than {MIN_RESPONSE:g}, so it keeps its old unit",
         )
-    return Calibration(up, down)
+    return Calibration(*sides)
 
 
-def calibrate_many(
-    backbone: Backbone,
-    sae: SparseAutoencoder,
-    latents: Sequence[int],
-    tokens_of,
-    neutral: torch.Tensor,
-    firing_of=None,
-) -> dict[int, Calibration]:
-    return {
-        i: calibrate(backbone, sae, i, tokens_of(i), neutral, None if firing_of is None else firing_of(i))
-        for i in latents
-    }
+FILE = "calibration.json"  # in the SAE folder's index: made from it, and gone with it
+# What a stored calibration was measured with: entries made otherwise are measured again.
+METHOD = {"grid": list(GRID), "far": FAR, "unit_share": UNIT_SHARE, "saturation_share": SATURATION_SHARE}
+
+
+class CalibrationStore:
+    """The calibrations measured so far for one SAE folder, kept in ``index/calibration.json``:
+    each latent is measured once, when a slider first needs it (or by ``sae-studio calibrate``)."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / INDEX_DIR / FILE
+        self.entries: dict[int, Calibration] = self._read()
+
+    def _read(self) -> dict[int, Calibration]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: measured again
+        if not isinstance(raw, dict) or raw.get("method") != METHOD or not isinstance(raw.get("latents"), dict):
+            return {}
+        out = {}
+        for key, entry in raw["latents"].items():
+            c = _entry(entry)
+            if c is not None and key.isdigit():
+                out[int(key)] = c
+        return out
+
+    def get(self, latent: int) -> Calibration | None:
+        return self.entries.get(latent)
+
+    def put(self, calibrations: dict[int, Calibration]) -> None:
+        self.entries.update(calibrations)
+        latents = {}
+        for i, c in sorted(self.entries.items()):
+            latents[str(i)] = (
+                {"reason": c.reason}
+                if c.reason
+                else {"up": [c.up.unit, c.up.saturation], "down": [c.down.unit, c.down.saturation]}
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(self.path, {"format": "sae-studio-calibration", "method": METHOD, "latents": latents})
+
+
+def _entry(entry) -> Calibration | None:
+    """A stored entry, or None when it is not one this version wrote (then it is measured again)."""
+    if not isinstance(entry, dict):
+        return None
+    if isinstance(entry.get("reason"), str) and entry["reason"]:
+        return Calibration(Side(0.0, 0.0), Side(0.0, 0.0), entry["reason"][:300])
+    try:
+        sides = [Side(float(entry[k][0]), float(entry[k][1])) for k in ("up", "down")]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if not all(
+        math.isfinite(x.unit) and math.isfinite(x.saturation) and x.unit > 0 and x.saturation > 0 for x in sides
+    ):
+        return None
+    return Calibration(*sides)

@@ -202,6 +202,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "sweep",
+        help="paint one slider at several positions side by side (its range at a glance)",
+        description="Paint IMAGE with one latent's slider at each of --values (slider units: calibrated, "
+        "so one unit moves the picture's embedding as far for every feature) and write the pictures side "
+        "by side into one PNG, each captioned with its position and the amount it adds. Positions beyond "
+        "the slider's range (where the picture stops changing) are clipped to it.",
+    )
+    p.add_argument("image", help="image file")
+    p.add_argument("--latent", type=int, required=True, help="the latent whose slider is swept")
+    p.add_argument(
+        "--values", type=float, nargs="+", default=[-2.0, -1.0, 0.0, 1.0, 2.0], help="slider positions in units"
+    )
+    p.add_argument("-o", "--out", default="sweep.png", help="PNG to write (default: %(default)s)")
+    p.add_argument("--preset", default=None, help="a preset whose other sliders stay set while this one moves")
+    p.add_argument("--tokens", choices=TOKEN_CHOICES, default="home", help=TOKENS_HELP.format("the slider"))
+    add_sae_options(p)
+    p.add_argument("--decoder", default=None, help="demo, kandinsky-2.2 or a pipeline folder (default: as edit)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's or decoder's)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
+    p.add_argument("--height", type=int, default=192, help="height of each picture in the strip (default: 192)")
+
+    p = sub.add_parser(
+        "calibrate",
+        help="measure calibrated slider units for some or all latents (the editor does it per slider)",
+        description="Measure each latent's calibrated slider unit and range: how far its slider moves the "
+        "image embedding, upward on neutral pictures and downward on the indexed pictures it fires on most, "
+        "so that one unit means the same change for every feature and the range ends where the picture "
+        "stops changing. Kept beside the SAE's index (index/calibration.json); the editor measures a "
+        "slider's latent when it first needs it, so this is only for measuring many at once.",
+    )
+    p.add_argument("latents", nargs="*", type=int, help="latents to measure (default: every latent)")
+    add_sae_options(p)
+
+    p = sub.add_parser(
         "induce",
         help="make a named slider from example images (a sparse mix of latents)",
         description="Induce a slider from 3 to 20 images that show a concept (and, optionally, images that "
@@ -567,6 +601,79 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 1 if failed == len(args.images) else 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sae import presets, sweep
+    from sae.decoders import DecodeSettings
+    from sae.decoders.registry import load_decoder
+    from sae.images import load_image
+    from sae.steer import Edit
+
+    ws = _workspace(args)
+    ws.check_latent(args.latent)
+    others, settings = [], DecodeSettings.for_decoder(args.decoder or ws.default_decoder())
+    if args.preset:
+        preset = presets.load(args.preset)
+        ws.check_preset(preset, source=f"Preset {args.preset}")
+        others, settings = [e for e in preset.edits if e.latent != args.latent], preset.decoder
+    asked = {k: getattr(args, k) for k in ("steps", "seed", "decoder") if getattr(args, k) is not None}
+    settings = settings.but(**asked)
+    scale = ws.calibration(args.latent).scale(ws.unit(args.latent))
+    if not scale.calibrated:
+        print(f"note: latent {args.latent}'s slider is not calibrated ({scale.why}).", file=sys.stderr)
+    decoder = load_decoder(settings.decoder, ws.backbone, device=ws.backbone.device)
+    session = ws.session(decoder)
+    session.set_image(load_image(args.image))
+    tokens = ws.tokens_for(args.tokens)(args.latent)
+    places = sweep.positions(scale, args.values)
+    pictures = [
+        session.render([*others, Edit(args.latent, "add", scale.amount(p), tokens=tokens)], settings)
+        for p in tqdm(places, unit="picture", desc="sweep")
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep.strip(pictures, [sweep.caption(p, scale) for p in places], args.height).save(out)
+    print(f"latent {args.latent} ({session.label(args.latent)}) at {', '.join(f'{p:+g}' for p in places)} -> {out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    ws = _workspace(args)
+    latents = args.latents or range(ws.sae.d_sae)
+    for latent in latents:
+        ws.check_latent(latent)
+    t0, uncalibrated = time.perf_counter(), 0
+    try:
+        for n, latent in enumerate(tqdm(latents, unit="latent", desc="calibrate", disable=len(latents) < 2)):
+            c = ws.calibration(latent, keep=n % 200 == 199)
+            uncalibrated += not c.calibrated
+            if len(latents) <= 20:
+                tqdm.write(f"#{latent} ({ws.labels.get(latent, 'unlabelled')}): {_calibration_line(c)}")
+    finally:  # what was measured is kept, also when stopped: a second run goes on from there
+        ws.keep_calibrations()
+    took = time.perf_counter() - t0
+    print(
+        f"{len(latents)} latents in {took:.1f} s ({took / max(1, len(latents)):.2f} s each)"
+        + (f", {uncalibrated} left in their old units" if uncalibrated else "")
+        + f"; kept in {ws.calibrations.path}"
+    )
+    return 0
+
+
+def _calibration_line(c) -> str:
+    if not c.calibrated:
+        return f"not calibrated: {c.reason}"
+    return (
+        f"1 unit = +{c.up.unit:.3g} up to {c.up.saturation:.2g} units, "
+        f"-{c.down.unit:.3g} down to {c.down.saturation:.2g} units"
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
@@ -657,6 +764,8 @@ COMMANDS = {
     "features": cmd_features,
     "edit": cmd_edit,
     "induce": cmd_induce,
+    "sweep": cmd_sweep,
+    "calibrate": cmd_calibrate,
     "demo": cmd_demo,
 }
 

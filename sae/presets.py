@@ -21,6 +21,10 @@ Version 4 adds which tokens an edit touches (``"tokens": "patches"`` or ``"class
 ``sae.steer.TOKENS``); an edit without the key touches every token, as before. A preset whose
 edits all touch every token is written with an older version number.
 
+An edit may record its slider's units (``"scale"``: ``sae.units``), so the editor shows a loaded
+preset's sliders where their author saw them; values are amounts, so replays never depend on
+units, and older versions ignore the key.
+
 Reading validates against a JSON schema, then checks what a schema cannot: finite values, a
 latent id the SAE has, the SAE itself (by the sha256 of its weights). Every refusal is one
 sentence. Writing is atomic.
@@ -42,6 +46,7 @@ from sae.decoders.region import REGIONS
 from sae.decoders.table import DecodeSettings
 from sae.errors import UserError
 from sae.steer import CUSTOM, MODES, TOKENS, Edit
+from sae.units import Scale
 
 FORMAT = "sae-studio-preset"
 VERSION = 4
@@ -160,7 +165,10 @@ class Preset:
                     "value": e.value,
                     "mask": mask,
                 } | where
-            return {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask} | where
+            units = {"scale": e.scale.to_json()} if e.scale is not None and e.mode == "add" else {}
+            return (
+                {"latent": e.latent, "label": e.label, "mode": e.mode, "value": e.value, "mask": mask} | where | units
+            )
 
         induced = any(e.weights is not None for e in self.edits)
         tokens = any(e.tokens != "all" for e in self.edits)
@@ -226,7 +234,8 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
             raise UserError(
                 f"{source}: edit {i} names latent {ed['latent']}, but its SAE has {raw['sae']['d_sae']} latents."
             )
-        edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", ""), tokens=tokens))
+        scale = Scale.from_json(ed.get("scale"))  # the slider's units when it was made (display only)
+        edits.append(Edit(ed["latent"], ed["mode"], value, mask, ed.get("label", ""), tokens=tokens, scale=scale))
     known = {k: raw["sae"][k] for k in SaeIdentity.__dataclass_fields__ if k in raw["sae"]}
     return Preset(SaeIdentity(**known), edits, _decoder_settings(raw.get("decoder", {})))
 

@@ -27,6 +27,7 @@ import torch
 
 from sae.errors import UserError
 from sae.model import SparseAutoencoder, SparseCode
+from sae.units import Scale
 
 MODES = ("add", "scale", "set")
 TOKENS = ("all", "patches", "class")
@@ -54,6 +55,7 @@ class Edit:
     label: str = field(default="", compare=False)
     weights: tuple[tuple[int, float], ...] | None = None
     tokens: str = "all"
+    scale: Scale | None = field(default=None, compare=False)  # the slider's units it was made in (display only)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

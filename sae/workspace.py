@@ -9,9 +9,19 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from sae import presets
 from sae.backbone import Backbone, beside, load_backbone
+from sae.calibration import (
+    FIRING_PICTURES,
+    NEUTRAL_PICTURES,
+    Calibration,
+    CalibrationStore,
+    Response,
+    calibrated,
+    response,
+)
 from sae.decoders import Decoder, DecodeSettings
 from sae.decoders.table import decoder_for_encoder
 from sae.errors import UserError
@@ -28,6 +38,7 @@ from sae.labels import (
     search,
 )
 from sae.model import SparseAutoencoder, check_fits_layer
+from sae.neutral import neutral_images
 from sae.session import Session
 from sae.steer import Edit
 
@@ -87,6 +98,55 @@ class Workspace:
     def unit(self, latent: int) -> float:
         """A latent's slider unit: its typical max activation over the indexed images (0 when unknown)."""
         return float(self.index.typical_max(latent)[0]) if self.index is not None else 0.0
+
+    @cached_property
+    def calibrations(self) -> CalibrationStore:
+        return CalibrationStore(self.folder)
+
+    def calibration(self, latent: int, keep: bool = True) -> Calibration:
+        """``latent``'s calibrated slider unit and range (``sae.calibration``): measured the first
+        time it is asked for and kept beside the index (``keep`` False: in memory until ``keep_calibrations``)."""
+        self.check_latent(latent)
+        found = self.calibrations.get(latent)
+        if found is None:
+            found = calibrated(*self.responses(latent))
+            self.calibrations.entries[latent] = found
+            if keep:
+                self.keep_calibrations()
+        return found
+
+    def keep_calibrations(self) -> None:
+        """Write the calibrations measured so far (a read-only folder keeps them in memory only)."""
+        try:
+            self.calibrations.put({})
+        except OSError:
+            pass
+
+    def responses(self, latent: int) -> tuple[Response, Response]:
+        """How far ``latent``'s slider moves the image embedding, upward on neutral pictures and
+        downward on the indexed pictures it fires on most (``sae.calibration.response``)."""
+        tokens, firing = self.home_tokens(latent), self._firing_pixels(latent)
+        up = response(self.backbone, self.sae, latent, tokens, self._neutral_pixels, 1.0)
+        down = response(
+            self.backbone, self.sae, latent, tokens, self._neutral_pixels if firing is None else firing, -1.0
+        )
+        return up, down
+
+    @cached_property
+    def _neutral_pixels(self) -> torch.Tensor:
+        images = neutral_images(self.backbone)
+        images = images[:: max(1, len(images) // NEUTRAL_PICTURES)][:NEUTRAL_PICTURES]  # spread over them
+        return torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images])
+
+    def _firing_pixels(self, latent: int) -> torch.Tensor | None:
+        """The indexed pictures ``latent`` fires on most (their thumbnails), None without any."""
+        images = []
+        for path in self.top_thumbnails(latent)[:FIRING_PICTURES]:
+            try:
+                images.append(self.backbone.preprocess(Image.open(path).convert("RGB")))
+            except OSError:
+                continue  # a thumbnail gone or damaged: the others serve
+        return torch.stack(images) if images else None
 
     def home_tokens(self, latent: int) -> str:
         """Where the latent fires in the indexed images (every token without an index)."""

@@ -84,7 +84,7 @@ def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
     row = window.sliders.row_for(latent)
     assert row is not None and row.unit > 0
     window.result = None
-    row.slider.setValue(-row.unit * 2)  # lower the strongest feature a lot
+    row.slider.setValue(-2.0)  # lower the strongest feature a lot
     row.committed.emit(row, 0.0, row.slider.value())
     qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
     edited = np.asarray(window.result)
@@ -104,7 +104,7 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
     row = window.sliders.row_for(latent)
-    row.slider.setValue(row.unit)
+    row.slider.setValue(1.0)
     row.committed.emit(row, 0.0, row.slider.value())
     qtbot.waitUntil(lambda: window.scheduler.wait(1) and window.result is not None, timeout=30_000)
     window.request_render()
@@ -401,7 +401,7 @@ def test_soak_1000_slider_moves_and_50_image_switches(window, qtbot, quick_model
     for move in range(1000):
         row = window.sliders.rows[move % len(window.sliders.rows)]
         row._press()
-        row.slider.setValue(float(rng.uniform(-2, 2)) * row.unit)
+        row.slider.setValue(float(rng.uniform(-2, 2)))
         qtbot.wait(1)
         if move % 10 == 9:  # the end of a drag: release, and look at the full-quality result
             row._release()
@@ -509,7 +509,7 @@ def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbo
     end = time.monotonic() + 1.5
     i = 0
     while time.monotonic() < end:
-        row.slider.setValue(row.unit * (i % 40) / 20)
+        row.slider.setValue((i % 40) / 20)
         qtbot.wait(5)
         i += 1
     during = len(shown)
@@ -548,7 +548,7 @@ def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_st
 
     row = window.sliders.row_for(latent)
     row._press()
-    row.slider.setValue(row.unit)  # the drag's first move asks for a preview at once
+    row.slider.setValue(1.0)  # the drag's first move asks for a preview at once
     qtbot.waitUntil(lambda: len(shown) == 1, timeout=30_000)
     assert shown[0][0] != long_job and shown[0][1].size == picture_size  # a preview, not the long render
     assert window.decode_settings(preview=True).scale == main_window.SLOW_PREVIEW_SCALE
@@ -561,6 +561,36 @@ def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_st
     assert window.scheduler.wait(30_000) and not window.stop_button.isVisibleTo(window)
     qtbot.wait(50)
     assert len(shown) == 1 and window.result is before and window.canvas.busy_text == ""  # the picture stays
+
+
+def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_way_for_renders(
+    window, qtbot, quick_models
+):
+    """Selecting a slider paints it at five positions in the background; a slider render asked
+    for meanwhile runs before the sweep's remaining pictures; clicking one moves the slider there."""
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[3])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=30_000)
+    row = window.sliders.row_for(latent)
+    events = []
+    window.scheduler.sweep_ready.connect(lambda job, i, _im: events.append(("sweep", i)))
+    window.scheduler.finished.connect(lambda job, _im: events.append(("render", job)))
+    window.sliders.select(row)
+    assert len(window.sweep.buttons) == 5 and window.sweep.latent == latent
+    window.scheduler.request(window.doc.edits(), window.decode_settings())  # asked for while the sweep paints
+    qtbot.waitUntil(lambda: sum(e[0] == "sweep" for e in events) == 5, timeout=60_000)
+    assert [e[1] for e in events if e[0] == "sweep"] == [0, 1, 2, 3, 4]  # the sweep resumed where it was
+    assert events.index(next(e for e in events if e[0] == "render")) < len(events) - 1  # and made way
+    assert all(not b.icon().isNull() for b in window.sweep.buttons)
+
+    window.sweep.buttons[3].click()  # +1 unit
+    assert row.state.value == pytest.approx(row.state.scale.amount(1.0))
+    assert row.slider.value() == pytest.approx(1.0, abs=0.01)
+    window.undo.undo()
+    assert row.state.value == 0.0
 
 
 def _shipped_decoder_built() -> bool:
@@ -610,8 +640,8 @@ def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
     [row] = w.sliders.rows
     w.result = None
     row._press()
-    row.slider.setValue(4 * row.unit)
-    moved = row.slider.value()
+    row.slider.setValue(4.0)
+    moved = row.state.value  # the amount: the slider's units may change when its calibration arrives
     row._release()
     qtbot.waitUntil(settled, timeout=60_000)
     edited = np.asarray(w.result)
@@ -620,13 +650,13 @@ def _whole_flow(qtbot, tmp_path, sample: str, judge_sees_cat: bool) -> None:
         assert judge.predict(edited[None]).present[0, cat] > 0.5
 
     w.undo.undo()  # the drag
-    qtbot.waitUntil(lambda: settled() and row.slider.value() == 0.0, timeout=60_000)
+    qtbot.waitUntil(lambda: settled() and row.state.value == 0.0, timeout=60_000)
     w.result = None
     w.request_render()
     qtbot.waitUntil(settled, timeout=60_000)
     assert np.array_equal(np.asarray(w.result), before)
     w.undo.redo()
-    qtbot.waitUntil(lambda: settled() and row.slider.value() == moved, timeout=60_000)
+    qtbot.waitUntil(lambda: settled() and row.state.value == moved, timeout=60_000)
 
     preset_path = tmp_path / "cat.json"
     w.current_preset().save(preset_path)

@@ -1,0 +1,159 @@
+"""Calibrated slider units (sae.calibration, sae.units): measured on the shipped demo SAE, kept
+beside its index and read back, refused quietly when damaged, recorded in presets, and swept
+into a strip by ``sae-studio sweep``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sae.assets import SAMPLES
+from sae.demo.build import DEMO
+from sae.units import Scale
+
+pytestmark = pytest.mark.skipif(not (DEMO / "sae" / "index").is_dir(), reason="the shipped demo SAE is not built")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """The shipped demo SAE in a folder of its own (so its calibrations are measured, not shipped)."""
+    from sae.backbone import load_backbone
+    from sae.workspace import Workspace
+
+    folder = tmp_path_factory.mktemp("calibration") / "sae"
+    shutil.copytree(DEMO / "sae", folder, ignore=shutil.ignore_patterns("calibration.json"))
+    return Workspace.open(folder, backbone=load_backbone(str(DEMO / "clip")))
+
+
+def _concept(name: str) -> int:
+    return json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"][name]["latent"]
+
+
+def test_a_calibrated_unit_is_where_the_embedding_has_moved_half_way_and_is_kept(workspace, monkeypatch):
+    from sae.calibration import SATURATION_SHARE, UNIT_SHARE, response
+    from sae.workspace import Workspace
+
+    cat = _concept("cat")
+    c = workspace.calibration(cat)
+    assert c.calibrated and c.up.saturation > 1 and c.down.saturation > 1
+    scale = c.scale(workspace.unit(cat))
+    assert scale.calibrated and scale.amount(1.0) == pytest.approx(c.up.unit)
+    # measured again at exactly one unit and at saturation, the embedding has moved those shares of the way
+    up, _down = workspace.responses(cat)
+    tokens, neutral = workspace.home_tokens(cat), workspace._neutral_pixels
+    sae, bb = workspace.sae, workspace.backbone
+    far = response(bb, sae, cat, tokens, neutral, 1.0).far
+    for amount, share in ((c.up.unit, UNIT_SHARE), (c.up.unit * c.up.saturation, SATURATION_SHARE)):
+        assert _moved(bb, sae, cat, tokens, neutral, amount) == pytest.approx(share * far, rel=0.15)
+    assert list(up.change) == sorted(up.change)  # more slider, more change, up to where it levels off
+
+    again = Workspace.open(workspace.folder, backbone=workspace.backbone)
+    monkeypatch.setattr(Workspace, "responses", lambda *a: pytest.fail("measured again instead of read"))
+    assert again.calibration(cat) == c
+
+
+def _moved(bb, sae, latent, tokens, pixels, amount) -> float:
+    """Mean distance the normalised embedding moves when ``amount`` is added (the editor's path)."""
+    from sae.steer import Edit, steer_residual
+
+    edit = Edit(latent, "add", amount, tokens=tokens)
+    with torch.inference_mode():
+        resid, sae_in = bb.split(pixels)
+        positions = bb.token_positions(sae.metadata.token_set)
+        edited = torch.stack(
+            [
+                steer_residual(r, sae, sae.encode(x[positions]), [edit], positions)
+                for r, x in zip(resid, sae_in, strict=True)
+            ]
+        )
+        a = torch.nn.functional.normalize(bb.suffix(resid), dim=-1)
+        b = torch.nn.functional.normalize(bb.suffix(edited), dim=-1)
+    return float((a - b).norm(dim=-1).mean())
+
+
+def test_a_latent_that_moves_nothing_keeps_its_old_unit_and_says_why(workspace):
+    from sae.workspace import Workspace
+
+    ws = Workspace.open(workspace.folder, backbone=workspace.backbone)
+    dead = 5
+    with torch.no_grad():
+        ws.sae.W_dec[dead].zero_()
+    c = ws.calibration(dead, keep=False)
+    assert not c.calibrated and "less than" in c.reason
+    scale = c.scale(2.5)
+    assert not scale.calibrated and scale.up == 2.5 and scale.why == c.reason
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not json",
+        {"method": "other", "latents": {"7": {"up": [1, 2], "down": [1, 2]}}},
+        {"latents": {"7": {"up": [float("nan"), 2], "down": [1, 2]}}},
+        {"latents": {"7": {"up": [-1, 2], "down": [1, 2]}}},
+        {"latents": {"7": {"up": "x"}, "x": {"up": [1, 2], "down": [1, 2]}}},
+    ],
+)
+def test_a_damaged_calibration_file_is_measured_again_not_trusted(tmp_path, damage):
+    from sae.calibration import METHOD, CalibrationStore
+
+    (tmp_path / "index").mkdir()
+    path = tmp_path / "index" / "calibration.json"
+    if isinstance(damage, str):
+        path.write_text(damage)
+    else:
+        path.write_text(json.dumps({"method": METHOD, **damage}))
+    assert CalibrationStore(tmp_path).entries == {}
+
+
+def test_presets_record_the_units_their_sliders_were_made_in(workspace):
+    from sae import presets
+    from sae.steer import Edit
+
+    cat = _concept("cat")
+    scale = workspace.calibration(cat).scale(workspace.unit(cat))
+    made = workspace.preset([Edit(cat, "add", scale.amount(1.5), label="cat", scale=scale)])
+    raw = made.to_json()
+    read = presets.parse(json.dumps(raw))
+    assert read.edits == made.edits and read.edits[0].scale == scale  # the amount replays as made
+    assert read.edits[0].scale.position(read.edits[0].value) == pytest.approx(1.5)
+    del raw["edits"][0]["scale"]  # a preset made before calibrated units
+    assert presets.parse(json.dumps(raw)).edits[0].scale is None
+    raw["edits"][0]["scale"] = {"up": -1, "down": "x", "top": 1, "bottom": 1}
+    assert presets.parse(json.dumps(raw)).edits[0].scale is None  # ignored, not trusted
+
+
+def test_sweep_writes_the_slider_at_each_position_clipped_to_its_range(workspace, tmp_path, capsys):
+    from sae.cli import main
+
+    cat = _concept("cat")
+    scene = tmp_path / "scene.png"
+    Image.open(sorted(SAMPLES.glob("*.png"))[0]).save(scene)
+    out = tmp_path / "strip.png"
+    args = [
+        "sweep",
+        str(scene),
+        "--latent",
+        str(cat),
+        "--values",
+        "-99",
+        "0",
+        "1",
+        "99",
+        "--sae",
+        str(workspace.folder),
+    ]
+    assert main([*args, "--model", str(DEMO / "clip"), "--steps", "3", "--height", "64", "-o", str(out)]) == 0
+    scale = workspace.calibration(cat).scale(workspace.unit(cat))
+    said = capsys.readouterr().out
+    assert f"-{scale.bottom:g}" in said and f"+{scale.top:g}" in said  # 99 units clipped to the range
+    strip = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    panels = [strip[:64, i * 68 : i * 68 + 64] for i in range(4)]
+    assert strip.shape[1] == 4 * 64 + 3 * 4
+    assert np.abs(panels[3] - panels[1]).mean() > 1.0  # the far end paints something else than 0
+    assert Scale.from_json(scale.to_json()) == scale

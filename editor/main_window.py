@@ -5,7 +5,6 @@ nothing itself: renders, searches, heatmaps, loading and induction run on worker
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -31,9 +30,9 @@ from editor.jobs import JobRunner, PreviewThrottle, RenderScheduler
 from editor.menus import RecentImages, build_menus
 from editor.model import NOT_MEASURED, EditorModel
 from editor.sliders import SliderPanel
-from editor.sweep_strip import SweepStrip
+from editor.sweep_strip import Sweeps, SweepStrip
 from editor.switcher import ModelSwitcher
-from sae import presets, sweep
+from sae import presets
 from sae.decoders import DecodeSettings
 from sae.errors import UserError
 from sae.images import load_image
@@ -99,8 +98,7 @@ class MainWindow(QMainWindow):
         self.scheduler.finished.connect(self._rendered)
         self.scheduler.failed.connect(lambda _j, msg: self.show_error(msg))
         self.scheduler.causal_ready.connect(self.features.show_causal)
-        self.scheduler.sweep_ready.connect(self._swept)
-        self.sweep.chosen.connect(self._sweep_chosen)
+        self.sweeps = Sweeps(self)
         self.scheduler.image_ready.connect(self._image_ready)
         self.loading_image = False
         self._image_job = 0
@@ -108,7 +106,6 @@ class MainWindow(QMainWindow):
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self._pending_image: Path | None = None
-        self._sweep_job = 0
         self.throttle = PreviewThrottle(
             lambda: self.request_render(preview=True), lambda: self.scheduler.preview_running, self
         )
@@ -257,7 +254,7 @@ class MainWindow(QMainWindow):
     def _calibrated(self, latent: int, scale) -> None:
         self.doc.set_scale(latent, scale)
         if self.sliders.selected is not None and self.sliders.selected.latent == latent:
-            self.request_sweep()  # its positions are in the new units
+            self.sweeps.request()  # its positions are in the new units
 
     def calibrate_slider(self, latent: int) -> None:
         """Measure the slider's calibrated units in the background; the row takes them when they come."""
@@ -318,32 +315,7 @@ class MainWindow(QMainWindow):
     def _selected_row(self, row) -> None:
         self.canvas.mask = set(row.mask or ()) if row is not None else set()
         self.canvas.update()
-        self.request_sweep()
-
-    # -- the sweep strip ------------------------------------------------------------------------
-    def request_sweep(self) -> None:
-        """Quick previews of the selected slider across its range, after any slider render."""
-        row, session = self.sliders.selected, self.model.session if self.model else None
-        if row is None or row.state.mode != "add" or session is None or session.decoder is None:
-            self.sweep.clear()
-            return
-        if session.current is None or self.loading_image:
-            return  # asked again once the image is read
-        s = row.state
-        places = sweep.positions(s.scale)
-        others = [e for e in self.doc.edits() if e.latent != s.latent]
-        lists = [[*others, replace(s.edit(), value=s.scale.amount(p))] for p in places]
-        self.sweep.show_pending(s.latent, s.label, places, s.scale)
-        self._sweep_job = self.scheduler.request_sweep(lists, self.decode_settings(preview=True))
-
-    def _swept(self, job_id: int, index: int, image: Image.Image) -> None:
-        if job_id == self._sweep_job:
-            self.sweep.show_picture(index, image)
-
-    def _sweep_chosen(self, latent: int, position: float) -> None:
-        row = self.sliders.row_for(latent)
-        if row is not None:
-            row.set_value(row.state.scale.amount(position))
+        self.sweeps.request()
 
     def toggle_brush(self) -> None:
         self.canvas.brush = self.brush_action.isChecked() and self.sliders.selected is not None
@@ -385,7 +357,7 @@ class MainWindow(QMainWindow):
         unedited = all(e.mode == "add" and e.value == 0 for e in edits)
         self._caption = (job, "decoded, no edits (what the decoder keeps)" if unedited else "edited")
         if not preview:
-            self.request_sweep()  # after this render: the other sliders' values changed
+            self.sweeps.request()  # after this render: the other sliders' values changed
 
     def _progress(self, job_id: int, step: int, total: int) -> None:
         if job_id == self.scheduler.latest:

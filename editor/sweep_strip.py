@@ -4,13 +4,15 @@ background after any slider render; clicking one moves the slider there."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from editor.canvas import to_qimage
-from sae.sweep import POSITIONS, caption
+from sae.sweep import POSITIONS, caption, positions
 from sae.units import Scale
 
 SIDE = 72  # pixels of each preview
@@ -71,3 +73,38 @@ class SweepStrip(QWidget):
     def _click(self, index: int) -> None:
         if self.latent is not None and index < len(self.places):
             self.chosen.emit(self.latent, self.places[index])
+
+
+class Sweeps:
+    """Keeps the window's sweep strip on its selected slider: asks the render scheduler for the
+    previews (after any slider render), shows them as they come, and moves a clicked slider."""
+
+    def __init__(self, window):
+        self.w = window
+        self.job = 0
+        window.scheduler.sweep_ready.connect(self._swept)
+        window.sweep.chosen.connect(self._chosen)
+
+    def request(self) -> None:
+        w = self.w
+        row, session = w.sliders.selected, w.model.session if w.model else None
+        if row is None or row.state.mode != "add" or session is None or session.decoder is None:
+            w.sweep.clear()
+            return
+        if session.current is None or w.loading_image:
+            return  # asked again once the image is read
+        s = row.state
+        places = positions(s.scale)
+        others = [e for e in w.doc.edits() if e.latent != s.latent]
+        lists = [[*others, replace(s.edit(), value=s.scale.amount(p))] for p in places]
+        w.sweep.show_pending(s.latent, s.label, places, s.scale)
+        self.job = w.scheduler.request_sweep(lists, w.decode_settings(preview=True))
+
+    def _swept(self, job_id: int, index: int, image: Image.Image) -> None:
+        if job_id == self.job:
+            self.w.sweep.show_picture(index, image)
+
+    def _chosen(self, latent: int, position: float) -> None:
+        row = self.w.sliders.row_for(latent)
+        if row is not None:
+            row.set_value(row.state.scale.amount(position))

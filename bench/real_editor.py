@@ -187,7 +187,7 @@ def main() -> None:
         t = time.perf_counter()
         w.result = None
         for m in range(20):
-            slider.slider.setValue((start + (end - start) * (m + 1) / 20))
+            slider.slider.setValue(start + (end - start) * (m + 1) / 20)
             _wait(16)
         _wait_until(lambda: w.result is not None, 1800)
         scale = w.scheduler.last_preview_scale

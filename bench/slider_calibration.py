@@ -196,22 +196,18 @@ def main() -> None:
     table(results, responses)
 
 
-def candidates(responses) -> dict[str, dict[str, tuple[float, float]]]:
-    """name -> concept -> (unit, saturation in units) for each side, per candidate calibration."""
-    from sae.calibration import side
+def candidates(responses) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """name -> concept -> [(unit, saturation in units)] per side: sae-studio's calibration, and for
+    comparison one whose unit is half the way to the slider's far end (a share, not a distance)."""
+    from sae.calibration import SATURATION_SHARE, side
 
-    out: dict[str, dict] = {"share": {}, "absolute": {}, "slope": {}}
-    fars = np.array([[u.far, d.far] for u, d in responses.values()])
-    target = 0.5 * np.median(fars, axis=0)  # one distance per side for every latent
+    out: dict[str, dict] = {"calibrated": {}, "half-way": {}}
     for name, pair in responses.items():
-        for k, r in enumerate(pair):
+        for r in pair:
             s = side(r)
-            sat = abs(r.value_at(0.9 * r.far))
-            out["share"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
-            a = abs(r.value_at(float(target[k])))
-            out["absolute"].setdefault(name, []).append((a, sat / a))
-            slope = float(r.change[0]) / abs(float(r.values[0]))
-            out["slope"].setdefault(name, []).append((target[k] / slope, sat * slope / target[k]))
+            out["calibrated"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
+            half, end = abs(r.value_at(0.5 * r.far)), abs(r.value_at(SATURATION_SHARE * r.far))
+            out["half-way"].setdefault(name, []).append((half, end / half))
     return out
 
 
@@ -252,7 +248,7 @@ def table(results: dict, responses: dict) -> None:
             f"{c:<10} cv add {cv(figures[c]['add']):.3f}  cv remove {cv(figures[c]['remove']):.3f}  "
             f"rising {np.mean(monotone[c]):.2f}"
         )
-    best = "share"
+    best = "calibrated"
     print(
         f"cv_before={cv(figures['today']['add']):.3f} cv_after={cv(figures[best]['add']):.3f} "
         f"monotonic={np.mean(monotone[best]):.2f} removal_cv_before={cv(figures['today']['remove']):.3f} "

@@ -1,13 +1,15 @@
 """Calibrated slider units: one step of any slider moves the image embedding the decoder paints
-from by a comparable amount, measured without any judge.
+from by the same amount, measured without any judge.
 
 A latent's slider adds ``value`` times its decoder row on its tokens. Swept over values, the
 edited image embedding leaves the unedited one and then stops moving once the added row drowns
-the tokens out (the encoder's layer norms saturate). The *response* is that distance (on the unit
-sphere, averaged over a few pictures) against the value. A calibrated unit is the value at which
-the response reaches ``UNIT_SHARE`` of its far end, and the slider's *saturation* (where its range
-ends) the value at which it reaches ``SATURATION_SHARE``, in calibrated units. Upward it is measured
+the tokens out (the encoder's layer norms saturate). The *response* is that distance (between
+normalised embeddings, averaged over a few pictures) against the value. A calibrated unit is the
+value at which the response reaches ``UNIT_DISTANCE``; the slider's *saturation*, where its range
+ends, is where the response reaches ``SATURATION_SHARE`` of its far end. A latent whose far end
+lies short of one unit gets a range that ends short of one unit. Upward the response is measured
 on neutral pictures (the concept absent), downward on the pictures the latent fires on most.
+bench/slider_calibration.py measures what this buys against the judge of the demo world.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sae.units import MAX_RANGE, Scale
 # FAR stands for the saturated end.
 GRID = tuple(2.0**k for k in range(-5, 5))
 FAR = 64.0
-UNIT_SHARE = 0.5
+UNIT_DISTANCE = 0.5  # one unit: the normalised embedding moves this far (a turn of 29 degrees)
 SATURATION_SHARE = 0.9
 NEUTRAL_PICTURES = 6  # neutral pictures an upward response is averaged over (the demo's: one per background)
 FIRING_PICTURES = 4  # indexed pictures a latent fires on most, for its downward response
@@ -118,11 +120,15 @@ def side(r: Response) -> Side | None:
     """One side's unit and saturation from its response (None: it moves nothing measurable)."""
     if r.far < MIN_RESPONSE:
         return None
-    unit = abs(r.value_at(UNIT_SHARE * r.far))
-    saturation = abs(r.value_at(SATURATION_SHARE * r.far))
-    if not (0 < unit < float("inf")):
+    end = SATURATION_SHARE * r.far
+    saturation = abs(r.value_at(end))
+    if saturation == float("inf"):  # still rising at the sweep's end: the range ends there
+        saturation, end = abs(float(r.values[-1])), float(r.change[-1])
+    if not saturation > 0:
         return None
-    return Side(unit, saturation / unit if saturation < float("inf") else abs(float(r.values[-1])) / unit)
+    # a short slider (its far end below one unit) is scaled so that its end reads as its distance
+    unit = abs(r.value_at(UNIT_DISTANCE)) if UNIT_DISTANCE < end else saturation * UNIT_DISTANCE / max(end, 1e-12)
+    return Side(unit, saturation / unit)
 
 
 def calibrated(up: Response, down: Response) -> Calibration:
@@ -139,7 +145,7 @@ def calibrated(up: Response, down: Response) -> Calibration:
 
 FILE = "calibration.json"  # in the SAE folder's index: made from it, and gone with it
 # What a stored calibration was measured with: entries made otherwise are measured again.
-METHOD = {"grid": list(GRID), "far": FAR, "unit_share": UNIT_SHARE, "saturation_share": SATURATION_SHARE}
+METHOD = {"grid": list(GRID), "far": FAR, "unit_distance": UNIT_DISTANCE, "saturation_share": SATURATION_SHARE}
 
 
 class CalibrationStore:

@@ -34,22 +34,25 @@ def _concept(name: str) -> int:
     return json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"][name]["latent"]
 
 
-def test_a_calibrated_unit_is_where_the_embedding_has_moved_half_way_and_is_kept(workspace, monkeypatch):
-    from sae.calibration import SATURATION_SHARE, UNIT_SHARE, response
+def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(workspace, monkeypatch):
+    from sae.calibration import SATURATION_SHARE, UNIT_DISTANCE, response
     from sae.workspace import Workspace
 
-    cat = _concept("cat")
+    cat, tree = _concept("cat"), _concept("tree")
     c = workspace.calibration(cat)
     assert c.calibrated and c.up.saturation > 1 and c.down.saturation > 1
     scale = c.scale(workspace.unit(cat))
     assert scale.calibrated and scale.amount(1.0) == pytest.approx(c.up.unit)
-    # measured again at exactly one unit and at saturation, the embedding has moved those shares of the way
+    # measured again by the editor's own edit path: one unit of either slider moves the embedding
+    # UNIT_DISTANCE, and the range ends where the response reaches SATURATION_SHARE of its far end
+    bb, sae, neutral = workspace.backbone, workspace.sae, workspace._neutral_pixels
+    for latent in (cat, tree):
+        cal, tokens = workspace.calibration(latent), workspace.home_tokens(latent)
+        assert _moved(bb, sae, latent, tokens, neutral, cal.up.unit) == pytest.approx(UNIT_DISTANCE, rel=0.15)
+        far = response(bb, sae, latent, tokens, neutral, 1.0).far
+        end = _moved(bb, sae, latent, tokens, neutral, cal.up.unit * cal.up.saturation)
+        assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
     up, _down = workspace.responses(cat)
-    tokens, neutral = workspace.home_tokens(cat), workspace._neutral_pixels
-    sae, bb = workspace.sae, workspace.backbone
-    far = response(bb, sae, cat, tokens, neutral, 1.0).far
-    for amount, share in ((c.up.unit, UNIT_SHARE), (c.up.unit * c.up.saturation, SATURATION_SHARE)):
-        assert _moved(bb, sae, cat, tokens, neutral, amount) == pytest.approx(share * far, rel=0.15)
     assert list(up.change) == sorted(up.change)  # more slider, more change, up to where it levels off
 
     again = Workspace.open(workspace.folder, backbone=workspace.backbone)

@@ -31,11 +31,11 @@ from sae.units import MAX_RANGE, Scale
 
 # The sweep, in multiples of the value at which the added row is as long as a typical token;
 # FAR stands for the saturated end.
-GRID = tuple(2.0**k for k in range(-5, 5))
+GRID = tuple(2.0**k for k in range(-4, 4))
 FAR = 64.0
 UNIT_DISTANCE = 0.5  # one unit: the normalised embedding moves this far (a turn of 29 degrees)
 SATURATION_SHARE = 0.9
-NEUTRAL_PICTURES = 6  # neutral pictures an upward response is averaged over (the demo's: one per background)
+NEUTRAL_PICTURES = 4  # neutral pictures an upward response is averaged over
 FIRING_PICTURES = 4  # indexed pictures a latent fires on most, for its downward response
 MIN_RESPONSE = 1e-3  # a far end below this moves nothing measurable: the latent keeps its old unit
 
@@ -85,34 +85,42 @@ class Calibration:
         )
 
 
-def response(
-    backbone: Backbone, sae: SparseAutoencoder, latent: int, tokens: str, pixels: torch.Tensor, sign: float = 1.0
-) -> Response:
-    """The embedding's response to ``latent``'s slider on ``pixels`` [N, 3, H, W] (preprocessed),
-    adding ``sign`` x GRID (and FAR) x the typical-token value on ``tokens``."""
+@dataclass(frozen=True)
+class Pictures:
+    """Pictures read up to the SAE's layer once, for the responses of many latents."""
+
+    resid: torch.Tensor  # [N, T, d] the residual edits are added to
+    codes: list  # each picture's SAE code
+    base: torch.Tensor  # [N, e] the unedited normalised embeddings
+
+
+def read(backbone: Backbone, sae: SparseAutoencoder, pixels: torch.Tensor) -> Pictures:
+    """``pixels`` [N, 3, H, W] (preprocessed) read up to the layer, coded and embedded."""
     with torch.inference_mode():
         resid, sae_in = backbone.split(pixels.to(backbone.device))
         positions = backbone.token_positions(sae.metadata.token_set)
         codes = [sae.encode(x[positions]) for x in sae_in]
+        return Pictures(resid, codes, F.normalize(backbone.suffix(resid).float(), dim=-1))
+
+
+def response(
+    backbone: Backbone, sae: SparseAutoencoder, latent: int, tokens: str, pictures: Pictures, sign: float = 1.0
+) -> Response:
+    """The embedding's response to ``latent``'s slider on ``pictures``, adding ``sign`` x GRID (and
+    FAR) x the value at which its decoder row is as long as a typical token, on ``tokens``."""
+    resid, positions = pictures.resid, backbone.token_positions(sae.metadata.token_set)
+    with torch.inference_mode():
         row = (sae.W_dec[latent] / sae.input_scale).norm().item()
         token = resid[:, positions].norm(dim=-1).median().item()
-        scale = token / max(row, 1e-12)
-        multiples = (*GRID, FAR)
-        values = torch.tensor([sign * m * scale for m in multiples])
-        base = F.normalize(backbone.suffix(resid).float(), dim=-1)
-        edited = torch.stack(
-            [
-                torch.stack(
-                    [
-                        steer_residual(r, sae, c, [Edit(latent, "add", float(v), tokens=tokens)], positions)
-                        for r, c in zip(resid, codes, strict=True)
-                    ]
-                )
-                for v in values
-            ]
-        )  # [K, N, T, d]
-        e = F.normalize(backbone.suffix(edited.flatten(0, 1)).float(), dim=-1).view(len(values), len(pixels), -1)
-        change = (e - base[None]).norm(dim=-1).mean(1)
+        values = torch.tensor([sign * m * token / max(row, 1e-12) for m in (*GRID, FAR)])
+        # an add edit is linear in its value: the editor's own path gives the change at value 1
+        edit = [Edit(latent, "add", 1.0, tokens=tokens)]
+        step = torch.stack(
+            [steer_residual(r, sae, c, edit, positions) - r for r, c in zip(resid, pictures.codes, strict=True)]
+        )  # [N, T, d]
+        edited = resid[None] + values[:, None, None, None].to(resid) * step[None]  # [K, N, T, d]
+        e = F.normalize(backbone.suffix(edited.flatten(0, 1)).float(), dim=-1).view(len(values), len(resid), -1)
+        change = (e - pictures.base[None]).norm(dim=-1).mean(1)
     return Response(values[:-1], change[:-1], float(change[-1]))
 
 

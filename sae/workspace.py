@@ -18,8 +18,10 @@ from sae.calibration import (
     NEUTRAL_PICTURES,
     Calibration,
     CalibrationStore,
+    Pictures,
     Response,
     calibrated,
+    read,
     response,
 )
 from sae.decoders import Decoder, DecodeSettings
@@ -126,17 +128,16 @@ class Workspace:
         """How far ``latent``'s slider moves the image embedding, upward on neutral pictures and
         downward on the indexed pictures it fires on most (``sae.calibration.response``)."""
         tokens, firing = self.home_tokens(latent), self._firing_pixels(latent)
-        up = response(self.backbone, self.sae, latent, tokens, self._neutral_pixels, 1.0)
-        down = response(
-            self.backbone, self.sae, latent, tokens, self._neutral_pixels if firing is None else firing, -1.0
-        )
-        return up, down
+        up = response(self.backbone, self.sae, latent, tokens, self._neutral, 1.0)
+        down_on = self._neutral if firing is None else read(self.backbone, self.sae, firing)
+        return up, response(self.backbone, self.sae, latent, tokens, down_on, -1.0)
 
     @cached_property
-    def _neutral_pixels(self) -> torch.Tensor:
+    def _neutral(self) -> Pictures:
         images = neutral_images(self.backbone)
         images = images[:: max(1, len(images) // NEUTRAL_PICTURES)][:NEUTRAL_PICTURES]  # spread over them
-        return torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images])
+        pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images])
+        return read(self.backbone, self.sae, pixels)
 
     def _firing_pixels(self, latent: int) -> torch.Tensor | None:
         """The indexed pictures ``latent`` fires on most (their thumbnails), None without any."""

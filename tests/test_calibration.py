@@ -45,7 +45,7 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
     assert scale.calibrated and scale.amount(1.0) == pytest.approx(c.up.unit)
     # measured again by the editor's own edit path: one unit of either slider moves the embedding
     # UNIT_DISTANCE, and the range ends where the response reaches SATURATION_SHARE of its far end
-    bb, sae, neutral = workspace.backbone, workspace.sae, workspace._neutral_pixels
+    bb, sae, neutral = workspace.backbone, workspace.sae, workspace._neutral
     for latent in (cat, tree):
         cal, tokens = workspace.calibration(latent), workspace.home_tokens(latent)
         assert _moved(bb, sae, latent, tokens, neutral, cal.up.unit) == pytest.approx(UNIT_DISTANCE, rel=0.15)
@@ -60,23 +60,18 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
     assert again.calibration(cat) == c
 
 
-def _moved(bb, sae, latent, tokens, pixels, amount) -> float:
+def _moved(bb, sae, latent, tokens, pictures, amount) -> float:
     """Mean distance the normalised embedding moves when ``amount`` is added (the editor's path)."""
     from sae.steer import Edit, steer_residual
 
-    edit = Edit(latent, "add", amount, tokens=tokens)
+    edit = [Edit(latent, "add", amount, tokens=tokens)]
+    positions = bb.token_positions(sae.metadata.token_set)
     with torch.inference_mode():
-        resid, sae_in = bb.split(pixels)
-        positions = bb.token_positions(sae.metadata.token_set)
         edited = torch.stack(
-            [
-                steer_residual(r, sae, sae.encode(x[positions]), [edit], positions)
-                for r, x in zip(resid, sae_in, strict=True)
-            ]
+            [steer_residual(r, sae, c, edit, positions) for r, c in zip(pictures.resid, pictures.codes, strict=True)]
         )
-        a = torch.nn.functional.normalize(bb.suffix(resid), dim=-1)
-        b = torch.nn.functional.normalize(bb.suffix(edited), dim=-1)
-    return float((a - b).norm(dim=-1).mean())
+        moved = torch.nn.functional.normalize(bb.suffix(edited), dim=-1) - pictures.base
+    return float(moved.norm(dim=-1).mean())
 
 
 def test_a_latent_that_moves_nothing_keeps_its_old_unit_and_says_why(workspace):

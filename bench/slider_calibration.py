@@ -152,7 +152,7 @@ def rises(values: np.ndarray, success: np.ndarray, limit: float = np.inf) -> boo
 
 
 def cv(x: list[float]) -> float:
-    """Coefficient of variation; a latent that never reaches 50% counts at the sweep's end."""
+    """Coefficient of variation (population standard deviation over mean)."""
     x = np.asarray(x, dtype=np.float64)
     return float(x.std() / x.mean()) if len(x) else float("nan")
 
@@ -212,47 +212,52 @@ def candidates(responses) -> dict[str, dict[str, list[tuple[float, float]]]]:
 
 
 def table(results: dict, responses: dict) -> None:
+    """Per latent and side: v50 in today's units and in each calibration's (with "!" where it lies
+    beyond that slider's range), the preservation at v50, whether success rises along the slider's
+    range; then the spread of v50 over the latents whose v50 the sweep reaches."""
+    from sae.units import TYPICAL_RANGE
+
     cands = candidates(responses)
-    print(
-        f"\n{'concept':<18}{'latent':>7}  {'v50: today':>10}"
-        + "".join(f"{c:>10}" for c in cands)
-        + f"{'kept':>6}{'rises':>6}   {'-v50: today':>11}"
-        + "".join(f"{c:>10}" for c in cands)
-        + f"{'kept':>6}"
-    )
-    figures = {c: {"add": [], "remove": []} for c in ("today", *cands)}
-    monotone = {c: [] for c in ("today", *cands)}
+    kinds = ("today", *cands)
+    head = "".join(f"{c:>12}" for c in kinds)
+    print(f"\n{'concept':<20}{'latent':>7}  add: v50 in{head}{'kept':>6}{'rises':>6}   remove: v50 in{head}{'kept':>6}")
+    v: dict = {c: {"add": [], "remove": []} for c in kinds}
+    monotone: dict = {c: [] for c in kinds}
+    unreached = {"add": 0, "remove": 0}
     for name, r in results.items():
-        line = f"{name:<18}{r['latent']:>7}  "
+        line = f"{name:<20}{r['latent']:>7}  " + " " * 11
         for k, side_name in enumerate(("add", "remove")):
             s = r[side_name]
             values, success = np.array(s["values"]), np.array(s["success"])
             raw = v50(values, success)
-            today = min(raw / r["unit"], MULTIPLES[-1])
-            figures["today"][side_name].append(today)
-            if side_name == "add":
-                monotone["today"].append(rises(values, success))
-            line += f"{today:>10.2f}"
-            for c, per in cands.items():
-                unit, sat = per[name][k]
-                v = min(v50(values, success, sat * unit) / unit, sat)
-                figures[c][side_name].append(v)
+            units = {"today": (r["unit"], TYPICAL_RANGE)} | {c: per[name][k] for c, per in cands.items()}
+            for c, (unit, sat) in units.items():
+                x = raw / unit
+                if np.isfinite(raw):
+                    v[c][side_name].append(x)
+                line += f"{x:>11.2f}{'!' if x > sat else ' '}"
                 if side_name == "add":
                     monotone[c].append(rises(values, success, sat * unit))
-                line += f"{v:>10.2f}"
+            unreached[side_name] += not np.isfinite(raw)
             kept = float(np.interp(raw, np.abs(values), s["kept"])) if np.isfinite(raw) else float("nan")
-            line += f"{kept:>6.2f}" + (f"{'yes' if rises(values, success) else 'no':>6}   " if k == 0 else "")
+            line += f"{kept:>6.2f}"
+            if k == 0:
+                line += f"{'yes' if rises(values, success) else 'no':>6}   " + " " * 14
         print(line)
-    for c in figures:
+    print(
+        f"\nv50 reached within {MULTIPLES[-1]:g} typical units: add {len(results) - unreached['add']} of "
+        f"{len(results)}, remove {len(results) - unreached['remove']} of {len(results)} ('!': beyond the range)"
+    )
+    for c in kinds:
         print(
-            f"{c:<10} cv add {cv(figures[c]['add']):.3f}  cv remove {cv(figures[c]['remove']):.3f}  "
-            f"rising {np.mean(monotone[c]):.2f}"
+            f"{c:<12} cv of v50: add {cv(v[c]['add']):.3f}  remove {cv(v[c]['remove']):.3f}  "
+            f"success rises along the range: {np.mean(monotone[c]):.2f}"
         )
     best = "calibrated"
     print(
-        f"cv_before={cv(figures['today']['add']):.3f} cv_after={cv(figures[best]['add']):.3f} "
-        f"monotonic={np.mean(monotone[best]):.2f} removal_cv_before={cv(figures['today']['remove']):.3f} "
-        f"removal_cv_after={cv(figures[best]['remove']):.3f}"
+        f"cv_before={cv(v['today']['add']):.3f} cv_after={cv(v[best]['add']):.3f} "
+        f"monotonic={np.mean(monotone[best]):.2f} removal_cv_before={cv(v['today']['remove']):.3f} "
+        f"removal_cv_after={cv(v[best]['remove']):.3f}"
     )
 
 

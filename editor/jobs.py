@@ -133,12 +133,15 @@ class RenderScheduler(QObject):
         return self._running and self._running_preview
 
     def stop(self) -> bool:
-        """Stop the running render at its next denoising step and drop the waiting one; the
-        picture shown stays. False when no render was running or waiting."""
+        """Stop what runs at its next denoising step or pass and drop what waits (renders, causal
+        previews, sweeps): the user wants the machine back. The picture shown stays. False when
+        nothing ran or waited."""
         with self._lock:
-            had = self._running or self._pending is not None
-            self._pending = None
-            self.latest = next(self._ids)  # nothing is this id: the running render is stale
+            had = self._running or any(
+                j is not None for j in (self._pending, self._pending_causal, self._pending_sweep)
+            )
+            self._pending = self._pending_causal = self._pending_sweep = None
+            self.latest = self.latest_causal = self.latest_sweep = next(self._ids)  # the running job is stale
         return had
 
     def when_idle(self, action: Callable[[], None]) -> None:

@@ -181,8 +181,8 @@ class CalibrationStore:
     def get(self, latent: int) -> Calibration | None:
         return self.entries.get(latent)
 
-    def put(self, calibrations: dict[int, Calibration]) -> None:
-        self.entries.update(calibrations)
+    def save(self) -> None:
+        """Write every calibration in ``entries`` (atomically)."""
         latents = {}
         for i, c in sorted(self.entries.items()):
             latents[str(i)] = (

@@ -120,7 +120,7 @@ class Workspace:
     def keep_calibrations(self) -> None:
         """Write the calibrations measured so far (a read-only folder keeps them in memory only)."""
         try:
-            self.calibrations.put({})
+            self.calibrations.save()
         except OSError:
             pass
 

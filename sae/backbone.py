@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from sae.errors import UserError
 from sae.hooks import ATTN_OUT, EMBEDDING, MLP_OUT, RESID, SITE_WORDS, SITES
 from sae.view import EncoderView
-from sae.weights import load_into
+from sae.weights import load_into, without_init
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -362,7 +362,8 @@ def load_backbone(
         _check_local_dir(spec.local_dir)
     try:
         checkpoint = _plain_checkpoint(spec)
-        with _no_random_init_warning():  # the weights are read just below
+        # the weights are read just below: no random initialisation, and no warning about it
+        with _no_random_init_warning(), without_init() if checkpoint is not None else nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec.name,
                 pretrained=spec.pretrained,
@@ -371,7 +372,8 @@ def load_backbone(
                 load_weights=checkpoint is None,
             )
         if checkpoint is not None and not load_into(model, checkpoint):
-            open_clip.load_checkpoint(model, str(checkpoint))  # older key names: open_clip converts them
+            # older key names: open_clip converts them (strictly: no tensor is left unread)
+            open_clip.load_checkpoint(model, str(checkpoint), strict=True)
         tokenizer = open_clip.get_tokenizer(spec.name)
     except UserError:
         raise

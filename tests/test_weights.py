@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae.errors import UserError
-from sae.weights import load_into, read_header
+from sae.weights import load_into, read_header, without_init
 
 
 def test_an_encoder_loads_exactly_the_saved_tensors_in_any_precision(tiny_clip):
@@ -55,3 +55,18 @@ def test_a_damaged_file_is_refused_in_one_sentence(tmp_path, damage):
     with pytest.raises(UserError) as e:
         read_header(path)
     assert str(e.value).count(".") <= 2 and str(path) in str(e.value)
+
+
+def test_initialisers_do_nothing_inside_without_init_and_are_restored_after_an_error():
+    from torch.nn.modules import activation
+
+    originals = torch.nn.init.kaiming_uniform_, activation.xavier_uniform_
+    t = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError), without_init():
+        torch.nn.init.normal_(t)
+        torch.nn.MultiheadAttention(4, 2)  # binds xavier_uniform_ by name at import: skipped too
+        assert torch.equal(t, torch.zeros(3, 4)) and activation.xavier_uniform_ is not originals[1]
+        raise RuntimeError
+    assert (torch.nn.init.kaiming_uniform_, activation.xavier_uniform_) == originals
+    torch.nn.init.normal_(t)
+    assert t.abs().sum() > 0

@@ -72,6 +72,7 @@ class RenderScheduler(QObject):
         self.latest_causal = self.latest_sweep = 0
         self._running = False
         self._running_preview = False  # the running job is a drag preview (a later move waits for it)
+        self._running_for_user = False  # the running job is a render or an image the user waits for
         self._closed = False
         self._worker = None
         self._when_idle: list[Callable[[], None]] = []
@@ -132,6 +133,19 @@ class RenderScheduler(QObject):
         since the drag's newer state supersedes it (on a CPU at real size it would take minutes)."""
         return self._running and self._running_preview
 
+    def user_waits(self) -> bool:
+        """A render or new image the user waits for runs or is queued (causal previews and sweeps
+        do not count). Read from any thread."""
+        waiting = self._pending is not None or self._pending_image is not None
+        return waiting or (self._running and self._running_for_user)
+
+    def yield_to_renders(self, poll_s: float = 0.05) -> None:
+        """Hold the calling worker thread while the user waits for a render: background work
+        (calibrating a new slider) calls this between its steps, so on a machine whose cores a
+        render fills, the render is not slowed by it."""
+        while not self._closed and self.user_waits():
+            time.sleep(poll_s)
+
     def stop(self) -> bool:
         """Stop what runs at its next denoising step or pass and drop what waits (renders, causal
         previews, sweeps): the user wants the machine back. The picture shown stays. False when
@@ -184,6 +198,7 @@ class RenderScheduler(QObject):
                 return
             self._running = True
             self._running_preview = job.preview
+            self._running_for_user = job.causal is None and job.sweep is None
         self._worker = create_worker(self._run, job, _start_thread=False, _ignore_errors=True)
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(lambda e, job=job: self._error(job, e))

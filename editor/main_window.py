@@ -257,12 +257,14 @@ class MainWindow(QMainWindow):
             self.sweeps.request()  # its positions are in the new units
 
     def calibrate_slider(self, latent: int) -> None:
-        """Measure the slider's calibrated units in the background; the row takes them when they come."""
+        """Measure the slider's calibrated units in the background, pausing while a render the user
+        waits for runs; the row takes them when they come."""
         model = self.model
         self.jobs.run(
             f"calibrate {latent}",
             model.calibrate,
             latent,
+            self.scheduler.yield_to_renders,
             done=lambda scale: self._calibrated(latent, scale) if self.model is model else None,
             failed=lambda e: self.statusBar().showMessage(f"Could not calibrate the slider of #{latent}: {e}", 8000),
         )

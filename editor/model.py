@@ -3,6 +3,7 @@ it, and the sliders induced in this window. No Qt here: the window calls this fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sae.demo  # noqa: F401  registers the demo world with the edit engine (sae.worlds)
@@ -87,9 +88,10 @@ class EditorModel:
         found = self.workspace.calibrations.get(latent)
         return found.scale(self.unit(latent)) if found else Scale.typical(self.unit(latent), NOT_MEASURED)
 
-    def calibrate(self, latent: int) -> Scale:
-        """Measure ``latent``'s calibrated units (seconds on a large encoder) and keep them."""
-        return self.workspace.calibration(latent).scale(self.unit(latent))
+    def calibrate(self, latent: int, between: Callable[[], None] = lambda: None) -> Scale:
+        """Measure ``latent``'s calibrated units (seconds on a large encoder) and keep them;
+        ``between`` is called between the measurement's encoder passes."""
+        return self.workspace.calibration(latent, between=between).scale(self.unit(latent))
 
     def home_tokens(self, latent: int) -> str:
         """Which tokens a new slider edits: where its latent fires (an induced one: where all do)."""

@@ -361,6 +361,9 @@ def load_backbone(
     if spec.local_dir is not None:
         _check_local_dir(spec.local_dir)
     try:
+        # first, while nothing else runs: building the tokenizer splits a 3 MB text in one call
+        # that holds the GIL, three times longer beside the weights' reads
+        tokenizer = open_clip.get_tokenizer(spec.name)
         checkpoint = _plain_checkpoint(spec)
         # the weights are read just below: no random initialisation, and no warning about it
         with _no_random_init_warning(), without_init() if checkpoint is not None else nullcontext():
@@ -374,7 +377,6 @@ def load_backbone(
         if checkpoint is not None and not load_into(model, checkpoint):
             # older key names: open_clip converts them (strictly: no tensor is left unread)
             open_clip.load_checkpoint(model, str(checkpoint), strict=True)
-        tokenizer = open_clip.get_tokenizer(spec.name)
     except UserError:
         raise
     except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError with long texts

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +105,18 @@ def read(backbone: Backbone, sae: SparseAutoencoder, pixels: torch.Tensor) -> Pi
 
 
 def response(
-    backbone: Backbone, sae: SparseAutoencoder, latent: int, tokens: str, pictures: Pictures, sign: float = 1.0
+    backbone: Backbone,
+    sae: SparseAutoencoder,
+    latent: int,
+    tokens: str,
+    pictures: Pictures,
+    sign: float = 1.0,
+    between: Callable[[], None] = lambda: None,
 ) -> Response:
     """The embedding's response to ``latent``'s slider on ``pictures``, adding ``sign`` x GRID (and
-    FAR) x the value at which its decoder row is as long as a typical token, on ``tokens``."""
+    FAR) x the value at which its decoder row is as long as a typical token, on ``tokens``.
+    ``between`` is called before each value's encoder pass (the editor waits there while a
+    render the user asked for runs)."""
     resid, positions = pictures.resid, backbone.token_positions(sae.metadata.token_set)
     with torch.inference_mode():
         row = (sae.W_dec[latent] / sae.input_scale).norm().item()
@@ -118,9 +127,12 @@ def response(
         step = torch.stack(
             [steer_residual(r, sae, c, edit, positions) - r for r, c in zip(resid, pictures.codes, strict=True)]
         )  # [N, T, d]
-        edited = resid[None] + values[:, None, None, None].to(resid) * step[None]  # [K, N, T, d]
-        e = F.normalize(backbone.suffix(edited.flatten(0, 1)).float(), dim=-1).view(len(values), len(resid), -1)
-        change = (e - pictures.base[None]).norm(dim=-1).mean(1)
+        change = []
+        for v in values.tolist():
+            between()
+            e = F.normalize(backbone.suffix(resid + v * step).float(), dim=-1)
+            change.append((e - pictures.base).norm(dim=-1).mean())
+        change = torch.stack(change)
     return Response(values[:-1], change[:-1], float(change[-1]))
 
 

@@ -105,13 +105,14 @@ class Workspace:
     def calibrations(self) -> CalibrationStore:
         return CalibrationStore(self.folder)
 
-    def calibration(self, latent: int, keep: bool = True) -> Calibration:
+    def calibration(self, latent: int, keep: bool = True, between: Callable[[], None] = lambda: None) -> Calibration:
         """``latent``'s calibrated slider unit and range (``sae.calibration``): measured the first
-        time it is asked for and kept beside the index (``keep`` False: in memory until ``keep_calibrations``)."""
+        time it is asked for and kept beside the index (``keep`` False: in memory until
+        ``keep_calibrations``); ``between`` is called between its encoder passes."""
         self.check_latent(latent)
         found = self.calibrations.get(latent)
         if found is None:
-            found = calibrated(*self.responses(latent))
+            found = calibrated(*self.responses(latent, between))
             self.calibrations.entries[latent] = found
             if keep:
                 self.keep_calibrations()
@@ -124,13 +125,15 @@ class Workspace:
         except OSError:
             pass
 
-    def responses(self, latent: int) -> tuple[Response, Response]:
+    def responses(self, latent: int, between: Callable[[], None] = lambda: None) -> tuple[Response, Response]:
         """How far ``latent``'s slider moves the image embedding, upward on neutral pictures and
         downward on the indexed pictures it fires on most (``sae.calibration.response``)."""
         tokens, firing = self.home_tokens(latent), self._firing_pixels(latent)
-        up = response(self.backbone, self.sae, latent, tokens, self._neutral, 1.0)
+        between()
+        up = response(self.backbone, self.sae, latent, tokens, self._neutral, 1.0, between)
+        between()
         down_on = self._neutral if firing is None else read(self.backbone, self.sae, firing)
-        return up, response(self.backbone, self.sae, latent, tokens, down_on, -1.0)
+        return up, response(self.backbone, self.sae, latent, tokens, down_on, -1.0, between)
 
     @cached_property
     def _neutral(self) -> Pictures:

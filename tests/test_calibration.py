@@ -52,8 +52,10 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
         far = response(bb, sae, latent, tokens, neutral, 1.0).far
         end = _moved(bb, sae, latent, tokens, neutral, cal.up.unit * cal.up.saturation)
         assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
-    up, _down = workspace.responses(cat)
+    passes = []
+    up, _down = workspace.responses(cat, between=lambda: passes.append(1))
     assert list(up.change) == sorted(up.change)  # more slider, more change, up to where it levels off
+    assert len(passes) == 2 * (len(up.values) + 2)  # before each encoder pass (each value, FAR, a read)
 
     again = Workspace.open(workspace.folder, backbone=workspace.backbone)
     monkeypatch.setattr(Workspace, "responses", lambda *a: pytest.fail("measured again instead of read"))

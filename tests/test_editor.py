@@ -14,6 +14,7 @@ from PySide6.QtGui import QDropEvent
 
 from sae.backbone import load_backbone
 from sae.model import SparseAutoencoder
+from sae.steer import Edit
 
 pytest.importorskip("pytestqt")
 
@@ -591,6 +592,23 @@ def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_wa
     assert row.slider.value() == pytest.approx(1.0, abs=0.01)
     window.undo.undo()
     assert row.state.value == 0.0
+
+
+def test_a_new_sliders_calibration_waits_while_a_render_the_user_asked_for_runs(window, qtbot, quick_models):
+    """On a machine a render fills, measuring a new slider's units must not slow that render: the
+    measurement pauses between its encoder passes until the render has finished."""
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[5])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    measured = window.model.workspace.calibrations.entries
+    latent = next(f.latent for f in window.model.session.fires(20) if f.latent not in measured)
+    at_render_end = []
+    window.scheduler.finished.connect(lambda *_: at_render_end.append(window.doc.slider(latent).scale.calibrated))
+    other = next(f.latent for f in window.model.session.fires(20) if f.latent != latent)
+    window.scheduler.request([Edit(other, "add", 5.0)], window.doc.settings.but(steps=40))
+    window.add_slider(latent)
+    qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=60_000)
+    assert at_render_end == [False]  # the render ended first, though it started with the measurement
 
 
 def _shipped_decoder_built() -> bool:

@@ -4,13 +4,14 @@ What a CPU user meets: how long the models take to load, the time to the first p
 512x512 photograph at the decoder's default steps, a drag's first preview, a slider release's
 full render, how soon Stop takes effect, and the longest stall of the GUI thread meanwhile (a 5 ms
 heartbeat timer; target <= 50 ms), beside the longest gap the same heartbeat sees in an idle
-process at the same time: the machine's own floor, which no change to the editor can lower. The encoder and decoder are written once in open_clip's and the
-hub's layouts (about 15 GB in ``--work``, kept for the next run) and opened by the editor's own
-loaders, with a 16x SAE at the middle layer.
+process at the same time: the machine's own floor, which no change to the editor can lower. The
+encoder and decoder are written once in open_clip's and the hub's layouts (about 15 GB in
+``--work``, kept for the next run) and opened by the editor's own loaders, with a 16x SAE at the
+middle layer.
 
     python bench/real_editor.py [--work DIR] [--steps 30] [--size 512] [--until PHASE] [--why]
 
-On this two-core CPU it takes about 25 minutes and ~20 GB of memory. Results: bench/README.md.
+On this two-core CPU it takes about 15 minutes and ~20 GB of memory. Results: bench/README.md.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -101,47 +100,69 @@ class Floor:
 
 
 class Heart:
-    """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase. With ``why``, a
-    watchdog thread notes what every thread was running when a gap passed 40 ms."""
+    """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase, and every gap
+    over STALL_MS (when, how long)."""
 
-    def __init__(self, why: bool = False):
+    def __init__(self):
         from PySide6.QtCore import QTimer
 
         self.last = time.perf_counter()
         self.phase, self.worst = "start", {}
-        self.stalls: list[tuple[float, str, str]] = []  # (gap ms, phase, stacks)
+        self.stalls: list[tuple[float, float, str]] = []  # (start, end, phase)
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self.beat)
         self.timer.start()
-        if why:
-            threading.Thread(target=self._watch, daemon=True).start()
 
     def beat(self) -> None:
         now = time.perf_counter()
         gap = (now - self.last) * 1000
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
-        if self.stalls and self.stalls[-1][0] < 0:  # the stall the watchdog saw has ended: its length
-            self.stalls[-1] = (gap, *self.stalls[-1][1:])
+        if gap > STALL_MS:
+            self.stalls.append((self.last, now, self.phase))
         self.last = now
 
-    def _watch(self) -> None:
-        seen = 0.0
-        while True:
-            time.sleep(0.01)
-            last = self.last
-            if time.perf_counter() - last > 0.04 and last != seen:
-                seen = last
-                frames = sys._current_frames()
-                stacks = "\n".join(
-                    f"  [{t.name}]\n" + "".join(traceback.format_stack(frames[t.ident], limit=6))
-                    for t in threading.enumerate()
-                    if t.ident in frames and t is not threading.current_thread()
-                )
-                self.stalls.append((-1.0, self.phase, stacks))
 
-    def report(self, n: int = 5) -> None:
-        for gap, phase, stacks in sorted(self.stalls, key=lambda s: -s[0])[:n]:
-            print(f"\nstall of {gap:.0f} ms while {phase}; the threads were in:\n{stacks}")
+STALL_MS = 35.0  # --why explains the GUI gaps longer than this
+LONG_CALL_S = 0.015  # by the calls into C longer than this that overlapped them
+
+
+class LongCalls:
+    """For ``--why``: every call into C (a builtin or an extension function) longer than
+    LONG_CALL_S on the editor's worker threads, with where it was made. A GUI stall that no such
+    call overlaps was the machine's (compare the idle process); one that a call overlaps names
+    what held the GIL or the cores."""
+
+    def __init__(self):
+        import editor.jobs
+
+        self.calls: list[tuple[float, float, str]] = []
+        self._started: dict[int, float] = {}
+        make = editor.jobs.create_worker
+
+        def profiled(fn):
+            def run(*args, **kwargs):
+                sys.setprofile(self._profile)
+                return fn(*args, **kwargs)
+
+            return run
+
+        editor.jobs.create_worker = lambda fn, *args, **kwargs: make(profiled(fn), *args, **kwargs)
+
+    def _profile(self, frame, event, arg) -> None:
+        if event == "c_call":
+            self._started[id(arg)] = time.perf_counter()
+        elif event in ("c_return", "c_exception"):
+            t = self._started.pop(id(arg), None)
+            if t is not None and time.perf_counter() - t > LONG_CALL_S:
+                where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+                self.calls.append((t, time.perf_counter(), f"{getattr(arg, '__qualname__', arg)} at {where}"))
+
+    def report(self, heart: Heart) -> None:
+        for g0, g1, phase in heart.stalls:
+            print(f"GUI stall of {1000 * (g1 - g0):.0f} ms while {phase}; calls into C meanwhile:")
+            for c0, c1, name in self.calls:
+                if c0 < g1 and c1 > g0:
+                    print(f"    {1000 * (c1 - c0):6.0f} ms  {name}")
 
 
 def main() -> None:
@@ -150,7 +171,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="the decoder's steps (Kandinsky 2.2's default: 30)")
     p.add_argument("--size", type=int, default=512, help="the photograph's side")
     p.add_argument("--factor", type=int, default=1, help="divide every width by this, e.g. 8 (a quick check)")
-    p.add_argument("--why", action="store_true", help="print what the threads ran during the longest stalls")
+    p.add_argument("--why", action="store_true", help="name the long calls into C that overlapped each GUI stall")
     p.add_argument("--until", choices=("load", "picture", "preview", "release"), help="end after this phase")
     a = p.parse_args()
     if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
@@ -178,7 +199,8 @@ def main() -> None:
         return EditorModel(workspace, load_decoder(str(decoder), workspace.backbone))
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive while the window runs)
-    heart, floor = Heart(a.why), Floor()
+    calls = LongCalls() if a.why else None
+    heart, floor = Heart(), Floor()
     times: dict[str, float] = {}
 
     def row(key: str, name: str, seconds: float, note: str = "") -> None:
@@ -203,7 +225,8 @@ def main() -> None:
     QThreadPool.globalInstance().waitForDone(600_000)
     longest = max(heart.worst.values())
     print("longest GUI-thread gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in heart.worst.items()))
-    heart.report()
+    if calls is not None:
+        calls.report(heart)
     print(" ".join(f"{k}={v:.1f}" for k, v in times.items()) + f" longest_gap_ms={longest:.1f}")
 
 

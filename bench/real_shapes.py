@@ -93,11 +93,12 @@ def run_pair(pair: str, a: argparse.Namespace, meter: Meter, tmp: Path) -> float
     from sae.steer import Edit
 
     name, layer = PAIRS[pair]
-    dtype = torch.float16 if a.fp16 else torch.float32
-    print(f"\n{pair}: {name} @ layer {layer} + its decoder, random weights, {a.device}, {dtype}, {a.steps} steps")
+    dtype = torch.float32  # sae-studio loads the encoder and SAE in fp32 in every plan; --fp16 halves the decoder
+    half = "fp16" if a.fp16 else "fp32"
+    print(f"\n{pair}: {name} @ layer {layer} + its {half} decoder, random weights, {a.device}, {a.steps} steps")
     with meter.stage("build the encoder (open_clip, no weights)") as s:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=a.device)
-        model = model.to(dtype).eval()
+        model = model.eval()
         backbone = Backbone(model, name, layer, preprocess, open_clip.get_tokenizer(name))
         s["note"] = params(model)
     pixels = preprocess(Image.new("RGB", (512, 512), (90, 140, 200)))[None].to(a.device, dtype)
@@ -150,7 +151,9 @@ def main() -> None:
     p.add_argument("--pair", choices=(*PAIRS, "both"), default="both")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=4, help="decoder steps (img2img runs steps x strength of them)")
-    p.add_argument("--fp16", action="store_true", help="half-precision weights (the --fp16 plan; CUDA)")
+    p.add_argument(
+        "--fp16", action="store_true", help="a half-precision decoder, the encoder in fp32 (the app's --fp16 plan)"
+    )
     p.add_argument("--region", action="store_true", help="also time a DiffEdit region edit (many UNet passes)")
     a = p.parse_args()
     import torch

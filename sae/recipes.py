@@ -3,8 +3,9 @@ download and to run, and whether they are already in the local caches.
 
 ``sae-studio models`` prints this table; ``load_decoder`` prints a recipe's estimate before a
 hub download starts. Sizes are the hub files' sizes (fp32 unless noted); memory figures are
-peaks for one 512x512 (Kandinsky) or 768x768 (unCLIP) image at batch 1, estimated from the
-parameter counts; the fp32 ones were measured within 20% at full size (bench/real_shapes.py).
+peaks for one 512x512 (Kandinsky) or 768x768 (unCLIP) image at batch 1. The fp32 peaks are
+measured at full size (bench/real_shapes.py); the others are made from the measured parts
+(``plans``): the encoder stays in fp32 on the device in every plan.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ class MemoryPlan:
 # Where the measured figures come from: resident memory above the process's start at the peak of
 # one decode (bench/real_shapes.py, results in bench/README.md).
 MEASURED_ON = "a two-core CPU with random weights at full size (bench/real_shapes.py)"
+
+
+def plans(
+    encoder_gb: float, decoder_gb: float, largest_part_gb: float, activations_gb: float, measured_gb: float
+) -> tuple[MemoryPlan, ...]:
+    """The three plans' peaks from a pair's measured parts (fp32 GB): the encoder (on the device,
+    fp32, in every plan: ``--fp16`` halves the decoder only), the decoder's weights, its largest
+    part (the one ``--cpu-offload`` keeps on the device while it runs) and one decode's activations;
+    ``measured_gb`` is the fp32 peak bench/real_shapes.py measured."""
+    half = encoder_gb + (decoder_gb + activations_gb) / 2
+    offload = encoder_gb + (largest_part_gb + activations_gb) / 2
+    return (
+        MemoryPlan("fp32", "default", encoder_gb + decoder_gb + activations_gb, measured_gb=measured_gb),
+        MemoryPlan("fp16", "--fp16", round(half, 1)),
+        MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", round(offload, 1)),
+    )
 
 
 @dataclass(frozen=True)
@@ -58,11 +75,8 @@ RECIPES: dict[str, Recipe] = {
         download_gb=10.2 + DECODERS["kandinsky-2.2"].download_gb,
         decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
         disk_gb=18.0,
-        plans=(
-            MemoryPlan("fp32", "default", 20.0, measured_gb=17.9),
-            MemoryPlan("fp16", "--fp16", 10.0),
-            MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 5.5),
-        ),
+        # ViT-bigG-14 10.2 GB; UNet 4.7 + MoVQ 0.26 GB; activations: the measured peak less weights
+        plans=plans(10.2, 4.96, 4.7, 17.9 - 10.2 - 4.96, measured_gb=17.9),
         note="ViT-bigG-14 (2.5B parameters) with the Kandinsky 2.2 decoder (UNet 1.2B, MoVQ); 512x512 images",
     ),
     "sd21-unclip": Recipe(
@@ -75,19 +89,17 @@ RECIPES: dict[str, Recipe] = {
         download_gb=3.9 + DECODERS["sd21-unclip"].download_gb,
         decoder_gb=DECODERS["sd21-unclip"].download_gb,
         disk_gb=14.0,
-        plans=(
-            MemoryPlan("fp32", "default", 14.0, measured_gb=13.6),
-            MemoryPlan("fp16", "--fp16", 7.0),
-            MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", 4.0),
-        ),
+        # ViT-H-14 4.0 GB; UNet 3.5 + text encoder 1.4 + VAE 0.3 + the rest: 7.2 GB on disk
+        plans=plans(4.0, 7.2, 3.5, 13.6 - 4.0 - 7.2, measured_gb=13.6),
         note="ViT-H-14 (1B parameters) with Stable Diffusion 2.1 unCLIP; 768x768 images",
     ),
 }
 
 
 def plans_for(recipe: Recipe, device: str) -> tuple[MemoryPlan, ...]:
-    """The plans a device can run: CPU offload only means something beside an accelerator."""
-    return tuple(p for p in recipe.plans if device.startswith("cuda") or "offload" not in p.name)
+    """The plans a device can run: the half-precision ones need an accelerator (diffusers runs no
+    fp16 pipeline on a CPU)."""
+    return tuple(p for p in recipe.plans if device.startswith("cuda") or p.name == "fp32")
 
 
 def free_memory_gb(device: str) -> float | None:
@@ -155,7 +167,7 @@ def decoder_cached(repo: str) -> bool:
 def estimate(recipe: Recipe) -> str:
     """One paragraph to print before a download: size, disk, memory plans."""
     plans = "; ".join(
-        f"{p.name} ~{p.gpu_gb:g} GB" + (f", {p.measured_gb:g} GB measured" if p.measured_gb else "") + f" ({p.flags})"
+        (f"{p.name} {p.measured_gb:g} GB measured" if p.measured_gb else f"{p.name} ~{p.gpu_gb:g} GB") + f" ({p.flags})"
         for p in recipe.plans
     )
     measured = f" Measured on {MEASURED_ON}." if any(p.measured_gb for p in recipe.plans) else ""

@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from shiboken6 import isValid
 from superqt.utils import create_worker
 
+from editor.priority import in_background
 from sae.decoders import DecodeCancelled, DecodeSettings
 from sae.errors import UserError
 from sae.session import Session
@@ -199,7 +200,7 @@ class RenderScheduler(QObject):
             self._running = True
             self._running_preview = job.preview
             self._running_for_user = job.causal is None and job.sweep is None
-        self._worker = create_worker(self._run, job, _start_thread=False, _ignore_errors=True)
+        self._worker = create_worker(in_background(self._run), job, _start_thread=False, _ignore_errors=True)
         self._worker.returned.connect(self._done)
         self._worker.errored.connect(lambda e, job=job: self._error(job, e))
         self._worker.finished.connect(self._start_next)
@@ -323,7 +324,7 @@ class JobRunner(QObject):
         failed: Callable[[Exception], None] | None = None,
     ) -> None:
         job = self._latest[kind] = next(self._ids)
-        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(in_background(fn), *args, _start_thread=False, _ignore_errors=True)
         current = lambda: isValid(self) and self._latest.get(kind) == job  # noqa: E731
         if done is not None:
             worker.returned.connect(lambda result: done(result) if current() else None)

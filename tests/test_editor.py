@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -609,6 +611,23 @@ def test_a_new_sliders_calibration_waits_while_a_render_the_user_asked_for_runs(
     window.add_slider(latent)
     qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=60_000)
     assert at_render_end == [False]  # the render ended first, though it started with the measurement
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
+def test_background_jobs_run_below_the_gui_threads_priority(qtbot):
+    """Torch's threads fill every core while a real-size model runs; lowered, they yield to the
+    GUI thread whenever it wakes instead of keeping it waiting for its turn."""
+    import threading
+
+    from editor.jobs import JobRunner
+    from editor.priority import BACKGROUND_NICE
+
+    gui = threading.main_thread().native_id
+    before = os.getpriority(os.PRIO_PROCESS, gui)
+    seen = []
+    JobRunner().run("probe", lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), done=seen.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    assert seen[0] >= BACKGROUND_NICE and os.getpriority(os.PRIO_PROCESS, gui) == before
 
 
 def _shipped_decoder_built() -> bool:

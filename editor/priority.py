@@ -19,7 +19,8 @@ _TASKS = "/proc/self/task"
 
 def lower_background_threads(gui_thread: int | None = None) -> int:
     """Lower every thread of this process but ``gui_thread`` (a native id; the main thread when
-    None) to BACKGROUND_NICE; returns how many were lowered. A thread already lower stays so."""
+    None) and Qt's own to BACKGROUND_NICE; returns how many were lowered. A thread already lower
+    stays so."""
     if not sys.platform.startswith("linux"):
         return 0
     gui = threading.main_thread().native_id if gui_thread is None else gui_thread
@@ -29,7 +30,7 @@ def lower_background_threads(gui_thread: int | None = None) -> int:
         return 0
     lowered = 0
     for tid in tasks:
-        if tid == gui:
+        if tid == gui or _is_qts_own(tid):
             continue
         try:
             if os.getpriority(os.PRIO_PROCESS, tid) < BACKGROUND_NICE:
@@ -38,6 +39,16 @@ def lower_background_threads(gui_thread: int | None = None) -> int:
         except OSError:
             pass  # the thread has ended, or the system refuses: it keeps its priority
     return lowered
+
+
+def _is_qts_own(tid: int) -> bool:
+    """Qt's own threads (the window system's event reader: QXcbEventQueue) keep their priority, so
+    input reaches the GUI thread as soon as before; its pooled job threads are named otherwise."""
+    try:
+        with open(f"{_TASKS}/{tid}/comm") as f:
+            return f.read().startswith("Q")
+    except OSError:
+        return False
 
 
 def in_background(fn: Callable) -> Callable:

@@ -12,6 +12,7 @@ FVU is compared.
 
     python bench/train_throughput.py            # full table, last line: ratio_vs_sparsify=R limit_fraction=F
     python bench/train_throughput.py --quick    # smaller sizes, for a smoke run
+    python bench/train_throughput.py --device cuda   # the same table on a GPU (sparsify with its Triton kernels)
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # sparsify's import fails on a GPU-less box otherwise
 
 import numpy as np
 import torch
@@ -48,14 +47,25 @@ def _shim_matplotlib() -> None:
         pass
 
 
+DEVICE = torch.device("cpu")  # where every contender runs (--device)
+
+
+def sync() -> None:
+    """Wait for the device's queued work, so a step's time is its own."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_steps(step: Callable[[torch.Tensor], None], batches: list[torch.Tensor], warmup: int = 1) -> float:
     """Median seconds per step over ``batches`` after ``warmup`` untimed steps."""
     for x in batches[:warmup]:
         step(x)
     times = []
     for x in batches[warmup:]:
+        sync()
         t = time.perf_counter()
         step(x)
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -97,7 +107,7 @@ def ours(store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float) -> t
         lr=lr,
         tokens=10**9,
         checkpoint_every=10**9,
-        device="cpu",
+        device=str(DEVICE),
     )
     trainer = Trainer(cfg, progress=False)
     return trainer, trainer.train_step
@@ -106,10 +116,10 @@ def ours(store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float) -> t
 def sparsify_step(d_in: int, d_sae: int, k: int, lr: float, lr_scale: Callable[[int], float] | None = None):
     from sparsify import SparseCoder, SparseCoderConfig
 
-    sae = SparseCoder(d_in, SparseCoderConfig(num_latents=d_sae, k=k))
+    sae = SparseCoder(d_in, SparseCoderConfig(num_latents=d_sae, k=k), device=DEVICE)
     # sparsify's trainer with optimizer="adam" uses torch.optim.Adam on these parameters.
     opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
-    since_fired = torch.zeros(d_sae, dtype=torch.long)
+    since_fired = torch.zeros(d_sae, dtype=torch.long, device=DEVICE)
     state = {"step": 0}
 
     def step(x: torch.Tensor) -> None:
@@ -135,7 +145,7 @@ def saelens_step(d_in: int, d_sae: int, k: int, lr: float):
     from sae_lens.saes.sae import TrainStepInput
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k))
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=str(DEVICE)))
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     n = {"step": 0}
 
@@ -157,7 +167,7 @@ def overcomplete_step(d_in: int, d_sae: int, k: int, lr: float):
     _shim_matplotlib()
     from overcomplete.sae import TopKSAE
 
-    sae = TopKSAE(d_in, nb_concepts=d_sae, top_k=k)
+    sae = TopKSAE(d_in, nb_concepts=d_sae, top_k=k, device=str(DEVICE))
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
 
     def step(x: torch.Tensor) -> None:
@@ -172,7 +182,7 @@ def overcomplete_step(d_in: int, d_sae: int, k: int, lr: float):
 
 def plain_topk_step(d_in: int, d_sae: int, k: int, lr: float):
     """The textbook autograd TopK SAE in fp32: Linear -> topk -> scatter -> Linear."""
-    enc, dec = torch.nn.Linear(d_in, d_sae), torch.nn.Linear(d_sae, d_in)
+    enc, dec = torch.nn.Linear(d_in, d_sae, device=DEVICE), torch.nn.Linear(d_sae, d_in, device=DEVICE)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
 
     def step(x: torch.Tensor) -> None:
@@ -188,8 +198,8 @@ def plain_topk_step(d_in: int, d_sae: int, k: int, lr: float):
 
 
 def gemm_seconds(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int = 3) -> float:
-    x = torch.randn(batch, d_in).to(dtype)
-    w = torch.randn(d_sae, d_in).to(dtype)
+    x = torch.randn(batch, d_in, device=DEVICE).to(dtype)
+    w = torch.randn(d_sae, d_in, device=DEVICE).to(dtype)
     return time_steps(lambda _: x @ w.T, [x] * (reps + 1))
 
 
@@ -234,7 +244,7 @@ def real_activations(n_images: int, seed: int = 0) -> torch.Tensor:
 
 def quality(tokens: int, batch: int, tmp: Path) -> tuple[float, float]:
     data = real_activations(3000)
-    held_out = data[-4096:]
+    held_out = data[-4096:].to(DEVICE)
     store = store_from(tmp / "real", data[:-4096], shard_rows=8192)
     d_in = data.shape[1]
     d_sae, k, lr = 8 * d_in, 16, 1e-3
@@ -244,10 +254,10 @@ def quality(tokens: int, batch: int, tmp: Path) -> tuple[float, float]:
         d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, (tokens // batch) // 20))
     )
     with torch.no_grad():  # same start: data-mean b_dec, as our initialisation does (in raw scale)
-        sp.b_dec.copy_(data[:-4096].mean(0))
+        sp.b_dec.copy_(data[:-4096].mean(0).to(DEVICE))
     stream = ActivationStore(store).batches(batch, seed=0)
     for _ in range(tokens // batch):
-        x = next(stream)
+        x = next(stream).to(DEVICE)
         step(x)
         sp_step(x)
 
@@ -267,22 +277,32 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="timed steps per trainer (after one warm-up)")
     p.add_argument("--quality-tokens", type=int, default=2_000_000, help="tokens for the FVU comparison (0: skip)")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (then sparsify runs its Triton kernels)")
     a = p.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda asked for, but this machine has no CUDA device torch can use.")
+    if DEVICE.type != "cuda":
+        os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # sparsify's import fails without a GPU otherwise
     if a.quick:
         a.d_in, a.latents, a.batch, a.steps, a.quality_tokens = 128, 2048, 256, 3, 100_000
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}"
-    )
+    if DEVICE.type == "cuda":
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name(DEVICE)}")
+    else:
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_fast_bf16()}"
+        )
     print(f"d_in={a.d_in} latents={a.latents} k={a.k} batch={a.batch}, median of {a.steps} steps")
     g = torch.Generator().manual_seed(0)
-    batches = [torch.randn(a.batch, a.d_in, generator=g) for _ in range(a.steps + 1)]
+    batches = [torch.randn(a.batch, a.d_in, generator=g).to(DEVICE) for _ in range(a.steps + 1)]
     lr = 2e-4
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store = store_from(tmp / "random", torch.cat(batches[:2]), shard_rows=a.batch)
+        store = store_from(tmp / "random", torch.cat(batches[:2]).cpu(), shard_rows=a.batch)
         trainer, step = ours(store, tmp / "ours", a.latents, a.k, a.batch, lr)
         results[f"sae-studio TopK ({str(trainer.mm_dtype).split('.')[-1]} GEMM)"] = time_steps(step, batches)
         del trainer, step
@@ -299,7 +319,7 @@ def main() -> None:
                 print(f"  ({name} skipped: {type(e).__name__}: {e})")
         gemm = {
             str(dt).split(".")[-1]: gemm_seconds(a.batch, a.d_in, a.latents, dt)
-            for dt in (torch.float32, torch.bfloat16)
+            for dt in (torch.float32, torch.bfloat16, *((torch.float16,) if DEVICE.type == "cuda" else ()))
         }
 
         print(f"\n{'trainer':<38}{'tokens/s':>12}{'s/step':>10}")

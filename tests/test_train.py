@@ -241,3 +241,16 @@ def test_cli_end_to_end_on_a_tiny_vit_reports_splice_cosine(tiny_clip, image_dir
     assert sae.metadata.backbone_fingerprint == bb.fingerprint
     assert 0.5 < sae.metadata.metrics["splice_cosine"] <= 1.0
     assert "splice_cosine" in r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_the_training_bench_refuses_a_cuda_run_without_cuda_in_one_sentence(monkeypatch):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--device", "cuda"])
+    with pytest.raises(SystemExit, match=r"^error: --device cuda asked for, but this machine has no CUDA device"):
+        bench.main()

@@ -36,8 +36,8 @@ def lower_background_threads(gui_thread: int | None = None) -> int:
             if os.getpriority(os.PRIO_PROCESS, tid) < BACKGROUND_NICE:
                 os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
                 lowered += 1
-        except OSError:
-            pass  # the thread has ended, or the system refuses: it keeps its priority
+        except OSError:  # the thread has ended, or the system refuses: it keeps its priority
+            continue
     return lowered
 
 

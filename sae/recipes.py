@@ -33,17 +33,16 @@ class MemoryPlan:
 MEASURED_ON = "a two-core CPU with random weights at full size (bench/real_shapes.py)"
 
 
-def plans(
-    encoder_gb: float, decoder_gb: float, largest_part_gb: float, activations_gb: float, measured_gb: float
-) -> tuple[MemoryPlan, ...]:
+def plans(encoder_gb: float, decoder_gb: float, largest_part_gb: float, measured_gb: float) -> tuple[MemoryPlan, ...]:
     """The three plans' peaks from a pair's measured parts (fp32 GB): the encoder (on the device,
-    fp32, in every plan: ``--fp16`` halves the decoder only), the decoder's weights, its largest
-    part (the one ``--cpu-offload`` keeps on the device while it runs) and one decode's activations;
-    ``measured_gb`` is the fp32 peak bench/real_shapes.py measured."""
+    fp32, in every plan: ``--fp16`` halves the decoder only), the decoder's weights and its largest
+    part (the one ``--cpu-offload`` keeps on the device while it runs); ``measured_gb`` is the fp32
+    peak bench/real_shapes.py measured, so one decode's activations are that less the weights."""
+    activations_gb = measured_gb - encoder_gb - decoder_gb
     half = encoder_gb + (decoder_gb + activations_gb) / 2
     offload = encoder_gb + (largest_part_gb + activations_gb) / 2
     return (
-        MemoryPlan("fp32", "default", encoder_gb + decoder_gb + activations_gb, measured_gb=measured_gb),
+        MemoryPlan("fp32", "default", measured_gb, measured_gb=measured_gb),
         MemoryPlan("fp16", "--fp16", round(half, 1)),
         MemoryPlan("fp16 + CPU offload", "--fp16 --cpu-offload", round(offload, 1)),
     )
@@ -75,8 +74,7 @@ RECIPES: dict[str, Recipe] = {
         download_gb=10.2 + DECODERS["kandinsky-2.2"].download_gb,
         decoder_gb=DECODERS["kandinsky-2.2"].download_gb,
         disk_gb=18.0,
-        # ViT-bigG-14 10.2 GB; UNet 4.7 + MoVQ 0.26 GB; activations: the measured peak less weights
-        plans=plans(10.2, 4.96, 4.7, 17.9 - 10.2 - 4.96, measured_gb=17.9),
+        plans=plans(10.2, 4.96, 4.7, measured_gb=17.9),  # ViT-bigG-14; UNet 4.7 + MoVQ 0.26 GB
         note="ViT-bigG-14 (2.5B parameters) with the Kandinsky 2.2 decoder (UNet 1.2B, MoVQ); 512x512 images",
     ),
     "sd21-unclip": Recipe(
@@ -89,8 +87,7 @@ RECIPES: dict[str, Recipe] = {
         download_gb=3.9 + DECODERS["sd21-unclip"].download_gb,
         decoder_gb=DECODERS["sd21-unclip"].download_gb,
         disk_gb=14.0,
-        # ViT-H-14 4.0 GB; UNet 3.5 + text encoder 1.4 + VAE 0.3 + the rest: 7.2 GB on disk
-        plans=plans(4.0, 7.2, 3.5, 13.6 - 4.0 - 7.2, measured_gb=13.6),
+        plans=plans(4.0, 7.2, 3.5, measured_gb=13.6),  # ViT-H-14; UNet 3.5 + text encoder 1.4 + VAE 0.3 + rest
         note="ViT-H-14 (1B parameters) with Stable Diffusion 2.1 unCLIP; 768x768 images",
     ),
 }

@@ -17,9 +17,11 @@ On this two-core CPU it takes about 15 minutes and ~20 GB of memory. Results: be
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,14 +103,17 @@ class Floor:
 
 class Heart:
     """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase, and every gap
-    over STALL_MS (when, how long)."""
+    over STALL_MS (when, how long, and from Linux's schedstat how much of it the GUI thread ran and
+    how much it was ready but waited for a core; the rest it slept, on the GIL or for events)."""
 
     def __init__(self):
         from PySide6.QtCore import QTimer
 
         self.last = time.perf_counter()
         self.phase, self.worst = "start", {}
-        self.stalls: list[tuple[float, float, str]] = []  # (start, end, phase)
+        self.stalls: list[tuple[float, float, str, float, float]] = []  # (start, end, phase, ms ran, ms queued)
+        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self.sched = self._sched_ms()
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self.beat)
         self.timer.start()
@@ -117,9 +122,20 @@ class Heart:
         now = time.perf_counter()
         gap = (now - self.last) * 1000
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
+        sched = self._sched_ms()
         if gap > STALL_MS:
-            self.stalls.append((self.last, now, self.phase))
-        self.last = now
+            ran, queued = (b - a for a, b in zip(self.sched, sched, strict=True))
+            self.stalls.append((self.last, now, self.phase, ran, queued))
+        self.last, self.sched = now, sched
+
+    def _sched_ms(self) -> tuple[float, float]:
+        """How long the GUI thread has run, and waited ready to run for a core (0 where nobody says)."""
+        try:
+            with open(self._schedstat) as f:
+                ran, queued = f.read().split()[:2]
+            return int(ran) / 1e6, int(queued) / 1e6
+        except (OSError, ValueError):
+            return 0.0, 0.0
 
 
 STALL_MS = 35.0  # --why explains the GUI gaps longer than this
@@ -128,7 +144,8 @@ LONG_CALL_S = 0.015  # by the calls into C longer than this that overlapped them
 
 class LongCalls:
     """For ``--why``: every call into C (a builtin or an extension function) longer than
-    LONG_CALL_S on the editor's worker threads, with where it was made. A GUI stall that no such
+    LONG_CALL_S on the editor's worker threads, with where it was made; every Python call the GUI
+    thread's event loop made that long; every garbage collection. A GUI stall that no such
     call overlaps was the machine's (compare the idle process); one that a call overlaps names
     what held the GIL or the cores."""
 
@@ -137,6 +154,7 @@ class LongCalls:
 
         self.calls: list[tuple[float, float, str]] = []
         self._started: dict[int, float] = {}
+        self._gc_started = 0.0
         make = editor.jobs.create_worker
 
         def profiled(fn):
@@ -147,6 +165,28 @@ class LongCalls:
             return run
 
         editor.jobs.create_worker = lambda fn, *args, **kwargs: make(profiled(fn), *args, **kwargs)
+        gc.callbacks.append(self._collection)
+        sys.setprofile(self._gui_profile)  # the GUI thread: every Python call Qt makes into the app
+
+    def _collection(self, phase: str, info: dict) -> None:
+        """Garbage collections hold the GIL in whichever thread runs them."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif time.perf_counter() - self._gc_started > 0.005:
+            name = f"garbage collection of generation {info['generation']} in {threading.current_thread().name}"
+            self.calls.append((self._gc_started, time.perf_counter(), name))
+
+    def _gui_profile(self, frame, event, arg) -> None:
+        """Qt's calls into Python on the GUI thread (slots, event handlers) longer than LONG_CALL_S."""
+        if frame.f_back is not None:
+            return
+        if event == "call":
+            self._started[id(frame)] = time.perf_counter()
+        elif event == "return":
+            t = self._started.pop(id(frame), None)
+            if t is not None and time.perf_counter() - t > LONG_CALL_S:
+                where = f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_firstlineno}"
+                self.calls.append((t, time.perf_counter(), f"GUI thread: {frame.f_code.co_qualname} at {where}"))
 
     def _profile(self, frame, event, arg) -> None:
         if event == "c_call":
@@ -158,8 +198,9 @@ class LongCalls:
                 self.calls.append((t, time.perf_counter(), f"{getattr(arg, '__qualname__', arg)} at {where}"))
 
     def report(self, heart: Heart) -> None:
-        for g0, g1, phase in heart.stalls:
-            print(f"GUI stall of {1000 * (g1 - g0):.0f} ms while {phase}; calls into C meanwhile:")
+        for g0, g1, phase, ran, queued in heart.stalls:
+            print(f"GUI stall of {1000 * (g1 - g0):.0f} ms while {phase}: it ran {ran:.0f} ms, waited {queued:.0f} ms")
+            print("  for a core; long calls meanwhile:")
             for c0, c1, name in self.calls:
                 if c0 < g1 and c1 > g0:
                     print(f"    {1000 * (c1 - c0):6.0f} ms  {name}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,9 +362,6 @@ def load_backbone(
     if spec.local_dir is not None:
         _check_local_dir(spec.local_dir)
     try:
-        # first, while nothing else runs: building the tokenizer splits a 3 MB text in one call
-        # that holds the GIL, three times longer beside the weights' reads
-        tokenizer = open_clip.get_tokenizer(spec.name)
         checkpoint = _plain_checkpoint(spec)
         # the weights are read just below: no random initialisation, and no warning about it
         with _no_random_init_warning(), without_init() if checkpoint is not None else nullcontext():
@@ -386,7 +384,43 @@ def load_backbone(
         ) from e
     model.eval()
     n = len(getattr(getattr(model.visual, "transformer", None), "resblocks", []))
+    tokenizer = LazyTokenizer(spec.name)
     return Backbone(model, spec.model_id, n // 2 if layer is None else layer, preprocess, tokenizer, site=site)
+
+
+class LazyTokenizer:
+    """open_clip's tokenizer for model ``name``, built on first use. Editing an image never
+    tokenizes; building it reads and splits a 3 MB text in calls that hold the GIL for 50 to
+    80 ms (a stall of the editor's GUI thread while a model loads), so only a text search pays."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._tokenizer is not None
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._tokenizer is None:
+                try:
+                    self._tokenizer = open_clip.get_tokenizer(self.name)
+                except Exception as e:  # a tokenizer that must be downloaded, offline
+                    raise UserError(
+                        f"Could not load {self.name}'s tokenizer, which text search needs: "
+                        f"{str(e).splitlines()[0][:200]}."
+                    ) from e
+            return self._tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self._get()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._get(), attr)
 
 
 def save_local_dir(

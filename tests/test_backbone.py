@@ -49,8 +49,10 @@ def test_prefix_stops_at_the_layer(tiny_clip):
 def test_default_layer_is_the_middle_and_text_tower_works(tiny_clip):
     bb = load_backbone(f"local-dir:{tiny_clip}")
     assert bb.layer == bb.n_layers // 2
+    assert not bb.tokenizer.built  # loading for image edits leaves the tokenizer to the first text
     with torch.no_grad():
         t = bb.encode_text(["a cat", "a cowboy hat"])
+    assert bb.tokenizer.built
     assert t.shape == (2, bb.embed_dim)
     assert not torch.allclose(t[0], t[1])
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae.errors import UserError
-from sae.weights import load_into, read_header, without_init
+from sae.weights import load_into, read_ahead, read_header, without_init
 
 
 def test_an_encoder_loads_exactly_the_saved_tensors_in_any_precision(tiny_clip):
@@ -70,3 +70,17 @@ def test_initialisers_do_nothing_inside_without_init_and_are_restored_after_an_e
     assert (torch.nn.init.kaiming_uniform_, activation.xavier_uniform_) == originals
     torch.nn.init.normal_(t)
     assert t.abs().sum() > 0
+
+
+def test_read_ahead_reads_each_weights_file_a_pipeline_loads_once_and_no_variant(tmp_path):
+    for part, n in (("unet", 1000), ("movq", 300)):
+        (tmp_path / part).mkdir()
+        save_file({"w": torch.zeros(n)}, str(tmp_path / part / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {"w": torch.zeros(5000, dtype=torch.float16)},
+        str(tmp_path / "unet" / "diffusion_pytorch_model.fp16.safetensors"),
+    )
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    expected = sum(p.stat().st_size for p in tmp_path.rglob("diffusion_pytorch_model.safetensors"))
+    assert read_ahead(tmp_path) == expected
+    assert read_ahead(tmp_path / "not-here") == read_ahead("kandinsky-community/kandinsky-2-2-decoder") == 0

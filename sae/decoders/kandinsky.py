@@ -18,6 +18,7 @@ from sae.decoders.base import DecodeSettings
 from sae.decoders.region import EditRegion, KeepOutside, grow
 from sae.decoders.sizes import Canvas, SizePolicy
 from sae.errors import UserError
+from sae.weights import read_ahead
 
 
 class KandinskyDecoder:
@@ -33,6 +34,7 @@ class KandinskyDecoder:
         from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22Pipeline
 
         try:
+            read_ahead(source)
             self.text2img = KandinskyV22Pipeline.from_pretrained(str(source), dtype=dtype)
         except Exception as e:  # offline, missing files, wrong folder: one sentence
             raise UserError(

@@ -19,6 +19,7 @@ from sae.decoders.base import DecodeSettings
 from sae.decoders.sizes import SizePolicy
 from sae.decoders.table import DECODERS
 from sae.errors import UserError
+from sae.weights import read_ahead
 
 
 class UnclipDecoder:
@@ -33,6 +34,7 @@ class UnclipDecoder:
         from diffusers import StableUnCLIPImg2ImgPipeline
 
         try:
+            read_ahead(source)
             self.pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(source), dtype=dtype)
         except Exception as e:
             raise UserError(

@@ -142,6 +142,14 @@ STALL_MS = 35.0  # --why explains the GUI gaps longer than this
 LONG_CALL_S = 0.015  # by the calls into C longer than this that overlapped them
 
 
+def _module(frame) -> str:
+    """The module an import was making, where the call was one (its spec is the caller's)."""
+    if frame.f_code.co_name != "_call_with_frames_removed" or frame.f_back is None:
+        return ""
+    spec = frame.f_back.f_locals.get("spec") or getattr(frame.f_back.f_locals.get("module"), "__spec__", None)
+    return f" (importing {spec.name})" if spec is not None else ""
+
+
 class LongCalls:
     """For ``--why``: every call into C (a builtin or an extension function) longer than
     LONG_CALL_S on the editor's worker threads, with where it was made; every Python call the GUI
@@ -195,7 +203,9 @@ class LongCalls:
             t = self._started.pop(id(arg), None)
             if t is not None and time.perf_counter() - t > LONG_CALL_S:
                 where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
-                self.calls.append((t, time.perf_counter(), f"{getattr(arg, '__qualname__', arg)} at {where}"))
+                self.calls.append(
+                    (t, time.perf_counter(), f"{getattr(arg, '__qualname__', arg)} at {where}{_module(frame)}")
+                )
 
     def report(self, heart: Heart) -> None:
         for g0, g1, phase, ran, queued in heart.stalls:

@@ -1,66 +1,90 @@
 """The TopK SAE's training step without dense work beyond the one encoder GEMM.
 
-The forward pass needs the dense pre-activations ``[B, d_sae]`` once, to choose the top k.
-Everything after touches only the chosen latents: decoding gathers k decoder rows per token
-(``embedding_bag``), and the backward pass scatters gradients into the rows of the latents
-that fired (``index_add_``) instead of multiplying by a dense ``[B, d_sae]`` gradient.
-Compared with autograd through ``Linear -> topk -> Linear`` this drops two of the three
-dense GEMMs of a step.
+The forward pass needs the dense pre-activations ``[B, d_sae]`` once, to choose the top k; they
+are written into a buffer the trainer keeps, so no step pays for fresh pages. Everything after
+touches only the chosen latents ("fires"), and the gradients are written by hand instead of by
+autograd:
+
+- a decoder row's gradient is a weighted sum of the rows that chose it, gathered per latent
+  (``FiresByLatent``: one ``embedding_bag`` over the fires sorted by latent, no ``[B*k, d]``
+  temporary and no zero fill);
+- a fire's value gradient is one dot product (``fire_dots``: a sampled matrix product that
+  computes ``g @ W_dec.T`` at the fires only);
+- the decoder gradient leaves ``topk_backward`` already projected onto each row's tangent space
+  (rows stay unit norm): the part along a row is a sum of the fires' own products, so the
+  projection needs no extra pass to find it.
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 
-class TopKEncode(torch.autograd.Function):
-    """(xc [B, d], W_enc_T [F, d], b_enc [F]) -> top-k codes, plus AuxK codes over dead latents.
+@dataclass
+class Codes:
+    """The fires of one batch: the top k per token, and the AuxK top k_aux among dead latents
+    (``aux_*`` are ``[B, 0]`` when no latent is dead)."""
 
-    Returns ``values [B, k]`` (after ReLU), ``indices [B, k]``, ``aux_values [B, k_aux]``,
-    ``aux_indices [B, k_aux]``; the AuxK pair is empty when ``dead`` is None or k_aux is 0.
-    ``mm_dtype`` is the dtype of the one dense GEMM (bf16 where the hardware is fast at it).
+    values: torch.Tensor  # [B, k], after ReLU
+    indices: torch.Tensor  # [B, k]
+    aux_values: torch.Tensor  # [B, k_aux], after ReLU
+    aux_indices: torch.Tensor  # [B, k_aux]
 
-    The AuxK values are ReLU'd in the forward pass like the main ones, but their gradient goes
-    straight through the ReLU: a dead latent's pre-activation is negative on almost every token,
-    so with the ReLU's own gradient AuxK would reach it on the few tokens where it is already
-    positive. Straight through, AuxK raises its pre-activation wherever its decoder row points
-    along the residual error, which revives dead latents within a few hundred steps (the
-    shipped demo SAE, continued 4,000 steps: latents that never fire on an epoch of its data
-    463 -> 178 with it, 463 -> 364 without).
-    """
 
-    @staticmethod
-    def forward(ctx, xc, W_enc_T, b_enc, k: int, mm_dtype: torch.dtype, dead, k_aux: int):
-        if mm_dtype == xc.dtype:
-            pre = torch.addmm(b_enc, xc, W_enc_T.T)
-        else:
-            pre = (xc.to(mm_dtype) @ W_enc_T.to(mm_dtype).T).float().add_(b_enc)
-        values, indices = pre.topk(k, dim=-1, sorted=False)
-        values = values.relu()
-        if dead is not None and k_aux > 0:
-            aux_pre = pre.masked_fill_(~dead, float("-inf"))
-            aux_values, aux_indices = aux_pre.topk(k_aux, dim=-1, sorted=False)
-            aux_values = aux_values.relu()  # -inf (a live latent, when few are dead) becomes 0
-        else:
-            aux_values = xc.new_zeros(xc.shape[0], 0)
-            aux_indices = indices.new_zeros(xc.shape[0], 0)
-        ctx.save_for_backward(xc, W_enc_T, indices, values, aux_indices, aux_values)
-        ctx.mark_non_differentiable(indices, aux_indices)
-        return values, indices, aux_values, aux_indices
+class Scratch:
+    """Tensors kept from step to step, by name; a new shape, dtype or device replaces one. A fresh
+    tensor of this size costs its pages (about 13 ms for 50 MB here), more than a top k."""
 
-    @staticmethod
-    def backward(ctx, g_values, _g_indices, g_aux_values, _g_aux_indices):
-        xc, W_enc_T, indices, values, aux_indices, aux_values = ctx.saved_tensors
-        g = torch.cat([g_values * (values > 0), g_aux_values], dim=1)  # [B, k+ka]; AuxK straight through
-        idx = torch.cat([indices, aux_indices], dim=1)  # [B, k+ka]
-        B, kk = idx.shape
-        flat = idx.reshape(-1)
-        g_b_enc = torch.zeros_like(W_enc_T[:, 0]).index_add_(0, flat, g.reshape(-1))
-        rows = (g.unsqueeze(2) * xc.unsqueeze(1)).reshape(B * kk, -1)  # [B*(k+ka), d]
-        g_W = torch.zeros_like(W_enc_T).index_add_(0, flat, rows)
-        g_xc = F.embedding_bag(idx, W_enc_T, per_sample_weights=g, mode="sum")  # [B, d]
-        return g_xc, g_W, g_b_enc, None, None, None, None
+    def __init__(self):
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        t = self._tensors.get(name)
+        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype or t.device != device:
+            t = self._tensors[name] = torch.empty(shape, dtype=dtype, device=device)
+        return t
+
+
+@torch.no_grad()
+def topk_codes(
+    xc: torch.Tensor,
+    W_enc_T: torch.Tensor,
+    b_enc: torch.Tensor,
+    k: int,
+    mm_dtype: torch.dtype,
+    dead: torch.Tensor | None,
+    k_aux: int,
+    scratch: Scratch | None = None,
+) -> Codes:
+    """The one dense GEMM (in ``mm_dtype``, into ``scratch``), the top k of it, and the AuxK top
+    k_aux among ``dead`` latents when k_aux > 0. With a GEMM in lower precision, the latents are
+    chosen from it and their values computed again in ``xc``'s precision, at the fires only."""
+    scratch = scratch or Scratch()
+    shape = (xc.shape[0], W_enc_T.shape[0])
+    exact = mm_dtype == xc.dtype
+    if exact:
+        pre = torch.addmm(b_enc, xc, W_enc_T.T, out=scratch.get("pre", shape, xc.dtype, xc.device))
+    else:
+        w = scratch.get("W_enc_T", tuple(W_enc_T.shape), mm_dtype, xc.device).copy_(W_enc_T)
+        pre = scratch.get("pre", shape, mm_dtype, xc.device)
+        torch.addmm(b_enc.to(mm_dtype), xc.to(mm_dtype), w.T, out=pre)
+
+    def choose(scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values, indices = scores.topk(n, dim=-1, sorted=False)
+        if not exact:
+            values = fire_dots(indices, xc, W_enc_T).add_(b_enc[indices])
+        return values.relu_(), indices
+
+    values, indices = choose(pre, k)
+    if dead is not None and k_aux > 0:
+        aux_values, aux_indices = choose(pre.masked_fill_(~dead, float("-inf")), k_aux)
+    else:
+        aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), indices.new_zeros(xc.shape[0], 0)
+    return Codes(values, indices, aux_values, aux_indices)
 
 
 def decode_rows(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
@@ -68,13 +92,112 @@ def decode_rows(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tensor
     return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
 
+class FiresByLatent:
+    """The fires of a batch (``latents``: one entry per fire, flat) sorted by latent once, to sum
+    per latent any weighted rows the fires point at."""
+
+    BLOCK_BYTES = 16 * 2**20  # a block's sums come from the allocator's reused memory, not fresh pages
+
+    def __init__(self, latents: torch.Tensor, n: int):
+        self.order = torch.argsort(latents, stable=True)
+        counts = torch.bincount(latents, minlength=n)
+        self.ends = counts.cumsum(0)
+        self.offsets = self.ends - counts
+
+    def sums(self, rows_of: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor, out: torch.Tensor) -> None:
+        """``out`` [n, d] := for each latent f, the sum of ``weights[i] * rows[rows_of[i]]`` over
+        its fires i (zero for a latent that did not fire): one bag per latent, in blocks of
+        latents written into ``out``."""
+        rows_of, weights = rows_of[self.order], weights[self.order]
+        n, d = out.shape
+        block = max(1, self.BLOCK_BYTES // (d * out.element_size()))
+        for f0 in range(0, n, block):
+            f1 = min(n, f0 + block)
+            a, b = int(self.offsets[f0]), int(self.ends[f1 - 1])
+            out[f0:f1] = F.embedding_bag(
+                rows_of[a:b], rows, self.offsets[f0:f1] - a, per_sample_weights=weights[a:b], mode="sum"
+            )
+
+
+def fire_dots(indices: torch.Tensor, rows: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """[B, kk]: <rows[b], W[indices[b, j]]> for each fire, i.e. ``rows @ W.T`` at the fires only.
+    ``indices`` holds distinct latents per row (a top k does)."""
+    B, kk = indices.shape
+    if kk == 0:
+        return rows.new_zeros(B, 0)
+    cols, order = indices.sort(dim=1)
+    crow = torch.arange(0, B * kk + 1, kk, device=indices.device)
+    with warnings.catch_warnings():  # torch calls its sparse layouts beta; this use is covered by tests
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        at = torch.sparse_csr_tensor(
+            crow, cols.reshape(-1), rows.new_zeros(B * kk), size=(B, W.shape[0]), check_invariants=False
+        )
+        dots = torch.sparse.sampled_addmm(at, rows, W.T, beta=0.0).values().reshape(B, kk)
+    return torch.empty_like(dots).scatter_(1, order, dots)
+
+
+@dataclass
+class Grads:
+    W_enc_T: torch.Tensor
+    b_enc: torch.Tensor
+    W_dec: torch.Tensor  # projected: no component along each row
+    b_dec: torch.Tensor
+
+
 @torch.no_grad()
-def remove_parallel_grad_(W_dec: torch.nn.Parameter) -> None:
-    """Project each decoder row's gradient onto the row's tangent space (rows stay unit norm)."""
-    if W_dec.grad is None:
-        return
-    parallel = torch.linalg.vecdot(W_dec.grad, W_dec)  # [F], no [F, d] temporary
-    W_dec.grad.addcmul_(parallel.unsqueeze(1), W_dec, value=-1.0)
+def topk_backward(
+    xc: torch.Tensor,
+    codes: Codes,
+    g_recon: torch.Tensor,
+    g_aux: torch.Tensor | None,
+    W_enc_T: torch.Tensor,
+    W_dec: torch.Tensor,
+    scratch: Scratch,
+) -> Grads:
+    """The gradients of a loss whose gradient is ``g_recon`` [B, d] at the reconstruction
+    ``decode_rows(codes.indices, codes.values) + b_dec`` (with ``xc = x - b_dec`` the encoder's
+    input) and ``g_aux`` [B, d] at the AuxK reconstruction ``decode_rows(codes.aux_*)``. The
+    two weight gradients are written into ``scratch`` ("g_W_enc_T", "g_W_dec"), whole.
+
+    The AuxK values' gradient goes straight through their ReLU: a dead latent's pre-activation
+    is negative on almost every token, so with the ReLU's own gradient AuxK would reach it on the
+    few tokens where it is already positive. Straight through, AuxK raises its pre-activation
+    wherever its decoder row points along the residual error, which revives dead latents within
+    a few hundred steps (the shipped demo SAE, continued 4,000 steps: latents that never fire on
+    an epoch of its data 463 -> 178 with it, 463 -> 364 without).
+    """
+    B, k = codes.indices.shape
+    n = W_dec.shape[0]
+    tokens = torch.arange(B, device=xc.device)
+    g_values = fire_dots(codes.indices, g_recon, W_dec)  # d loss / d value, per fire
+    latents, weights = [codes.indices.reshape(-1)], [codes.values.reshape(-1)]
+    dec_rows_of, dec_rows, value_grads = [tokens.repeat_interleave(k)], [g_recon], [g_values.reshape(-1)]
+    enc_grads = [(g_values * (codes.values > 0)).reshape(-1)]
+    if g_aux is not None and codes.aux_indices.shape[1]:
+        k_aux = codes.aux_indices.shape[1]
+        g_aux_values = fire_dots(codes.aux_indices, g_aux, W_dec)
+        latents.append(codes.aux_indices.reshape(-1))
+        weights.append(codes.aux_values.reshape(-1))
+        dec_rows_of.append(B + tokens.repeat_interleave(k_aux))
+        dec_rows.append(g_aux)
+        value_grads.append(g_aux_values.reshape(-1))
+        enc_grads.append(g_aux_values.reshape(-1))  # straight through the ReLU
+    latents, weights, value_grads, g_pre = (torch.cat(t) for t in (latents, weights, value_grads, enc_grads))
+    token_of = torch.cat([r % B for r in dec_rows_of])
+
+    fires = FiresByLatent(latents, n)
+    g_W_dec = scratch.get("g_W_dec", tuple(W_dec.shape), W_dec.dtype, W_dec.device)
+    fires.sums(torch.cat(dec_rows_of), weights, torch.cat(dec_rows), out=g_W_dec)
+    # <g_W_dec[f], W_dec[f]> = sum over f's fires of value * <g, W_dec[f]> = value * value gradient
+    along = torch.zeros(n, dtype=g_W_dec.dtype, device=g_W_dec.device).index_add_(0, latents, weights * value_grads)
+    g_W_dec.addcmul_(along.unsqueeze(1), W_dec, value=-1.0)
+
+    g_W_enc = scratch.get("g_W_enc_T", tuple(W_enc_T.shape), xc.dtype, xc.device)
+    fires.sums(token_of, g_pre, xc, out=g_W_enc)
+    g_b_enc = torch.zeros(n, dtype=xc.dtype, device=xc.device).index_add_(0, latents, g_pre)
+    # b_dec adds to the reconstruction and is taken off the encoder's input
+    g_b_dec = g_recon.sum(0) - g_b_enc @ W_enc_T
+    return Grads(g_W_enc, g_b_enc, g_W_dec, g_b_dec)
 
 
 @torch.no_grad()

@@ -113,6 +113,7 @@ class Trainer:
         self.silent_tokens = torch.zeros(self.sae_cfg.d_sae, dtype=torch.int64, device=self.device)
         self.aux_dead_tokens = min(cfg.dead_tokens, max(self.total_steps // 10, 10) * cfg.batch_size)
         self.history: list[dict] = []
+        self.scratch = kernels.Scratch()  # the GEMM's output and the weights' gradients, kept between steps
         self._start()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -217,35 +218,40 @@ class Trainer:
         return min(1.0, (self.step + 1) / warmup)
 
     def _step_topk(self, x: torch.Tensor) -> dict:
-        m = self.model
-        xn = x * m.input_scale
-        xc = xn - m.b_dec
-        dead = self.silent_tokens >= self.aux_dead_tokens
-        n_dead = int(dead.sum())
-        k_aux = min(self.sae_cfg.d_in // 2, n_dead)
-        values, indices, aux_values, aux_indices = kernels.TopKEncode.apply(
-            xc, m.W_enc_T, m.b_enc, self.cfg.k, self.mm_dtype, dead if k_aux else None, k_aux
-        )
-        recon = kernels.decode_rows(indices, values, m.W_dec) + m.b_dec
-        total_var = _global_var(xn)
-        sse = (recon - xn).pow(2).sum()
-        loss = sse / total_var
-        aux = torch.zeros(())
-        if k_aux:
-            e = (xn - recon).detach()
-            e_hat = kernels.decode_rows(aux_indices, aux_values, m.W_dec)
-            aux = (e_hat - e).pow(2).sum() / _global_var(e).clamp_min(1e-12)
-            # Fewer dead latents than d_in/2 get a proportionally smaller loss (as sparsify does).
-            loss = loss + self.cfg.auxk_alpha * min(1.0, n_dead / (self.sae_cfg.d_in // 2)) * aux
-        loss.backward()
+        """Forward and backward by hand (sae.kernels): the gradients land in each parameter's
+        ``.grad``, the decoder's already projected onto its rows' tangent spaces."""
+        m, cfg = self.model, self.cfg
+        with torch.no_grad():
+            xn = x * m.input_scale
+            xc = xn - m.b_dec
+            dead = self.silent_tokens >= self.aux_dead_tokens
+            n_dead = int(dead.sum())
+            k_aux = min(self.sae_cfg.d_in // 2, n_dead)
+            codes = kernels.topk_codes(
+                xc, m.W_enc_T, m.b_enc, cfg.k, self.mm_dtype, dead if k_aux else None, k_aux, self.scratch
+            )
+            recon = kernels.decode_rows(codes.indices, codes.values, m.W_dec) + m.b_dec
+            total_var = _global_var(xn)
+            err = recon - xn
+            sse = err.pow(2).sum()
+            aux, g_aux = torch.zeros(()), None
+            if k_aux:
+                e_hat = kernels.decode_rows(codes.aux_indices, codes.aux_values, m.W_dec)
+                miss = e_hat + err  # e_hat - e, where e = xn - recon is the residual AuxK predicts
+                var_e = _global_var(err).clamp_min(1e-12)  # the variance of -e is e's
+                aux = miss.pow(2).sum() / var_e
+                # Fewer dead latents than d_in/2 get a proportionally smaller loss (as sparsify does).
+                weight = cfg.auxk_alpha * min(1.0, n_dead / (self.sae_cfg.d_in // 2))
+                g_aux = miss.mul_(2 * weight / var_e)
+            # loss = sse / total_var + weight * aux
+            grads = kernels.topk_backward(xc, codes, err.mul_(2 / total_var), g_aux, m.W_enc_T, m.W_dec, self.scratch)
+            for name, grad in vars(grads).items():
+                getattr(m, name).grad = grad
         _sum_grads(m)
-        kernels.remove_parallel_grad_(m.W_dec)
         with torch.no_grad():
             fired = torch.zeros_like(self.silent_tokens, dtype=torch.bool)
-            fired[indices[values > 0]] = True
-            counts = distributed.total(
-                torch.stack([sse.detach(), (values > 0).sum().to(sse.dtype), aux.detach().to(sse.dtype)])
-            )
+            fired[codes.indices[codes.values > 0]] = True
+            counts = distributed.total(torch.stack([sse, (codes.values > 0).sum().to(sse.dtype), aux.to(sse.dtype)]))
             rows = x.shape[0] * distributed.world()
         return {
             "fvu": float(counts[0] / total_var),
@@ -281,7 +287,8 @@ class Trainer:
     def train_step(self, x: torch.Tensor) -> dict:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.learning_rate(self.sae_cfg.d_sae) * self._lr_scale()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.arch != "topk":  # the TopK step writes every gradient whole
+            self.optimizer.zero_grad(set_to_none=True)
         out = self._step_topk(x) if self.cfg.arch == "topk" else self._step_relu(x)
         self.optimizer.step()
         if self.cfg.arch == "topk":

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from sae.errors import UserError
-from sae.kernels import TopKEncode, decode_rows
+from sae.kernels import topk_codes
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, check_fits_layer
 
 
@@ -58,31 +58,21 @@ def test_sparse_encode_decode_equal_dense(tmp_path):
         assert torch.allclose(sae.decode_sparse(code), sae.decode(sae.encode(x)), atol=1e-4)
 
 
-def test_topk_kernel_gradients_match_dense_autograd():
+def test_a_bf16_gemm_chooses_the_latents_and_their_values_are_computed_exactly():
     g = torch.Generator().manual_seed(3)
-    B, d, F_, k = 16, 12, 40, 4
-    xc = torch.randn(B, d, generator=g, requires_grad=True)
-    W = torch.randn(F_, d, generator=g, requires_grad=True)
-    b = torch.randn(F_, generator=g, requires_grad=True)
-    Wd = torch.randn(F_, d, generator=g, requires_grad=True)
+    B, d, F_, k = 64, 48, 512, 8
+    xc, W, b = torch.randn(B, d, generator=g), torch.randn(F_, d, generator=g), torch.randn(F_, generator=g)
     dead = torch.zeros(F_, dtype=torch.bool)
     dead[::3] = True
-    target = torch.randn(B, d, generator=g)
-
-    v, i, av, ai = TopKEncode.apply(xc, W, b, k, torch.float32, dead, 5)
-    loss = (decode_rows(i, v, Wd) - target).pow(2).sum() + (decode_rows(ai, av, Wd) - target).pow(2).sum()
-    grads = torch.autograd.grad(loss, [xc, W, b, Wd])
-
     pre = xc @ W.T + b
-    dense = torch.zeros_like(pre).scatter(-1, i, pre.gather(-1, i).relu())
-    picked = pre.gather(-1, ai)
-    straight_through = picked.relu().detach() + picked - picked.detach()  # ReLU'd value, identity gradient
-    aux = torch.zeros_like(pre).scatter(-1, ai, straight_through)
-    ref = (dense @ Wd - target).pow(2).sum() + (aux @ Wd - target).pow(2).sum()
-    ref_grads = torch.autograd.grad(ref, [xc, W, b, Wd])
-    for ours, theirs in zip(grads, ref_grads, strict=True):
-        assert torch.allclose(ours, theirs, atol=1e-4)
-    assert dead[ai].all()
+    for dtype in (torch.float32, torch.bfloat16):
+        codes = topk_codes(xc, W, b, k, dtype, dead, 5)
+        assert codes.values.dtype == torch.float32
+        torch.testing.assert_close(codes.values, pre.gather(1, codes.indices).relu())
+        torch.testing.assert_close(codes.aux_values, pre.gather(1, codes.aux_indices).relu())
+        assert dead[codes.aux_indices].all()
+        best = pre.topk(k).values[:, -1:]  # the k-th largest: a bf16 GEMM may swap near-ties only
+        assert (pre.gather(1, codes.indices) >= best - 0.05 * best.abs() - 0.05).all()
 
 
 def test_pickle_only_folder_is_refused_without_reading_it(tmp_path):

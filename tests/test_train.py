@@ -43,6 +43,42 @@ def test_topk_training_recovers_sparse_structure(store, tmp_path):
     assert not (tmp_path / "sae" / "trainer_state.safetensors").exists()
 
 
+def test_the_hand_written_step_has_autogradients_own_gradients(store, tmp_path):
+    """The trainer's backward by hand (sae.kernels) against autograd through the dense step: top k,
+    AuxK over dead latents straight through its ReLU, and the decoder gradient projected off
+    each row."""
+    cfg = TrainConfig(acts=str(store), out=str(tmp_path / "sae"), expansion=4, k=4, batch_size=256, matmul="fp32")
+    trainer = Trainer(cfg, progress=False)
+    m = trainer.model
+    trainer.silent_tokens[::3] = trainer.aux_dead_tokens  # a third of the latents are dead
+    x = trainer.store.sample(256, seed=3)
+    trainer._step_topk(x)
+    p = {n: getattr(m, n).detach().clone().requires_grad_() for n in ("W_enc_T", "b_enc", "W_dec", "b_dec")}
+
+    def dense(values, indices):
+        return torch.zeros(x.shape[0], m.d_sae).scatter(1, indices, values) @ p["W_dec"]
+
+    xn = x * m.input_scale
+    pre = (xn - p["b_dec"]) @ p["W_enc_T"].T + p["b_enc"]
+    values, indices = pre.topk(cfg.k)
+    recon = dense(values.relu(), indices) + p["b_dec"]
+    loss = (recon - xn).pow(2).sum() / (xn - xn.mean(0)).pow(2).sum()
+    dead = trainer.silent_tokens >= trainer.aux_dead_tokens
+    k_aux = min(m.cfg.d_in // 2, int(dead.sum()))
+    aux_pre, aux_indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux)
+    e = (xn - recon).detach()
+    e_hat = dense(aux_pre + (aux_pre.relu() - aux_pre).detach(), aux_indices)
+    weight = cfg.auxk_alpha * min(1.0, k_aux / (m.cfg.d_in // 2))
+    (loss + weight * (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()).backward()
+    W = p["W_dec"].detach()
+    expected = dict((n, t.grad) for n, t in p.items())
+    expected["W_dec"] = expected["W_dec"] - (expected["W_dec"] * W).sum(1, keepdim=True) * W
+    assert k_aux > 0 and (expected["W_enc_T"][dead].abs().sum(1) > 0).any()  # AuxK reached dead latents
+    for name, grad in expected.items():
+        ours = getattr(m, name).grad
+        torch.testing.assert_close(ours, grad, rtol=1e-4, atol=1e-6, msg=lambda s, name=name: f"{name}: {s}")
+
+
 def test_auxk_revives_latents_that_are_negative_on_every_token(store, tmp_path):
     """A latent whose pre-activation is below zero on every token never wins the top k; AuxK's
     gradient goes straight through its ReLU, so it learns to fire again."""

@@ -197,6 +197,37 @@ def plain_topk_step(d_in: int, d_sae: int, k: int, lr: float):
     return step
 
 
+def our_stages(trainer: Trainer, batches: list[torch.Tensor]) -> dict[str, float]:
+    """Median seconds per step of each stage of the project's step: the encoder (GEMM and top k),
+    the backward pass, Adam, and the rest (losses, bookkeeping, the decoder's renormalisation)."""
+    from sae import kernels
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def run(*args, **kwargs):
+            sync()
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            spent.setdefault(name, []).append(time.perf_counter() - t)
+            return out
+
+        return run
+
+    saved = kernels.topk_codes, kernels.topk_backward, trainer.optimizer.step
+    kernels.topk_codes = timed("encoder: GEMM and top k", kernels.topk_codes)
+    kernels.topk_backward = timed("backward", kernels.topk_backward)
+    trainer.optimizer.step = timed("Adam", trainer.optimizer.step)
+    try:
+        whole = time_steps(trainer.train_step, batches)
+    finally:
+        kernels.topk_codes, kernels.topk_backward, trainer.optimizer.step = saved
+    stages = {name: statistics.median(times[1:]) for name, times in spent.items()}
+    stages["the rest"] = whole - sum(stages.values())
+    return stages
+
+
 def gemm_seconds(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: int = 3) -> float:
     x = torch.randn(batch, d_in, device=DEVICE).to(dtype)
     w = torch.randn(d_sae, d_in, device=DEVICE).to(dtype)
@@ -305,6 +336,7 @@ def main() -> None:
         store = store_from(tmp / "random", torch.cat(batches[:2]).cpu(), shard_rows=a.batch)
         trainer, step = ours(store, tmp / "ours", a.latents, a.k, a.batch, lr)
         results[f"sae-studio TopK ({str(trainer.mm_dtype).split('.')[-1]} GEMM)"] = time_steps(step, batches)
+        stages = our_stages(trainer, batches)
         del trainer, step
         contenders = {
             "sparsify SparseCoder": lambda: sparsify_step(a.d_in, a.latents, a.k, lr)[1],
@@ -327,6 +359,7 @@ def main() -> None:
             print(f"{name:<38}{a.batch / sec:>12,.0f}{sec:>10.3f}")
         for dt, sec in gemm.items():
             print(f"{'limit: one encoder GEMM in ' + dt:<38}{a.batch / sec:>12,.0f}{sec:>10.3f}")
+        print("\nsae-studio's step by stage: " + ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in stages.items()))
 
         fvu_line = ""
         if a.quality_tokens:

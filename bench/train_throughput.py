@@ -97,9 +97,12 @@ def store_from(folder: Path, data: torch.Tensor, shard_rows: int) -> Path:
 # -- the contenders: one training step each, as each library's own trainer takes it ------------
 
 
-def ours(store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float) -> tuple[Trainer, Callable]:
+def ours(
+    store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float, encoder: str = "dense"
+) -> tuple[Trainer, Callable]:
     cfg = TrainConfig(
         acts=str(store),
+        encoder=encoder,
         out=str(out),
         width=d_sae,
         k=k,
@@ -237,66 +240,76 @@ def gemm_seconds(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, reps: in
 # -- quality on real activations -----------------------------------------------------------------
 
 
-def real_activations(n_images: int, seed: int = 0) -> torch.Tensor:
-    """Middle-layer residuals of a tiny random ViT-B-16-shaped open_clip model over generated
-    images of coloured shapes (a stand-in until the demo world's trained CLIP exists)."""
-    import open_clip
-    from PIL import Image, ImageDraw
+def demo_activations(n_images: int, seed: int = 7) -> torch.Tensor:
+    """Residuals entering block 3 of the shipped demo CLIP over ``n_images`` demo-world scenes
+    (every token), shuffled: a trained encoder's activations, with its real structure."""
+    from sae.backbone import load_backbone
+    from sae.demo.clip import to_pixels
+    from sae.demo.data import world_data
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from helpers import tiny_clip_config
-
-    from sae.backbone import Backbone
-
-    cfg = tiny_clip_config("ViT-B-16", width=64, image_size=64)
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**cfg).eval()
-    bb = Backbone(model, "tiny", layer=6)
-    rng = np.random.default_rng(seed)
-    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(3, 1, 1)
-    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(3, 1, 1)
-    out = []
-    for start in range(0, n_images, 64):
-        pix = []
-        for _ in range(min(64, n_images - start)):
-            im = Image.new("RGB", (64, 64), tuple(int(c) for c in rng.integers(0, 256, 3)))
-            draw = ImageDraw.Draw(im)
-            for _ in range(rng.integers(1, 4)):
-                x0, y0 = rng.integers(0, 48, 2)
-                w, h = rng.integers(8, 32, 2)
-                shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-                shape([int(x0), int(y0), int(x0 + w), int(y0 + h)], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
-            t = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
-            pix.append((t - mean) / std)
-        with torch.no_grad():
-            out.append(bb.prefix(torch.stack(pix)).reshape(-1, bb.width))
-    return torch.cat(out)
+    clip = Path(__file__).resolve().parents[1] / "assets" / "demo" / "clip"
+    bb = load_backbone(f"local-dir:{clip}", layer=3)
+    data = world_data(n_images, seed=seed)
+    with torch.no_grad():
+        acts = torch.cat(
+            [bb.prefix(to_pixels(data.images[i : i + 100])).reshape(-1, bb.width) for i in range(0, n_images, 100)]
+        )
+    return acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))]
 
 
-def quality(tokens: int, batch: int, tmp: Path) -> tuple[float, float]:
-    data = real_activations(3000)
-    held_out = data[-4096:].to(DEVICE)
-    store = store_from(tmp / "real", data[:-4096], shard_rows=8192)
-    d_in = data.shape[1]
-    d_sae, k, lr = 8 * d_in, 16, 1e-3
-    trainer, step = ours(store, tmp / "q-ours", d_sae, k, batch, lr)
-    trainer.total_steps = tokens // batch
-    sp, sp_step = sparsify_step(
-        d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, (tokens // batch) // 20))
-    )
-    with torch.no_grad():  # same start: data-mean b_dec, as our initialisation does (in raw scale)
-        sp.b_dec.copy_(data[:-4096].mean(0).to(DEVICE))
+def quality(data: torch.Tensor, tokens: int, d_sae: int, k: int, batch: int, tmp: Path, peers: bool) -> dict:
+    """Held-out FVU after ``tokens`` for the project's dense and sketch encoders (and sparsify's
+    SparseCoder with ``peers``), trained on the same batches; the sketch's median recall and each
+    trainer's fraction of latents that never fired."""
+    held_out = data[-8192:].to(DEVICE)
+    store = store_from(tmp / f"real-{d_sae}", data[:-8192], shard_rows=16384)
+    d_in, lr, steps = data.shape[1], 1e-3, tokens // batch
+    trainers = {enc: ours(store, tmp / f"q-{enc}-{d_sae}", d_sae, k, batch, lr, enc) for enc in ("dense", "sketch")}
+    for trainer, _ in trainers.values():
+        trainer.total_steps = steps
+    sp = None
+    if peers:
+        sp, sp_step = sparsify_step(d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, steps // 20)))
+        with torch.no_grad():  # same start: data-mean b_dec, as our initialisation does (in raw scale)
+            sp.b_dec.copy_(data[:-8192].mean(0).to(DEVICE))
     stream = ActivationStore(store).batches(batch, seed=0)
-    for _ in range(tokens // batch):
+    recalls = []
+    for _ in range(steps):
         x = next(stream).to(DEVICE)
-        step(x)
-        sp_step(x)
+        trainers["dense"][1](x)
+        recalls.append(trainers["sketch"][1](x).get("sketch_recall", float("nan")))
+        if sp is not None:
+            sp_step(x)
 
     def fvu(recon: torch.Tensor) -> float:
         return float((recon - held_out).pow(2).sum() / (held_out - held_out.mean(0)).pow(2).sum())
 
+    out = {}
     with torch.no_grad():
-        return fvu(trainer.model(held_out).reconstruction), fvu(sp(held_out).sae_out)
+        for enc, (trainer, _) in trainers.items():
+            out[f"fvu_{enc}"] = fvu(trainer.model(held_out).reconstruction)
+            out[f"never_fired_{enc}"] = float((trainer.silent_tokens >= trainer.step * batch).float().mean())
+        if sp is not None:
+            out["fvu_sparsify"] = fvu(sp(held_out).sae_out)
+    out["recall"] = statistics.median(r for r in recalls if r == r)  # each measured on the sketch's stalest step
+    return out
+
+
+def wide_speeds(d_in: int, latents: int, k: int, batch: int, steps: int, lr: float, tmp: Path) -> dict[str, float]:
+    """Seconds per step of the dense and sketch encoders and of sparsify at ``latents``."""
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(batch, d_in, generator=g).to(DEVICE) for _ in range(steps + 1)]
+    store = store_from(tmp / "wide", torch.cat(batches[:2]).cpu(), shard_rows=batch)
+    out = {}
+    for enc in ("dense", "sketch"):
+        trainer, step = ours(store, tmp / f"wide-{enc}", latents, k, batch, lr, enc)
+        out[enc] = time_steps(step, batches)
+        del trainer, step
+    try:
+        out["sparsify"] = time_steps(sparsify_step(d_in, latents, k, lr)[1], batches)
+    except Exception as e:
+        print(f"  (sparsify skipped at {latents:,} latents: {type(e).__name__}: {e})")
+    return out
 
 
 def main() -> None:
@@ -307,6 +320,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--steps", type=int, default=6, help="timed steps per trainer (after one warm-up)")
     p.add_argument("--quality-tokens", type=int, default=2_000_000, help="tokens for the FVU comparison (0: skip)")
+    p.add_argument("--wide", type=int, default=131_072, help="latents of the wide run (0: skip it)")
+    p.add_argument("--wide-steps", type=int, default=3, help="timed steps per trainer in the wide run")
+    p.add_argument("--wide-quality-tokens", type=int, default=500_000, help="tokens for the wide FVU comparison")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     p.add_argument("--device", default="cpu", help="cpu or cuda (then sparsify runs its Triton kernels)")
     a = p.parse_args()
@@ -318,6 +334,7 @@ def main() -> None:
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # sparsify's import fails without a GPU otherwise
     if a.quick:
         a.d_in, a.latents, a.batch, a.steps, a.quality_tokens = 128, 2048, 256, 3, 100_000
+        a.wide, a.wide_steps, a.wide_quality_tokens = 8192, 2, 50_000
     if DEVICE.type == "cuda":
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name(DEVICE)}")
     else:
@@ -338,6 +355,10 @@ def main() -> None:
         results[f"sae-studio TopK ({str(trainer.mm_dtype).split('.')[-1]} GEMM)"] = time_steps(step, batches)
         stages = our_stages(trainer, batches)
         del trainer, step
+        trainer, step = ours(store, tmp / "ours-sketch", a.latents, a.k, a.batch, lr, "sketch")
+        sk = trainer.sketch
+        results[f"sae-studio TopK, sketch (rank {sk.rank}, pool {sk.pool})"] = time_steps(step, batches)
+        del trainer, step, sk
         contenders = {
             "sparsify SparseCoder": lambda: sparsify_step(a.d_in, a.latents, a.k, lr)[1],
             "SAELens TopKTrainingSAE": lambda: saelens_step(a.d_in, a.latents, a.k, lr),
@@ -354,33 +375,59 @@ def main() -> None:
             for dt in (torch.float32, torch.bfloat16, *((torch.float16,) if DEVICE.type == "cuda" else ()))
         }
 
-        print(f"\n{'trainer':<38}{'tokens/s':>12}{'s/step':>10}")
+        print(f"\n{'trainer':<46}{'tokens/s':>12}{'s/step':>10}")
         for name, sec in results.items():
-            print(f"{name:<38}{a.batch / sec:>12,.0f}{sec:>10.3f}")
+            print(f"{name:<46}{a.batch / sec:>12,.0f}{sec:>10.3f}")
         for dt, sec in gemm.items():
-            print(f"{'limit: one encoder GEMM in ' + dt:<38}{a.batch / sec:>12,.0f}{sec:>10.3f}")
+            print(f"{'limit: one encoder GEMM in ' + dt:<46}{a.batch / sec:>12,.0f}{sec:>10.3f}")
         print("\nsae-studio's step by stage: " + ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in stages.items()))
 
+        data = demo_activations(3000) if a.quality_tokens or a.wide else None
         fvu_line = ""
         if a.quality_tokens:
-            ours_fvu, sp_fvu = quality(a.quality_tokens, min(a.batch, 1024), tmp)
+            d_sae, k = 16 * data.shape[1], 16
+            q = quality(data, a.quality_tokens, d_sae, k, min(a.batch, 1024), tmp, peers=True)
             fvu_line = (
-                f" fvu_ours={ours_fvu:.4f} fvu_sparsify={sp_fvu:.4f} fvu_rel_diff={(ours_fvu - sp_fvu) / sp_fvu:+.3f}"
+                f" fvu_ours={q['fvu_dense']:.4f} fvu_sparsify={q['fvu_sparsify']:.4f} "
+                f"fvu_rel_diff={(q['fvu_dense'] - q['fvu_sparsify']) / q['fvu_sparsify']:+.3f}"
             )
             print(
-                f"\nquality after {a.quality_tokens:,} tokens of real ViT activations: held-out FVU "
-                f"ours {ours_fvu:.4f}, sparsify {sp_fvu:.4f}"
+                f"\nquality after {a.quality_tokens:,} tokens of the demo CLIP's activations ({d_sae:,} latents, "
+                f"k={k}): held-out FVU dense {q['fvu_dense']:.4f}, sketch {q['fvu_sketch']:.4f}, sparsify "
+                f"{q['fvu_sparsify']:.4f}; the sketch's recall of the exact top k {q['recall']:.4f}; latents that "
+                f"never fired: dense {q['never_fired_dense']:.4f}, sketch {q['never_fired_sketch']:.4f}"
             )
 
-    ours_s = next(v for k, v in results.items() if k.startswith("sae-studio"))
+        wide_line = ""
+        if a.wide:
+            w = wide_speeds(a.d_in, a.wide, a.k, a.batch, a.wide_steps, lr, tmp)
+            print(f"\nwide: {a.wide:,} latents, d_in={a.d_in}, k={a.k}, median of {a.wide_steps} steps")
+            for name, sec in w.items():
+                print(f"  {name:<20}{a.batch / sec:>12,.0f} tokens/s{sec:>10.3f} s/step")
+            wq = quality(data, a.wide_quality_tokens, a.wide, 16, min(a.batch, 1024), tmp, peers=False)
+            print(
+                f"  quality after {a.wide_quality_tokens:,} tokens of the demo CLIP's activations ({a.wide:,} "
+                f"latents, k=16): held-out FVU dense {wq['fvu_dense']:.4f}, sketch {wq['fvu_sketch']:.4f}; "
+                f"recall {wq['recall']:.4f}; never fired: dense {wq['never_fired_dense']:.4f}, sketch "
+                f"{wq['never_fired_sketch']:.4f}"
+            )
+            wide_ratio = f"{w['sparsify'] / w['sketch']:.2f}" if "sparsify" in w else "nan"
+            wide_line = (
+                f"wide: ratio_vs_sparsify={wide_ratio} recall={wq['recall']:.4f} "
+                f"fvu_rel_diff={(wq['fvu_sketch'] - wq['fvu_dense']) / wq['fvu_dense']:+.3f}"
+            )
+
+    ours_s = min(v for k, v in results.items() if k.startswith("sae-studio"))
     sp_s = results.get("sparsify SparseCoder")
     best_gemm = min(gemm.values())
     ratio = f"{sp_s / ours_s:.2f}" if sp_s else "nan"
     print(
-        f"\nlimit_fraction uses the fastest GEMM here; against bf16 alone it is "
-        f"{gemm['bfloat16'] / ours_s:.2f}.{fvu_line}"
+        f"\nOurs is the faster of the dense and sketch encoders. limit_fraction uses the fastest GEMM here; "
+        f"against bf16 alone it is {gemm['bfloat16'] / ours_s:.2f}.{fvu_line}"
     )
     print(f"ratio_vs_sparsify={ratio} limit_fraction={best_gemm / ours_s:.2f}")
+    if wide_line:
+        print(wide_line)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,16 @@ class TrainConfig:
     )
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints"})
     matmul: str = field(default="auto", metadata={"help": "encoder GEMM dtype: auto, fp32 or bf16"})
+    encoder: str = field(
+        default="dense",
+        metadata={
+            "help": "how each token's top k is found (topk): dense scores every latent; sketch lets a low-rank "
+            "sketch propose candidates whose values are then computed exactly (faster, may miss a few; its "
+            "recall is logged)"
+        },
+    )
+    sketch_rank: int = field(default=0, metadata={"help": "the sketch's rank (default: half the input width)"})
+    sketch_pool: int = field(default=0, metadata={"help": "candidates per token the sketch proposes (default: 2k)"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
     resume: bool = field(default=False, metadata={"help": "continue the run saved in --out"})
 

@@ -9,6 +9,7 @@ moment ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -22,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from sae import atomic, distributed, kernels
+from sae import atomic, distributed, kernels, sketch
 from sae.activations import ActivationStore
 from sae.configs import TrainConfig
 from sae.device import pick_device
@@ -30,9 +31,14 @@ from sae.errors import UserError
 from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
 
 STATE_TENSORS = "trainer_state.safetensors"
+RECALL_TOKENS = 128  # tokens of a batch on which the sketch's recall is measured
 STATE_JSON = "trainer_state.json"
 # Settings that may not change between a run and its resumption.
-_FIXED_ON_RESUME = ("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul")
+_FIXED_ON_RESUME = (
+    *("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul"),
+    *("encoder", "sketch_rank", "sketch_pool"),
+)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # what a run saved before a key existed used
 
 
 def _global_var(x: torch.Tensor) -> torch.Tensor:
@@ -114,9 +120,21 @@ class Trainer:
         self.aux_dead_tokens = min(cfg.dead_tokens, max(self.total_steps // 10, 10) * cfg.batch_size)
         self.history: list[dict] = []
         self.scratch = kernels.Scratch()  # the GEMM's output and the weights' gradients, kept between steps
+        self.sketch = self._make_sketch()
+        self.sketch_recall: float | None = None  # the latest measurement, on the sketch's stalest step
         self._start()
 
     # -- set-up ------------------------------------------------------------------------------
+    def _make_sketch(self) -> sketch.Sketch | None:
+        cfg, d_in, d_sae = self.cfg, self.sae_cfg.d_in, self.sae_cfg.d_sae
+        if cfg.encoder == "dense":
+            return None
+        if cfg.encoder != "sketch":
+            raise UserError(f"--encoder '{cfg.encoder}' is unknown; use dense or sketch.")
+        rank, pool = cfg.sketch_rank or d_in // 2, cfg.sketch_pool or 2 * cfg.k
+        sketch.check(cfg.arch, cfg.k, d_in, d_sae, rank, pool)
+        return sketch.Sketch(d_in, d_sae, rank, pool, self.mm_dtype, self.device)
+
     def _make_optimizer(self) -> torch.optim.Adam:
         params = [self.model.W_enc_T, self.model.b_enc, self.model.W_dec, self.model.b_dec]
         fused = self.device.type in ("cpu", "cuda")
@@ -153,6 +171,8 @@ class Trainer:
         t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         t["model.input_scale"] = self.model.input_scale.detach().cpu().reshape(1)
         t["silent_tokens"] = self.silent_tokens.cpu()
+        if self.sketch is not None:
+            t.update(self.sketch.state())
         names = ["W_enc_T", "b_enc", "W_dec", "b_dec"]
         for name, p in zip(names, self.optimizer.param_groups[0]["params"], strict=True):
             for key, v in self.optimizer.state.get(p, {}).items():
@@ -182,7 +202,7 @@ class Trainer:
             ) from e
         saved = state.get("config", {})
         for key in _FIXED_ON_RESUME:
-            if saved.get(key) != getattr(self.cfg, key):
+            if saved.get(key, _DEFAULTS[key]) != getattr(self.cfg, key):
                 raise UserError(
                     f"{self.out} was trained with {key}={saved.get(key)!r}, not {getattr(self.cfg, key)!r}; "
                     "resume with the same settings (only --tokens may grow)."
@@ -198,6 +218,8 @@ class Trainer:
         self.model.input_scale.fill_(tensors["model.input_scale"].item())
         self.model.to(self.device)
         self.silent_tokens = tensors["silent_tokens"].to(self.device)
+        if self.sketch is not None:
+            self.sketch.load(tensors)
         self.optimizer = self._make_optimizer()
         names = ["W_enc_T", "b_enc", "W_dec", "b_dec"]
         opt_state = self.optimizer.state_dict()
@@ -227,9 +249,14 @@ class Trainer:
             dead = self.silent_tokens >= self.aux_dead_tokens
             n_dead = int(dead.sum())
             k_aux = min(self.sae_cfg.d_in // 2, n_dead)
-            codes = kernels.topk_codes(
-                xc, m.W_enc_T, m.b_enc, cfg.k, self.mm_dtype, dead if k_aux else None, k_aux, self.scratch
-            )
+            dead_or_none = dead if k_aux else None
+            if self.sketch is None:
+                codes = kernels.topk_codes(
+                    xc, m.W_enc_T, m.b_enc, cfg.k, self.mm_dtype, dead_or_none, k_aux, self.scratch
+                )
+            else:
+                self.sketch.refresh(self.step, xc, m.W_enc_T)
+                codes = self.sketch.topk_codes(xc, m.W_enc_T, m.b_enc, cfg.k, dead_or_none, k_aux, self.scratch)
             recon = kernels.decode_rows(codes.indices, codes.values, m.W_dec) + m.b_dec
             total_var = _global_var(xn)
             err = recon - xn
@@ -253,12 +280,18 @@ class Trainer:
             fired[codes.indices[codes.values > 0]] = True
             counts = distributed.total(torch.stack([sse, (codes.values > 0).sum().to(sse.dtype), aux.to(sse.dtype)]))
             rows = x.shape[0] * distributed.world()
-        return {
+        out = {
             "fvu": float(counts[0] / total_var),
             "l0": float(counts[1]) / rows,
             "aux_loss": float(counts[2]),
             "fired": distributed.any_rank(fired),
         }
+        if self.sketch is not None and self.step % sketch.REFRESH == sketch.REFRESH - 1:
+            # on the sketch's stalest step, against the dense GEMM on a slice of the batch
+            self.sketch_recall = self.sketch.recall(xc[:RECALL_TOKENS], m.W_enc_T, m.b_enc, cfg.k)
+        if self.sketch_recall is not None:
+            out["sketch_recall"] = self.sketch_recall
+        return out
 
     def _step_relu(self, x: torch.Tensor) -> dict:
         m = self.model
@@ -355,7 +388,7 @@ class Trainer:
                 bar.close()
                 return self.model
         bar.close()
-        final = {k: v for k, v in metrics.items() if k in ("fvu", "l0", "dead_fraction", "aux_loss")}
+        final = {k: v for k, v in metrics.items() if k in ("fvu", "l0", "dead_fraction", "aux_loss", "sketch_recall")}
         final["tokens"] = self.step * self.cfg.batch_size
         if self.cfg.prune_below > 0:
             final.update(self._prune())

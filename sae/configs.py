@@ -64,8 +64,8 @@ class TrainConfig:
             "recall is logged)"
         },
     )
-    sketch_rank: int = field(default=0, metadata={"help": "the sketch's rank (default: half the input width)"})
-    sketch_pool: int = field(default=0, metadata={"help": "candidates per token the sketch proposes (default: 2k)"})
+    sketch_rank: int = field(default=0, metadata={"help": "the sketch's rank; 0 takes half the input width"})
+    sketch_pool: int = field(default=0, metadata={"help": "candidates per token the sketch proposes; 0 takes 2k"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
     resume: bool = field(default=False, metadata={"help": "continue the run saved in --out"})
 

@@ -147,13 +147,20 @@ def tiny_clip_tokenizer(folder: Path, tokenizer_class):
     return tokenizer_class(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
 
 
-def synthetic_store(folder: Path, d: int = 32, n_latents: int = 128, shards: int = 3, rows: int = 2048) -> Path:
-    """Activations that truly are sparse sums of ``n_latents`` unit directions, plus an offset."""
+def synthetic_store(
+    folder: Path, d: int = 32, n_latents: int = 128, shards: int = 3, rows: int = 2048, within: int | None = None
+) -> Path:
+    """Activations that truly are sparse sums of ``n_latents`` unit directions, plus an offset;
+    with ``within``, the directions lie mostly in a random subspace of that dimension (as a real
+    encoder's residuals spend most of their variance in a few directions)."""
     from sae import atomic
     from sae.activations import MANIFEST_NAME, Manifest, ShardInfo, _write_shard
 
     g = torch.Generator().manual_seed(0)
     dictionary = torch.randn(n_latents, d, generator=g)
+    if within is not None:
+        subspace = torch.linalg.qr(torch.randn(d, within, generator=g))[0]
+        dictionary = dictionary[:, :within] @ subspace.T + 0.1 * dictionary / d**0.5
     dictionary /= dictionary.norm(dim=1, keepdim=True)
     folder.mkdir(parents=True)
     infos = []

@@ -127,3 +127,16 @@ def test_two_ranks_extract_the_same_store_as_one_process(tiny_clip, tmp_path):
     for s1, s2 in zip(m1["shards"], m2["shards"], strict=True):
         a, b = np.load(tmp_path / "one" / s1["file"]), np.load(tmp_path / "two" / s2["file"])
         assert np.allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-3)
+
+
+def test_two_ranks_with_the_sketch_encoder_match_one_process(runs):
+    """The sketch's basis comes from the global batch's covariance, so ranks build one sketch."""
+    root, store = runs
+    sketch = ["--encoder", "sketch", "--sketch-rank", "8", "--sketch-pool", "16"]
+    single = run_cli("train", "--acts", store, "--out", root / "one-sketch", *ARGS, *sketch)
+    assert single.returncode == 0, single.stderr
+    r = _torchrun("train", "--acts", str(store), "--out", str(root / "two-sketch"), *ARGS, *sketch)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _weights(root / "one-sketch"), _weights(root / "two-sketch")
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=ATOL, rtol=0), (k, float((one[k] - two[k]).abs().max()))

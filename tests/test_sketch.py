@@ -1,0 +1,83 @@
+"""The sketch encoder (``--encoder sketch``): a low-rank sketch proposes each token's candidates,
+their values are exact, and a run with it learns as the dense one does, resumes bit for bit and
+measures its own recall."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import synthetic_store
+
+from sae import kernels, sketch
+from sae.errors import UserError
+from sae.train import TrainConfig, Trainer
+
+
+def _config(store, out, **kw) -> TrainConfig:
+    base = dict(acts=str(store), out=str(out), expansion=4, k=4, tokens=120_000, batch_size=256, lr=2e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_pool_of_every_latent_chooses_exactly_what_the_dense_gemm_does():
+    g = torch.Generator().manual_seed(0)
+    xc, W, b = torch.randn(64, 24, generator=g), torch.randn(96, 24, generator=g), torch.randn(96, generator=g)
+    dead = torch.zeros(96, dtype=torch.bool)
+    dead[::5] = True
+    s = sketch.Sketch(24, 96, rank=3, pool=96, dtype=torch.float32, device=torch.device("cpu"))
+    s.refresh(0, xc, W)
+    got = s.topk_codes(xc, W, b, 6, dead, 3, kernels.Scratch())
+    want = kernels.topk_codes(xc, W, b, 6, torch.float32, dead, 3)
+    for a, c in ((got.indices, want.indices), (got.aux_indices, want.aux_indices)):
+        assert torch.equal(a.sort(1).values, c.sort(1).values)
+    for (gi, gv), (wi, wv) in (
+        ((got.indices, got.values), (want.indices, want.values)),
+        ((got.aux_indices, got.aux_values), (want.aux_indices, want.aux_values)),
+    ):
+        assert torch.allclose(gv.gather(1, gi.argsort(1)), wv.gather(1, wi.argsort(1)), atol=1e-5)
+    assert s.recall(xc, W, b, 6) == 1.0
+    # a rank-1 sketch that proposes only k candidates misses much of the exact top k
+    s = sketch.Sketch(24, 96, rank=1, pool=6, dtype=torch.float32, device=torch.device("cpu"))
+    s.refresh(0, xc, W)
+    assert s.recall(xc, W, b, 6) < 0.6
+
+
+def test_on_inputs_with_main_directions_the_sketch_finds_the_top_k_and_learns_as_dense_does(tmp_path):
+    store = synthetic_store(tmp_path / "acts", d=32, within=12)
+    dense = Trainer(_config(store, tmp_path / "dense"), progress=False).run().metadata.metrics
+    sketched = Trainer(_config(store, tmp_path / "sketch", encoder="sketch", sketch_rank=16), progress=False)
+    m = sketched.run().metadata.metrics
+    assert m["sketch_recall"] >= 0.99
+    assert m["fvu"] <= dense["fvu"] * 1.05 and m["dead_fraction"] <= dense["dead_fraction"] + 0.02
+    assert sketched.sketch.rank == 16 and sketched.sketch.pool == 8  # the pool's default: 2k
+
+
+def test_a_sketch_run_stopped_between_refreshes_resumes_bit_identical(tmp_path):
+    store = synthetic_store(tmp_path / "acts")
+    kw = dict(encoder="sketch", tokens=90 * 256, checkpoint_every=1000)
+    ref = Trainer(_config(store, tmp_path / "ref", **kw), progress=False).run()
+    # stops at step 69: after a basis refresh (64), between two weight refreshes (64, 72)
+    stopped = Trainer(_config(store, tmp_path / "run", **kw), progress=False, should_stop=lambda: stopped.step >= 69)
+    stopped.run()
+    resumed = Trainer(_config(store, tmp_path / "run", resume=True, **kw), progress=False)
+    assert resumed.step == 69 and torch.equal(resumed.sketch.basis, stopped.sketch.basis)
+    got = resumed.run()
+    for name, tensor in ref.state_dict().items():
+        assert torch.equal(tensor, got.state_dict()[name]), name
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(arch="relu"), "serves --arch topk only"),
+        (dict(sketch_pool=3), "at least k \\(4\\)"),
+        (dict(sketch_pool=10_000), "at most the width \\(128\\)"),
+        (dict(sketch_rank=32), "between 1 and 31"),
+        (dict(encoder="sparse"), "--encoder 'sparse' is unknown; use dense or sketch"),
+    ],
+)
+def test_a_sketch_it_cannot_serve_is_refused_in_one_sentence(tmp_path, change, message):
+    store = synthetic_store(tmp_path / "acts", shards=1, rows=512)
+    cfg = _config(store, tmp_path / "sae", **{"encoder": "sketch", **change})
+    with pytest.raises(UserError, match=message):
+        Trainer(cfg, progress=False)
+    assert not (tmp_path / "sae").exists()

@@ -23,6 +23,7 @@ REFRESH = 8  # steps between rebuilds of the sketch's weights
 BASIS_REFRESH = 64  # steps between new principal directions
 OPTIMISM = 1.0  # in standard deviations of a random direction's dot product
 COVARIANCE_DECAY = 0.5  # weight of the old covariance at each basis refresh
+EXACT_AUX_SHARE = 16  # AuxK scores the dead latents exactly while they are at most 1/16 of all
 
 
 def check(arch: str, k: int, d_in: int, d_sae: int, rank: int, pool: int) -> None:
@@ -103,10 +104,15 @@ class Sketch:
         values, at = exact.topk(k, dim=-1, sorted=False)
         indices = candidates.gather(1, at)
         if dead is not None and k_aux > 0:
-            # exactly, over the dead latents only: the sketch is weakest where nothing fires
             dead_latents = dead.nonzero().flatten()
-            aux_values, at = torch.addmm(b_enc[dead_latents], xc, W_enc_T[dead_latents].T).topk(k_aux, dim=-1)
-            aux_values, aux_indices = aux_values.relu_(), dead_latents[at]
+            if len(dead_latents) * EXACT_AUX_SHARE <= len(dead):
+                # few dead: score them exactly, as the sketch is weakest where nothing fires
+                aux_values, at = torch.addmm(b_enc[dead_latents], xc, W_enc_T[dead_latents].T).topk(k_aux, dim=-1)
+                aux_indices = dead_latents[at]
+            else:  # many (early in a wide run): that would be most of the dense GEMM again
+                aux_indices = scores.masked_fill_(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False).indices
+                aux_values = kernels.fire_dots(aux_indices, xc, W_enc_T).add_(b_enc[aux_indices])
+            aux_values = aux_values.relu_()
         else:
             aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), indices.new_zeros(xc.shape[0], 0)
         return kernels.Codes(values.relu_(), indices, aux_values, aux_indices)

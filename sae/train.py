@@ -31,8 +31,8 @@ from sae.errors import UserError
 from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
 
 STATE_TENSORS = "trainer_state.safetensors"
-RECALL_TOKENS = 128  # tokens of a batch on which the sketch's recall is measured
 STATE_JSON = "trainer_state.json"
+RECALL_TOKENS = 128  # tokens of a batch on which the sketch's recall is measured
 # Settings that may not change between a run and its resumption.
 _FIXED_ON_RESUME = (
     *("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul"),
@@ -202,9 +202,10 @@ class Trainer:
             ) from e
         saved = state.get("config", {})
         for key in _FIXED_ON_RESUME:
-            if saved.get(key, _DEFAULTS[key]) != getattr(self.cfg, key):
+            was = saved.get(key, _DEFAULTS[key])
+            if was != getattr(self.cfg, key):
                 raise UserError(
-                    f"{self.out} was trained with {key}={saved.get(key)!r}, not {getattr(self.cfg, key)!r}; "
+                    f"{self.out} was trained with {key}={was!r}, not {getattr(self.cfg, key)!r}; "
                     "resume with the same settings (only --tokens may grow)."
                 )
         if saved.get("acts") and Path(saved["acts"]).resolve() != Path(self.cfg.acts).resolve():

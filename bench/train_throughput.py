@@ -261,13 +261,15 @@ def demo_activations(n_images: int, seed: int = 7) -> torch.Tensor:
     return acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(seed))]
 
 
-def quality(data: torch.Tensor, tokens: int, d_sae: int, k: int, batch: int, tmp: Path, peers: bool) -> dict:
+def quality(
+    data: torch.Tensor, tokens: int, d_sae: int, k: int, batch: int, tmp: Path, peers: bool, lr: float = 1e-3
+) -> dict:
     """Held-out FVU after ``tokens`` for the project's dense and sketch encoders (and sparsify's
     SparseCoder with ``peers``), trained on the same batches; the sketch's median recall and each
     trainer's fraction of latents that never fired."""
     held_out = data[-8192:].to(DEVICE)
     store = store_from(tmp / f"real-{d_sae}", data[:-8192], shard_rows=16384)
-    d_in, lr, steps = data.shape[1], 1e-3, tokens // batch
+    d_in, steps = data.shape[1], tokens // batch
     trainers = {enc: ours(store, tmp / f"q-{enc}-{d_sae}", d_sae, k, batch, lr, enc) for enc in ("dense", "sketch")}
     for trainer, _ in trainers.values():
         trainer.total_steps = steps
@@ -408,10 +410,13 @@ def main() -> None:
             print(f"\nwide: {a.wide:,} latents, d_in={a.d_in}, k={a.k}, median of {a.wide_steps} steps")
             for name, sec in w.items():
                 print(f"  {name:<20}{a.batch / sec:>12,.0f} tokens/s{sec:>10.3f} s/step")
-            wq = quality(data, a.wide_quality_tokens, a.wide, 16, min(a.batch, 1024), tmp, peers=False)
+            # at the trainer's own learning rate for this width (1e-3 would be 14 times larger)
+            wide_lr = TrainConfig(acts="", out="").learning_rate(a.wide)
+            wq = quality(data, a.wide_quality_tokens, a.wide, 16, min(a.batch, 1024), tmp, peers=False, lr=wide_lr)
             print(
                 f"  quality after {a.wide_quality_tokens:,} tokens of the demo CLIP's activations ({a.wide:,} "
-                f"latents, k=16): held-out FVU dense {wq['fvu_dense']:.4f}, sketch {wq['fvu_sketch']:.4f}; "
+                f"latents, k=16, lr {wide_lr:.1e}): held-out FVU dense {wq['fvu_dense']:.4f}, "
+                f"sketch {wq['fvu_sketch']:.4f}; "
                 f"recall {wq['recall']:.4f}; never fired: dense {wq['never_fired_dense']:.4f}, sketch "
                 f"{wq['never_fired_sketch']:.4f}"
             )

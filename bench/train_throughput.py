@@ -297,7 +297,8 @@ def quality(
             out[f"never_fired_{enc}"] = float((trainer.silent_tokens >= trainer.step * batch).float().mean())
         if sp is not None:
             out["fvu_sparsify"] = fvu(sp(held_out).sae_out)
-    out["recall"] = statistics.median(r for r in recalls if r == r)  # each measured on the sketch's stalest step
+    measured = [r for r in recalls if r == r]  # each on the sketch's stalest step, every 8 steps
+    out["recall"] = statistics.median(measured) if measured else float("nan")
     return out
 
 

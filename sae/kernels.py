@@ -76,7 +76,7 @@ def topk_codes(
     def choose(scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         values, indices = scores.topk(n, dim=-1, sorted=False)
         if not exact:
-            values = fire_dots(indices, xc, W_enc_T).add_(b_enc[indices])
+            values = exact_pre(indices, xc, W_enc_T, b_enc)
         return values.relu_(), indices
 
     values, indices = choose(pre, k)
@@ -117,6 +117,11 @@ class FiresByLatent:
             out[f0:f1] = F.embedding_bag(
                 rows_of[a:b], rows, self.offsets[f0:f1] - a, per_sample_weights=weights[a:b], mode="sum"
             )
+
+
+def exact_pre(indices: torch.Tensor, xc: torch.Tensor, W_enc_T: torch.Tensor, b_enc: torch.Tensor) -> torch.Tensor:
+    """[B, kk]: the encoder's pre-activations at the fires ``indices``, in ``xc``'s precision."""
+    return fire_dots(indices, xc, W_enc_T).add_(b_enc[indices])
 
 
 def fire_dots(indices: torch.Tensor, rows: torch.Tensor, W: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ def check(arch: str, k: int, d_in: int, d_sae: int, rank: int, pool: int) -> Non
 
 
 class Sketch:
-    """The sketch's state: ``basis`` [d_in, rank], ``weights`` [rank, d_sae] (in ``dtype``) and the
+    """The sketch's state: ``basis`` [d_in, rank], ``weights`` [rank + 1, d_sae] (in ``dtype``) and the
     inputs' running second moment ``covariance`` [d_in, d_in]."""
 
     def __init__(self, d_in: int, d_sae: int, rank: int, pool: int, dtype: torch.dtype, device: torch.device):
@@ -50,11 +50,10 @@ class Sketch:
 
     # -- keeping it current ------------------------------------------------------------------
     @torch.no_grad()
-    def refresh(self, step: int, xc: torch.Tensor, W_enc_T: torch.Tensor) -> bool:
-        """Rebuild what is due at ``step`` (everything on the first call); True when the weights
-        were rebuilt."""
+    def refresh(self, step: int, xc: torch.Tensor, W_enc_T: torch.Tensor) -> None:
+        """Rebuild what is due at ``step`` (everything on the first call)."""
         if self.started and step % REFRESH:
-            return False
+            return
         if not self.started or step % BASIS_REFRESH == 0:
             moment = distributed.total(torch.cat([(xc.T @ xc).reshape(-1), xc.new_tensor([xc.shape[0]])]))
             batch = moment[:-1].reshape(self.covariance.shape) / moment[-1]
@@ -69,7 +68,6 @@ class Sketch:
         inside = self.weights[:-1].float().pow_(2).sum(0)
         self.weights[-1] = (W_enc_T.pow(2).sum(1) - inside).clamp_min(0).sqrt()
         self.started = True
-        return True
 
     # -- proposing and choosing ---------------------------------------------------------------
     @torch.no_grad()
@@ -97,10 +95,11 @@ class Sketch:
         scratch: kernels.Scratch,
     ) -> kernels.Codes:
         """``kernels.topk_codes``' result from the sketch: the top k among each token's ``pool``
-        candidates, with exact values; AuxK's dead latents are chosen from the sketch directly."""
+        candidates, with exact values. AuxK scores the dead latents exactly while they are few,
+        else takes the sketch's choice among them (with exact values)."""
         scores = self.scores(xc, b_enc, scratch)
         candidates = scores.topk(self.pool, dim=-1, sorted=False).indices
-        exact = kernels.fire_dots(candidates, xc, W_enc_T).add_(b_enc[candidates])
+        exact = kernels.exact_pre(candidates, xc, W_enc_T, b_enc)
         values, at = exact.topk(k, dim=-1, sorted=False)
         indices = candidates.gather(1, at)
         if dead is not None and k_aux > 0:
@@ -111,7 +110,7 @@ class Sketch:
                 aux_indices = dead_latents[at]
             else:  # many (early in a wide run): that would be most of the dense GEMM again
                 aux_indices = scores.masked_fill_(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False).indices
-                aux_values = kernels.fire_dots(aux_indices, xc, W_enc_T).add_(b_enc[aux_indices])
+                aux_values = kernels.exact_pre(aux_indices, xc, W_enc_T, b_enc)
             aux_values = aux_values.relu_()
         else:
             aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), indices.new_zeros(xc.shape[0], 0)

@@ -703,8 +703,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             json.dumps(done, indent=2) if done else f"Nothing to build: the stages exist in {out} (--force rebuilds)."
         )
         return 0
-    from platformdirs import user_cache_dir
-
+    from sae.cache import cache_root
     from sae.demo.card import write_card
     from sae.demo.evaluate import evaluate, table
 
@@ -712,7 +711,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for stage in ("clip", "judge", "sae"):
         if not (models / stage).exists():
             raise UserError(f"{models / stage} is missing; run sae-studio demo build first.")
-    report = Path(args.out) if args.out else models if args.models else Path(user_cache_dir("sae-studio")) / "demo-eval"
+    report = Path(args.out) if args.out else models if args.models else cache_root() / "demo-eval"
     print(table(evaluate(models, n_held_out=args.images, out=report)))
     print(f"(written to {report / 'eval.json'}; model card {write_card(models, report)})")
     return 0

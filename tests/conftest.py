@@ -17,6 +17,13 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the workers shar
 from helpers import build_quick_demo, save_tiny_clip, write_images  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """What the code keeps in the user's cache goes to a folder of this run, never the real one."""
+    os.environ["SAE_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("user-cache"))
+    return Path(os.environ["SAE_STUDIO_CACHE"])
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A tiny random ViT-B-16-shaped CLIP (12 blocks, width 32, 32x32 images) in local-dir layout."""

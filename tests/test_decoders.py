@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 from PIL import Image
+from safetensors.torch import load_file
 
 from sae.decoders import DecodeCancelled, DecodeSettings
 from sae.decoders.kandinsky import KandinskyDecoder
@@ -15,7 +17,6 @@ from sae.errors import UserError
 
 @pytest.fixture(scope="module")
 def tiny_kandinsky(tmp_path_factory):
-    from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("kandinsky") / "decoder"
@@ -254,3 +255,42 @@ def test_a_cached_hub_decoder_loads_offline_through_the_download_path(tiny_kandi
     assert (local / "model_index.json").is_file() and seen and seen[-1][0] == seen[-1][1] > 0
     dec = KandinskyDecoder(local, torch.zeros(1, 24))
     assert dec.decode(torch.zeros(1, 24), None, DecodeSettings(steps=2)).size == (64, 64)
+
+
+def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damaged(tiny_clip, tmp_path, user_cache):
+    """A hub Kandinsky folder has no negative embedding: the encoder's reading of a blank image is
+    computed once per encoder's weights, read back on the next load, and made again from a
+    damaged or mismatched file."""
+    from safetensors.torch import save_file
+
+    from sae.backbone import load_backbone
+    from sae.decoders.kandinsky import NEGATIVE_FILE, ZERO_IMAGE_DIR, open_decoder
+
+    bb = load_backbone(str(tiny_clip))
+    folder = tmp_path / "decoder"
+    torch.manual_seed(0)
+    save_pipeline(
+        folder,
+        UNet2DConditionModel(**unet_config(bb.embed_dim, quick=True)),
+        VQModel(**movq_config(quick=True)),
+        DDIMScheduler(**scheduler_config()),
+        torch.zeros(bb.embed_dim),
+    )
+    (folder / NEGATIVE_FILE).unlink()  # as on the hub
+    with torch.inference_mode():
+        blank = bb.encode_image(torch.zeros(1, 3, bb.image_size, bb.image_size))
+
+    assert torch.allclose(open_decoder(folder, bb, "k").negative_embeds, blank)
+    kept = user_cache / ZERO_IMAGE_DIR / f"{bb.fingerprint}-{bb.image_size}.safetensors"
+    assert kept.is_file()
+    save_file({"embedding": torch.full_like(blank, 0.5)}, str(kept))  # what the next load reads is the file
+    assert (open_decoder(folder, bb, "k").negative_embeds == 0.5).all()
+    for damage in (
+        lambda: kept.write_bytes(b"\x00" * 7),
+        lambda: save_file({"embedding": torch.ones(1, bb.embed_dim + 1)}, str(kept)),
+        lambda: save_file({"embedding": torch.full_like(blank, float("nan"))}, str(kept)),
+        lambda: save_file({"other": blank.contiguous()}, str(kept)),
+    ):
+        damage()
+        assert torch.allclose(open_decoder(folder, bb, "k").negative_embeds, blank)
+        assert torch.allclose(load_file(str(kept))["embedding"], blank)  # and written again

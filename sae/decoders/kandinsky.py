@@ -276,7 +276,36 @@ def open_decoder(
 
         negative = load_file(str(Path(source) / NEGATIVE_FILE))["negative_image_embeds"]
     else:
-        with torch.inference_mode():
-            blank = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
-            negative = backbone.encode_image(blank).float().cpu()
+        negative = zero_image_embedding(backbone)
     return KandinskyDecoder(source, negative, name=name, device=device, dtype=dtype, cpu_offload=cpu_offload)
+
+
+ZERO_IMAGE_DIR = "zero-image-embeds"  # in the user cache: one file per encoder's weights
+
+
+def zero_image_embedding(backbone) -> torch.Tensor:
+    """The encoder's embedding [1, e] of an all-zero image. A full ViT-bigG-14 pass takes 6-8 s on
+    a CPU, at every load, so it is kept in the user cache under the weights' fingerprint; a cached
+    file that does not read back as one finite row of the encoder's width is made again."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    from sae import atomic
+    from sae.cache import cache_root
+
+    path = cache_root() / ZERO_IMAGE_DIR / f"{backbone.fingerprint}-{backbone.image_size}.safetensors"
+    try:
+        found = load_file(str(path)).get("embedding")
+        if found is not None and found.shape == (1, backbone.embed_dim) and found.isfinite().all():
+            return found.float()
+    except (OSError, SafetensorError, ValueError):
+        pass  # none yet, or damaged: made again below
+    with torch.no_grad():  # not inference mode: the demo decoder's training conditions on it
+        blank = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
+        negative = backbone.encode_image(blank).float().cpu()
+    try:
+        with atomic.atomic_path(path) as tmp:
+            save_file({"embedding": negative.contiguous()}, str(tmp))
+    except OSError:
+        pass  # a read-only or full cache: the next load computes it again
+    return negative

@@ -51,9 +51,9 @@ def work_dir() -> Path:
     root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file():
         return root / "runs" / "demo"
-    from platformdirs import user_cache_dir
+    from sae.cache import cache_root
 
-    return Path(user_cache_dir("sae-studio")) / "demo-runs"
+    return cache_root() / "demo-runs"
 
 
 def _record(out: Path, stage: str, figures: dict) -> None:

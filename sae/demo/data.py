@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from platformdirs import user_cache_dir
 
 from sae import atomic
+from sae.cache import cache_root
 from sae.demo import world
 
 HELD_OUT_SEED = 2  # the world seed of scenes no demo model trained on
@@ -18,7 +17,7 @@ CHUNK = 2000
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SAE_STUDIO_CACHE", user_cache_dir("sae-studio"))) / "demo-data"
+    return cache_root() / "demo-data"
 
 
 def _chunk(args: tuple[int, int, bool, bool]) -> tuple:

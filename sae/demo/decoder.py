@@ -244,7 +244,9 @@ def cache_latents_and_embeddings(
 def blank_embedding(backbone) -> torch.Tensor:
     """The embedding of an all-zero (normalised) image: the 'no conditioning' embedding for
     guidance, as Kandinsky's prior makes its negative embedding."""
-    return backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size))[0]
+    from sae.decoders.kandinsky import zero_image_embedding
+
+    return zero_image_embedding(backbone)[0]
 
 
 COMPACT = DEMO / "training" / "unet"  # committed between sessions

@@ -277,6 +277,7 @@ def main() -> None:
     longest = max(heart.worst.values())
     print("longest GUI-thread gap while: " + ", ".join(f"{k} {v:.1f} ms" for k, v in heart.worst.items()))
     if calls is not None:
+        sys.setprofile(None)  # else the GUI thread's profiler runs on into the interpreter's exit
         calls.report(heart)
     print(" ".join(f"{k}={v:.1f}" for k, v in times.items()) + f" longest_gap_ms={longest:.1f}")
 

@@ -7,9 +7,12 @@ are computed at those fires only and the top k taken among them, so every value 
 exact and only the choice can miss. ``recall`` measures how often it does.
 
 The sketch is kept current as the encoder learns: its weights (``basis.T @ W_enc.T``) are
-rebuilt every ``REFRESH`` steps, the basis (a running covariance of the inputs over the global
-batch) every ``BASIS_REFRESH`` steps. Both are pure functions of the trainer's state and are
-saved with it, so a resumed run is bit-identical.
+rebuilt every ``period`` steps, the basis (a running covariance of the inputs over the global
+batch) every ``BASIS_REFRESH`` steps. The period starts at ``REFRESH`` and follows the measured
+recall: a large learning rate moves the encoder faster than a stale sketch can follow, so the
+period halves (down to every step) while recall is below ``RECALL_LOW`` and doubles back while it
+is above ``RECALL_HIGH``. All of it is a pure function of the trainer's state and is saved with
+it, so a resumed run is bit-identical.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import torch
 from sae import distributed, kernels
 from sae.errors import UserError
 
-REFRESH = 8  # steps between rebuilds of the sketch's weights
+REFRESH = 8  # steps between rebuilds of the sketch's weights, at most (a power of two)
+RECALL_LOW, RECALL_HIGH = 0.98, 0.995  # the recall band the rebuild period keeps to
 BASIS_REFRESH = 64  # steps between new principal directions
 OPTIMISM = 1.0  # in standard deviations of a random direction's dot product
 COVARIANCE_DECAY = 0.5  # weight of the old covariance at each basis refresh
@@ -47,12 +51,13 @@ class Sketch:
         self.weights = torch.zeros(rank + 1, d_sae, dtype=dtype, device=device)
         self.covariance = torch.zeros(d_in, d_in, device=device)
         self.started = False
+        self.period = REFRESH  # steps between rebuilds of the weights now (1, 2, 4 or 8)
 
     # -- keeping it current ------------------------------------------------------------------
     @torch.no_grad()
     def refresh(self, step: int, xc: torch.Tensor, W_enc_T: torch.Tensor) -> None:
         """Rebuild what is due at ``step`` (everything on the first call)."""
-        if self.started and step % REFRESH:
+        if self.started and step % self.period:
             return
         if not self.started or step % BASIS_REFRESH == 0:
             moment = distributed.total(torch.cat([(xc.T @ xc).reshape(-1), xc.new_tensor([xc.shape[0]])]))
@@ -119,13 +124,23 @@ class Sketch:
     # -- measuring ---------------------------------------------------------------------------
     @torch.no_grad()
     def recall(self, xc: torch.Tensor, W_enc_T: torch.Tensor, b_enc: torch.Tensor, k: int) -> float:
-        """The fraction of the exact top k (by the dense GEMM, in fp32) among the candidates."""
+        """The fraction of the exact top k (by the dense GEMM, in fp32) among the candidates, over
+        every rank's ``xc``."""
         exact = torch.addmm(b_enc, xc, W_enc_T.T).topk(k, dim=-1).indices
         candidates = self.scores(xc, b_enc, kernels.Scratch()).topk(self.pool, dim=-1).indices
         hit = torch.zeros_like(exact, dtype=torch.bool)
         for j in range(0, self.pool, 64):  # [B, k, 64] at a time
             hit |= (exact.unsqueeze(2) == candidates[:, None, j : j + 64]).any(2)
-        return float(hit.float().mean())
+        counts = distributed.total(torch.stack([hit.sum(), hit.new_tensor(hit.numel(), dtype=torch.long)]).double())
+        return float(counts[0] / counts[1])
+
+    def adapt(self, recall: float) -> None:
+        """Rebuild more often while ``recall`` (measured on the stalest step) is below the band,
+        less often above it; every rank measures the same global recall, so all follow one period."""
+        if recall < RECALL_LOW:
+            self.period = max(1, self.period // 2)
+        elif recall > RECALL_HIGH:
+            self.period = min(REFRESH, self.period * 2)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
@@ -134,9 +149,12 @@ class Sketch:
             "sketch.weights": self.weights.cpu(),
             "sketch.covariance": self.covariance.cpu(),
             "sketch.started": torch.tensor([int(self.started)]),
+            "sketch.period": torch.tensor([self.period]),
         }
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         for name in ("basis", "weights", "covariance"):
             getattr(self, name).copy_(tensors[f"sketch.{name}"])
         self.started = bool(tensors["sketch.started"].item())
+        # a run saved before the period followed recall rebuilt every REFRESH steps
+        self.period = int(tensors["sketch.period"].item()) if "sketch.period" in tensors else REFRESH

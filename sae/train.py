@@ -33,6 +33,7 @@ from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
 RECALL_TOKENS = 128  # tokens of a batch on which the sketch's recall is measured
+FINAL_METRICS = ("fvu", "l0", "dead_fraction", "aux_loss", "sketch_recall", "sketch_period")  # kept in the metadata
 # Settings that may not change between a run and its resumption.
 _FIXED_ON_RESUME = (
     *("arch", "expansion", "width", "k", "l1", "batch_size", "lr", "seed", "auxk_alpha", "matmul"),
@@ -290,8 +291,10 @@ class Trainer:
         if self.sketch is not None and self.step % sketch.REFRESH == sketch.REFRESH - 1:
             # on the sketch's stalest step, against the dense GEMM on a slice of the batch
             self.sketch_recall = self.sketch.recall(xc[:RECALL_TOKENS], m.W_enc_T, m.b_enc, cfg.k)
+            self.sketch.adapt(self.sketch_recall)
         if self.sketch_recall is not None:
             out["sketch_recall"] = self.sketch_recall
+            out["sketch_period"] = self.sketch.period
         return out
 
     def _step_relu(self, x: torch.Tensor) -> dict:
@@ -389,7 +392,7 @@ class Trainer:
                 bar.close()
                 return self.model
         bar.close()
-        final = {k: v for k, v in metrics.items() if k in ("fvu", "l0", "dead_fraction", "aux_loss", "sketch_recall")}
+        final = {k: v for k, v in metrics.items() if k in FINAL_METRICS}
         final["tokens"] = self.step * self.cfg.batch_size
         if self.cfg.prune_below > 0:
             final.update(self._prune())

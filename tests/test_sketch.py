@@ -71,6 +71,28 @@ def test_a_sketch_run_stopped_between_refreshes_resumes_bit_identical(tmp_path):
         assert torch.equal(tensor, got.state_dict()[name]), name
 
 
+def test_when_the_learning_rate_outruns_the_sketch_it_is_rebuilt_more_often(tmp_path, monkeypatch):
+    """At a learning rate 25 times the usual, an 8-step-old sketch misses many of the top k; the
+    rebuild period follows the measured recall down, and recall recovers."""
+    store = synthetic_store(tmp_path / "acts", d=32, within=12)
+
+    def run(out):
+        t = Trainer(_config(store, out, encoder="sketch", sketch_rank=28, lr=5e-2, tokens=60_000), progress=False)
+        t.log_every = 8
+        t.run()
+        recall = [h["sketch_recall"] for h in t.history if "sketch_recall" in h][1:]  # after the first adapts
+        return sum(recall) / len(recall), {h["sketch_period"] for h in t.history if "sketch_period" in h}, t
+
+    following, periods, trainer = run(tmp_path / "following")
+    monkeypatch.setattr(sketch, "RECALL_LOW", -1.0)  # a period held at 8
+    held, held_periods, _ = run(tmp_path / "held")
+    assert held_periods == {8} and min(periods) < 8
+    assert following >= held + 0.02, (following, held)
+    restored = sketch.Sketch(32, 128, 28, 8, torch.float32, torch.device("cpu"))
+    restored.load(trainer.sketch.state())
+    assert restored.period == trainer.sketch.period
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sae.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # Refuse images above this many pixels before decoding them (a 16k x 16k photo is 268M).
 MAX_PIXELS = 100_000_000
 
@@ -26,9 +27,19 @@ def find_images(folder: str | Path) -> list[Path]:
     ]
     if not found:
         raise UserError(
-            f"No images in {folder}; put .jpg, .png, .webp or .bmp files there (sub-folders are searched too)."
+            f"No images in {folder}; put {', '.join(IMAGE_SUFFIXES[:-1])} or {IMAGE_SUFFIXES[-1]} files there "
+            "(sub-folders are searched too)."
         )
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _float_to_grey(im: Image.Image) -> Image.Image:
+    """A floating-point image (scientific TIFFs) as 8-bit grey: values within 0..1 are read as
+    fractions of white, others as 0..255; NaN is black."""
+    a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+    if a.size and a.max() <= 1.0:
+        a = a * 255.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -60,6 +71,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 im = Image.alpha_composite(background, im)
             elif im.mode == "I;16" or im.mode.startswith("I"):
                 im = im.point(lambda v: v / 256).convert("L")
+            elif im.mode == "F":
+                im = _float_to_grey(im)
             return im.convert("RGB")
     except UserError:
         raise

@@ -65,6 +65,8 @@ KINDS = {
     "tiny.png": (lambda p: _save(Image.new("RGB", (1, 1), RED), p), (1, 1)),
     "photo.webp": (lambda p: _save(Image.new("RGB", (30, 20), RED), p, lossless=True), (30, 20)),
     "猫 café.png": (lambda p: _save(Image.new("RGB", (5, 5), RED), p), (5, 5)),
+    "float.tif": (lambda p: _save(Image.fromarray(np.full((4, 6), 0.5, np.float32)), p), (6, 4)),
+    "sixteen-bit.tiff": (lambda p: _save(Image.fromarray(np.full((5, 3), 40_000, np.uint16)), p), (3, 5)),
 }
 
 
@@ -79,6 +81,20 @@ def test_pixel_values_survive_the_conversions(tmp_path):
     assert load_image(_animated(tmp_path / "a.gif")).getpixel((8, 8)) == RED  # the first frame
     assert load_image(KINDS["alpha.png"][0](tmp_path / "a.png")).getpixel((4, 4)) == (255, 255, 255)  # over white
     assert load_image(_sixteen_bit(tmp_path / "s.png")).getpixel((3, 3)) == (156, 156, 156)  # 40000 / 256
+    floats = np.array([[0.0, 0.5, 1.0, np.nan]], np.float32)  # fractions of white
+    assert np.asarray(load_image(_save(Image.fromarray(floats), tmp_path / "f.tif")))[0, :, 0].tolist() == [
+        0,
+        128,
+        255,
+        0,
+    ]
+    assert load_image(_save(Image.fromarray(np.full((2, 2), 300.0, np.float32)), tmp_path / "g.tif")).getpixel(
+        (0, 0)
+    ) == (
+        255,
+        255,
+        255,
+    )
     rotated = load_image(_exif_rotated(tmp_path / "r.jpg"))
     assert rotated.getpixel((10, 2))[1] > 150 and rotated.getpixel((10, 37))[0] > 150  # green edge on top
 

@@ -8,6 +8,7 @@ prior makes it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -296,16 +297,14 @@ def zero_image_embedding(backbone) -> torch.Tensor:
     path = cache_root() / ZERO_IMAGE_DIR / f"{backbone.fingerprint}-{backbone.image_size}.safetensors"
     try:
         found = load_file(str(path)).get("embedding")
-        if found is not None and found.shape == (1, backbone.embed_dim) and found.isfinite().all():
-            return found.float()
     except (OSError, SafetensorError, ValueError):
-        pass  # none yet, or damaged: made again below
+        found = None  # none yet, or damaged: made again below
+    if found is not None and found.shape == (1, backbone.embed_dim) and found.isfinite().all():
+        return found.float()
     with torch.no_grad():  # not inference mode: the demo decoder's training conditions on it
         blank = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
         negative = backbone.encode_image(blank).float().cpu()
-    try:
+    with contextlib.suppress(OSError):  # a read-only or full cache: the next load computes it again
         with atomic.atomic_path(path) as tmp:
             save_file({"embedding": negative.contiguous()}, str(tmp))
-    except OSError:
-        pass  # a read-only or full cache: the next load computes it again
     return negative

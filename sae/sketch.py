@@ -101,12 +101,11 @@ class Sketch:
     ) -> kernels.Codes:
         """``kernels.topk_codes``' result from the sketch: the top k among each token's ``pool``
         candidates, with exact values. AuxK scores the dead latents exactly while they are few,
-        else takes the sketch's choice among them (with exact values)."""
+        else takes the sketch's choice among them (with exact values); those AuxK found join the
+        choice of the top k, as every latent does in the dense step."""
         scores = self.scores(xc, b_enc, scratch)
         candidates = scores.topk(self.pool, dim=-1, sorted=False).indices
         exact = kernels.exact_pre(candidates, xc, W_enc_T, b_enc)
-        values, at = exact.topk(k, dim=-1, sorted=False)
-        indices = candidates.gather(1, at)
         if dead is not None and k_aux > 0:
             dead_latents = dead.nonzero().flatten()
             if len(dead_latents) * EXACT_AUX_SHARE <= len(dead):
@@ -116,10 +115,16 @@ class Sketch:
             else:  # many (early in a wide run): that would be most of the dense GEMM again
                 aux_indices = scores.masked_fill_(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False).indices
                 aux_values = kernels.exact_pre(aux_indices, xc, W_enc_T, b_enc)
-            aux_values = aux_values.relu_()
+            if k_aux >= self.pool or k_aux == len(dead_latents):
+                # every dead latent that can enter the top k is among AuxK's (its k_aux >= pool >= k
+                # best, or all): the pool's dead ones are dropped and AuxK's join, each once
+                exact = torch.cat([exact.masked_fill(dead[candidates], float("-inf")), aux_values], dim=1)
+                candidates = torch.cat([candidates, aux_indices], dim=1)
+            aux_values = aux_values.relu()
         else:
-            aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), indices.new_zeros(xc.shape[0], 0)
-        return kernels.Codes(values.relu_(), indices, aux_values, aux_indices)
+            aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), candidates.new_zeros(xc.shape[0], 0)
+        values, at = exact.topk(k, dim=-1, sorted=False)
+        return kernels.Codes(values.relu_(), candidates.gather(1, at), aux_values, aux_indices)
 
     # -- measuring ---------------------------------------------------------------------------
     @torch.no_grad()

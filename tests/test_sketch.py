@@ -47,6 +47,23 @@ def test_a_pool_of_every_latent_chooses_exactly_what_the_dense_gemm_does():
     assert s.recall(xc, W, b, 6) < 0.6
 
 
+def test_a_dead_latent_the_sketch_misses_still_enters_the_top_k_when_auxk_finds_it():
+    """As in the dense step, every latent competes for the top k: the dead ones AuxK scores
+    exactly join the choice, so a rank-1 sketch proposing only k candidates loses none of them."""
+    g = torch.Generator().manual_seed(1)
+    xc, W, b = torch.randn(256, 24, generator=g), torch.randn(96, 24, generator=g), torch.randn(96, generator=g)
+    dead = torch.zeros(96, dtype=torch.bool)
+    dead[::16] = True  # six: few enough to be scored exactly, all of them by AuxK
+    want = kernels.topk_codes(xc, W, b, 6, torch.float32, dead, 6).indices
+    s = sketch.Sketch(24, 96, rank=1, pool=6, dtype=torch.float32, device=torch.device("cpu"))
+    s.refresh(0, xc, W)
+    got = s.topk_codes(xc, W, b, 6, dead, 6, kernels.Scratch()).indices
+    wanted = torch.zeros(256, 96, dtype=torch.bool).scatter_(1, want, True) & dead
+    chosen = torch.zeros(256, 96, dtype=torch.bool).scatter_(1, got, True) & dead
+    assert wanted.sum() > 20 and not (wanted & ~chosen).any()  # (it may choose more where it misses live ones)
+    assert all(len(set(row)) == 6 for row in got.tolist())  # no latent chosen twice
+
+
 def test_on_inputs_with_main_directions_the_sketch_finds_the_top_k_and_learns_as_dense_does(tmp_path):
     store = synthetic_store(tmp_path / "acts", d=32, within=12)
     dense = Trainer(_config(store, tmp_path / "dense"), progress=False).run().metadata.metrics

@@ -23,7 +23,7 @@ from sae import distributed, kernels
 from sae.errors import UserError
 
 REFRESH = 8  # steps between rebuilds of the sketch's weights, at most (a power of two)
-RECALL_LOW, RECALL_HIGH = 0.98, 0.995  # the recall band the rebuild period keeps to
+RECALL_LOW, RECALL_HIGH = 0.98, 0.99  # the recall band the rebuild period keeps to
 BASIS_REFRESH = 64  # steps between new principal directions
 OPTIMISM = 1.0  # in standard deviations of a random direction's dot product
 COVARIANCE_DECAY = 0.5  # weight of the old covariance at each basis refresh

@@ -18,10 +18,9 @@ from helpers import build_quick_demo, save_tiny_clip, write_images  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def user_cache(tmp_path_factory) -> Path:
+def user_cache(tmp_path_factory) -> None:
     """What the code keeps in the user's cache goes to a folder of this run, never the real one."""
     os.environ["SAE_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("user-cache"))
-    return Path(os.environ["SAE_STUDIO_CACHE"])
 
 
 @pytest.fixture(scope="session")

@@ -257,7 +257,7 @@ def test_a_cached_hub_decoder_loads_offline_through_the_download_path(tiny_kandi
     assert dec.decode(torch.zeros(1, 24), None, DecodeSettings(steps=2)).size == (64, 64)
 
 
-def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damaged(tiny_clip, tmp_path, user_cache):
+def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damaged(tiny_clip, tmp_path, monkeypatch):
     """A hub Kandinsky folder has no negative embedding: the encoder's reading of a blank image is
     computed once per encoder's weights, read back on the next load, and made again from a
     damaged or mismatched file."""
@@ -266,6 +266,7 @@ def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damage
     from sae.backbone import load_backbone
     from sae.decoders.kandinsky import NEGATIVE_FILE, ZERO_IMAGE_DIR, open_decoder
 
+    monkeypatch.setenv("SAE_STUDIO_CACHE", str(tmp_path / "cache"))
     bb = load_backbone(str(tiny_clip))
     folder = tmp_path / "decoder"
     torch.manual_seed(0)
@@ -281,7 +282,7 @@ def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damage
         blank = bb.encode_image(torch.zeros(1, 3, bb.image_size, bb.image_size))
 
     assert torch.allclose(open_decoder(folder, bb, "k").negative_embeds, blank)
-    kept = user_cache / ZERO_IMAGE_DIR / f"{bb.fingerprint}-{bb.image_size}.safetensors"
+    kept = tmp_path / "cache" / ZERO_IMAGE_DIR / f"{bb.fingerprint}-{bb.image_size}.safetensors"
     assert kept.is_file()
     save_file({"embedding": torch.full_like(blank, 0.5)}, str(kept))  # what the next load reads is the file
     assert (open_decoder(folder, bb, "k").negative_embeds == 0.5).all()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from sae.errors import UserError
 
@@ -42,8 +43,26 @@ def _float_to_grey(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
 
 
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """The pixels of an image with an embedded colour profile (Display P3 from phones, Adobe RGB
+    from cameras, CMYK from print) in sRGB, the space the encoders learned from. A profile that
+    is already sRGB, unreadable or for another kind of image leaves the pixels as they are."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if ImageCms.getProfileDescription(source).strip().startswith("sRGB"):
+            return im
+        mode = "RGBA" if im.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im
+
+
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open ``path`` as an RGB image: first frame, EXIF rotation applied, alpha over white.
+    """Open ``path`` as an sRGB image: first frame, EXIF rotation applied, embedded colour
+    profile converted, alpha over white.
 
     Raises UserError with one sentence for files that are missing, unreadable, not images,
     truncated, or larger than ``max_pixels`` (checked from the header, before decoding).
@@ -67,12 +86,15 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, im)
             elif im.mode == "I;16" or im.mode.startswith("I"):
                 im = im.point(lambda v: v / 256).convert("L")
             elif im.mode == "F":
                 im = _float_to_grey(im)
+            elif im.mode == "P":
+                im = im.convert("RGB")
+            im = _to_srgb(im)
+            if im.mode == "RGBA":
+                im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
             return im.convert("RGB")
     except UserError:
         raise

@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +98,47 @@ def test_pixel_values_survive_the_conversions(tmp_path):
     )
     rotated = load_image(_exif_rotated(tmp_path / "r.jpg"))
     assert rotated.getpixel((10, 2))[1] > 150 and rotated.getpixel((10, 37))[0] > 150  # green edge on top
+
+
+# Display P3 (phones' photos), a CC0 profile from github.com/saucecontrol/Compact-ICC-Profiles.
+DISPLAY_P3 = (Path(__file__).parent / "data" / "DisplayP3-v4.icc").read_bytes()
+# Linear Display P3 to linear sRGB; both share D65 white and the sRGB transfer curve.
+P3_TO_SRGB = np.array([[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]])
+
+
+def _p3_in_srgb(raw: np.ndarray) -> np.ndarray:
+    v = raw / 255.0
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) @ P3_TO_SRGB.T
+    linear = np.clip(linear, 0.0, 1.0)
+    return 255.0 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("name", ["p3.jpg", "p3.png", "p3.webp", "p3.tif", "p3-alpha.png"])
+def test_photos_in_display_p3_are_read_in_srgb(tmp_path, name):
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(40, 216, (6, 8, 3), np.uint8).repeat(8, 0).repeat(8, 1)  # flat 8x8 blocks survive JPEG
+    im = Image.fromarray(blocks)
+    if "alpha" in name:
+        im.putalpha(Image.fromarray(np.where(np.arange(64) < 32, 255, 0).astype(np.uint8)[None].repeat(48, 0)))
+    path = _save(im, tmp_path / name, icc_profile=DISPLAY_P3, **({"quality": 100} if name.endswith(".jpg") else {}))
+    with Image.open(path) as raw_file:
+        raw = np.asarray(raw_file.convert("RGB"), np.float64)  # the stored values, no profile applied
+    got = np.asarray(load_image(path), np.float64)
+    opaque = np.s_[:, :32]
+    assert np.abs(got[opaque] - _p3_in_srgb(raw[opaque])).max() <= 2
+    assert np.abs(got[opaque] - raw[opaque]).max() >= 10  # the conversion is not a no-op on these colours
+    if "alpha" in name:
+        assert (got[:, 32:] == 255).all()  # transparent pixels still land on white
+
+
+@pytest.mark.parametrize("profile", [b"not a colour profile", DISPLAY_P3[:100], None])
+def test_a_broken_or_srgb_profile_leaves_the_pixels_as_stored(tmp_path, profile):
+    from PIL import ImageCms
+
+    profile = profile or ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.fromarray(np.random.default_rng(1).integers(0, 255, (9, 13, 3), np.uint8))
+    got = load_image(_save(im, tmp_path / "tagged.png", icc_profile=profile))
+    assert np.array_equal(np.asarray(got), np.asarray(im))
 
 
 def _pixel_bomb(path, side=60_000):

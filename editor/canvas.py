@@ -45,8 +45,10 @@ class BeforeAfterView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
 
-    def set_before(self, image: Image.Image | None) -> None:
-        self.before = QPixmap.fromImage(to_qimage(image)) if image is not None else None
+    def set_before(self, image: Image.Image | QImage | None) -> None:
+        if isinstance(image, Image.Image):
+            image = to_qimage(image)
+        self.before = QPixmap.fromImage(image) if image is not None else None
         self.after = None
         self.update()
 

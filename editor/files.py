@@ -3,17 +3,46 @@ a drop onto the window opens."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog
 
+from editor.canvas import to_qimage
 from sae import presets
 from sae.errors import UserError
-from sae.images import IMAGE_SUFFIXES
+from sae.images import IMAGE_SUFFIXES, load_image
 from sae.induce import MIN_POSITIVES
-from sae.png import save_with_preset
+from sae.png import preset_in, save_with_preset
 
 IMAGES_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ")"
+
+
+@dataclass
+class Picture:
+    """An image file as read off the GUI thread: its pixels, their copy for the screen, and the
+    preset a PNG saved by sae-studio carries (or why that preset could not be read)."""
+
+    path: Path
+    image: Image.Image
+    shown: QImage
+    preset: presets.Preset | None = None
+    preset_error: str = ""
+
+
+def read_picture(path: Path) -> Picture:
+    """Decoding a 24-megapixel photo and converting its colour profile take a second or more,
+    so the window runs this on a worker."""
+    image = load_image(path)
+    preset, error = None, ""
+    if path.suffix.lower() == ".png":
+        try:
+            preset = preset_in(path)
+        except UserError as e:
+            error = str(e)
+    return Picture(path, image, to_qimage(image), preset, error)
 
 
 class Files:

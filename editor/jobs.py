@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from shiboken6 import isValid
 from superqt.utils import create_worker
 
@@ -296,9 +296,15 @@ _ALIVE: set = set()  # workers that run, kept referenced until they finish even 
 
 def start_worker(worker) -> None:
     """Start a superqt worker and keep it alive until it finishes: a worker whose Python object is
-    dropped mid-run (its window closed) would emit from a deleted Qt object."""
+    dropped mid-run (its window closed) would emit from a deleted Qt object.
+
+    Every started worker gets a thread of its own. Qt's shared pool has one per core, and a
+    background job that pauses while a render runs (a slider's calibration) would otherwise hold
+    a thread the render is queued for: on two cores, two new sliders froze rendering for good."""
     _ALIVE.add(worker)
     worker.finished.connect(lambda: _ALIVE.discard(worker))
+    pool = QThreadPool.globalInstance()
+    pool.setMaxThreadCount(max(pool.maxThreadCount(), len(_ALIVE)))
     worker.start()
 
 

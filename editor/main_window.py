@@ -23,7 +23,7 @@ from editor.collector import release_replaced, while_loading
 from editor.commands import AddSlider, MoveSlider, PaintMask
 from editor.document import EditDocument, Slider
 from editor.features import FeaturePanel
-from editor.files import Files
+from editor.files import Files, Picture, read_picture
 from editor.generation import GenerationPanel
 from editor.induction import Induction
 from editor.jobs import JobRunner, PreviewThrottle, RenderScheduler
@@ -35,9 +35,7 @@ from editor.switcher import ModelSwitcher
 from sae import presets
 from sae.decoders import DecodeSettings
 from sae.errors import UserError
-from sae.images import load_image
 from sae.induce import InducedSlider
-from sae.png import preset_in
 from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
 from sae.units import Scale
 
@@ -100,12 +98,15 @@ class MainWindow(QMainWindow):
         self.scheduler.causal_ready.connect(self.features.show_causal)
         self.sweeps = Sweeps(self)
         self.scheduler.image_ready.connect(self._image_ready)
-        self.loading_image = False
+        self.loading_image = False  # from opening a file until the encoder has read it: no renders
+        self._encoding = False  # the scheduler is reading an image
         self._image_job = 0
         self._caption = (0, "edited")  # (render job id, what the right pane shows when it arrives)
         self._carried = (None, "")
         self._suggest_on_image = ""  # a search whose best slider is added when the image is read
         self._pending_image: Path | None = None
+        self._to_calibrate: list[int] = []  # sliders whose units are measured next, one at a time
+        self._calibrating = False
         self.throttle = PreviewThrottle(
             lambda: self.request_render(preview=True), lambda: self.scheduler.preview_running, self
         )
@@ -173,32 +174,35 @@ class MainWindow(QMainWindow):
         if self.model is None:
             self._pending_image = path
             return
-        try:
-            image = load_image(path)
-        except UserError as e:
-            self.show_error(str(e))
-            return
-        carried = None
-        if path.suffix.lower() == ".png":
-            try:
-                carried = preset_in(path)
-            except UserError as e:
-                self.show_error(str(e))
-        self.image_path = path
-        self.canvas.set_before(image)
+        self.loading_image = True
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        self.jobs.run("open", read_picture, path, done=self._picture_read, failed=self._picture_failed)
+
+    def _picture_failed(self, error: Exception) -> None:
+        self.loading_image = self._encoding  # the picture shown before stays
+        self.show_error(str(error) if isinstance(error, UserError) else f"Could not open the image: {error}")
+
+    def _picture_read(self, picture: Picture) -> None:
+        if picture.preset_error:
+            self.show_error(picture.preset_error)
+        path = self.image_path = picture.path
+        self.canvas.set_before(picture.shown)
         self.canvas.view = None  # until the encoder has read the image
         self.canvas.set_heatmap(None, "")
         self.canvas.busy_text = "reading the image…"
         self.recent.remember(path)
-        self.statusBar().showMessage(f"Opening {path.name}…")
-        self.loading_image = True
-        self._carried = (carried, path.name)
+        self._carried = (picture.preset, path.name)
+        self._read_image(picture.image)
+
+    def _read_image(self, image: Image.Image) -> None:
+        self.loading_image = self._encoding = True
         self._image_job = self.scheduler.request_image(image)
 
     def _image_ready(self, job_id: int) -> None:
         if job_id != self._image_job:
             return  # a newer image is on its way
-        self.loading_image = False
+        self._encoding = False
+        self.loading_image = self.jobs.busy("open")  # or a newer file is being read
         session = self.model.session
         self.canvas.view = session.view()
         self.features.show_fires(session.fires(20))
@@ -258,16 +262,29 @@ class MainWindow(QMainWindow):
 
     def calibrate_slider(self, latent: int) -> None:
         """Measure the slider's calibrated units in the background, pausing while a render the user
-        waits for runs; the row takes them when they come."""
-        model = self.model
-        self.jobs.run(
-            f"calibrate {latent}",
-            model.calibrate,
-            latent,
-            self.scheduler.yield_to_renders,
-            done=lambda scale: self._calibrated(latent, scale) if self.model is model else None,
-            failed=lambda e: self.statusBar().showMessage(f"Could not calibrate the slider of #{latent}: {e}", 8000),
-        )
+        waits for runs; the row takes them when they come. One slider at a time: a preset's ten
+        sliders measured together would share the cores and the memory ten ways."""
+        if latent not in self._to_calibrate:
+            self._to_calibrate.append(latent)
+        if not self._calibrating:
+            self._calibrate_next()
+
+    def _calibrate_next(self) -> None:
+        self._calibrating = bool(self._to_calibrate) and self.model is not None
+        if not self._calibrating:
+            return
+        latent, model = self._to_calibrate.pop(0), self.model
+
+        def done(scale) -> None:
+            if self.model is model:
+                self._calibrated(latent, scale)
+            self._calibrate_next()
+
+        def failed(e: Exception) -> None:
+            self.statusBar().showMessage(f"Could not calibrate the slider of #{latent}: {e}", 8000)
+            self._calibrate_next()
+
+        self.jobs.run("calibrate", model.calibrate, latent, self.scheduler.yield_to_renders, done=done, failed=failed)
 
     def remove_slider(self, row) -> None:
         self.undo.push(AddSlider(self.doc, self.doc.slider(row.latent), adding=False))
@@ -405,12 +422,12 @@ class MainWindow(QMainWindow):
         release_replaced()
         self.undo.clear()
         self.doc.clear()
+        self._to_calibrate.clear()  # latents of the SAE before
         self.features.show_results([])
         self.canvas.set_heatmap(None, "")
         if image is not None:
-            self.loading_image = True
             self._carried = (None, self.image_path.name if self.image_path else "the image")
-            self._image_job = self.scheduler.request_image(image)
+            self._read_image(image)
         self.statusBar().showMessage(f"SAE: {model.sae_folder} ({model.session.sae.d_sae:,} latents)", 8000)
 
     # -- presets -------------------------------------------------------------------------------

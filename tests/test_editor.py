@@ -175,13 +175,52 @@ def _drop(window, path):
     window.dropEvent(event)
 
 
+def test_a_picture_is_read_off_the_gui_thread_and_the_newest_open_wins(window, qtbot, quick_models):
+    _root, images = quick_models
+    first, second, third = sorted(images.glob("*.png"))[:3]
+    _open(window, qtbot, first)
+    window.open_image(second)
+    assert window.image_path == first and window.loading_image  # not read yet; no renders meanwhile
+    window.open_image(third)
+    qtbot.waitUntil(lambda: not window.loading_image, timeout=30_000)
+    assert window.image_path == third and window.model.session.current.image.size == Image.open(third).size
+
+
+def test_background_jobs_that_make_way_for_renders_cannot_starve_them(window, qtbot, quick_models):
+    """Jobs that pause while a render runs (slider calibrations) on every thread of Qt's pool: the
+    render still gets a thread (with one thread per core, two new sliders used to freeze it)."""
+    import time
+
+    from PySide6.QtCore import QThreadPool
+
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[0])
+    window.scheduler.wait(30_000)
+
+    def making_way() -> None:
+        deadline = time.monotonic() + 30
+        while not window.scheduler.user_waits() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        window.scheduler.yield_to_renders()
+
+    pool = QThreadPool.globalInstance()
+    threads = pool.maxThreadCount()
+    for i in range(threads):
+        window.jobs.run(f"making way {i}", making_way)
+    qtbot.waitUntil(lambda: pool.activeThreadCount() >= threads, timeout=10_000)
+    window.result = None
+    window.request_render()
+    qtbot.waitUntil(lambda: window.result is not None, timeout=30_000)
+
+
 def test_bad_drops_leave_a_message_and_a_live_window(window, qtbot, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     _drop(window, tmp_path / "notes.txt")
     assert "neither an image" in window._last_error
     (tmp_path / "fake.png").write_text("not a png")
-    _drop(window, tmp_path / "fake.png")
-    assert "not an image" in window._last_error or "could not be decoded" in window._last_error
+    _drop(window, tmp_path / "fake.png")  # read on a worker: the message comes when it is done
+    qtbot.waitUntil(lambda: "not an image" in window._last_error or "could not be decoded" in window._last_error)
+    assert not window.loading_image  # renders are not held back by the file that failed
     (tmp_path / "bad.json").write_text("{")
     _drop(window, tmp_path / "bad.json")
     assert "not valid JSON" in window._last_error
@@ -612,6 +651,36 @@ def test_a_new_sliders_calibration_waits_while_a_render_the_user_asked_for_runs(
     window.add_slider(latent)
     qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=60_000)
     assert at_render_end == [False]  # the render ended first, though it started with the measurement
+
+
+def test_new_sliders_are_calibrated_one_at_a_time(window, qtbot, quick_models):
+    """A preset's many sliders are measured in turn, not all at once sharing the cores and memory."""
+    import threading
+
+    from editor.model import NOT_MEASURED
+
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[4])
+    measured = window.model.workspace.calibrations.entries
+    latents = [f.latent for f in window.model.session.fires(20) if f.latent not in measured][:3]
+    running, most, lock = [0], [0], threading.Lock()
+    measure = window.model.calibrate
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return measure(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    window.model.calibrate = counted
+    for latent in latents:
+        window.add_slider(latent)
+    qtbot.waitUntil(lambda: all(window.doc.slider(x).scale.why != NOT_MEASURED for x in latents), timeout=60_000)
+    assert len(latents) == 3 and most[0] == 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")

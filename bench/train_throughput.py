@@ -102,8 +102,10 @@ def store_from(folder: Path, data: torch.Tensor, shard_rows: int) -> Path:
 
 
 def ours(
-    store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float, encoder: str = "dense"
+    store: Path, out: Path, d_sae: int, k: int, batch: int, lr: float, encoder: str = "dense", tokens: int = 10**9
 ) -> tuple[Trainer, Callable]:
+    """The project's trainer as a run of ``tokens`` sets it up (its warm-up, and AuxK counting a
+    latent dead after a tenth of the run)."""
     cfg = TrainConfig(
         acts=str(store),
         encoder=encoder,
@@ -112,7 +114,7 @@ def ours(
         k=k,
         batch_size=batch,
         lr=lr,
-        tokens=10**9,
+        tokens=tokens,
         checkpoint_every=10**9,
         device=str(DEVICE),
     )
@@ -270,9 +272,10 @@ def quality(
     held_out = data[-8192:].to(DEVICE)
     store = store_from(tmp / f"real-{d_sae}", data[:-8192], shard_rows=16384)
     d_in, steps = data.shape[1], tokens // batch
-    trainers = {enc: ours(store, tmp / f"q-{enc}-{d_sae}", d_sae, k, batch, lr, enc) for enc in ("dense", "sketch")}
-    for trainer, _ in trainers.values():
-        trainer.total_steps = steps
+    trainers = {
+        enc: ours(store, tmp / f"q-{enc}-{d_sae}", d_sae, k, batch, lr, enc, tokens=steps * batch)
+        for enc in ("dense", "sketch")
+    }
     sp = None
     if peers:
         sp, sp_step = sparsify_step(d_in, d_sae, k, lr, lr_scale=lambda s: min(1.0, (s + 1) / max(1, steps // 20)))

@@ -98,8 +98,8 @@ class MainWindow(QMainWindow):
         self.scheduler.causal_ready.connect(self.features.show_causal)
         self.sweeps = Sweeps(self)
         self.scheduler.image_ready.connect(self._image_ready)
-        self.loading_image = False  # from opening a file until the encoder has read it: no renders
-        self._encoding = False  # the scheduler is reading an image
+        self._reading = False  # a file is being read on a worker
+        self._encoding = False  # the scheduler is reading an image into the session
         self._image_job = 0
         self._caption = (0, "edited")  # (render job id, what the right pane shows when it arrives)
         self._carried = (None, "")
@@ -126,6 +126,11 @@ class MainWindow(QMainWindow):
             done=self._model_ready,
             failed=lambda e: self.show_error(f"Could not load the models: {e}"),
         )
+
+    @property
+    def loading_image(self) -> bool:
+        """From opening a file until the encoder has read it: no renders meanwhile."""
+        return self._reading or self._encoding
 
     @property
     def decoder_name(self) -> str:
@@ -174,15 +179,16 @@ class MainWindow(QMainWindow):
         if self.model is None:
             self._pending_image = path
             return
-        self.loading_image = True
+        self._reading = True
         self.statusBar().showMessage(f"Opening {path.name}…")
         self.jobs.run("open", read_picture, path, done=self._picture_read, failed=self._picture_failed)
 
     def _picture_failed(self, error: Exception) -> None:
-        self.loading_image = self._encoding  # the picture shown before stays
+        self._reading = False  # the picture shown before stays
         self.show_error(str(error) if isinstance(error, UserError) else f"Could not open the image: {error}")
 
     def _picture_read(self, picture: Picture) -> None:
+        self._reading = False
         if picture.preset_error:
             self.show_error(picture.preset_error)
         path = self.image_path = picture.path
@@ -195,14 +201,13 @@ class MainWindow(QMainWindow):
         self._read_image(picture.image)
 
     def _read_image(self, image: Image.Image) -> None:
-        self.loading_image = self._encoding = True
+        self._encoding = True
         self._image_job = self.scheduler.request_image(image)
 
     def _image_ready(self, job_id: int) -> None:
         if job_id != self._image_job:
             return  # a newer image is on its way
         self._encoding = False
-        self.loading_image = self.jobs.busy("open")  # or a newer file is being read
         session = self.model.session
         self.canvas.view = session.view()
         self.features.show_fires(session.fires(20))

@@ -196,16 +196,19 @@ def main() -> None:
     table(results, responses)
 
 
-def candidates(responses) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """name -> concept -> [(unit, saturation in units)] per side: sae-studio's calibration, and for
-    comparison one whose unit is half the way to the slider's far end (a share, not a distance)."""
-    from sae.calibration import SATURATION_SHARE, side
+def candidates(responses, units: dict[str, float]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """name -> concept -> [(unit, saturation in units)] per side: sae-studio's calibration; for
+    comparison, the embedding distance on both sides (as calibrated units were before removal took
+    the typical unit), and a unit half the way to the slider's far end (a share, not a distance)."""
+    from sae.calibration import SATURATION_SHARE, calibrated, side
 
-    out: dict[str, dict] = {"calibrated": {}, "half-way": {}}
+    out: dict[str, dict] = {"calibrated": {}, "distance": {}, "half-way": {}}
     for name, pair in responses.items():
+        c = calibrated(*pair, typical=units[name])
+        out["calibrated"][name] = [(s.unit, s.saturation) if c.calibrated else (np.nan, np.nan) for s in (c.up, c.down)]
         for r in pair:
             s = side(r)
-            out["calibrated"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
+            out["distance"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
             half, end = abs(r.value_at(0.5 * r.far)), abs(r.value_at(SATURATION_SHARE * r.far))
             out["half-way"].setdefault(name, []).append((half, end / half))
     return out
@@ -217,7 +220,7 @@ def table(results: dict, responses: dict) -> None:
     range; then the spread of v50 over the latents whose v50 the sweep reaches."""
     from sae.units import TYPICAL_RANGE
 
-    cands = candidates(responses)
+    cands = candidates(responses, {name: r["unit"] for name, r in results.items()})
     kinds = ("today", *cands)
     head = "".join(f"{c:>12}" for c in kinds)
     print(f"\n{'concept':<20}{'latent':>7}  add: v50 in{head}{'kept':>6}{'rises':>6}   remove: v50 in{head}{'kept':>6}")

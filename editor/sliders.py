@@ -109,8 +109,9 @@ class SliderRow(QFrame):
         amounts = f"1 unit adds {up:.3g} to the activation (and -1 takes {down:.3g} away)"
         if s.scale.calibrated:
             return (
-                f"Calibrated units: {amounts}. One unit moves the picture's embedding as far for every feature; "
-                "the range ends where the picture stops changing."
+                f"Calibrated units: {amounts}. One unit up moves the picture's embedding as far for every "
+                "feature; one down takes away its typical strongest activation. The range ends where the "
+                "picture stops changing."
             )
         return f"Uncalibrated units ({s.scale.why}): {amounts}, the feature's typical strongest activation."
 

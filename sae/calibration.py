@@ -1,5 +1,5 @@
-"""Calibrated slider units: one step of any slider moves the image embedding the decoder paints
-from by the same amount, measured without any judge.
+"""Calibrated slider units: one step up any slider moves the image embedding the decoder paints
+from by the same amount, measured without any judge; one step down takes away what it fires.
 
 A latent's slider adds ``value`` times its decoder row on its tokens. Swept over values, the
 edited image embedding leaves the unedited one and then stops moving once the added row drowns
@@ -9,7 +9,11 @@ value at which the response reaches ``UNIT_DISTANCE``; the slider's *saturation*
 ends, is where the response reaches ``SATURATION_SHARE`` of its far end. A latent whose far end
 lies short of one unit gets a range that ends short of one unit. Upward the response is measured
 on neutral pictures (the concept absent), downward on the pictures the latent fires on most.
-bench/slider_calibration.py measures what this buys against the judge of the demo world.
+
+Below zero a slider takes away what fires, so one unit there is the latent's typical maximum
+activation (where the index knows it) and only the range's end comes from the response: on the
+demo world the embedding distance spread the values that remove a concept more than that does
+(bench/slider_calibration.py, which measures what all this buys against the demo world's judge).
 """
 
 from __future__ import annotations
@@ -151,8 +155,9 @@ def side(r: Response) -> Side | None:
     return Side(unit, saturation / unit)
 
 
-def calibrated(up: Response, down: Response) -> Calibration:
-    """A latent's calibration from its upward and downward responses."""
+def calibrated(up: Response, down: Response, typical: float = 0.0) -> Calibration:
+    """A latent's calibration from its upward and downward responses; below zero one unit is
+    ``typical`` (its typical max activation) when that is known (> 0)."""
     sides = side(up), side(down)
     if None in sides:
         return Calibration(
@@ -160,12 +165,21 @@ def calibrated(up: Response, down: Response) -> Calibration:
             Side(0.0, 0.0),
             f"its largest edit moves the image embedding by less than {MIN_RESPONSE:g}, so it keeps its old unit",
         )
-    return Calibration(*sides)
+    upward, downward = sides
+    if math.isfinite(typical) and typical > 0:
+        downward = Side(typical, downward.saturation * downward.unit / typical)
+    return Calibration(upward, downward)
 
 
 FILE = "calibration.json"  # in the SAE folder's index: made from it, and gone with it
 # What a stored calibration was measured with: entries made otherwise are measured again.
-METHOD = {"grid": list(GRID), "far": FAR, "unit_distance": UNIT_DISTANCE, "saturation_share": SATURATION_SHARE}
+METHOD = {
+    "grid": list(GRID),
+    "far": FAR,
+    "unit_distance": UNIT_DISTANCE,
+    "saturation_share": SATURATION_SHARE,
+    "down_unit": "typical max activation",
+}
 
 
 class CalibrationStore:

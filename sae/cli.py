@@ -228,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure calibrated slider units for some or all latents (the editor does it per slider)",
         description="Measure each latent's calibrated slider unit and range: how far its slider moves the "
         "image embedding, upward on neutral pictures and downward on the indexed pictures it fires on most, "
-        "so that one unit means the same change for every feature and the range ends where the picture "
-        "stops changing. Kept beside the SAE's index (index/calibration.json); the editor measures a "
-        "slider's latent when it first needs it, so this is only for measuring many at once.",
+        "so that one unit up means the same change for every feature (one down takes away its typical "
+        "maximum activation) and each side's range ends where the picture stops changing. Kept beside the "
+        "SAE's index (index/calibration.json); the editor measures a slider's latent when it first needs it, "
+        "so this is only for measuring many at once.",
     )
     p.add_argument("latents", nargs="*", type=int, help="latents to measure (default: every latent)")
     add_sae_options(p)

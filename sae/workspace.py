@@ -112,7 +112,7 @@ class Workspace:
         self.check_latent(latent)
         found = self.calibrations.get(latent)
         if found is None:
-            found = calibrated(*self.responses(latent, between))
+            found = calibrated(*self.responses(latent, between), typical=self.unit(latent))
             self.calibrations.entries[latent] = found
             if keep:
                 self.keep_calibrations()

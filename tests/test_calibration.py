@@ -35,7 +35,7 @@ def _concept(name: str) -> int:
 
 
 def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(workspace, monkeypatch):
-    from sae.calibration import SATURATION_SHARE, UNIT_DISTANCE, response
+    from sae.calibration import SATURATION_SHARE, UNIT_DISTANCE, read, response
     from sae.workspace import Workspace
 
     cat, tree = _concept("cat"), _concept("tree")
@@ -43,14 +43,20 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
     assert c.calibrated and c.up.saturation > 1 and c.down.saturation > 1
     scale = c.scale(workspace.unit(cat))
     assert scale.calibrated and scale.amount(1.0) == pytest.approx(c.up.unit)
-    # measured again by the editor's own edit path: one unit of either slider moves the embedding
-    # UNIT_DISTANCE, and the range ends where the response reaches SATURATION_SHARE of its far end
+    assert scale.amount(-1.0) == pytest.approx(-workspace.unit(cat))  # below zero: what typically fires
+    # measured again by the editor's own edit path: one unit up moves the embedding UNIT_DISTANCE,
+    # and each side's range ends where its response reaches SATURATION_SHARE of its far end
     bb, sae, neutral = workspace.backbone, workspace.sae, workspace._neutral
     for latent in (cat, tree):
         cal, tokens = workspace.calibration(latent), workspace.home_tokens(latent)
         assert _moved(bb, sae, latent, tokens, neutral, cal.up.unit) == pytest.approx(UNIT_DISTANCE, rel=0.15)
         far = response(bb, sae, latent, tokens, neutral, 1.0).far
         end = _moved(bb, sae, latent, tokens, neutral, cal.up.unit * cal.up.saturation)
+        assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
+        firing = read(bb, sae, workspace._firing_pixels(latent))
+        far = response(bb, sae, latent, tokens, firing, -1.0).far
+        end = _moved(bb, sae, latent, tokens, firing, -cal.down.unit * cal.down.saturation)
+        assert cal.down.unit == pytest.approx(workspace.unit(latent))
         assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
     passes = []
     up, _down = workspace.responses(cat, between=lambda: passes.append(1))
@@ -60,6 +66,19 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
     again = Workspace.open(workspace.folder, backbone=workspace.backbone)
     monkeypatch.setattr(Workspace, "responses", lambda *a: pytest.fail("measured again instead of read"))
     assert again.calibration(cat) == c
+
+
+def test_removal_is_in_typical_activations_and_keeps_its_measured_range_end():
+    from sae.calibration import SATURATION_SHARE, Response, calibrated, side
+
+    values = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0])
+    change = torch.tensor([0.1, 0.3, 0.6, 0.8, 0.85])
+    up, down = Response(values, change, 0.9), Response(-values, change, 0.9)
+    c = calibrated(up, down, typical=3.0)
+    assert c.up == side(up) and c.down.unit == 3.0
+    assert c.down.unit * c.down.saturation == pytest.approx(abs(down.value_at(SATURATION_SHARE * 0.9)))
+    for unknown in (0.0, float("nan")):  # no index to say what typically fires: the distance unit
+        assert calibrated(up, down, typical=unknown).down == side(down)
 
 
 def _moved(bb, sae, latent, tokens, pictures, amount) -> float:

@@ -34,6 +34,7 @@ from editor.sweep_strip import Sweeps, SweepStrip
 from editor.switcher import ModelSwitcher
 from sae import presets
 from sae.decoders import DecodeSettings
+from sae.decoders.table import paired_decoder
 from sae.errors import UserError
 from sae.induce import InducedSlider
 from sae.session import PREVIEW_STRENGTH, PREVIEW_UNITS
@@ -421,8 +422,11 @@ class MainWindow(QMainWindow):
         self.stop_button.setVisible(False)
 
     def switch_model(self, model: EditorModel) -> None:
-        """Edit with another SAE (on the same encoder): the sliders go, the open image is read again."""
+        """Edit with another SAE: the sliders go, the open image is read again. An SAE on another
+        encoder brings that encoder, and the decoder known to paint its embeddings is loaded."""
         image = self.model.session.current.image if self.model.session.current is not None else None
+        encoder = model.session.backbone.model_id
+        new_encoder = encoder != self.model.session.backbone.model_id
         self.model = model
         release_replaced()
         self.undo.clear()
@@ -433,7 +437,18 @@ class MainWindow(QMainWindow):
         if image is not None:
             self._carried = (None, self.image_path.name if self.image_path else "the image")
             self._read_image(image)
-        self.statusBar().showMessage(f"SAE: {model.sae_folder} ({model.session.sae.d_sae:,} latents)", 8000)
+        said = f"SAE: {model.sae_folder} ({model.session.sae.d_sae:,} latents)"
+        if new_encoder:
+            self.switcher.encoder_changed()
+            said += f" on {encoder}"
+            if model.session.decoder is None:
+                painter = paired_decoder(encoder)
+                if painter is not None:
+                    self.switcher.choose_decoder(painter)
+                else:
+                    said += "; no known decoder paints its embeddings: choose one under Generation ▸ Decoder"
+                    self.canvas.busy_text = NO_DECODER
+        self.statusBar().showMessage(said, 15000)
 
     # -- presets -------------------------------------------------------------------------------
     def current_preset(self) -> presets.Preset:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import sae.demo  # noqa: F401  registers the demo world with the edit engine (sae.worlds)
 from sae.decoders import Decoder
+from sae.decoders.table import paired_decoder
 from sae.induce import InducedSlider, induce_from_images
 from sae.labels import SearchHit
 from sae.units import Scale
@@ -34,8 +35,16 @@ class EditorModel:
         return cls(workspace, decoder)
 
     def with_sae(self, folder: str | Path) -> EditorModel:
-        """The SAE in ``folder`` on this model's encoder and decoder (checked to fit its layer)."""
-        return EditorModel(Workspace.open(folder, backbone=self.session.backbone), self.session.decoder)
+        """The SAE in ``folder``: on this model's encoder and decoder when it reads that encoder or
+        names none (checked to fit its layer), else on the encoder it names, loaded here, and then
+        without a decoder unless this one is the one known to paint that encoder's embeddings."""
+        workspace = Workspace.open_beside(folder, self.session.backbone)
+        decoder = self.session.decoder
+        if workspace.backbone.model_id != self.session.backbone.model_id and (
+            decoder is None or decoder.name != paired_decoder(workspace.backbone.model_id)
+        ):
+            decoder = None
+        return EditorModel(workspace, decoder)
 
     @property
     def sae_folder(self) -> Path:

@@ -89,10 +89,11 @@ class ModelSwitcher:
             self.load_sae(path)
 
     def load_sae(self, folder: str | Path) -> None:
-        """Switch to the SAE in ``folder`` on the current encoder (checked to fit its layer)."""
+        """Switch to the SAE in ``folder``: on the current encoder when it reads it (checked to fit
+        its layer), else on the encoder it names (``EditorModel.with_sae``)."""
         if self.w.model is None:
             return
-        self.w.statusBar().showMessage(f"Loading the SAE in {folder}…")
+        self.w.statusBar().showMessage(f"Loading the SAE in {folder} (and its encoder, if it reads another)…")
         self.w.jobs.run(
             "sae",
             while_loading(self.w.model.with_sae),
@@ -132,20 +133,22 @@ class ModelSwitcher:
             out,
             images,
             backbone,
-            done=lambda done: self._imported(done, backbone.model_id),
+            done=self._imported,
             failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not import: {e}"),
         )
 
-    def _imported(self, done, model_id: str) -> None:
-        notes = " ".join(done.notes)
-        if done.sae.metadata.backbone != model_id:
-            self.w.show_error(
-                f"Imported into {done.out}; it reads {done.sae.metadata.backbone}, not the editor's {model_id}, so "
-                f"edit with it by sae-studio edit --sae {done.out}. {notes}".strip()
-            )
-            return
-        self.w.statusBar().showMessage(f"{done.summary()}. {notes}".strip(), 15000)
+    def _imported(self, done) -> None:
+        """Open the imported SAE (on the encoder it names, when that is another one)."""
+        self.w.statusBar().showMessage(f"{done.summary()}. {' '.join(done.notes)}".strip(), 15000)
         self.load_sae(done.out)
+
+    def encoder_changed(self) -> None:
+        """The window now reads another encoder: a Train dialog made for the old one (and not
+        training) goes, so the next one offers the new encoder's layers."""
+        if self.train is not None and not self.train.running:
+            self.train.close()
+            self.train.deleteLater()
+            self.train = None
 
     def train_dialog(self) -> None:
         from editor.train_dialog import TrainDialog

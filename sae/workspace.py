@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from sae import presets
-from sae.backbone import Backbone, beside, load_backbone
+from sae.backbone import Backbone, BackboneSpec, beside, load_backbone
 from sae.calibration import (
     FIRING_PICTURES,
     NEUTRAL_PICTURES,
@@ -80,6 +80,23 @@ class Workspace:
         spec = model or beside(sae.metadata.backbone, folder)  # (the demo SAE's: its ../clip)
         if not spec:
             raise UserError(f"{folder} does not say which encoder it belongs to; pass --model NAME:TAG.")
+        return cls._on(folder, sae, spec, device)
+
+    @classmethod
+    def open_beside(cls, folder: str | Path, backbone: Backbone) -> Workspace:
+        """The SAE in ``folder`` on ``backbone`` when it reads that encoder or names none (checked
+        to fit), else on the encoder it names, loaded on ``backbone``'s device: how the editor
+        switches SAEs, keeping its encoder when it can."""
+        folder = Path(folder)
+        sae = load_any(folder, device=backbone.device)
+        spec = beside(sae.metadata.backbone, folder) if sae.metadata.backbone else ""
+        if not spec or BackboneSpec.parse(spec).model_id == backbone.model_id:
+            return cls(folder, sae, backbone)
+        return cls._on(folder, sae, spec, backbone.device)
+
+    @classmethod
+    def _on(cls, folder: Path, sae: SparseAutoencoder, spec: str, device: str | torch.device) -> Workspace:
+        """``sae`` on the encoder ``spec`` names, loaded here."""
         if sae.metadata.layer == -1:
             raise UserError(
                 f"{folder} does not say which layer it was trained on; make it a project SAE with "

@@ -321,6 +321,29 @@ def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot
     assert "7" in window._last_error and window.model is old
 
 
+def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_cannot_paint_it(
+    window, qtbot, quick_models, tiny_clip, tmp_path
+):
+    from editor.main_window import NO_DECODER
+    from sae.model import SaeConfig, SaeMetadata
+
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[0])
+    old = window.model.session.backbone
+    width = load_backbone(str(tiny_clip)).width
+    meta = SaeMetadata(backbone=f"local-dir:{tiny_clip}", layer=6)
+    SparseAutoencoder(SaeConfig(d_in=width, d_sae=4 * width, k=4), meta).save(tmp_path / "other")
+    window._last_error = ""
+    window.switcher.load_sae(tmp_path / "other")
+    qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "other", timeout=60_000)
+    session = window.model.session
+    assert session.backbone.model_id == f"local-dir:{tiny_clip.resolve()}" != old.model_id
+    assert session.backbone.layer == 6 and session.decoder is None  # the demo decoder paints another embedding
+    qtbot.waitUntil(lambda: session.current is not None, timeout=30_000)  # the open picture, read again
+    assert session.image_activations().shape == (4 * width,) and window._last_error == ""
+    assert window.canvas.busy_text == NO_DECODER  # says so where the picture would be
+
+
 def test_a_published_sae_file_imports_once_and_loads_on_the_editors_encoder(window, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     backbone = window.model.session.backbone

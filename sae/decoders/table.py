@@ -8,6 +8,7 @@ given folder) and one ``DecoderEntry`` here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,16 @@ FOLDER_STEPS, FOLDER_STRENGTH = 30, 0.5  # a pipeline folder's defaults, as the 
 def decoder_for_encoder(spec: str) -> str:
     """The decoder that paints ``spec``'s image embeddings (Kandinsky 2.2 for ViT-bigG-14), else demo."""
     return next((e.name for e in DECODERS.values() if e.encoder and e.encoder == spec), "demo")
+
+
+def paired_decoder(model_id: str) -> str | None:
+    """The decoder known to paint the image embeddings of the encoder ``model_id`` (an open_clip
+    NAME:TAG, or the shipped demo CLIP's ``local-dir:``), None when no known decoder does."""
+    from sae.assets import DEMO
+
+    if model_id.startswith("local-dir:") and Path(model_id[len("local-dir:") :]).resolve() == (DEMO / "clip").resolve():
+        return "demo"
+    return next((e.name for e in DECODERS.values() if e.encoder and e.encoder == model_id), None)
 
 
 def default_steps(decoder: str) -> int:

@@ -145,8 +145,7 @@ class MainWindow(QMainWindow):
             "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
         )
         if not has_decoder:
-            self.canvas.busy_text = NO_DECODER
-            self.canvas.update()
+            self.say_no_decoder()
         saved = self.settings.value("decoder", "demo")
         if saved != "demo" or self.generation.device_box.currentData() != "cpu":
             self.switcher.choose_decoder(saved)
@@ -221,8 +220,7 @@ class MainWindow(QMainWindow):
             f"Opened {name}" + (f". {size_note}" if size_note else ""), 10000 if size_note else 4000
         )
         if session.decoder is None:
-            self.canvas.busy_text = NO_DECODER
-            self.canvas.update()
+            self.say_no_decoder()
         if self._suggest_on_image:
             self.suggest_slider(self._suggest_on_image)
             self._suggest_on_image = ""
@@ -441,14 +439,22 @@ class MainWindow(QMainWindow):
         if new_encoder:
             self.switcher.encoder_changed()
             said += f" on {encoder}"
+            self.result = None
+            self.canvas.set_after(None)  # painted from the encoder before
             if model.session.decoder is None:
                 painter = paired_decoder(encoder)
                 if painter is not None:
+                    self.canvas.busy_text = f"loading the {painter} decoder, which paints this encoder's embeddings…"
                     self.switcher.choose_decoder(painter)
                 else:
                     said += "; no known decoder paints its embeddings: choose one under Generation ▸ Decoder"
-                    self.canvas.busy_text = NO_DECODER
+                    self.say_no_decoder()
         self.statusBar().showMessage(said, 15000)
+
+    def say_no_decoder(self) -> None:
+        """Where the edited picture would be: that no decoder is loaded, and where to choose one."""
+        self.canvas.busy_text = NO_DECODER
+        self.canvas.update()
 
     # -- presets -------------------------------------------------------------------------------
     def current_preset(self) -> presets.Preset:

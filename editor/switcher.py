@@ -78,6 +78,8 @@ class ModelSwitcher:
     def _decoder_failed(self, message: str) -> None:
         self.w.progress.setVisible(False)
         self.w.generation.show_decoder(self.w.decoder_name)
+        if self.w.model.session.decoder is None:  # e.g. the one an encoder switch asked for
+            self.w.say_no_decoder()
         if message:
             self.w.show_error(message)
 

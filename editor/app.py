@@ -8,16 +8,18 @@ from pathlib import Path
 EXIT_WAIT_MS = 5000  # how long a closed editor waits for its running jobs
 
 
-def run(image: str | None = None) -> int:
+def run(image: str | None = None, sae: str | None = None) -> int:
+    """The editor on the demo models, or on the SAE in folder ``sae`` and its own encoder."""
     from PySide6.QtCore import QThreadPool
     from PySide6.QtWidgets import QApplication
 
     from editor.main_window import MainWindow
+    from editor.model import EditorModel
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("sae-studio")
     app.setOrganizationName("sae-studio")
-    window = MainWindow()
+    window = MainWindow() if sae is None else MainWindow(lambda: EditorModel.open(sae))
     window.show()
     if image is None:
         from sae.assets import SAMPLES

@@ -144,11 +144,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
         )
+        painter = paired_decoder(model.session.backbone.model_id)
+        if not has_decoder and painter is not None:  # opened on an SAE of its own encoder (sae-studio open)
+            self.switcher.choose_decoder(painter)
+        else:
+            saved = self.settings.value("decoder", "demo")
+            if saved != "demo" or self.generation.device_box.currentData() != "cpu":
+                self.switcher.choose_decoder(saved)
         if not has_decoder:
             self.say_no_decoder()
-        saved = self.settings.value("decoder", "demo")
-        if saved != "demo" or self.generation.device_box.currentData() != "cpu":
-            self.switcher.choose_decoder(saved)
         if self._pending_image is not None:
             self.open_image(self._pending_image)
             if not self.settings.value("first_run_done", False):
@@ -444,16 +448,17 @@ class MainWindow(QMainWindow):
             if model.session.decoder is None:
                 painter = paired_decoder(encoder)
                 if painter is not None:
-                    self.canvas.busy_text = f"loading the {painter} decoder, which paints this encoder's embeddings…"
                     self.switcher.choose_decoder(painter)
                 else:
                     said += "; no known decoder paints its embeddings: choose one under Generation ▸ Decoder"
-                    self.say_no_decoder()
+                self.say_no_decoder()
         self.statusBar().showMessage(said, 15000)
 
     def say_no_decoder(self) -> None:
-        """Where the edited picture would be: that no decoder is loaded, and where to choose one."""
-        self.canvas.busy_text = NO_DECODER
+        """Where the edited picture would be: which decoder is loading, else that none is loaded
+        and where to choose one."""
+        loading = self.switcher.loading
+        self.canvas.busy_text = f"loading the {loading} decoder…" if loading else NO_DECODER
         self.canvas.update()
 
     # -- presets -------------------------------------------------------------------------------

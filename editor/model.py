@@ -34,6 +34,12 @@ class EditorModel:
         decoder = load_decoder("demo", workspace.backbone) if (DEMO / "decoder").exists() else None
         return cls(workspace, decoder)
 
+    @classmethod
+    def open(cls, folder: str | Path) -> EditorModel:
+        """The SAE in ``folder`` on the encoder it names; the window then loads the decoder known
+        to paint that encoder's embeddings (it may download, with a dialog)."""
+        return cls(Workspace.open(folder))
+
     def with_sae(self, folder: str | Path) -> EditorModel:
         """The SAE in ``folder``: on this model's encoder and decoder when it reads that encoder or
         names none (checked to fit its layer), else on the encoder it names, loaded here, and then

@@ -34,6 +34,7 @@ class ModelSwitcher:
     def __init__(self, window):
         self.w = window
         self.train = None  # the Train dialog, once opened
+        self.loading = ""  # the decoder being loaded, if any
         self.loader = DecoderLoader(window, window.jobs)
         self.loader.ready.connect(self._decoder_ready)
         self.loader.failed.connect(self._decoder_failed)
@@ -62,9 +63,12 @@ class ModelSwitcher:
                 return
         self.w.progress.setRange(0, 0)
         self.w.progress.setVisible(True)
+        self.loading = name
         self.loader.load(name, self.w.model.session.backbone, self.w.generation.device_box.currentData())
 
     def _decoder_ready(self, name: str, decoder) -> None:
+        self.loading = ""
+
         def swap() -> None:
             self.w.model.session.decoder = decoder
             self.w.generation.switch_decoder(name)
@@ -76,6 +80,7 @@ class ModelSwitcher:
         self.w.scheduler.when_idle(swap)  # not under a render that is using the old one
 
     def _decoder_failed(self, message: str) -> None:
+        self.loading = ""
         self.w.progress.setVisible(False)
         self.w.generation.show_decoder(self.w.decoder_name)
         if self.w.model.session.decoder is None:  # e.g. the one an encoder switch asked for

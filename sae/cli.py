@@ -290,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "open",
+        help="open the editor on an SAE folder and its own encoder (sae-studio IMAGE: on the demo)",
+        description="Open the editor on the SAE in --sae and the encoder it names, then the decoder known to "
+        "paint that encoder's embeddings (Kandinsky 2.2 for ViT-bigG-14; none known: choose one in the "
+        "window), optionally with IMAGE open. Without --sae it opens on the shipped demo models.",
+    )
+    p.add_argument("image", nargs="?", default=None, help="an image to open")
+    p.add_argument("--sae", default=None, help=SAE_HELP)
+
+    p = sub.add_parser(
         "export",
         help="write an SAE in SAELens' or sparsify's layout",
         description="Export an SAE folder for other tools: --to saelens (what sae-studio writes anyway, "
@@ -767,6 +777,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "calibrate": cmd_calibrate,
     "demo": cmd_demo,
+    "open": lambda args: open_editor(args.image, args.sae),
 }
 
 
@@ -778,7 +789,7 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def open_editor(image: str | None = None) -> int:
+def open_editor(image: str | None = None, sae: str | None = None) -> int:
     if not _has_display():
         print(
             "error: no display found, so the editor cannot open a window; run sae-studio on a desktop, "
@@ -786,9 +797,12 @@ def open_editor(image: str | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if sae is not None and not Path(sae).is_dir():
+        print(f"error: {sae} is not a folder; --sae takes an SAE folder.", file=sys.stderr)
+        return 2
     from editor.app import run
 
-    return run(image)
+    return run(image, sae)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

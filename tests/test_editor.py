@@ -714,6 +714,28 @@ def test_new_sliders_are_calibrated_one_at_a_time(window, qtbot, quick_models):
     assert len(latents) == 3 and most[0] == 1
 
 
+def test_sae_studio_open_starts_on_an_sae_folder_and_loads_the_decoder_that_paints_its_encoder(
+    qtbot, tmp_path, capsys
+):
+    from editor.main_window import MainWindow
+    from editor.model import EditorModel
+    from sae.assets import DEMO, SAMPLES
+    from sae.cli import main
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(lambda: EditorModel.open(DEMO / "sae"), settings=settings)  # what sae-studio open --sae runs
+    qtbot.addWidget(w)
+    qtbot.waitUntil(lambda: w.model is not None, timeout=60_000)
+    assert w.model.session.decoder is None and w.switcher.loading == "demo"  # chosen by its encoder
+    assert w.canvas.busy_text == "loading the demo decoder…"
+    w.open_image(SAMPLES / "cat-on-grass.png")
+    qtbot.waitUntil(lambda: w.model.session.decoder is not None and w.result is not None, timeout=60_000)
+    assert w.decoder_name == "demo" and w.canvas.busy_text == ""
+
+    assert main(["open", "--sae", str(tmp_path / "nothing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
 def test_background_jobs_run_below_the_gui_threads_priority(qtbot):
     """Torch's threads fill every core while a real-size model runs; lowered, they yield to the

@@ -714,9 +714,7 @@ def test_new_sliders_are_calibrated_one_at_a_time(window, qtbot, quick_models):
     assert len(latents) == 3 and most[0] == 1
 
 
-def test_sae_studio_open_starts_on_an_sae_folder_and_loads_the_decoder_that_paints_its_encoder(
-    qtbot, tmp_path, capsys
-):
+def test_sae_studio_open_starts_on_an_sae_folder_and_loads_the_decoder_that_paints_its_encoder(qtbot, tmp_path, capsys):
     from editor.main_window import MainWindow
     from editor.model import EditorModel
     from sae.assets import DEMO, SAMPLES

@@ -334,10 +334,13 @@ def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_
     meta = SaeMetadata(backbone=f"local-dir:{tiny_clip}", layer=6)
     SparseAutoencoder(SaeConfig(d_in=width, d_sae=4 * width, k=4), meta).save(tmp_path / "other")
     window._last_error = ""
+    window.switcher.train_dialog()  # made for the demo CLIP
     window.switcher.load_sae(tmp_path / "other")
     qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "other", timeout=60_000)
     session = window.model.session
     assert session.backbone.model_id == f"local-dir:{tiny_clip.resolve()}" != old.model_id
+    window.switcher.train_dialog()  # trains on the encoder now open
+    assert window.switcher.train.model_spec == session.backbone.model_id
     assert session.backbone.layer == 6 and session.decoder is None  # the demo decoder paints another embedding
     qtbot.waitUntil(lambda: session.current is not None, timeout=30_000)  # the open picture, read again
     assert session.image_activations().shape == (4 * width,) and window._last_error == ""

@@ -9,7 +9,7 @@ encoder and decoder are written once in open_clip's and the hub's layouts (about
 ``--work``, kept for the next run) and opened by the editor's own loaders, with a 16x SAE at the
 middle layer.
 
-    python bench/real_editor.py [--work DIR] [--steps 30] [--size 512] [--until PHASE] [--why]
+    python bench/real_editor.py [--work DIR] [--steps 30] [--size 512] [--until PHASE] [--why] [--switch]
 
 On this two-core CPU it takes about 15 minutes and ~20 GB of memory. Results: bench/README.md.
 """
@@ -224,6 +224,9 @@ def main() -> None:
     p.add_argument("--factor", type=int, default=1, help="divide every width by this, e.g. 8 (a quick check)")
     p.add_argument("--why", action="store_true", help="name the long calls into C that overlapped each GUI stall")
     p.add_argument("--until", choices=("load", "picture", "preview", "release"), help="end after this phase")
+    p.add_argument(
+        "--switch", action="store_true", help="start on the demo, then Load SAE folder and choose the decoder folder"
+    )
     a = p.parse_args()
     if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -264,10 +267,23 @@ def main() -> None:
     settings.clear()
     heart.phase = "loading the models"
     t = time.perf_counter()
-    w = MainWindow(load, settings=settings)
+    w = MainWindow(EditorModel.demo if a.switch else load, settings=settings)
     w.show()
     _wait_until(lambda: w.model is not None, 1800)
-    row("load_s", "load encoder, SAE and decoder", time.perf_counter() - t)
+    if a.switch:  # as a user gets there: the demo first, then Load SAE folder and a decoder folder
+        row("start_s", "start on the demo models", time.perf_counter() - t)
+        heart.phase = "switching to the real SAE"
+        t = time.perf_counter()
+        w.switcher.load_sae(sae_dir)
+        _wait_until(lambda: w.model.sae_folder == sae_dir, 1800)
+        row("switch_s", "Load SAE folder: the SAE and ViT-bigG-14", time.perf_counter() - t)
+        heart.phase = "loading the decoder"
+        t = time.perf_counter()
+        w.switcher.choose_decoder(str(decoder))
+        _wait_until(lambda: w.model.session.decoder is not None and not w.switcher.loading, 1800)
+        row("load_s", "choose the Kandinsky 2.2 folder", time.perf_counter() - t)
+    else:
+        row("load_s", "load encoder, SAE and decoder", time.perf_counter() - t)
     if a.until != "load":
         run_from_picture(a, w, heart, photo, row)
     heart.timer.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Callable
 from functools import wraps
 
@@ -38,9 +39,26 @@ def while_loading(load: Callable) -> Callable:
     return run
 
 
-def release_replaced() -> None:
-    """After a model is replaced: unfreeze, collect once so the old model's reference cycles are
-    freed, and freeze again (one pass, at a switch the user asked for)."""
+def tensors_of(model) -> list[weakref.ref]:
+    """Weak references to one weight of each of ``model``'s parts (its SAE, encoder and decoder),
+    to tell after a switch whether reference counting alone freed what was replaced."""
+    session, out = model.session, []
+    pipeline = getattr(session.decoder, "text2img", None) or getattr(session.decoder, "pipe", None)
+    for part in (session.sae, session.backbone.model, getattr(pipeline, "unet", None)):
+        weight = next(part.parameters(), None) if hasattr(part, "parameters") else None
+        if weight is not None:
+            out.append(weakref.ref(weight))
+    return out
+
+
+def release_replaced(replaced: list[weakref.ref]) -> bool:
+    """A while after a model is replaced: when a weight in ``replaced`` (``tensors_of`` the old
+    model) is still alive, something holds it in a reference cycle, so unfreeze, collect once and
+    freeze again (True). That pass walks every object, 0.6 s on the GUI thread with ViT-bigG-14
+    loaded, so it runs only then: the models here are freed by reference counting alone."""
+    if all(ref() is None for ref in replaced):
+        return False
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -302,7 +303,10 @@ def start_worker(worker) -> None:
     background job that pauses while a render runs (a slider's calibration) would otherwise hold
     a thread the render is queued for: on two cores, two new sliders froze rendering for good."""
     _ALIVE.add(worker)
-    worker.finished.connect(lambda: _ALIVE.discard(worker))
+    # weakly: a lambda holding the worker, kept by the worker's own signal inside Qt, is a cycle
+    # Python's collector cannot see, and the worker (with the models its function holds) would live on
+    ref = weakref.ref(worker)
+    worker.finished.connect(lambda: _ALIVE.discard(ref()))
     pool = QThreadPool.globalInstance()
     pool.setMaxThreadCount(max(pool.maxThreadCount(), len(_ALIVE)))
     worker.start()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.canvas import BeforeAfterView
-from editor.collector import release_replaced, while_loading
+from editor.collector import release_replaced, tensors_of, while_loading
 from editor.commands import AddSlider, MoveSlider, PaintMask
 from editor.document import EditDocument, Slider
 from editor.features import FeaturePanel
@@ -47,6 +47,7 @@ SLOW_STEP_S, SLOW_PREVIEW_SCALE = 2.0, 0.5
 NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 OLD_PRESET = "a preset made before calibrated units"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
+RELEASE_AFTER_MS = 2000  # after a switch, when to see whether the old model was freed
 
 
 class MainWindow(QMainWindow):
@@ -429,8 +430,11 @@ class MainWindow(QMainWindow):
         image = self.model.session.current.image if self.model.session.current is not None else None
         encoder = model.session.backbone.model_id
         new_encoder = encoder != self.model.session.backbone.model_id
+        kept = {id(r()) for r in tensors_of(model)}  # the encoder and decoder may stay
+        replaced = [r for r in tensors_of(self.model) if id(r()) not in kept]
         self.model = model
-        release_replaced()
+        # the job that loaded the new model still holds the old one for a moment
+        QTimer.singleShot(RELEASE_AFTER_MS, lambda: release_replaced(replaced))
         self.undo.clear()
         self.doc.clear()
         self._to_calibrate.clear()  # latents of the SAE before

@@ -324,21 +324,25 @@ def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot
 def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_cannot_paint_it(
     window, qtbot, quick_models, tiny_clip, tmp_path
 ):
+    from editor.collector import tensors_of
     from editor.main_window import NO_DECODER
     from sae.model import SaeConfig, SaeMetadata
 
     _root, images = quick_models
     _open(window, qtbot, sorted(images.glob("*.png"))[0])
-    old = window.model.session.backbone
+    old = window.model.session.backbone.model_id
     width = load_backbone(str(tiny_clip)).width
     meta = SaeMetadata(backbone=f"local-dir:{tiny_clip}", layer=6)
     SparseAutoencoder(SaeConfig(d_in=width, d_sae=4 * width, k=4), meta).save(tmp_path / "other")
     window._last_error = ""
     window.switcher.train_dialog()  # made for the demo CLIP
+    replaced = tensors_of(window.model)  # a weight of the SAE, the encoder and the decoder
     window.switcher.load_sae(tmp_path / "other")
     qtbot.waitUntil(lambda: window.model.sae_folder == tmp_path / "other", timeout=60_000)
+    assert len(replaced) == 3
+    qtbot.waitUntil(lambda: all(r() is None for r in replaced), timeout=10_000)  # the models replaced are freed
     session = window.model.session
-    assert session.backbone.model_id == f"local-dir:{tiny_clip.resolve()}" != old.model_id
+    assert session.backbone.model_id == f"local-dir:{tiny_clip.resolve()}" != old
     window.switcher.train_dialog()  # trains on the encoder now open
     assert window.switcher.train.model_spec == session.backbone.model_id
     assert session.backbone.layer == 6 and session.decoder is None  # the demo decoder paints another embedding

@@ -359,6 +359,27 @@ def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_
     assert window._last_error == "" and window.canvas.busy_text == ""
 
 
+def test_a_replaced_weight_held_in_a_cycle_is_collected_and_one_freed_alone_costs_no_collection():
+    import gc
+    import weakref
+
+    from editor.collector import release_replaced
+
+    try:
+        cycle, alone = {"weight": torch.zeros(3)}, {"weight": torch.zeros(3)}
+        cycle["self"] = cycle
+        gc.freeze()  # as after a load: what exists is exempt from automatic passes
+        refs = [weakref.ref(cycle["weight"])], [weakref.ref(alone["weight"])]
+        del cycle, alone
+        assert refs[1][0]() is None and release_replaced(refs[1]) is False  # reference counting freed it
+        held = refs[0][0]() is not None  # (asserted after: pytest keeps what an assert reads)
+        collected = release_replaced(refs[0])
+        freed = refs[0][0]() is None
+        assert held and collected and freed
+    finally:
+        gc.unfreeze()
+
+
 def test_a_published_sae_file_imports_once_and_loads_on_the_editors_encoder(window, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     backbone = window.model.session.backbone

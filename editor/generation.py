@@ -24,6 +24,9 @@ REGION_TIP = (
 SLOW_RENDER_S = 20.0  # a full render this long or longer is announced, with its measured time
 
 
+NONE_LOADED = ""  # the decoder box's entry while no decoder is loaded
+
+
 class GenerationPanel(QWidget):
     def __init__(self, doc: EditDocument, store: QSettings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -116,6 +119,17 @@ class GenerationPanel(QWidget):
                 f"A full render takes about {took} here ({per:.1f} s a step); the previews follow the "
                 "sliders meanwhile, and fewer steps are faster."
             )
+
+    def show_no_decoder(self) -> None:
+        """Show that no decoder is loaded (an encoder switch left none that paints it), in an
+        entry that cannot be chosen."""
+        i = self.decoder_box.findData(NONE_LOADED)
+        if i < 0:
+            self.decoder_box.insertItem(0, "none loaded", NONE_LOADED)
+            self.decoder_box.model().item(0).setEnabled(False)
+            i = 0
+        with QSignalBlocker(self.decoder_box):
+            self.decoder_box.setCurrentIndex(i)
 
     def show_decoder(self, name: str) -> None:
         i = self.decoder_box.findData(name)

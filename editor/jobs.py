@@ -312,6 +312,21 @@ def start_worker(worker) -> None:
     worker.start()
 
 
+def _once(fn: Callable, *args) -> Callable[[], object]:
+    """``fn(*args)`` as a call that lets go of ``fn`` and ``args`` when it starts. A worker can
+    outlive its run: superqt points ``warnings.showwarning`` at a lambda holding the worker, and
+    two workers running at once can leave one of them there. Whatever ``fn`` holds (the model an
+    SAE switch replaces) must not live on with it."""
+    box = [fn, args]
+
+    def run():
+        f, a = box
+        box.clear()
+        return f(*a)
+
+    return run
+
+
 class JobRunner(QObject):
     """The editor's jobs other than renders (loading models, an SAE or a decoder, searches,
     heatmaps, inducing a slider) on worker threads (superqt workers). Per kind only the newest
@@ -334,7 +349,7 @@ class JobRunner(QObject):
         failed: Callable[[Exception], None] | None = None,
     ) -> None:
         job = self._latest[kind] = next(self._ids)
-        worker = create_worker(in_background(fn), *args, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(_once(in_background(fn), *args), _start_thread=False, _ignore_errors=True)
         current = lambda: isValid(self) and self._latest.get(kind) == job  # noqa: E731
         if done is not None:
             worker.returned.connect(lambda result: done(result) if current() else None)

@@ -464,6 +464,8 @@ class MainWindow(QMainWindow):
         loading = self.switcher.loading
         self.canvas.busy_text = f"loading the {loading} decoder…" if loading else NO_DECODER
         self.canvas.update()
+        if not loading:
+            self.generation.show_no_decoder()
 
     # -- presets -------------------------------------------------------------------------------
     def current_preset(self) -> presets.Preset:

@@ -72,6 +72,7 @@ class ModelSwitcher:
         def swap() -> None:
             self.w.model.session.decoder = decoder
             self.w.generation.switch_decoder(name)
+            self.w.generation.show_decoder(name)  # also when the settings already named it
             self.w.progress.setVisible(False)
             self.w.canvas.busy_text = ""
             self.w.statusBar().showMessage(f"Decoder: {name}", 5000)
@@ -82,9 +83,10 @@ class ModelSwitcher:
     def _decoder_failed(self, message: str) -> None:
         self.loading = ""
         self.w.progress.setVisible(False)
-        self.w.generation.show_decoder(self.w.decoder_name)
         if self.w.model.session.decoder is None:  # e.g. the one an encoder switch asked for
             self.w.say_no_decoder()
+        else:
+            self.w.generation.show_decoder(self.w.decoder_name)
         if message:
             self.w.show_error(message)
 

@@ -349,12 +349,14 @@ def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_
     qtbot.waitUntil(lambda: session.current is not None, timeout=30_000)  # the open picture, read again
     assert session.image_activations().shape == (4 * width,) and window._last_error == ""
     assert window.canvas.busy_text == NO_DECODER and window.result is None  # said where the picture would be
+    assert window.generation.decoder_box.currentText() == "none loaded"
 
     from sae.assets import DEMO
 
     window.switcher.load_sae(DEMO / "sae")  # the shipped SAE: its CLIP, and the decoder that paints it
     qtbot.waitUntil(lambda: window.model.session.decoder is not None, timeout=60_000)
     assert window.decoder_name == "demo" and window.model.sae_folder == DEMO / "sae"
+    assert window.generation.decoder_box.currentData() == "demo"
     qtbot.waitUntil(lambda: window.result is not None, timeout=60_000)  # the open picture, painted again
     assert window._last_error == "" and window.canvas.busy_text == ""
 

@@ -145,10 +145,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             "Models ready." + ("" if has_decoder else " No decoder: the edited image cannot be painted."), 5000
         )
-        painter = paired_decoder(model.session.backbone.model_id)
-        if not has_decoder and painter is not None:  # opened on an SAE of its own encoder (sae-studio open)
-            self.switcher.choose_decoder(painter)
-        else:
+        # opened on an SAE of its own encoder (sae-studio open): the decoder that paints it, else the last one used
+        if has_decoder or not self._load_paired_decoder():
             saved = self.settings.value("decoder", "demo")
             if saved != "demo" or self.generation.device_box.currentData() != "cpu":
                 self.switcher.choose_decoder(saved)
@@ -450,13 +448,17 @@ class MainWindow(QMainWindow):
             self.result = None
             self.canvas.set_after(None)  # painted from the encoder before
             if model.session.decoder is None:
-                painter = paired_decoder(encoder)
-                if painter is not None:
-                    self.switcher.choose_decoder(painter)
-                else:
+                if not self._load_paired_decoder():
                     said += "; no known decoder paints its embeddings: choose one under Generation ▸ Decoder"
                 self.say_no_decoder()
         self.statusBar().showMessage(said, 15000)
+
+    def _load_paired_decoder(self) -> bool:
+        """Load the decoder known to paint the current encoder's embeddings; False if none is known."""
+        painter = paired_decoder(self.model.session.backbone.model_id)
+        if painter is not None:
+            self.switcher.choose_decoder(painter)
+        return painter is not None
 
     def say_no_decoder(self) -> None:
         """Where the edited picture would be: which decoder is loading, else that none is loaded

@@ -76,7 +76,7 @@ FOLDER_STEPS, FOLDER_STRENGTH = 30, 0.5  # a pipeline folder's defaults, as the 
 
 def decoder_for_encoder(spec: str) -> str:
     """The decoder that paints ``spec``'s image embeddings (Kandinsky 2.2 for ViT-bigG-14), else demo."""
-    return next((e.name for e in DECODERS.values() if e.encoder and e.encoder == spec), "demo")
+    return paired_decoder(spec) or "demo"
 
 
 def paired_decoder(model_id: str) -> str | None:

@@ -465,6 +465,7 @@ class MainWindow(QMainWindow):
         and where to choose one."""
         loading = self.switcher.loading
         self.canvas.busy_text = f"loading the {loading} decoder…" if loading else NO_DECODER
+        self.canvas.after_caption = "edited, once a decoder paints it"
         self.canvas.update()
         if not loading:
             self.generation.show_no_decoder()

@@ -74,7 +74,7 @@ def topk_codes(
         torch.addmm(b_enc.to(mm_dtype), xc.to(mm_dtype), w.T, out=pre)
 
     def choose(scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        values, indices = scores.topk(n, dim=-1, sorted=False)
+        values, indices = top(scores, n)
         if not exact:
             values = exact_pre(indices, xc, W_enc_T, b_enc)
         return values.relu_(), indices
@@ -85,6 +85,25 @@ def topk_codes(
     else:
         aux_values, aux_indices = xc.new_zeros(xc.shape[0], 0), indices.new_zeros(xc.shape[0], 0)
     return Codes(values, indices, aux_values, aux_indices)
+
+
+def top(scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scores.topk(n, dim=-1, sorted=False)`` for wide rows, with the same values (among equal
+    scores it may pick another index), in about 60% of the time at 16,384 latents and 45% at
+    131,072. The latents are split into ``g`` strided groups; one vectorised max per group, the
+    top n groups by their maxima (the same way, while they are many), then the top n among those
+    groups' members. Exact: a latent in the top n has a group maximum at least its score, and
+    fewer than n groups can beat that."""
+    B, N = scores.shape
+    g = 16 if N >= 2048 * n else 8  # measured best here (bench/README.md)
+    groups = N // g
+    if N % g or groups < 4 * n or not scores.is_contiguous():
+        return scores.topk(n, dim=-1, sorted=False)
+    maxima = scores.view(B, g, groups).amax(dim=1)  # latent j is in group j % groups
+    best = top(maxima, n)[1]
+    members = (best.unsqueeze(2) + torch.arange(0, N, groups, device=scores.device)).reshape(B, n * g)
+    values, at = scores.gather(1, members).topk(n, dim=-1, sorted=False)
+    return values, members.gather(1, at)
 
 
 def decode_rows(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,7 @@ class Sketch:
         else takes the sketch's choice among them (with exact values); those AuxK found join the
         choice of the top k, as every latent does in the dense step."""
         scores = self.scores(xc, b_enc, scratch)
-        candidates = scores.topk(self.pool, dim=-1, sorted=False).indices
+        candidates = kernels.top(scores, self.pool)[1]
         exact = kernels.exact_pre(candidates, xc, W_enc_T, b_enc)
         if dead is not None and k_aux > 0:
             dead_latents = dead.nonzero().flatten()
@@ -113,7 +113,7 @@ class Sketch:
                 aux_values, at = torch.addmm(b_enc[dead_latents], xc, W_enc_T[dead_latents].T).topk(k_aux, dim=-1)
                 aux_indices = dead_latents[at]
             else:  # many (early in a wide run): that would be most of the dense GEMM again
-                aux_indices = scores.masked_fill_(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False).indices
+                aux_indices = kernels.top(scores.masked_fill_(~dead, float("-inf")), k_aux)[1]
                 aux_values = kernels.exact_pre(aux_indices, xc, W_enc_T, b_enc)
             if k_aux >= self.pool or k_aux == len(dead_latents):
                 # every dead latent that can enter the top k is among AuxK's (its k_aux >= pool >= k

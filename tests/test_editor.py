@@ -349,6 +349,7 @@ def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_
     qtbot.waitUntil(lambda: session.current is not None, timeout=30_000)  # the open picture, read again
     assert session.image_activations().shape == (4 * width,) and window._last_error == ""
     assert window.canvas.busy_text == NO_DECODER and window.result is None  # said where the picture would be
+    assert "no edits" not in window.canvas.after_caption  # no round trip of the decoder is shown either
     assert window.generation.decoder_box.currentText() == "none loaded"
 
     from sae.assets import DEMO

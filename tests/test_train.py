@@ -43,6 +43,26 @@ def test_topk_training_recovers_sparse_structure(store, tmp_path):
     assert not (tmp_path / "sae" / "trainer_state.safetensors").exists()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_grouped_top_k_chooses_the_scores_torch_topk_does(dtype):
+    """kernels.top on wide rows (grouped) and narrow ones (torch's own), with ties, masked
+    latents and a row whose best scores all fall in one group."""
+    from sae.kernels import top
+
+    g = torch.Generator().manual_seed(0)
+    for B, N, n in [(64, 16384, 16), (32, 131072, 32), (16, 4096, 256), (8, 1000, 8), (8, 64, 4)]:
+        scores = torch.randn(B, N, generator=g).mul(4).round().to(dtype)  # coarse: many ties
+        scores[0, ::2] = float("-inf")  # AuxK masks the live latents
+        scores[1, : N // 2] = float("-inf")  # a whole half masked
+        for row, parts in enumerate((4, 8, 16, 32, 64), start=2):  # the best all in one group of this many
+            scores[row, torch.arange(0, N, N // parts)[:n]] = 1e4
+        values, indices = top(scores, n)
+        expected = scores.topk(n, dim=-1).values
+        assert torch.equal(values.sort(dim=1, descending=True).values, expected)
+        assert torch.equal(scores.gather(1, indices), values)  # the indices hold those scores
+        assert all(len(set(row.tolist())) == n for row in indices)  # each latent once
+
+
 def test_the_hand_written_step_has_autogradients_own_gradients(store, tmp_path):
     """The trainer's backward by hand (sae.kernels) against autograd through the dense step: top k,
     AuxK over dead latents straight through its ReLU and only raising their pre-activations, and

@@ -82,6 +82,7 @@ class Sweeps:
     def __init__(self, window):
         self.w = window
         self.job = 0
+        self.asked: tuple | None = None  # what the strip shows: its slider, lists of edits and settings
         window.scheduler.sweep_ready.connect(self._swept)
         window.sweep.chosen.connect(self._chosen)
 
@@ -97,8 +98,12 @@ class Sweeps:
         places = positions(s.scale)
         others = [e for e in w.doc.edits() if e.latent != s.latent]
         lists = [[*others, replace(s.edit(), value=s.scale.amount(p))] for p in places]
+        settings = w.decode_settings(preview=True)
+        if (s.latent, s.label, s.scale, lists, settings) == self.asked and not w.scheduler.is_stale(self.job):
+            return  # dragging the selected slider itself changes none of its previews
+        self.asked = (s.latent, s.label, s.scale, lists, settings)
         w.sweep.show_pending(s.latent, s.label, places, s.scale)
-        self.job = w.scheduler.request_sweep(lists, w.decode_settings(preview=True))
+        self.job = w.scheduler.request_sweep(lists, settings)
 
     def _swept(self, job_id: int, index: int, image: Image.Image) -> None:
         if job_id == self.job:

@@ -672,7 +672,8 @@ def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_wa
     window, qtbot, quick_models
 ):
     """Selecting a slider paints it at five positions in the background; a slider render asked
-    for meanwhile runs before the sweep's remaining pictures; clicking one moves the slider there."""
+    for meanwhile runs before the sweep's remaining pictures; dragging that slider keeps them;
+    clicking one moves the slider there."""
     _root, images = quick_models
     _open(window, qtbot, sorted(images.glob("*.png"))[3])
     qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
@@ -690,6 +691,10 @@ def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_wa
     assert [e[1] for e in events if e[0] == "sweep"] == [0, 1, 2, 3, 4]  # the sweep resumed where it was
     assert events.index(next(e for e in events if e[0] == "render")) < len(events) - 1  # and made way
     assert all(not b.icon().isNull() for b in window.sweep.buttons)
+    job = window.sweeps.job
+    row.slider.setValue(0.5)  # a drag of the selected slider changes none of its previews: they stay
+    row.slider.setValue(0.0)
+    assert window.sweeps.job == job and all(not b.icon().isNull() for b in window.sweep.buttons)
 
     window.sweep.buttons[3].click()  # +1 unit
     assert row.state.value == pytest.approx(row.state.scale.amount(1.0))

@@ -12,10 +12,12 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
+    QHBoxLayout,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QToolButton,
+    QWidget,
 )
 
 from editor.canvas import BeforeAfterView
@@ -48,6 +50,19 @@ NO_DECODER = "no decoder loaded: choose one under Generation ▸ Decoder"
 OLD_PRESET = "a preset made before calibrated units"
 FIRST_RUN_SLIDER = "cat"  # the feature a newcomer finds as a slider on the sample image
 RELEASE_AFTER_MS = 2000  # after a switch, when to see whether the old model was freed
+
+
+def fixed_box(*widgets: QWidget) -> QWidget:
+    """``widgets`` in a row of fixed size: showing or hiding one leaves the window's layout as it
+    is (the progress bar and Stop button come and go with every render, and each time made Qt
+    lay out and repaint the whole window)."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        row.addWidget(w)
+    box.setFixedSize(box.sizeHint())
+    return box
 
 
 class MainWindow(QMainWindow):
@@ -84,14 +99,13 @@ class MainWindow(QMainWindow):
         build_menus(self)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(180)
-        self.progress.setVisible(False)
-        self.statusBar().addPermanentWidget(self.progress)
         self.stop_button = QToolButton(text="Stop")
         self.stop_button.setToolTip("Stop this render (Esc); the picture shown stays")
         self.stop_button.setShortcut("Esc")
-        self.stop_button.setVisible(False)
         self.stop_button.clicked.connect(self.stop_render)
-        self.statusBar().addPermanentWidget(self.stop_button)
+        self.statusBar().addPermanentWidget(fixed_box(self.progress, self.stop_button))
+        self.progress.setVisible(False)
+        self.stop_button.setVisible(False)
         self.scheduler = RenderScheduler(lambda: self.model.session if self.model else None, self)
         self.scheduler.progress.connect(self._progress)
         self.scheduler.step_timed.connect(self.generation.show_timing)

@@ -668,6 +668,33 @@ def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_st
     assert len(shown) == 1 and window.result is before and window.canvas.busy_text == ""  # the picture stays
 
 
+def test_a_renders_progress_bar_and_stop_button_coming_and_going_leave_the_windows_layout(window, qtbot):
+    """Every render shows a progress bar and a Stop button and hides them at its end. Each time,
+    Qt laid out and repainted the whole window (at real size, beside a model filling memory and
+    cores, such repaints were among the GUI thread's longest stalls)."""
+    from PySide6.QtCore import QEvent, QObject
+
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(100)
+    requests = []
+
+    class Count(QObject):
+        def eventFilter(self, obj, event):
+            if obj is window and event.type() == QEvent.Type.LayoutRequest:
+                requests.append(1)
+            return False
+
+    counter = Count()
+    window.installEventFilter(counter)
+    for step in (1, 4, 1, 4):  # a render's first step shows them, its last hides them
+        window._progress(window.scheduler.latest, step, 4)
+        qtbot.wait(30)
+        assert window.stop_button.isVisibleTo(window) == (step < 4)
+    window.removeEventFilter(counter)
+    assert not requests
+
+
 def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_way_for_renders(
     window, qtbot, quick_models
 ):

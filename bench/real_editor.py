@@ -328,7 +328,9 @@ def run_from_picture(a, w, heart: Heart, photo: Path, row) -> None:
         return
 
     latent = w.model.session.fires(1)[0].latent
+    heart.phase = "adding a slider"  # a person adds it, then presses it: events run between
     w.add_slider(latent)
+    _wait(500)
     heart.phase = "drag"
     slider = w.sliders.row_for(latent)
     slider._press()

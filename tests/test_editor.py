@@ -670,8 +670,7 @@ def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_st
 
 def test_a_renders_progress_bar_and_stop_button_coming_and_going_leave_the_windows_layout(window, qtbot):
     """Every render shows a progress bar and a Stop button and hides them at its end. Each time,
-    Qt laid out and repainted the whole window (at real size, beside a model filling memory and
-    cores, such repaints were among the GUI thread's longest stalls)."""
+    Qt laid out and repainted the whole window on the GUI thread."""
     from PySide6.QtCore import QEvent, QObject
 
     window.show()

@@ -235,10 +235,13 @@ def main() -> None:
     from PySide6.QtCore import QSettings, QThreadPool
     from PySide6.QtWidgets import QApplication
 
+    from editor.app import import_libraries
     from editor.main_window import MainWindow
     from editor.model import EditorModel
     from sae.decoders.registry import load_decoder
     from sae.workspace import Workspace
+
+    import_libraries()  # as sae-studio does behind its splash screen
 
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

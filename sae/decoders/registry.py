@@ -96,3 +96,17 @@ def load_decoder(
         dtype=torch.float16 if fp16 else torch.float32,
         cpu_offload=cpu_offload,
     )
+
+
+def import_pipelines() -> None:
+    """Import the diffusers classes the table's decoders paint with (about 1,200 modules, 1.7 s).
+    The editor does this behind its splash screen: imported later on a loading thread, they hold
+    the GIL in long stretches and the window stalls."""
+    import multiprocessing.synchronize  # noqa: F401 (tqdm's lock, for a pipeline's loading bar)
+
+    import diffusers
+    import diffusers.guiders  # noqa: F401 (searched for component classes while a pipeline loads)
+    from diffusers.utils import torch_utils  # noqa: F401 (the Kandinsky decoder's noise)
+
+    for entry in DECODERS.values():
+        getattr(diffusers, entry.pipeline)  # naming a class imports its pipeline's package

@@ -41,7 +41,9 @@ def show_splash():
     font.setBold(False)
     painter.setFont(font)
     painter.setPen(QColor("#8b949e"))
-    painter.drawText(pixmap.rect().adjusted(0, 40, 0, -30), Qt.AlignmentFlag.AlignCenter, "edit images through an SAE's features")
+    painter.drawText(
+        pixmap.rect().adjusted(0, 40, 0, -30), Qt.AlignmentFlag.AlignCenter, "edit images through an SAE's features"
+    )
     painter.end()
     splash = QSplashScreen(pixmap)
     splash.show()

@@ -353,8 +353,11 @@ class MainWindow(QMainWindow):
             )
 
     def _selected_row(self, row) -> None:
-        self.canvas.mask = set(row.mask or ()) if row is not None else set()
-        self.canvas.update()
+        """Another slider selected, or the selected one changed (its value, mask or mode)."""
+        mask = set(row.mask or ()) if row is not None else set()
+        if mask != self.canvas.mask:  # a drag changes the value alone: no repaint of the canvas
+            self.canvas.mask = mask
+            self.canvas.update()
         self.sweeps.request()
 
     def toggle_brush(self) -> None:

@@ -694,6 +694,39 @@ def test_a_renders_progress_bar_and_stop_button_coming_and_going_leave_the_windo
     assert not requests
 
 
+def test_dragging_the_selected_slider_does_not_repaint_the_canvas(window, qtbot, quick_models, monkeypatch):
+    """Each move of the selected slider repainted the whole canvas (its mask might have changed);
+    at real size, with the decoder's convolutions beside it, that was a GUI stall of 50 ms."""
+    from PySide6.QtCore import QEvent, QObject
+
+    _root, images = quick_models
+    _open(window, qtbot, sorted(images.glob("*.png"))[3])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    window.show()
+    qtbot.waitExposed(window)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=30_000)
+    qtbot.wait(300)
+    monkeypatch.setattr(window, "request_render", lambda preview=False: None)  # the drag's own previews
+    paints = []
+
+    class Count(QObject):
+        def eventFilter(self, obj, event):
+            if obj is window.canvas and event.type() == QEvent.Type.Paint:
+                paints.append(1)
+            return False
+
+    counter = Count()
+    window.canvas.installEventFilter(counter)
+    row = window.sliders.row_for(latent)
+    for value in (0.3, 0.6, 0.9):
+        row.slider.setValue(value)
+        qtbot.wait(30)
+    window.canvas.removeEventFilter(counter)
+    assert row.slider.value() == pytest.approx(0.9) and not paints
+
+
 def test_the_sweep_strip_shows_the_selected_slider_across_its_range_and_makes_way_for_renders(
     window, qtbot, quick_models
 ):

@@ -695,8 +695,8 @@ def test_a_renders_progress_bar_and_stop_button_coming_and_going_leave_the_windo
 
 
 def test_dragging_the_selected_slider_does_not_repaint_the_canvas(window, qtbot, quick_models, monkeypatch):
-    """Each move of the selected slider repainted the whole canvas (its mask might have changed);
-    at real size, with the decoder's convolutions beside it, that was a GUI stall of 50 ms."""
+    """Each move of the selected slider repainted the whole canvas, in case its mask had changed:
+    work on the GUI thread at every step of a drag, beside the decoder's convolutions."""
     from PySide6.QtCore import QEvent, QObject
 
     _root, images = quick_models

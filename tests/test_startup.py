@@ -59,11 +59,11 @@ print("ELSEWHERE", sorted(set(elsewhere)))
 """
 
 
-def test_the_editor_imports_its_libraries_before_its_window_so_no_loading_thread_stalls_it():
+def test_the_editor_imports_its_libraries_before_its_window_so_no_loading_thread_stalls_it(tmp_path):
     """``sae-studio`` as a user starts it, to the sample's first picture: torch, open_clip and
     diffusers are imported behind the splash screen, none by the threads that load models and
     render while the window runs (their imports held the GIL in stretches of 36-65 ms)."""
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))  # not the user's settings
     out = subprocess.run([sys.executable, "-c", EDITOR], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("PICTURE", "ELSEWHERE")))

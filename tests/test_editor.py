@@ -707,7 +707,8 @@ def test_dragging_the_selected_slider_does_not_repaint_the_canvas(window, qtbot,
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
     qtbot.waitUntil(lambda: window.doc.slider(latent).scale.calibrated, timeout=30_000)
-    qtbot.wait(300)
+    # what repaints the canvas by right is done: renders (the sweep strip's too) and the heatmap
+    qtbot.waitUntil(lambda: not window.scheduler.busy and not window.jobs.busy("heatmap"), timeout=30_000)
     monkeypatch.setattr(window, "request_render", lambda preview=False: None)  # the drag's own previews
     paints = []
 

@@ -132,7 +132,7 @@ class Trainer:
             return None
         if cfg.encoder != "sketch":
             raise UserError(f"--encoder '{cfg.encoder}' is unknown; use dense or sketch.")
-        rank, pool = cfg.sketch_rank or d_in // 2, cfg.sketch_pool or 2 * cfg.k
+        rank, pool = cfg.sketch_rank or d_in // 2, cfg.sketch_pool or min(sketch.POOL_PER_K * cfg.k, d_sae)
         sketch.check(cfg.arch, cfg.k, d_in, d_sae, rank, pool)
         return sketch.Sketch(d_in, d_sae, rank, pool, self.mm_dtype, self.device)
 
@@ -221,6 +221,8 @@ class Trainer:
         self.model.to(self.device)
         self.silent_tokens = tensors["silent_tokens"].to(self.device)
         if self.sketch is not None:
+            if "sketch.pool" not in tensors and not self.cfg.sketch_pool:
+                self.sketch.pool = 2 * self.cfg.k  # the default when runs saved no pool
             self.sketch.load(tensors)
         self.optimizer = self._make_optimizer()
         names = ["W_enc_T", "b_enc", "W_dec", "b_dec"]

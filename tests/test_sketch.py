@@ -4,13 +4,16 @@ measures its own recall."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from helpers import synthetic_store
+from safetensors.torch import load_file, save_file
 
 from sae import kernels, sketch
 from sae.errors import UserError
-from sae.train import TrainConfig, Trainer
+from sae.train import STATE_TENSORS, TrainConfig, Trainer
 
 
 def _config(store, out, **kw) -> TrainConfig:
@@ -71,7 +74,7 @@ def test_on_inputs_with_main_directions_the_sketch_finds_the_top_k_and_learns_as
     m = sketched.run().metadata.metrics
     assert m["sketch_recall"] >= 0.99
     assert m["fvu"] <= dense["fvu"] * 1.05 and m["dead_fraction"] <= dense["dead_fraction"] + 0.02
-    assert sketched.sketch.rank == 16 and sketched.sketch.pool == 8  # the pool's default: 2k
+    assert sketched.sketch.rank == 16 and sketched.sketch.pool == 16  # the pool's default: 4k
 
 
 def test_a_sketch_run_stopped_between_refreshes_resumes_bit_identical(tmp_path):
@@ -81,11 +84,17 @@ def test_a_sketch_run_stopped_between_refreshes_resumes_bit_identical(tmp_path):
     # stops at step 69: after a basis refresh (64), between two weight refreshes (64, 72)
     stopped = Trainer(_config(store, tmp_path / "run", **kw), progress=False, should_stop=lambda: stopped.step >= 69)
     stopped.run()
+    shutil.copytree(tmp_path / "run", tmp_path / "older")
     resumed = Trainer(_config(store, tmp_path / "run", resume=True, **kw), progress=False)
     assert resumed.step == 69 and torch.equal(resumed.sketch.basis, stopped.sketch.basis)
     got = resumed.run()
     for name, tensor in ref.state_dict().items():
         assert torch.equal(tensor, got.state_dict()[name]), name
+    # a run saved before the state held the pool resumes with the default of its day, 2k
+    state = tmp_path / "older" / STATE_TENSORS
+    save_file({k: v for k, v in load_file(state).items() if k != "sketch.pool"}, state)
+    older = Trainer(_config(store, tmp_path / "older", resume=True, **kw), progress=False)
+    assert (resumed.sketch.pool, older.sketch.pool) == (16, 8)
 
 
 def test_when_the_learning_rate_outruns_the_sketch_it_is_rebuilt_more_often(tmp_path, monkeypatch):

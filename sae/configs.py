@@ -65,7 +65,9 @@ class TrainConfig:
         },
     )
     sketch_rank: int = field(default=0, metadata={"help": "the sketch's rank; 0 takes half the input width"})
-    sketch_pool: int = field(default=0, metadata={"help": "candidates per token the sketch proposes; 0 takes 4k"})
+    sketch_pool: int = field(
+        default=0, metadata={"help": "candidates per token the sketch proposes; 0 takes 4k (at most the width)"}
+    )
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, mps or auto"})
     resume: bool = field(default=False, metadata={"help": "continue the run saved in --out"})
 

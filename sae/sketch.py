@@ -168,5 +168,5 @@ class Sketch:
         self.started = bool(tensors["sketch.started"].item())
         # a run saved before the period followed recall rebuilt every REFRESH steps
         self.period = int(tensors["sketch.period"].item()) if "sketch.period" in tensors else REFRESH
-        if "sketch.pool" in tensors:  # (the trainer sets a run's that was saved before it was stored)
+        if "sketch.pool" in tensors:  # older states hold none: the trainer sets the default of their day
             self.pool = int(tensors["sketch.pool"].item())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -72,6 +73,27 @@ def _new_window(qtbot, root, tmp_path):
 def _open(window, qtbot, path):
     window.open_image(path)
     qtbot.waitUntil(lambda: not window.loading_image, timeout=30_000)
+
+
+@contextlib.contextmanager
+def _events(widget, kind):
+    """The events of ``kind`` that ``widget`` receives inside the block (a list, filled as they come)."""
+    from PySide6.QtCore import QObject
+
+    seen = []
+
+    class Count(QObject):
+        def eventFilter(self, obj, event):
+            if obj is widget and event.type() == kind:
+                seen.append(event.type())
+            return False
+
+    counter = Count()
+    widget.installEventFilter(counter)
+    try:
+        yield seen
+    finally:
+        widget.removeEventFilter(counter)
 
 
 def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
@@ -671,33 +693,23 @@ def test_a_drag_supersedes_a_long_render_previews_paint_smaller_when_slow_and_st
 def test_a_renders_progress_bar_and_stop_button_coming_and_going_leave_the_windows_layout(window, qtbot):
     """Every render shows a progress bar and a Stop button and hides them at its end. Each time,
     Qt laid out and repainted the whole window on the GUI thread."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
 
     window.show()
     qtbot.waitExposed(window)
     qtbot.wait(100)
-    requests = []
-
-    class Count(QObject):
-        def eventFilter(self, obj, event):
-            if obj is window and event.type() == QEvent.Type.LayoutRequest:
-                requests.append(1)
-            return False
-
-    counter = Count()
-    window.installEventFilter(counter)
-    for step in (1, 4, 1, 4):  # a render's first step shows them, its last hides them
-        window._progress(window.scheduler.latest, step, 4)
-        qtbot.wait(30)
-        assert window.stop_button.isVisibleTo(window) == (step < 4)
-    window.removeEventFilter(counter)
+    with _events(window, QEvent.Type.LayoutRequest) as requests:
+        for step in (1, 4, 1, 4):  # a render's first step shows them, its last hides them
+            window._progress(window.scheduler.latest, step, 4)
+            qtbot.wait(30)
+            assert window.stop_button.isVisibleTo(window) == (step < 4)
     assert not requests
 
 
 def test_dragging_the_selected_slider_does_not_repaint_the_canvas(window, qtbot, quick_models, monkeypatch):
     """Each move of the selected slider repainted the whole canvas, in case its mask had changed:
     work on the GUI thread at every step of a drag, beside the decoder's convolutions."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
 
     _root, images = quick_models
     _open(window, qtbot, sorted(images.glob("*.png"))[3])
@@ -710,21 +722,11 @@ def test_dragging_the_selected_slider_does_not_repaint_the_canvas(window, qtbot,
     # what repaints the canvas by right is done: renders (the sweep strip's too) and the heatmap
     qtbot.waitUntil(lambda: not window.scheduler.busy and not window.jobs.busy("heatmap"), timeout=30_000)
     monkeypatch.setattr(window, "request_render", lambda preview=False: None)  # the drag's own previews
-    paints = []
-
-    class Count(QObject):
-        def eventFilter(self, obj, event):
-            if obj is window.canvas and event.type() == QEvent.Type.Paint:
-                paints.append(1)
-            return False
-
-    counter = Count()
-    window.canvas.installEventFilter(counter)
     row = window.sliders.row_for(latent)
-    for value in (0.3, 0.6, 0.9):
-        row.slider.setValue(value)
-        qtbot.wait(30)
-    window.canvas.removeEventFilter(counter)
+    with _events(window.canvas, QEvent.Type.Paint) as paints:
+        for value in (0.3, 0.6, 0.9):
+            row.slider.setValue(value)
+            qtbot.wait(30)
     assert row.slider.value() == pytest.approx(0.9) and not paints
 
 

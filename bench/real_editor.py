@@ -228,6 +228,9 @@ def main() -> None:
         "--switch", action="store_true", help="start on the demo, then Load SAE folder and choose the decoder folder"
     )
     a = p.parse_args()
+    from sae.memory import keep_freed_memory
+
+    keep_freed_memory()  # as sae-studio does first
     if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     import numpy as np

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sae.errors import UserError
+from sae.memory import keep_freed_memory
 
 DESCRIPTION = """\
 sae-studio: find the features a sparse autoencoder (SAE) sees inside a CLIP vision encoder,
@@ -806,6 +807,7 @@ def open_editor(image: str | None = None, sae: str | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_freed_memory()  # before any thread starts (sae.memory says why)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv:

@@ -6,10 +6,9 @@ full render, how soon Stop takes effect, and the longest stall of the GUI thread
 heartbeat timer; target <= 50 ms), beside the longest gap the same heartbeat sees in an idle
 process at the same time: the machine's own floor, which no change to the editor can lower (a GUI
 gap that overlaps a gap of the idle process is the machine's; the longest of the others is the
-editor's own). The
-encoder and decoder are written once in open_clip's and the hub's layouts (about 15 GB in
-``--work``, kept for the next run) and opened by the editor's own loaders, with a 16x SAE at the
-middle layer.
+editor's own). The encoder and decoder are written once in open_clip's and the hub's layouts
+(about 15 GB in ``--work``, kept for the next run) and opened by the editor's own loaders, with a
+16x SAE at the middle layer.
 
     python bench/real_editor.py [--work DIR] [--steps 30] [--size 512] [--until PHASE] [--why] [--switch]
 

@@ -156,6 +156,9 @@ def main() -> None:
     )
     p.add_argument("--region", action="store_true", help="also time a DiffEdit region edit (many UNet passes)")
     a = p.parse_args()
+    from sae.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every sae-studio command does first
     import torch
 
     from sae.recipes import RECIPES

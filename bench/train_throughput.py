@@ -336,6 +336,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     p.add_argument("--device", default="cpu", help="cpu or cuda (then sparsify runs its Triton kernels)")
     a = p.parse_args()
+    from sae.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every sae-studio command does first; the peers share the process
     global DEVICE
     DEVICE = torch.device(a.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():

@@ -8,7 +8,6 @@ step takes a fifth less time, and the fault storms that stalled every thread of 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 # mallopt's parameter numbers, from glibc's malloc.h
@@ -25,8 +24,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -284,10 +284,12 @@ def main() -> None:
     calls = LongCalls() if a.why else None
     heart, floor = Heart(), Floor()
     times: dict[str, float] = {}
+    machine: list[tuple[float, float]] = []  # the idle process's gaps over SHARED_MS so far
 
     def row(key: str, name: str, seconds: float, note: str = "") -> None:
         times[key] = seconds
-        idle, machine = floor.take()
+        idle, stalls = floor.take()
+        machine.extend(stalls)  # a phase (the drag) spans rows: its gaps are checked against all
         gui, own = heart.worst.get(heart.phase, 0), heart.own_worst(heart.phase, machine)
         times[key.replace("_s", "_gap_ms")], times[key.replace("_s", "_own_gap_ms")] = gui, own
         times[key.replace("_s", "_floor_ms")] = idle

@@ -364,8 +364,10 @@ def run_from_picture(a, w, heart: Heart, photo: Path, row) -> None:
 
     latent = w.model.session.fires(1)[0].latent
     heart.phase = "adding a slider"  # a person adds it, then presses it: events run between
+    t = time.perf_counter()
     w.add_slider(latent)
     _wait(500)
+    row("add_slider_s", "adding a slider (and half a second after)", time.perf_counter() - t)
     heart.phase = "drag"
     slider = w.sliders.row_for(latent)
     slider._press()

@@ -291,8 +291,8 @@ def main() -> None:
         idle, stalls = floor.take()
         machine.extend(stalls)  # a phase (the drag) spans rows: its gaps are checked against all
         gui, own = heart.worst.get(heart.phase, 0), heart.own_worst(heart.phase, machine)
-        times[key.replace("_s", "_gap_ms")], times[key.replace("_s", "_own_gap_ms")] = gui, own
-        times[key.replace("_s", "_floor_ms")] = idle
+        base = key.removesuffix("_s")
+        times[f"{base}_gap_ms"], times[f"{base}_own_gap_ms"], times[f"{base}_floor_ms"] = gui, own, idle
         print(
             f"  {name:<44} {seconds:8.1f} s  longest gap: GUI {gui:6.1f} ms (its own <= {own:5.1f}), "
             f"idle process {idle:6.1f} ms  {note}"

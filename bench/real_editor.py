@@ -112,7 +112,7 @@ class Floor:
 
 class Heart:
     """A 5 ms timer on the GUI thread; the longest gap between its ticks per phase, and every gap
-    over STALL_MS (when, how long, and from Linux's schedstat how much of it the GUI thread ran and
+    over STALL_MS (when, how long, and from Linux's schedstat how much of it the GUI thread ran,
     how much it was ready but waited for a core; the rest it slept, on the GIL or for events)."""
 
     def __init__(self):
@@ -122,7 +122,7 @@ class Heart:
         self.phase, self.worst = "start", {}
         self.stalls: list[tuple[float, float, str, float, float]] = []  # (start, end, phase, ms ran, ms queued)
         self.gaps: list[tuple[float, float, str]] = []  # every gap over SHARED_MS: (start, end, phase)
-        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self._task = f"/proc/self/task/{threading.get_native_id()}"
         self.sched = self._sched_ms()
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self.beat)
@@ -136,8 +136,8 @@ class Heart:
         if gap > SHARED_MS:
             self.gaps.append((self.last, now, self.phase))
         if gap > STALL_MS:
-            ran, queued = (b - a for a, b in zip(self.sched, sched, strict=True))
-            self.stalls.append((self.last, now, self.phase, ran, queued))
+            ran, queued, faults = (b - a for a, b in zip(self.sched, sched, strict=True))
+            self.stalls.append((self.last, now, self.phase, ran, queued, faults))
         self.last, self.sched = now, sched
 
     def own_worst(self, phase: str, machine: list[tuple[float, float]]) -> float:
@@ -150,14 +150,17 @@ class Heart:
         ]
         return max(own, default=min(self.worst.get(phase, 0.0), SHARED_MS))
 
-    def _sched_ms(self) -> tuple[float, float]:
-        """How long the GUI thread has run, and waited ready to run for a core (0 where nobody says)."""
+    def _sched_ms(self) -> tuple[float, float, int]:
+        """How long the GUI thread has run and waited ready to run for a core (ms), and how many of
+        its page faults had to wait for the disk (0 where nobody says)."""
         try:
-            with open(self._schedstat) as f:
+            with open(f"{self._task}/schedstat") as f:
                 ran, queued = f.read().split()[:2]
-            return int(ran) / 1e6, int(queued) / 1e6
-        except (OSError, ValueError):
-            return 0.0, 0.0
+            with open(f"{self._task}/stat") as f:
+                majflt = f.read().rsplit(")", 1)[1].split()[9]  # field 12, counted after the name
+            return int(ran) / 1e6, int(queued) / 1e6, int(majflt)
+        except (OSError, ValueError, IndexError):
+            return 0.0, 0.0, 0
 
 
 STALL_MS = 35.0  # --why explains the GUI gaps longer than this
@@ -230,9 +233,9 @@ class LongCalls:
                 )
 
     def report(self, heart: Heart) -> None:
-        for g0, g1, phase, ran, queued in heart.stalls:
+        for g0, g1, phase, ran, queued, faults in heart.stalls:
             print(f"GUI stall of {1000 * (g1 - g0):.0f} ms while {phase}: it ran {ran:.0f} ms, waited {queued:.0f} ms")
-            print("  for a core; long calls meanwhile:")
+            print(f"  for a core and read {faults} pages from disk; long calls meanwhile:")
             for c0, c1, name in self.calls:
                 if c0 < g1 and c1 > g0:
                     print(f"    {1000 * (c1 - c0):6.0f} ms  {name}")
@@ -300,6 +303,7 @@ def main() -> None:
 
     settings = QSettings(str(sae_dir.parent / "settings.ini"), QSettings.Format.IniFormat)
     settings.clear()
+    settings.sync()  # on disk before the load, as a user's settings already are
     heart.phase = "loading the models"
     t = time.perf_counter()
     w = MainWindow(EditorModel.demo if a.switch else load, settings=settings)

@@ -4,10 +4,11 @@ through the document; steps and strength are remembered per decoder between sess
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, QSignalBlocker
+from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from editor.document import EditDocument
+from editor.preferences import Preferences
 from sae.decoders import DECODERS, default_steps, default_strength
 from sae.device import available_devices
 
@@ -28,7 +29,7 @@ NONE_LOADED = ""  # the decoder box's entry while no decoder is loaded
 
 
 class GenerationPanel(QWidget):
-    def __init__(self, doc: EditDocument, store: QSettings, parent: QWidget | None = None):
+    def __init__(self, doc: EditDocument, store: Preferences, parent: QWidget | None = None):
         super().__init__(parent)
         self.doc, self.store = doc, store
         self.steps = QSpinBox(minimum=1, maximum=200)
@@ -163,8 +164,8 @@ class GenerationPanel(QWidget):
     def remember(self) -> None:
         """Keep the settings for the next session (the per-decoder ones under the decoder's name)."""
         s = self.doc.settings
-        self.store.setValue(f"steps/{s.decoder}", s.steps)
-        self.store.setValue(f"strength/{s.decoder}", s.strength)
+        self.store.set_value(f"steps/{s.decoder}", s.steps)
+        self.store.set_value(f"strength/{s.decoder}", s.strength)
         for key, value in (
             ("guidance", s.guidance),
             ("seed", s.seed),
@@ -173,4 +174,4 @@ class GenerationPanel(QWidget):
             ("lock_seed", self.lock_seed.isChecked()),
             ("device", self.device_box.currentData()),
         ):
-            self.store.setValue(key, value)
+            self.store.set_value(key, value)

@@ -31,6 +31,7 @@ from editor.induction import Induction
 from editor.jobs import JobRunner, PreviewThrottle, RenderScheduler
 from editor.menus import RecentImages, build_menus
 from editor.model import NOT_MEASURED, EditorModel
+from editor.preferences import Preferences
 from editor.sliders import SliderPanel
 from editor.sweep_strip import Sweeps, SweepStrip
 from editor.switcher import ModelSwitcher
@@ -71,7 +72,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("sae-studio")
         self.resize(1280, 760)
         self.setAcceptDrops(True)
-        self.settings = settings or QSettings("sae-studio", "sae-studio")
+        self.settings = Preferences(settings)
         self.model: EditorModel | None = None
         self.result: Image.Image | None = None
         self.image_path: Path | None = None
@@ -170,7 +171,7 @@ class MainWindow(QMainWindow):
             self.open_image(self._pending_image)
             if not self.settings.value("first_run_done", False):
                 self._suggest_on_image = FIRST_RUN_SLIDER  # once the image's code is known
-                self.settings.setValue("first_run_done", True)
+                self.settings.set_value("first_run_done", True)
 
     def suggest_slider(self, query: str) -> None:
         """Put ``query`` in the search box and add a slider (at zero) for its best match, preferring
@@ -519,6 +520,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, e) -> None:  # noqa: N802
         self.generation.remember()
+        self.settings.flush()
         self.switcher.close()
         self.scheduler.shutdown()
         super().closeEvent(e)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
+
+from editor.preferences import Preferences
 
 RECENT = 8  # images the File menu remembers
 
@@ -57,17 +58,15 @@ def build_menus(w) -> None:
 class RecentImages:
     """The images opened last, newest first, kept in the settings and listed under File."""
 
-    def __init__(self, window, store: QSettings):
+    def __init__(self, window, store: Preferences):
         self.window, self.store = window, store
 
     def paths(self) -> list[str]:
-        # type=list: an INI file gives a one-entry list back as a bare string, which would be read
-        # letter by letter
         return [str(p) for p in self.store.value("recent", [], type=list)]
 
     def remember(self, path: Path) -> None:
         recent = [p for p in self.paths() if p != str(path)]
-        self.store.setValue("recent", [str(path), *recent][:RECENT])
+        self.store.set_value("recent", [str(path), *recent][:RECENT])
         self.show()
 
     def show(self) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -73,6 +74,43 @@ def _new_window(qtbot, root, tmp_path):
 def _open(window, qtbot, path):
     window.open_image(path)
     qtbot.waitUntil(lambda: not window.loading_image, timeout=30_000)
+
+
+def _writes_while_waiting(qtbot, action) -> int:
+    """The write calls this (the GUI) thread makes while ``action`` runs and events flow for 50 ms."""
+
+    def count() -> int:
+        with open(f"/proc/self/task/{threading.get_native_id()}/io") as f:
+            return int(dict(line.split(": ") for line in f.read().splitlines())["syscw"])
+
+    before = count()
+    action()
+    qtbot.wait(50)
+    return count() - before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="a thread's own write count is Linux's")
+def test_remembered_settings_reach_the_disk_from_a_thread_of_their_own(qtbot, tmp_path):
+    """QSettings writes its file from the GUI thread's event loop and waits for the disk
+    (fdatasync): beside a real-size model load that froze the window 50-120 ms. The editor's
+    preferences are written by a thread of their own, and the next session reads them."""
+    from editor.preferences import Preferences
+
+    path = str(tmp_path / "settings.ini")
+    plain = QSettings(path, QSettings.Format.IniFormat)
+    idle = _writes_while_waiting(qtbot, lambda: None)  # the event loop's own wake-ups
+    assert _writes_while_waiting(qtbot, lambda: plain.setValue("probe", 1)) > idle  # QSettings writes here
+    preferences = Preferences(QSettings(path, QSettings.Format.IniFormat))
+
+    def remember():
+        preferences.set_value("recent", ["a.png"])
+        preferences.set_value("steps/demo", 5)
+
+    assert _writes_while_waiting(qtbot, remember) == idle
+    preferences.flush()
+    assert preferences.value("recent", type=list) == ["a.png"] and preferences.value("probe") in (1, "1")
+    saved = QSettings(path, QSettings.Format.IniFormat)
+    assert saved.value("recent", type=list) == ["a.png"] and int(saved.value("steps/demo")) == 5
 
 
 @contextlib.contextmanager
@@ -283,7 +321,9 @@ def test_selecting_a_feature_shows_its_heatmap_and_its_causal_preview(window, qt
     assert f"#{firing.latent} on its own" in window.features.causal_title.text()
 
 
-def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(window, qtbot, quick_models, monkeypatch):
+def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(
+    window, qtbot, quick_models, monkeypatch, tmp_path
+):
     from sae.decoders import default_steps, default_strength
 
     root, images = quick_models
@@ -306,9 +346,10 @@ def test_decoder_choice_loads_a_folder_and_refuses_a_mismatched_hub_decoder(wind
     window.generation.steps.setValue(5)
     window.generation.strength.setValue(0.4)
     window.close()
-    assert int(window.settings.value(f"steps/{root / 'decoder'}")) == 5
-    assert float(window.settings.value(f"strength/{root / 'decoder'}")) == 0.4
-    assert window.settings.value("region") == "whole"
+    saved = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)  # what the next session reads
+    assert int(saved.value(f"steps/{root / 'decoder'}")) == 5
+    assert float(saved.value(f"strength/{root / 'decoder'}")) == 0.4
+    assert saved.value("region") == "whole" and int(saved.value("steps/demo")) == 3
     before = window.model.session.decoder
     window._last_error = ""
     window.switcher.choose_decoder("kandinsky-2.2")
@@ -935,7 +976,7 @@ def test_recent_files_survive_a_restart_whole(qtbot, quick_models, tmp_path):
     w = _new_window(qtbot, root, tmp_path)
     qtbot.waitUntil(lambda: w.model is not None, timeout=30_000)
     w.recent.remember(first)
-    w.settings.sync()
+    w.settings.flush()
     again = _new_window(qtbot, root, tmp_path)  # the same settings file, read afresh
     qtbot.waitUntil(lambda: again.model is not None, timeout=30_000)
     assert again.recent.paths() == [str(first)]

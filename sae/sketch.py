@@ -74,7 +74,7 @@ class Sketch:
             self.basis.copy_(torch.linalg.eigh(self.covariance.double())[1][:, -self.rank :].float())
         # in the sketch's own precision: this product is as large as a tenth of a step's GEMM
         torch.mm(self.basis.T.to(self.dtype), W_enc_T.T.to(self.dtype), out=self.weights[:-1])
-        inside = self.weights[:-1].float().pow_(2).sum(0)
+        inside = self.weights[:-1].float().pow(2).sum(0)  # a copy: in fp32 .float() is the weights themselves
         self.weights[-1] = (W_enc_T.pow(2).sum(1) - inside).clamp_min(0).sqrt()
         self.started = True
 

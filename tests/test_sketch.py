@@ -67,10 +67,18 @@ def test_a_dead_latent_the_sketch_misses_still_enters_the_top_k_when_auxk_finds_
     assert all(len(set(row)) == 6 for row in got.tolist())  # no latent chosen twice
 
 
-def test_on_inputs_with_main_directions_the_sketch_finds_the_top_k_and_learns_as_dense_does(tmp_path):
+# The sketch runs in the encoder GEMM's precision: bf16 where the CPU multiplies it natively, else
+# fp32. Both are tested on every machine (fp32 once spoilt the sketch on AVX2 CPUs alone).
+PRECISIONS = pytest.mark.parametrize("matmul", ["fp32", "bf16"])
+
+
+@PRECISIONS
+def test_on_inputs_with_main_directions_the_sketch_finds_the_top_k_and_learns_as_dense_does(tmp_path, matmul):
     store = synthetic_store(tmp_path / "acts", d=32, within=12)
-    dense = Trainer(_config(store, tmp_path / "dense"), progress=False).run().metadata.metrics
-    sketched = Trainer(_config(store, tmp_path / "sketch", encoder="sketch", sketch_rank=16), progress=False)
+    dense = Trainer(_config(store, tmp_path / "dense", matmul=matmul), progress=False).run().metadata.metrics
+    sketched = Trainer(
+        _config(store, tmp_path / "sketch", encoder="sketch", sketch_rank=16, matmul=matmul), progress=False
+    )
     m = sketched.run().metadata.metrics
     assert m["sketch_recall"] >= 0.99
     assert m["fvu"] <= dense["fvu"] * 1.05 and m["dead_fraction"] <= dense["dead_fraction"] + 0.02
@@ -97,13 +105,15 @@ def test_a_sketch_run_stopped_between_refreshes_resumes_bit_identical(tmp_path):
     assert (resumed.sketch.pool, older.sketch.pool) == (16, 8)
 
 
-def test_when_the_learning_rate_outruns_the_sketch_it_is_rebuilt_more_often(tmp_path, monkeypatch):
+@PRECISIONS
+def test_when_the_learning_rate_outruns_the_sketch_it_is_rebuilt_more_often(tmp_path, monkeypatch, matmul):
     """At a learning rate 25 times the usual, an 8-step-old sketch misses many of the top k; the
     rebuild period follows the measured recall down, and recall recovers."""
     store = synthetic_store(tmp_path / "acts", d=32, within=12)
+    kw = dict(encoder="sketch", sketch_rank=28, lr=5e-2, tokens=60_000, matmul=matmul)
 
     def run(out):
-        t = Trainer(_config(store, out, encoder="sketch", sketch_rank=28, lr=5e-2, tokens=60_000), progress=False)
+        t = Trainer(_config(store, out, **kw), progress=False)
         t.log_every = 8
         t.run()
         recall = [h["sketch_recall"] for h in t.history if "sketch_recall" in h][1:]  # after the first adapts
@@ -113,7 +123,7 @@ def test_when_the_learning_rate_outruns_the_sketch_it_is_rebuilt_more_often(tmp_
     monkeypatch.setattr(sketch, "RECALL_LOW", -1.0)  # a period held at 8
     held, held_periods, _ = run(tmp_path / "held")
     assert held_periods == {8} and min(periods) < 8
-    assert following >= held + 0.02, (following, held)
+    assert 1 - following <= (1 - held) * 2 / 3, (following, held)  # a third of the misses recovered
     restored = sketch.Sketch(32, 128, 28, 8, torch.float32, torch.device("cpu"))
     restored.load(trainer.sketch.state())
     assert restored.period == trainer.sketch.period

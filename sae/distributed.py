@@ -48,6 +48,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def rows_among_first(n: int) -> int:
+    """How many of this rank's rows (the global batch's ``rank::world``) are among its first ``n``:
+    together the ranks hold exactly the rows one process would take."""
+    return max(0, (n - rank() + world() - 1) // world())
+
+
 def total(t: torch.Tensor) -> torch.Tensor:
     """Sum over ranks (a no-op alone)."""
     if active():

@@ -291,8 +291,10 @@ class Trainer:
             "fired": distributed.any_rank(fired),
         }
         if self.sketch is not None and self.step % sketch.REFRESH == sketch.REFRESH - 1:
-            # on the sketch's stalest step, against the dense GEMM on a slice of the batch
-            self.sketch_recall = self.sketch.recall(xc[:RECALL_TOKENS], m.W_enc_T, m.b_enc, cfg.k)
+            # on the sketch's stalest step, against the dense GEMM on the global batch's first tokens
+            # (the same tokens on any number of ranks, so the period follows the same recall)
+            mine = xc[: distributed.rows_among_first(RECALL_TOKENS)]
+            self.sketch_recall = self.sketch.recall(mine, m.W_enc_T, m.b_enc, cfg.k)
             self.sketch.adapt(self.sketch_recall)
         if self.sketch_recall is not None:
             out["sketch_recall"] = self.sketch_recall

@@ -88,7 +88,7 @@ def step():  # blocks of a decoder step's sizes, three alive at a time
         del alive[:-3]
 def worker():
     faults = []
-    for _ in range(12):
+    for _ in range(24):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step()
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -104,9 +104,10 @@ def test_a_worker_reuses_freed_memory_instead_of_faulting_in_fresh_pages():
     """Any ``sae-studio`` command keeps torch's freed blocks for reuse: a render thread's step
     touches no fresh pages once the heap has grown (glibc's default gave 4,000-12,000 faults a step to
     this pattern, 1.6 million to a real-size decoder step, a fifth of its time). The first steps
-    grow the kept heap; from the seventh on nothing is new."""
+    grow the kept heap (up to nine of them, as other threads' allocations fall); the last eight
+    touch nothing new."""
     out = subprocess.run([sys.executable, "-c", ALLOCATIONS], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     faults = [int(n) for n in out.stdout.split("FAULTS ")[1].split()]
-    pages = 6 * (24 + 24 + 8 + 8 + 8 + 16) * 256  # 4 KB pages allocated in the last six steps
-    assert sum(faults[6:]) < pages / 100, f"page faults a step: {faults}"
+    pages = 8 * (24 + 24 + 8 + 8 + 8 + 16) * 256  # 4 KB pages allocated in the last eight steps
+    assert sum(faults[-8:]) < pages / 100, f"page faults a step: {faults}"

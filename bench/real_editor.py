@@ -123,7 +123,7 @@ class Heart:
         self.stalls: list[tuple[float, float, str, float, float]] = []  # (start, end, phase, ms ran, ms queued)
         self.gaps: list[tuple[float, float, str]] = []  # every gap over SHARED_MS: (start, end, phase)
         self._task = f"/proc/self/task/{threading.get_native_id()}"
-        self.sched = self._sched_ms()
+        self.sched = self._scheduling()
         self.timer = QTimer(interval=5)
         self.timer.timeout.connect(self.beat)
         self.timer.start()
@@ -132,7 +132,7 @@ class Heart:
         now = time.perf_counter()
         gap = (now - self.last) * 1000
         self.worst[self.phase] = max(self.worst.get(self.phase, 0.0), gap)
-        sched = self._sched_ms()
+        sched = self._scheduling()
         if gap > SHARED_MS:
             self.gaps.append((self.last, now, self.phase))
         if gap > STALL_MS:
@@ -150,7 +150,7 @@ class Heart:
         ]
         return max(own, default=min(self.worst.get(phase, 0.0), SHARED_MS))
 
-    def _sched_ms(self) -> tuple[float, float, int]:
+    def _scheduling(self) -> tuple[float, float, int]:
         """How long the GUI thread has run and waited ready to run for a core (ms), and how many of
         its page faults had to wait for the disk (0 where nobody says)."""
         try:

@@ -120,7 +120,8 @@ class Heart:
 
         self.last = time.perf_counter()
         self.phase, self.worst = "start", {}
-        self.stalls: list[tuple[float, float, str, float, float]] = []  # (start, end, phase, ms ran, ms queued)
+        # (start, end, phase, ms ran, ms queued, pages read from disk)
+        self.stalls: list[tuple[float, float, str, float, float, int]] = []
         self.gaps: list[tuple[float, float, str]] = []  # every gap over SHARED_MS: (start, end, phase)
         self._task = f"/proc/self/task/{threading.get_native_id()}"
         self.sched = self._scheduling()

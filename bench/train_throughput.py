@@ -344,7 +344,9 @@ def main() -> None:
     p.add_argument("--quality-draws", type=int, default=3, help="draws of the demo activations it averages over")
     p.add_argument("--wide", type=int, default=131_072, help="latents of the wide run (0: skip it)")
     p.add_argument("--wide-steps", type=int, default=3, help="timed steps per trainer in the wide run")
-    p.add_argument("--wide-quality-tokens", type=int, default=500_000, help="tokens for the wide FVU comparison")
+    p.add_argument(
+        "--wide-quality-tokens", type=int, default=500_000, help="tokens for the wide FVU comparison (0: skip)"
+    )
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     p.add_argument("--device", default="cpu", help="cpu or cuda (then sparsify runs its Triton kernels)")
     a = p.parse_args()
@@ -432,21 +434,22 @@ def main() -> None:
             print(f"\nwide: {a.wide:,} latents, d_in={a.d_in}, k={a.k}, median of {a.wide_steps} steps")
             for name, sec in w.items():
                 print(f"  {name:<20}{a.batch / sec:>12,.0f} tokens/s{sec:>10.3f} s/step")
-            # at the trainer's own learning rate for this width (1e-3 would be 14 times larger)
-            wide_lr = TrainConfig(acts="", out="").learning_rate(a.wide)
-            wq = quality(data, a.wide_quality_tokens, a.wide, 16, min(a.batch, 1024), tmp, peers=False, lr=wide_lr)
-            print(
-                f"  quality after {a.wide_quality_tokens:,} tokens of the demo CLIP's activations ({a.wide:,} "
-                f"latents, k=16, lr {wide_lr:.1e}): held-out FVU dense {wq['fvu_dense']:.4f}, "
-                f"sketch {wq['fvu_sketch']:.4f}; "
-                f"recall {wq['recall']:.4f}; never fired: dense {wq['never_fired_dense']:.4f}, sketch "
-                f"{wq['never_fired_sketch']:.4f}"
-            )
             wide_ratio = f"{w['sparsify'] / w['sketch']:.2f}" if "sparsify" in w else "nan"
-            wide_line = (
-                f"wide: ratio_vs_sparsify={wide_ratio} recall={wq['recall']:.4f} "
-                f"fvu_rel_diff={(wq['fvu_sketch'] - wq['fvu_dense']) / wq['fvu_dense']:+.3f}"
-            )
+            wide_line = f"wide: ratio_vs_sparsify={wide_ratio} recall=nan fvu_rel_diff=nan"
+            if a.wide_quality_tokens:  # at the trainer's own learning rate for this width (1e-3 is 14 times larger)
+                wide_lr = TrainConfig(acts="", out="").learning_rate(a.wide)
+                wq = quality(data, a.wide_quality_tokens, a.wide, 16, min(a.batch, 1024), tmp, peers=False, lr=wide_lr)
+                print(
+                    f"  quality after {a.wide_quality_tokens:,} tokens of the demo CLIP's activations ({a.wide:,} "
+                    f"latents, k=16, lr {wide_lr:.1e}): held-out FVU dense {wq['fvu_dense']:.4f}, "
+                    f"sketch {wq['fvu_sketch']:.4f}; "
+                    f"recall {wq['recall']:.4f}; never fired: dense {wq['never_fired_dense']:.4f}, sketch "
+                    f"{wq['never_fired_sketch']:.4f}"
+                )
+                wide_line = (
+                    f"wide: ratio_vs_sparsify={wide_ratio} recall={wq['recall']:.4f} "
+                    f"fvu_rel_diff={(wq['fvu_sketch'] - wq['fvu_dense']) / wq['fvu_dense']:+.3f}"
+                )
 
     ours_s = next(v for k, v in results.items() if k.startswith("sae-studio TopK ("))
     sketch_s = next(v for k, v in results.items() if k.startswith("sae-studio TopK, sketch"))
@@ -456,11 +459,12 @@ def main() -> None:
         f"\nlimit_fraction (the dense step) uses the fastest GEMM here; against bf16 alone it is "
         f"{gemm['bfloat16'] / ours_s:.2f}.{fvu_line}"
     )
-    if a.quality_tokens:
-        print(
-            f"sketch: ratio_vs_sparsify={sp_s / sketch_s if sp_s else float('nan'):.2f} recall={q['recall']:.4f} "
-            f"fvu_rel_diff={(q['fvu_sketch'] - q['fvu_dense']) / q['fvu_dense']:+.3f}"
-        )
+    sketch_quality = (
+        f"recall={q['recall']:.4f} fvu_rel_diff={(q['fvu_sketch'] - q['fvu_dense']) / q['fvu_dense']:+.3f}"
+        if a.quality_tokens
+        else "recall=nan fvu_rel_diff=nan"
+    )
+    print(f"sketch: ratio_vs_sparsify={sp_s / sketch_s if sp_s else float('nan'):.2f} {sketch_quality}")
     print(f"ratio_vs_sparsify={sp_s / ours_s if sp_s else float('nan'):.2f} limit_fraction={best_gemm / ours_s:.2f}")
     if wide_line:
         print(wide_line)

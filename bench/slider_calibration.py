@@ -198,15 +198,16 @@ def main() -> None:
 
 def candidates(responses, units: dict[str, float]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """name -> concept -> [(unit, saturation in units)] per side: sae-studio's calibration; for
-    comparison, the embedding distance on both sides (as calibrated units were before removal took
-    the typical unit), and a unit half the way to the slider's far end (a share, not a distance)."""
+    comparison, a fixed embedding distance on both sides (as calibrated units were before removal
+    took the typical unit and the distance each latent's separation), and a unit half the way to
+    the slider's far end (a share, not a distance)."""
     from sae.calibration import SATURATION_SHARE, calibrated, side
 
     out: dict[str, dict] = {"calibrated": {}, "distance": {}, "half-way": {}}
     for name, pair in responses.items():
-        c = calibrated(*pair, typical=units[name])
+        c = calibrated(pair, typical=units[name])
         out["calibrated"][name] = [(s.unit, s.saturation) if c.calibrated else (np.nan, np.nan) for s in (c.up, c.down)]
-        for r in pair:
+        for r in (pair.up, pair.down):
             s = side(r)
             out["distance"].setdefault(name, []).append((s.unit, s.saturation) if s else (np.nan, np.nan))
             half, end = abs(r.value_at(0.5 * r.far)), abs(r.value_at(SATURATION_SHARE * r.far))

@@ -1,11 +1,15 @@
 """Calibrated slider units: one step up any slider moves the image embedding the decoder paints
-from by the same amount, measured without any judge; one step down takes away what it fires.
+from as far, for its feature, as pictures that show the feature lie from ordinary ones, measured
+without any judge; one step down takes away what it fires.
 
 A latent's slider adds ``value`` times its decoder row on its tokens. Swept over values, the
 edited image embedding leaves the unedited one and then stops moving once the added row drowns
 the tokens out (the encoder's layer norms saturate). The *response* is that distance (between
-normalised embeddings, averaged over a few pictures) against the value. A calibrated unit is the
-value at which the response reaches ``UNIT_DISTANCE``; the slider's *saturation*, where its range
+normalised embeddings, averaged over a few pictures) against the value. The latent's
+*separation* is the distance between the mean embedding of the indexed pictures it fires on most
+and that of ordinary indexed pictures: how far its feature moves a real picture. A calibrated
+unit is the value at which the response reaches ``UNIT_SHARE`` of the separation (a fixed
+``UNIT_DISTANCE`` without an index to measure it on); the slider's *saturation*, where its range
 ends, is where the response reaches ``SATURATION_SHARE`` of its far end. A latent whose far end
 lies short of one unit gets a range that ends short of one unit. Upward the response is measured
 on neutral pictures (the concept absent), downward on the pictures the latent fires on most.
@@ -38,7 +42,12 @@ from sae.units import MAX_RANGE, Scale
 # FAR stands for the saturated end.
 GRID = tuple(2.0**k for k in range(-4, 4))
 FAR = 64.0
-UNIT_DISTANCE = 0.5  # one unit: the normalised embedding moves this far (a turn of 29 degrees)
+# One unit: the normalised embedding moves this share of the latent's separation. On the demo world
+# it evened out the values at which the judge sees an added concept more than any fixed distance
+# (bench/slider_calibration.py); 1.0 would reach past some latents' far ends.
+UNIT_SHARE = 0.8
+UNIT_DISTANCE = 0.5  # without a separation: the normalised embedding moves this far (29 degrees)
+ORDINARY_PICTURES = 64  # indexed pictures, spread over the index, whose mean is "ordinary"
 SATURATION_SHARE = 0.9
 NEUTRAL_PICTURES = 4  # neutral pictures an upward response is averaged over
 FIRING_PICTURES = 4  # indexed pictures a latent fires on most, for its downward response
@@ -140,7 +149,29 @@ def response(
     return Response(values[:-1], change[:-1], float(change[-1]))
 
 
-def side(r: Response) -> Side | None:
+@dataclass(frozen=True)
+class Responses:
+    """What a latent's calibration is made from."""
+
+    up: Response  # on neutral pictures
+    down: Response  # on the pictures it fires on most
+    separation: float | None  # their mean embedding's distance from ordinary pictures' (None: no index)
+
+    @property
+    def unit_distance(self) -> float:
+        """How far one unit up moves the normalised embedding."""
+        return UNIT_DISTANCE if self.separation is None else UNIT_SHARE * self.separation
+
+
+def separation(top: Pictures, ordinary: torch.Tensor | None) -> float | None:
+    """The distance between the mean normalised embedding of ``top`` and ``ordinary`` [e] (the
+    mean of ordinary pictures'); None without ordinary pictures."""
+    if ordinary is None or len(top.base) == 0:
+        return None
+    return float((top.base.mean(0) - ordinary).norm())
+
+
+def side(r: Response, unit_distance: float = UNIT_DISTANCE) -> Side | None:
     """One side's unit and saturation from its response (None: it moves nothing measurable)."""
     if r.far < MIN_RESPONSE:
         return None
@@ -151,14 +182,14 @@ def side(r: Response) -> Side | None:
     if not saturation > 0:
         return None
     # a short slider (its far end below one unit) is scaled so that its end reads as its distance
-    unit = abs(r.value_at(UNIT_DISTANCE)) if UNIT_DISTANCE < end else saturation * UNIT_DISTANCE / max(end, 1e-12)
+    unit = abs(r.value_at(unit_distance)) if unit_distance < end else saturation * unit_distance / max(end, 1e-12)
     return Side(unit, saturation / unit)
 
 
-def calibrated(up: Response, down: Response, typical: float = 0.0) -> Calibration:
-    """A latent's calibration from its upward and downward responses; below zero one unit is
-    ``typical`` (its typical max activation) when that is known (> 0)."""
-    sides = side(up), side(down)
+def calibrated(measured: Responses, typical: float = 0.0) -> Calibration:
+    """A latent's calibration from its responses; below zero one unit is ``typical`` (its typical
+    max activation) when that is known (> 0)."""
+    sides = side(measured.up, measured.unit_distance), side(measured.down)
     if None in sides:
         return Calibration(
             Side(0.0, 0.0),
@@ -177,6 +208,8 @@ METHOD = {
     "grid": list(GRID),
     "far": FAR,
     "unit_distance": UNIT_DISTANCE,
+    "unit_share_of_separation": UNIT_SHARE,
+    "ordinary_pictures": ORDINARY_PICTURES,
     "saturation_share": SATURATION_SHARE,
     "down_unit": "typical max activation",
 }

@@ -16,13 +16,15 @@ from sae.backbone import Backbone, BackboneSpec, beside, load_backbone
 from sae.calibration import (
     FIRING_PICTURES,
     NEUTRAL_PICTURES,
+    ORDINARY_PICTURES,
     Calibration,
     CalibrationStore,
     Pictures,
-    Response,
+    Responses,
     calibrated,
     read,
     response,
+    separation,
 )
 from sae.decoders import Decoder, DecodeSettings
 from sae.decoders.table import decoder_for_encoder
@@ -53,6 +55,7 @@ class Workspace:
         self.labels = read_labels(self.folder)
         self.named = named_by_people(self.folder)  # latents a person labelled: first when searched by name
         self._directions: FeatureDirections | None = None
+        self._cache: dict[str, torch.Tensor | None] = {}  # what calibrations share, read once
 
     @cached_property
     def sha256(self) -> str:
@@ -129,7 +132,7 @@ class Workspace:
         self.check_latent(latent)
         found = self.calibrations.get(latent)
         if found is None:
-            found = calibrated(*self.responses(latent, between), typical=self.unit(latent))
+            found = calibrated(self.responses(latent, between), typical=self.unit(latent))
             self.calibrations.entries[latent] = found
             if keep:
                 self.keep_calibrations()
@@ -142,15 +145,17 @@ class Workspace:
         except OSError:
             pass
 
-    def responses(self, latent: int, between: Callable[[], None] = lambda: None) -> tuple[Response, Response]:
+    def responses(self, latent: int, between: Callable[[], None] = lambda: None) -> Responses:
         """How far ``latent``'s slider moves the image embedding, upward on neutral pictures and
-        downward on the indexed pictures it fires on most (``sae.calibration.response``)."""
+        downward on the indexed pictures it fires on most (``sae.calibration.response``), and how
+        far those pictures lie from ordinary ones."""
         tokens, firing = self.home_tokens(latent), self._firing_pixels(latent)
         between()
         up = response(self.backbone, self.sae, latent, tokens, self._neutral, 1.0, between)
         between()
-        down_on = self._neutral if firing is None else read(self.backbone, self.sae, firing)
-        return up, response(self.backbone, self.sae, latent, tokens, down_on, -1.0, between)
+        top = None if firing is None else read(self.backbone, self.sae, firing)
+        down = response(self.backbone, self.sae, latent, tokens, self._neutral if top is None else top, -1.0, between)
+        return Responses(up, down, None if top is None else separation(top, self._ordinary(between)))
 
     @cached_property
     def _neutral(self) -> Pictures:
@@ -158,6 +163,28 @@ class Workspace:
         images = images[:: max(1, len(images) // NEUTRAL_PICTURES)][:NEUTRAL_PICTURES]  # spread over them
         pixels = torch.stack([self.backbone.preprocess(im.convert("RGB")) for im in images])
         return read(self.backbone, self.sae, pixels)
+
+    def _ordinary(self, between: Callable[[], None]) -> torch.Tensor | None:
+        """[e]: the mean normalised embedding of up to ORDINARY_PICTURES indexed pictures spread
+        over the index (their thumbnails), read once, in batches with ``between`` before each;
+        None without any."""
+        if "ordinary" not in self._cache:
+            ids = torch.unique(self.index.top_images[self.index.top_images >= 0]).tolist() if self.index else []
+            paths = [thumbnail_path(self.folder, i) for i in ids[:: max(1, len(ids) // ORDINARY_PICTURES)]]
+            sums, count = None, 0
+            for start in range(0, min(len(paths), ORDINARY_PICTURES), 8):
+                images = []
+                for path in paths[start : min(start + 8, ORDINARY_PICTURES)]:
+                    try:
+                        images.append(self.backbone.preprocess(Image.open(path).convert("RGB")))
+                    except OSError:
+                        continue  # a thumbnail gone or damaged: the others serve
+                if images:
+                    between()
+                    base = read(self.backbone, self.sae, torch.stack(images)).base
+                    sums, count = (base.sum(0) if sums is None else sums + base.sum(0)), count + len(base)
+            self._cache["ordinary"] = None if sums is None else sums / count
+        return self._cache["ordinary"]
 
     def _firing_pixels(self, latent: int) -> torch.Tensor | None:
         """The indexed pictures ``latent`` fires on most (their thumbnails), None without any."""

@@ -34,8 +34,10 @@ def _concept(name: str) -> int:
     return json.loads((DEMO / "eval.json").read_text())["sae"]["concepts"][name]["latent"]
 
 
-def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(workspace, monkeypatch):
-    from sae.calibration import SATURATION_SHARE, UNIT_DISTANCE, read, response
+def test_one_calibrated_unit_moves_the_embedding_its_share_of_the_features_separation_and_is_kept(
+    workspace, monkeypatch
+):
+    from sae.calibration import SATURATION_SHARE, UNIT_SHARE, read, response
     from sae.workspace import Workspace
 
     cat, tree = _concept("cat"), _concept("tree")
@@ -44,12 +46,22 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
     scale = c.scale(workspace.unit(cat))
     assert scale.calibrated and scale.amount(1.0) == pytest.approx(c.up.unit)
     assert scale.amount(-1.0) == pytest.approx(-workspace.unit(cat))  # below zero: what typically fires
-    # measured again by the editor's own edit path: one unit up moves the embedding UNIT_DISTANCE,
-    # and each side's range ends where its response reaches SATURATION_SHARE of its far end
+    # measured again by the editor's own edit path: one unit up moves the embedding UNIT_SHARE of
+    # the way the pictures the latent fires on most lie from ordinary ones (measured here from the
+    # thumbnails themselves), and each side's range ends where its response reaches
+    # SATURATION_SHARE of its far end
     bb, sae, neutral = workspace.backbone, workspace.sae, workspace._neutral
-    for latent in (cat, tree):
+    thumbs = sorted((workspace.folder / "index" / "thumbs").iterdir())
+    ordinary = read(bb, sae, torch.stack([bb.preprocess(Image.open(p).convert("RGB")) for p in thumbs[::4]])).base
+    moved = {}
+    purple = 427  # the demo SAE's best purple detector: its pictures lie nearer ordinary ones than a cat's
+    assert "purple" in workspace.labels[purple]
+    for latent in (cat, tree, purple):
+        top = read(bb, sae, workspace._firing_pixels(latent)).base
+        separation = float((top.mean(0) - ordinary.mean(0)).norm())
         cal, tokens = workspace.calibration(latent), workspace.home_tokens(latent)
-        assert _moved(bb, sae, latent, tokens, neutral, cal.up.unit) == pytest.approx(UNIT_DISTANCE, rel=0.15)
+        moved[latent] = _moved(bb, sae, latent, tokens, neutral, cal.up.unit)
+        assert moved[latent] == pytest.approx(UNIT_SHARE * separation, rel=0.15), (latent, separation)
         far = response(bb, sae, latent, tokens, neutral, 1.0).far
         end = _moved(bb, sae, latent, tokens, neutral, cal.up.unit * cal.up.saturation)
         assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
@@ -58,8 +70,9 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
         end = _moved(bb, sae, latent, tokens, firing, -cal.down.unit * cal.down.saturation)
         assert cal.down.unit == pytest.approx(workspace.unit(latent))
         assert end == pytest.approx(SATURATION_SHARE * far, rel=0.15)
+    assert moved[cat] > 1.25 * moved[purple]  # a distance of each latent's own
     passes = []
-    up, _down = workspace.responses(cat, between=lambda: passes.append(1))
+    up = workspace.responses(cat, between=lambda: passes.append(1)).up
     assert list(up.change) == sorted(up.change)  # more slider, more change, up to where it levels off
     assert len(passes) == 2 * (len(up.values) + 2)  # before each encoder pass (each value, FAR, a read)
 
@@ -69,16 +82,18 @@ def test_one_calibrated_unit_moves_the_embedding_the_set_distance_and_is_kept(wo
 
 
 def test_removal_is_in_typical_activations_and_keeps_its_measured_range_end():
-    from sae.calibration import SATURATION_SHARE, Response, calibrated, side
+    from sae.calibration import SATURATION_SHARE, UNIT_DISTANCE, UNIT_SHARE, Response, Responses, calibrated, side
 
     values = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0])
     change = torch.tensor([0.1, 0.3, 0.6, 0.8, 0.85])
     up, down = Response(values, change, 0.9), Response(-values, change, 0.9)
-    c = calibrated(up, down, typical=3.0)
-    assert c.up == side(up) and c.down.unit == 3.0
+    c = calibrated(Responses(up, down, separation=0.5), typical=3.0)
+    assert c.up.unit == pytest.approx(up.value_at(UNIT_SHARE * 0.5)) and c.down.unit == 3.0
     assert c.down.unit * c.down.saturation == pytest.approx(abs(down.value_at(SATURATION_SHARE * 0.9)))
     for unknown in (0.0, float("nan")):  # no index to say what typically fires: the distance unit
-        assert calibrated(up, down, typical=unknown).down == side(down)
+        assert calibrated(Responses(up, down, 0.5), typical=unknown).down == side(down)
+    # no pictures to measure the separation on: one unit is a fixed distance
+    assert calibrated(Responses(up, down, None), typical=3.0).up.unit == pytest.approx(up.value_at(UNIT_DISTANCE))
 
 
 def _moved(bb, sae, latent, tokens, pictures, amount) -> float:
@@ -106,6 +121,20 @@ def test_a_latent_that_moves_nothing_keeps_its_old_unit_and_says_why(workspace):
     assert not c.calibrated and "less than" in c.reason
     scale = c.scale(2.5)
     assert not scale.calibrated and scale.up == 2.5 and scale.why == c.reason
+
+
+def test_without_thumbnails_a_unit_is_a_fixed_distance(workspace, tmp_path):
+    from sae.calibration import UNIT_DISTANCE
+    from sae.workspace import Workspace
+
+    folder = tmp_path / "sae"
+    shutil.copytree(workspace.folder, folder, ignore=shutil.ignore_patterns("thumbs", "calibration.json"))
+    ws = Workspace.open(folder, backbone=workspace.backbone)
+    cat = _concept("cat")
+    assert ws.responses(cat).separation is None
+    cal = ws.calibration(cat, keep=False)
+    moved = _moved(ws.backbone, ws.sae, cat, ws.home_tokens(cat), ws._neutral, cal.up.unit)
+    assert moved == pytest.approx(UNIT_DISTANCE, rel=0.15)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ class SliderRow(QFrame):
         self.doc, self.state = doc, state
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._pressed_value = state.value
+        self._moved = False  # the slider moved since it was pressed (previews may be showing)
         self.title = title = QLabel()
         title.setToolTip("Double-click a label in the feature list to rename it")
         title.setWordWrap(True)  # a long label wraps instead of pushing the buttons out of the dock
@@ -76,7 +77,7 @@ class SliderRow(QFrame):
         bottom.addWidget(self.tokens)
         lay.addLayout(bottom)
         self.show_state()
-        self.slider.valueChanged.connect(lambda v: doc.set_value(self.latent, self.amount(v), dragging=True))
+        self.slider.valueChanged.connect(self._drag)
         self.slider.sliderPressed.connect(self._press)
         self.slider.sliderReleased.connect(self._release)
         self.slider.editingFinished.connect(self._release)
@@ -109,9 +110,9 @@ class SliderRow(QFrame):
         amounts = f"1 unit adds {up:.3g} to the activation (and -1 takes {down:.3g} away)"
         if s.scale.calibrated:
             return (
-                f"Calibrated units: {amounts}. One unit up moves the picture's embedding as far for every "
-                "feature; one down takes away its typical strongest activation. The range ends where the "
-                "picture stops changing."
+                f"Calibrated units: {amounts}. One unit up moves the picture's embedding most of the way "
+                "that pictures showing this feature lie from ordinary ones; one down takes away its typical "
+                "strongest activation. The range ends where the picture stops changing."
             )
         return f"Uncalibrated units ({s.scale.why}): {amounts}, the feature's typical strongest activation."
 
@@ -164,10 +165,17 @@ class SliderRow(QFrame):
     def _press(self) -> None:
         self._pressed_value = self.state.value
 
+    def _drag(self, position: float) -> None:
+        self._moved = True
+        self.doc.set_value(self.latent, self.amount(position), dragging=True)
+
     def _release(self) -> None:
         if self.state.value != self._pressed_value:
             self.committed.emit(self, self._pressed_value, self.state.value)
             self._pressed_value = self.state.value
+        elif self._moved:  # dragged away and back: nothing to undo, but the previews need the full render
+            self.doc.settle()
+        self._moved = False
 
     def reset(self) -> None:
         old = self.state.value

@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="paint one slider at several positions side by side (its range at a glance)",
         description="Paint IMAGE with one latent's slider at each of --values (slider units: calibrated, "
-        "so one unit moves the picture's embedding as far for every feature) and write the pictures side "
+        "so one unit moves the picture's embedding most of the way pictures showing the feature lie from "
+        "ordinary ones) and write the pictures side "
         "by side into one PNG, each captioned with its position and the amount it adds. Positions beyond "
         "the slider's range (where the picture stops changing) are clipped to it.",
     )
@@ -229,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure calibrated slider units for some or all latents (the editor does it per slider)",
         description="Measure each latent's calibrated slider unit and range: how far its slider moves the "
         "image embedding, upward on neutral pictures and downward on the indexed pictures it fires on most, "
-        "so that one unit up means the same change for every feature (one down takes away its typical "
-        "maximum activation) and each side's range ends where the picture stops changing. Kept beside the "
+        "so that one unit up moves it 0.8 of the way those pictures lie from ordinary indexed ones (one down "
+        "takes away its typical maximum activation) and each side's range ends where the picture stops "
+        "changing. Kept beside the "
         "SAE's index (index/calibration.json); the editor measures a slider's latent when it first needs it, "
         "so this is only for measuring many at once.",
     )

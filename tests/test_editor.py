@@ -657,6 +657,40 @@ def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window
     assert window.model.session.decoder is before
 
 
+def test_a_drag_that_ends_where_it_began_still_ends_on_the_full_render(window, qtbot, quick_models):
+    """Dragged away (a preview shows) and back before the release: nothing to undo, but the
+    picture must not stay a low-step preview."""
+    _root, images = quick_models
+    window.generation.lock_seed.setChecked(True)
+    _open(window, qtbot, sorted(images.glob("*.png"))[2])
+    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
+    latent = window.model.session.fires(1)[0].latent
+    window.add_slider(latent)
+    window.scheduler.wait(30_000)
+    row, undo_steps = window.sliders.row_for(latent), window.undo.count()
+    start, previews, shown = row.slider.value(), {}, []
+    request = window.scheduler.request
+
+    def recorded(edits, settings, preview=False):
+        job = request(edits, settings, preview)
+        previews[job] = preview
+        return job
+
+    window.scheduler.request = recorded
+    window.scheduler.finished.connect(lambda job, _im: shown.append(job))
+    row._press()
+    row.slider.setValue(start + 1.0)
+    qtbot.waitUntil(lambda: bool(shown) and window.scheduler.wait(1), timeout=30_000)  # a preview of the drag shows
+    row.slider.setValue(start)
+    row._release()
+    qtbot.waitUntil(lambda: window.scheduler.wait(1), timeout=30_000)
+    qtbot.wait(300)  # past the preview throttle's interval: no late preview replaces the render
+    assert previews[shown[0]] and not previews[shown[-1]]
+    expected = window.model.session.render(window.sliders.edits(), window.decode_settings(False))
+    assert np.array_equal(np.asarray(window.result), np.asarray(expected))
+    assert window.undo.count() == undo_steps
+
+
 def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbot, quick_models):
     """Moves every 5 ms (faster than a preview decodes): previews are throttled to the decode's
     pace and finish, instead of each move cancelling the last; the release renders at full steps."""

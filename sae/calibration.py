@@ -221,6 +221,7 @@ class CalibrationStore:
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / INDEX_DIR / FILE
+        self.ordinary: torch.Tensor | None = None  # the mean embedding of ordinary pictures, once read
         self.entries: dict[int, Calibration] = self._read()
 
     def _read(self) -> dict[int, Calibration]:
@@ -230,6 +231,11 @@ class CalibrationStore:
             return {}  # none yet, or unreadable: measured again
         if not isinstance(raw, dict) or raw.get("method") != METHOD or not isinstance(raw.get("latents"), dict):
             return {}
+        ordinary = raw.get("ordinary")
+        if isinstance(ordinary, list) and ordinary and all(isinstance(x, (int, float)) for x in ordinary):
+            self.ordinary = torch.tensor(ordinary, dtype=torch.float32)
+            if not torch.isfinite(self.ordinary).all():
+                self.ordinary = None
         out = {}
         for key, entry in raw["latents"].items():
             c = _entry(entry)
@@ -250,7 +256,10 @@ class CalibrationStore:
                 else {"up": [c.up.unit, c.up.saturation], "down": [c.down.unit, c.down.saturation]}
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(self.path, {"format": "sae-studio-calibration", "method": METHOD, "latents": latents})
+        out = {"format": "sae-studio-calibration", "method": METHOD, "latents": latents}
+        if self.ordinary is not None:
+            out["ordinary"] = self.ordinary.tolist()
+        atomic.write_json(self.path, out)
 
 
 def _entry(entry) -> Calibration | None:

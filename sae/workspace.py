@@ -55,7 +55,7 @@ class Workspace:
         self.labels = read_labels(self.folder)
         self.named = named_by_people(self.folder)  # latents a person labelled: first when searched by name
         self._directions: FeatureDirections | None = None
-        self._cache: dict[str, torch.Tensor | None] = {}  # what calibrations share, read once
+        self._ordinary_read = False  # the ordinary pictures were read (none may have been found)
 
     @cached_property
     def sha256(self) -> str:
@@ -166,15 +166,17 @@ class Workspace:
 
     def _ordinary(self, between: Callable[[], None]) -> torch.Tensor | None:
         """[e]: the mean normalised embedding of up to ORDINARY_PICTURES indexed pictures spread
-        over the index (their thumbnails), read once, in batches with ``between`` before each;
-        None without any."""
-        if "ordinary" not in self._cache:
+        over the index (their thumbnails), read once, in batches with ``between`` before each, and
+        kept with the calibrations; None without any."""
+        store = self.calibrations
+        if store.ordinary is None and not self._ordinary_read:
             ids = torch.unique(self.index.top_images[self.index.top_images >= 0]).tolist() if self.index else []
             paths = [thumbnail_path(self.folder, i) for i in ids[:: max(1, len(ids) // ORDINARY_PICTURES)]]
+            paths = paths[:ORDINARY_PICTURES]
             sums, count = None, 0
-            for start in range(0, min(len(paths), ORDINARY_PICTURES), 8):
+            for start in range(0, len(paths), 8):
                 images = []
-                for path in paths[start : min(start + 8, ORDINARY_PICTURES)]:
+                for path in paths[start : start + 8]:
                     try:
                         images.append(self.backbone.preprocess(Image.open(path).convert("RGB")))
                     except OSError:
@@ -183,8 +185,11 @@ class Workspace:
                     between()
                     base = read(self.backbone, self.sae, torch.stack(images)).base
                     sums, count = (base.sum(0) if sums is None else sums + base.sum(0)), count + len(base)
-            self._cache["ordinary"] = None if sums is None else sums / count
-        return self._cache["ordinary"]
+            store.ordinary = None if sums is None else sums / count
+            self._ordinary_read = True
+        if store.ordinary is not None and store.ordinary.shape[-1] != self._neutral.base.shape[-1]:
+            return None  # kept for another encoder's embeddings
+        return store.ordinary
 
     def _firing_pixels(self, latent: int) -> torch.Tensor | None:
         """The indexed pictures ``latent`` fires on most (their thumbnails), None without any."""

@@ -79,6 +79,9 @@ def test_one_calibrated_unit_moves_the_embedding_its_share_of_the_features_separ
     again = Workspace.open(workspace.folder, backbone=workspace.backbone)
     monkeypatch.setattr(Workspace, "responses", lambda *a: pytest.fail("measured again instead of read"))
     assert again.calibration(cat) == c
+    # the ordinary pictures' mean is kept too: a new session does not read them again
+    assert torch.allclose(again.calibrations.ordinary, workspace.calibrations.ordinary)
+    assert again._ordinary(lambda: pytest.fail("read again")) is again.calibrations.ordinary
 
 
 def test_removal_is_in_typical_activations_and_keeps_its_measured_range_end():
@@ -145,6 +148,7 @@ def test_without_thumbnails_a_unit_is_a_fixed_distance(workspace, tmp_path):
         {"latents": {"7": {"up": [float("nan"), 2], "down": [1, 2]}}},
         {"latents": {"7": {"up": [-1, 2], "down": [1, 2]}}},
         {"latents": {"7": {"up": "x"}, "x": {"up": [1, 2], "down": [1, 2]}}},
+        {"latents": {}, "ordinary": ["x", float("nan")]},
     ],
 )
 def test_a_damaged_calibration_file_is_measured_again_not_trusted(tmp_path, damage):
@@ -156,7 +160,8 @@ def test_a_damaged_calibration_file_is_measured_again_not_trusted(tmp_path, dama
         path.write_text(damage)
     else:
         path.write_text(json.dumps({"method": METHOD, **damage}))
-    assert CalibrationStore(tmp_path).entries == {}
+    store = CalibrationStore(tmp_path)
+    assert store.entries == {} and store.ordinary is None
 
 
 def test_presets_record_the_units_their_sliders_were_made_in(workspace):

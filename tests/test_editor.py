@@ -657,9 +657,9 @@ def test_a_hub_decoder_download_shows_progress_and_offline_is_one_message(window
     assert window.model.session.decoder is before
 
 
-def test_a_drag_that_ends_where_it_began_still_ends_on_the_full_render(window, qtbot, quick_models):
-    """Dragged away (a preview shows) and back before the release: nothing to undo, but the
-    picture must not stay a low-step preview."""
+def _slider_to_drag(window, qtbot, quick_models):
+    """A sample image open with the seed locked and the slider of its strongest feature added,
+    every render finished: that slider's row."""
     _root, images = quick_models
     window.generation.lock_seed.setChecked(True)
     _open(window, qtbot, sorted(images.glob("*.png"))[2])
@@ -667,7 +667,14 @@ def test_a_drag_that_ends_where_it_began_still_ends_on_the_full_render(window, q
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
     window.scheduler.wait(30_000)
-    row, undo_steps = window.sliders.row_for(latent), window.undo.count()
+    return window.sliders.row_for(latent)
+
+
+def test_a_drag_that_ends_where_it_began_still_ends_on_the_full_render(window, qtbot, quick_models):
+    """Dragged away (a preview shows) and back before the release: nothing to undo, but the
+    picture must not stay a low-step preview."""
+    row = _slider_to_drag(window, qtbot, quick_models)
+    undo_steps = window.undo.count()
     start, previews, shown = row.slider.value(), {}, []
     request = window.scheduler.request
 
@@ -696,14 +703,7 @@ def test_a_fast_drag_shows_previews_as_it_goes_then_the_full_render(window, qtbo
     pace and finish, instead of each move cancelling the last; the release renders at full steps."""
     import time
 
-    _root, images = quick_models
-    window.generation.lock_seed.setChecked(True)
-    _open(window, qtbot, sorted(images.glob("*.png"))[2])
-    qtbot.waitUntil(lambda: window.result is not None and window.scheduler.wait(1), timeout=30_000)
-    latent = window.model.session.fires(1)[0].latent
-    window.add_slider(latent)
-    window.scheduler.wait(30_000)
-    row = window.sliders.row_for(latent)
+    row = _slider_to_drag(window, qtbot, quick_models)
     shown = []
     window.scheduler.finished.connect(lambda job, _im: shown.append(job))
     row._press()

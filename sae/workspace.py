@@ -175,15 +175,10 @@ class Workspace:
             paths = paths[:ORDINARY_PICTURES]
             sums, count = None, 0
             for start in range(0, len(paths), 8):
-                images = []
-                for path in paths[start : start + 8]:
-                    try:
-                        images.append(self.backbone.preprocess(Image.open(path).convert("RGB")))
-                    except OSError:
-                        continue  # a thumbnail gone or damaged: the others serve
-                if images:
+                pixels = self._thumbnail_pixels(paths[start : start + 8])
+                if pixels is not None:
                     between()
-                    base = read(self.backbone, self.sae, torch.stack(images)).base
+                    base = read(self.backbone, self.sae, pixels).base
                     sums, count = (base.sum(0) if sums is None else sums + base.sum(0)), count + len(base)
             store.ordinary = None if sums is None else sums / count
             self._ordinary_read = True
@@ -193,8 +188,12 @@ class Workspace:
 
     def _firing_pixels(self, latent: int) -> torch.Tensor | None:
         """The indexed pictures ``latent`` fires on most (their thumbnails), None without any."""
+        return self._thumbnail_pixels(self.top_thumbnails(latent)[:FIRING_PICTURES])
+
+    def _thumbnail_pixels(self, paths: list[Path]) -> torch.Tensor | None:
+        """``paths`` (thumbnails) preprocessed for the encoder, None when none can be read."""
         images = []
-        for path in self.top_thumbnails(latent)[:FIRING_PICTURES]:
+        for path in paths:
             try:
                 images.append(self.backbone.preprocess(Image.open(path).convert("RGB")))
             except OSError:

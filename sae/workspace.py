@@ -169,6 +169,8 @@ class Workspace:
         over the index (their thumbnails), read once, in batches with ``between`` before each, and
         kept with the calibrations; None without any."""
         store = self.calibrations
+        if store.ordinary is not None and store.ordinary.shape[-1] != self._neutral.base.shape[-1]:
+            store.ordinary = None  # kept for another encoder's embeddings: read again for this one
         if store.ordinary is None and not self._ordinary_read:
             ids = torch.unique(self.index.top_images[self.index.top_images >= 0]).tolist() if self.index else []
             paths = [thumbnail_path(self.folder, i) for i in ids[:: max(1, len(ids) // ORDINARY_PICTURES)]]
@@ -182,8 +184,6 @@ class Workspace:
                     sums, count = (base.sum(0) if sums is None else sums + base.sum(0)), count + len(base)
             store.ordinary = None if sums is None else sums / count
             self._ordinary_read = True
-        if store.ordinary is not None and store.ordinary.shape[-1] != self._neutral.base.shape[-1]:
-            return None  # kept for another encoder's embeddings
         return store.ordinary
 
     def _firing_pixels(self, latent: int) -> torch.Tensor | None:

@@ -18,8 +18,9 @@ from sae.decoders import DecodeSettings  # noqa: E402
 from sae.demo.fidelity import preservation  # noqa: E402,F401  (the edit benches import it from here)
 
 
-def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength", cache: bool = False):
-    """The arguments every decoded-edit bench takes (and ``--cache``, a file of earlier sweeps)."""
+def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength", cache: bool = False, repeats: int = 0):
+    """The arguments every decoded-edit bench takes (and ``--cache``, a file of earlier sweeps;
+    ``--repeats``, sets of ``--n`` fresh scenes pooled, when ``repeats`` gives its default)."""
     import argparse
 
     from sae.decoders import default_steps, default_strength
@@ -49,6 +50,13 @@ def parse_args(doc: str, n: int, n_help: str = "edited scenes per strength", cac
 
         default = Path(tempfile.gettempdir()) / f"{Path(sys.argv[0]).stem}-sweeps.json"
         p.add_argument("--cache", default=str(default), help="keeps the decoded sweeps (default: %(default)s)")
+    if repeats:
+        p.add_argument(
+            "--repeats",
+            type=int,
+            default=repeats,
+            help="sets of --n fresh scenes, each cached on its own and pooled (default: %(default)s)",
+        )
     return p.parse_args()
 
 

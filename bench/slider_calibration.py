@@ -10,9 +10,12 @@ labels the judge reads as on the unedited decode, at v50. The same sweeps are re
 units (the latent's typical max activation) and in the calibrated units of ``sae.calibration``,
 which never sees the judge; the slider's range ends at the calibrated saturation.
 
-    python bench/slider_calibration.py [--n 24] [--steps 8] [--strength 0.9] [--region edited]
+    python bench/slider_calibration.py [--n 24] [--repeats 3] [--steps 8] [--strength 0.9] [--region edited]
 
-The sweeps are cached in ``--cache`` so a second run only recomputes the calibration.
+Each repeat sweeps ``--n`` fresh scenes per concept and side, and v50 is read from all the repeats'
+scenes pooled: with 24 scenes, binomial noise alone spreads v50 enough to move the CV by about
+0.04 (the standard error the last lines print). The sweeps are cached in ``--cache``, one repeat
+at a time, so a second run only decodes the repeats it lacks.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def cv(x: list[float]) -> float:
 def main() -> None:
     from decoded_edits import parse_args
 
-    a = parse_args(__doc__, 24, "scenes per concept and side", cache=True)
+    a = parse_args(__doc__, 24, "scenes per concept, side and repeat", cache=True, repeats=3)
     from sae.decoders import DecodeSettings
     from sae.demo.build import DEMO
     from sae.demo.judge import Judge
@@ -172,28 +175,58 @@ def main() -> None:
     settings = DecodeSettings(steps=a.steps, strength=a.strength, seed=0, region=a.region)
     cache = Path(a.cache)
     raw = json.loads(cache.read_text()) if cache.is_file() else {}
-    key = f"{a.n}-{a.steps}-{a.strength}-{a.region}"
     found = detectors(session)
-    results = raw.get(key, {})
-    for i, (concept, (latent, auroc)) in enumerate(found.items()):
-        name = f"{concept.kind}:{concept.name}"
-        if name in results:
-            continue
-        unit, tokens = workspace.unit(latent), workspace.home_tokens(latent)
-        up = np.array(MULTIPLES) * unit
-        results[name] = {
-            "latent": latent,
-            "auroc": auroc,
-            "unit": unit,
-            "add": sweep(session, judge, concept, latent, tokens, up, a.n, settings, 100 + i),
-            "remove": sweep(session, judge, concept, latent, tokens, -up, a.n, settings, 200 + i),
-        }
-        raw[key] = results
-        cache.write_text(json.dumps(raw))
-        print(f"swept {name} (latent {latent})", flush=True)
+    for repeat in range(a.repeats):
+        key = repeat_key(a, repeat)
+        results = raw.get(key, {})
+        for i, (concept, (latent, auroc)) in enumerate(found.items()):
+            name = f"{concept.kind}:{concept.name}"
+            if name in results:
+                continue
+            unit, tokens = workspace.unit(latent), workspace.home_tokens(latent)
+            up, seed = np.array(MULTIPLES) * unit, i + REPEAT_SEEDS * repeat
+            results[name] = {
+                "latent": latent,
+                "auroc": auroc,
+                "unit": unit,
+                "add": sweep(session, judge, concept, latent, tokens, up, a.n, settings, 100 + seed),
+                "remove": sweep(session, judge, concept, latent, tokens, -up, a.n, settings, 200 + seed),
+            }
+            raw[key] = results
+            cache.write_text(json.dumps(raw))
+            print(f"swept {name} (latent {latent}), repeat {repeat + 1} of {a.repeats}", flush=True)
 
+    results = pooled([raw[repeat_key(a, r)] for r in range(a.repeats)])
     responses = {name: workspace.responses(r["latent"]) for name, r in results.items()}
     table(results, responses)
+
+
+REPEAT_SEEDS = 1000  # each repeat draws its scenes from seeds this far from the last one's
+
+
+def repeat_key(a, repeat: int) -> str:
+    """Where one repeat's sweeps are cached (the first under the key runs had before repeats)."""
+    key = f"{a.n}-{a.steps}-{a.strength}-{a.region}"
+    return key if repeat == 0 else f"{key}-r{repeat}"
+
+
+def pooled(repeats: list[dict]) -> dict:
+    """The repeats' sweeps as one: success over all their scenes, preservation averaged."""
+    out = {}
+    for name, first in repeats[0].items():
+        out[name] = dict(first)
+        for side in ("add", "remove"):
+            sides = [r[name][side] for r in repeats]
+            counts = np.array([s["scenes"] for s in sides], dtype=np.float64)
+            success = np.array([s["success"] for s in sides], dtype=np.float64)  # [R, values]
+            hits = np.nansum(success * counts[:, None], axis=0)
+            out[name][side] = {
+                "values": first[side]["values"],
+                "success": (hits / counts.sum()).tolist() if counts.sum() else [float("nan")] * success.shape[1],
+                "kept": np.mean([s["kept"] for s in sides], axis=0).tolist(),
+                "scenes": int(counts.sum()),
+            }
+    return out
 
 
 def candidates(responses, units: dict[str, float]) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -226,6 +259,7 @@ def table(results: dict, responses: dict) -> None:
     head = "".join(f"{c:>12}" for c in kinds)
     print(f"\n{'concept':<20}{'latent':>7}  add: v50 in{head}{'kept':>6}{'rises':>6}   remove: v50 in{head}{'kept':>6}")
     v: dict = {c: {"add": [], "remove": []} for c in kinds}
+    reached: dict = {"add": [], "remove": []}  # (values, success, scenes, {kind: unit}) where v50 is reached
     monotone: dict = {c: [] for c in kinds}
     unreached = {"add": 0, "remove": 0}
     for name, r in results.items():
@@ -235,6 +269,8 @@ def table(results: dict, responses: dict) -> None:
             values, success = np.array(s["values"]), np.array(s["success"])
             raw = v50(values, success)
             units = {"today": (r["unit"], TYPICAL_RANGE)} | {c: per[name][k] for c, per in cands.items()}
+            if np.isfinite(raw):
+                reached[side_name].append((values, success, s["scenes"], {c: u for c, (u, _) in units.items()}))
             for c, (unit, sat) in units.items():
                 x = raw / unit
                 if np.isfinite(raw):
@@ -258,11 +294,34 @@ def table(results: dict, responses: dict) -> None:
             f"success rises along the range: {np.mean(monotone[c]):.2f}"
         )
     best = "calibrated"
+    errors = {side: standard_errors(rows, ("today", best)) for side, rows in reached.items()}
+    print(
+        f"standard error of the cv (each value's scenes resampled, {RESAMPLES} draws): "
+        + "  ".join(f"{side} {k} {e:.3f}" for side, per in errors.items() for k, e in per.items())
+    )
     print(
         f"cv_before={cv(v['today']['add']):.3f} cv_after={cv(v[best]['add']):.3f} "
         f"monotonic={np.mean(monotone[best]):.2f} removal_cv_before={cv(v['today']['remove']):.3f} "
         f"removal_cv_after={cv(v[best]['remove']):.3f}"
     )
+
+
+RESAMPLES = 500
+
+
+def standard_errors(rows: list, kinds: tuple[str, ...], seed: int = 0) -> dict[str, float]:
+    """The CV of v50's spread under binomial noise: each value's success redrawn from its scenes,
+    v50 found again (latents whose redrawn v50 is out of reach are left out of that draw)."""
+    rng = np.random.default_rng(seed)
+    draws: dict = {k: [] for k in kinds}
+    for _ in range(RESAMPLES):
+        redrawn = [
+            (v50(values, rng.binomial(n, np.nan_to_num(success).clip(0, 1)) / max(n, 1)), units)
+            for values, success, n, units in rows
+        ]
+        for k in kinds:
+            draws[k].append(cv([raw / units[k] for raw, units in redrawn if np.isfinite(raw)]))
+    return {k: float(np.nanstd(d)) for k, d in draws.items()}
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ def encode_images(
         try:
             pixels.append(backbone.preprocess(load_image(paths[j])))
         except UserError as e:
-            tqdm.write(f"warning: skipping {e}", file=sys.stderr)
+            tqdm.write(f"warning: {e} Skipped.", file=sys.stderr)
             skipped.append({"file": sources[j], "reason": str(e)})
     if not pixels:
         return None

@@ -607,7 +607,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             session.set_image(image)
             result = session.render(preset.edits, settings)
         except UserError as e:
-            tqdm.write(f"warning: skipping {e}", file=sys.stderr)
+            tqdm.write(f"warning: {e} Skipped.", file=sys.stderr)
             failed += 1
             continue
         save_with_preset(result, out / f"{Path(path).stem}.png", preset)

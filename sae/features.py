@@ -270,7 +270,7 @@ def build_index(
             try:
                 im = load_image(path)
             except UserError as e:
-                tqdm.write(f"warning: skipping {e}")
+                tqdm.write(f"warning: {e} Skipped.")
                 continue
             pixels.append(backbone.preprocess(im))
             ids.append(len(index.sources))

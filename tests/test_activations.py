@@ -63,7 +63,7 @@ def test_unreadable_files_are_skipped_listed_and_warned(tiny_clip, image_dir, tm
     (image_dir / "empty.jpg").write_bytes(b"")
     r = _run("extract", "--model", tiny_clip, "--images", image_dir, "--out", tmp_path / "acts")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("warning: skipping") == 2
+    assert r.stderr.count(" Skipped.") == 2
     manifest = json.loads((tmp_path / "acts" / "manifest.json").read_text())
     assert sorted(s["file"] for s in manifest["skipped"]) == ["broken.png", "empty.jpg"]
     assert manifest["rows"] == 24 * 5

@@ -43,8 +43,9 @@ from sae.units import MAX_RANGE, Scale
 GRID = tuple(2.0**k for k in range(-4, 4))
 FAR = 64.0
 # One unit: the normalised embedding moves this share of the latent's separation. On the demo world
-# it evened out the values at which the judge sees an added concept more than any fixed distance
-# (bench/slider_calibration.py); 1.0 would reach past some latents' far ends.
+# it evens out the values at which the judge sees an added concept as well as the best fixed
+# distance (bench/slider_calibration.py), and it scales with how far a feature lies from ordinary
+# pictures, which a fixed distance cannot; 1.0 would reach past some latents' far ends.
 UNIT_SHARE = 0.8
 UNIT_DISTANCE = 0.5  # without a separation: the normalised embedding moves this far (29 degrees)
 ORDINARY_PICTURES = 64  # indexed pictures, spread over the index, whose mean is "ordinary"

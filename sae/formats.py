@@ -117,8 +117,10 @@ def load_any(folder: str | Path, layer: int | None = None, device: str | torch.d
     """An SAE folder of any supported layout (SAELens' and sae-studio's, or sparsify's)."""
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file() and (folder / SPARSIFY_WEIGHTS).is_file():
-        return load_sparsify(folder, layer, device)
-    sae = SparseAutoencoder.load(folder, device)
+        sae = load_sparsify(folder, layer, device)
+    else:
+        sae = SparseAutoencoder.load(folder, device)
+    sae.check_finite(folder)
     if layer is not None:
         sae.metadata.layer = layer
     return sae

@@ -62,6 +62,7 @@ def import_sae(
             layer = backbone.layer
         published = load_published(source, layer)  # a published pickle, read safely once
         kind, sae, notes = published.layout, published.sae, list(published.notes)
+        sae.check_finite(source)
     else:
         sae, notes = load_any(source, layer=layer), []
     if sae.metadata.layer == -1:

@@ -202,6 +202,18 @@ class SparseAutoencoder(nn.Module):
         f = self.encode(x)
         return ForwardOutput(self.decode(f), f)
 
+    @torch.no_grad()
+    def check_finite(self, source: str | Path) -> None:
+        """One sentence when a weight holds NaN or an infinity (a damaged file, or a training run
+        that diverged): such an SAE would turn every edit into NaN, which the decoder paints as nothing."""
+        weights = {"W_enc": self.W_enc_T, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        for name, t in weights.items():
+            if not all(torch.isfinite(block).all() for block in t.split(16384)):  # a wide SAE in blocks
+                raise UserError(
+                    f"{source}: its {name} holds NaN or infinite values, so the SAE is damaged (or was saved "
+                    "after its training diverged) and cannot be used."
+                )
+
     # -- normalisation -------------------------------------------------------------------------
     @torch.no_grad()
     def fold_input_scale(self) -> None:

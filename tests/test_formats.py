@@ -150,3 +150,27 @@ def test_models_lists_recipes_and_reads_the_hub_cache(tmp_path, monkeypatch):
     r = run_cli("models")
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
     assert "decoder only" in rows["kandinsky-2.2"] and "decoder only" not in rows["sd21-unclip"]
+
+
+@pytest.mark.parametrize("layout", ["ours", "sparsify"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_an_sae_whose_weights_hold_nan_or_inf_is_refused_with_a_sentence(tmp_path, layout, bad):
+    from safetensors.torch import load_file, save_file
+
+    sae, _ = _sae()
+    folder = _saved(sae, tmp_path)
+    if layout == "sparsify":
+        run_cli("export", "--sae", folder, "--to", "sparsify", "-o", tmp_path / "layers.3")
+        folder = tmp_path / "layers.3"
+    assert load_any(folder).d_sae == 64  # sound as saved
+    weights = next(p for p in folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    tensors["W_dec"][40, 3] = bad  # one value deep inside one latent's row
+    save_file(tensors, weights)
+    with pytest.raises(UserError, match="W_dec holds NaN or infinite values"):
+        load_any(folder)
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), "white").save(tmp_path / "a.png")
+    r = run_cli("edit", "--sae", folder, "--add", "1=1", "-o", tmp_path / "out", tmp_path / "a.png")
+    assert r.returncode == 2 and "NaN or infinite" in r.stderr and "Traceback" not in r.stderr

@@ -17,6 +17,7 @@ project's own facts (backbone, layer, token set, training metrics) sit in ``cfg.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -358,35 +359,48 @@ class SparseAutoencoder(nn.Module):
                 meta.layer, meta.site = sublayer
             else:
                 meta.layer = -1 if layer is None else layer
-        sae = cls(cfg, meta)
         expected = {
             "W_enc": (cfg.d_in, cfg.d_sae),
             "b_enc": (cfg.d_sae,),
             "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,),
         }
-        params = {"W_enc": sae.W_enc_T, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+        with _reading(weights_path) as f:
+            keys = set(f.keys())
+            for name, shape in expected.items():  # before any memory is taken for the config's sizes
+                if name not in keys:
+                    raise UserError(f"{weights_path} has no tensor '{name}'; it is not a complete SAE.")
+                if tuple(f.get_slice(name).get_shape()) != shape:
+                    raise UserError(
+                        f"{weights_path}: '{name}' has shape {tuple(f.get_slice(name).get_shape())} but cfg.json "
+                        f"says {shape}; the weights and the config do not belong together."
+                    )
         try:
-            with safe_open(str(weights_path), framework="pt") as f:
-                keys = set(f.keys())
-                for name, shape in expected.items():
-                    if name not in keys:
-                        raise UserError(f"{weights_path} has no tensor '{name}'; it is not a complete SAE.")
-                    if tuple(f.get_slice(name).get_shape()) != shape:
-                        raise UserError(
-                            f"{weights_path}: '{name}' has shape {tuple(f.get_slice(name).get_shape())} but cfg.json "
-                            f"says {shape}; the weights and the config do not belong together."
-                        )
-                with torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
-                    for name, param in params.items():
-                        t = f.get_tensor(name)
-                        param.copy_(t.T if name == "W_enc" else t)
-                        del t
-        except UserError:
-            raise
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise UserError(f"{weights_path} is not a readable safetensors file ({e}); re-save the SAE.") from e
+            sae = cls(cfg, meta)
+        except (RuntimeError, MemoryError) as e:
+            need = 4 * (2 * cfg.d_in * cfg.d_sae + cfg.d_sae + cfg.d_in) / 1e9
+            raise UserError(
+                f"{folder}'s {cfg.d_sae:,} latents need {need:.1f} GB, more memory than this machine could give."
+            ) from e
+        params = {"W_enc": sae.W_enc_T, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+        with _reading(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
+            for name, param in params.items():
+                t = f.get_tensor(name)
+                param.copy_(t.T if name == "W_enc" else t)
+                del t
         return sae.to(device)
+
+
+@contextlib.contextmanager
+def _reading(weights_path: Path):
+    """``weights_path`` opened with safetensors; a corrupt file becomes one sentence."""
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            yield f
+    except UserError:
+        raise
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise UserError(f"{weights_path} is not a readable safetensors file ({e}); re-save the SAE.") from e
 
 
 def check_fits_layer(sae: SparseAutoencoder, d_model: int, where: str) -> None:

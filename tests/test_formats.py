@@ -174,3 +174,14 @@ def test_an_sae_whose_weights_hold_nan_or_inf_is_refused_with_a_sentence(tmp_pat
     Image.new("RGB", (32, 24), "white").save(tmp_path / "a.png")
     r = run_cli("edit", "--sae", folder, "--add", "1=1", "-o", tmp_path / "out", tmp_path / "a.png")
     assert r.returncode == 2 and "NaN or infinite" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_config_that_claims_an_enormous_width_is_refused_before_any_memory_is_taken(tmp_path):
+    import json
+
+    folder = _saved(_sae()[0], tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["d_sae"] = 10**12  # 4 PB of weights, were it believed
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="do not belong together"):
+        load_any(folder)

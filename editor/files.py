@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog
 from editor.canvas import to_qimage
 from sae import presets
 from sae.errors import UserError
-from sae.images import IMAGE_SUFFIXES, load_image
+from sae.images import IMAGE_SUFFIXES, load_image, with_alpha
 from sae.induce import MIN_POSITIVES
 from sae.png import preset_in, save_with_preset
 
@@ -63,7 +63,9 @@ class Files:
             self.save_result(path)
 
     def save_result(self, path: str | Path) -> None:
-        save_with_preset(self.w.result, path, self.w.current_preset())
+        current = self.w.model.session.current if self.w.model is not None else None
+        result = self.w.result if current is None else with_alpha(self.w.result, current.image)
+        save_with_preset(result, path, self.w.current_preset())
         self.w.statusBar().showMessage(f"Saved {Path(path).name} (with its preset inside)", 5000)
 
     def export_dialog(self) -> None:

@@ -574,7 +574,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from sae import presets
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import download_note, load_decoder
-    from sae.images import load_image
+    from sae.images import load_image, with_alpha
     from sae.png import save_with_preset
 
     ws = _workspace(args)
@@ -610,7 +610,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             tqdm.write(f"warning: {e} Skipped.", file=sys.stderr)
             failed += 1
             continue
-        save_with_preset(result, out / f"{Path(path).stem}.png", preset)
+        save_with_preset(with_alpha(result, image), out / f"{Path(path).stem}.png", preset)
     print(f"{len(args.images) - failed} edited images in {out}" + (f" ({failed} skipped)" if failed else ""))
     return 1 if failed == len(args.images) else 0
 

@@ -60,9 +60,12 @@ def _to_srgb(im: Image.Image) -> Image.Image:
         return im
 
 
+ALPHA = "sae-studio alpha"  # where a loaded picture keeps its transparency (``with_alpha``)
+
+
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open ``path`` as an sRGB image: first frame, EXIF rotation applied, embedded colour
-    profile converted, alpha over white.
+    profile converted, alpha over white (and kept in ``info[ALPHA]`` when any pixel is transparent).
 
     Raises UserError with one sentence for files that are missing, unreadable, not images,
     truncated, or larger than ``max_pixels`` (checked from the header, before decoding).
@@ -93,9 +96,13 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             elif im.mode == "P":
                 im = im.convert("RGB")
             im = _to_srgb(im)
-            if im.mode == "RGBA":
+            alpha = im.getchannel("A") if im.mode == "RGBA" else None
+            if alpha is not None:
                 im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
-            return im.convert("RGB")
+            out = im.convert("RGB")
+            if alpha is not None and alpha.getextrema()[0] < 255:  # some of it is transparent
+                out.info[ALPHA] = alpha
+            return out
     except UserError:
         raise
     except UnidentifiedImageError as e:
@@ -106,3 +113,16 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         ) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path} could not be decoded ({e}); the file may be truncated or damaged.") from e
+
+
+def with_alpha(result: Image.Image, source: Image.Image) -> Image.Image:
+    """``result`` (an edit of ``source``) given back ``source``'s transparency, if it had any: the
+    models paint over white, and a cut-out stays a cut-out."""
+    alpha = source.info.get(ALPHA)
+    if alpha is None:
+        return result
+    if alpha.size != result.size:
+        alpha = alpha.resize(result.size, Image.Resampling.LANCZOS)
+    out = result.convert("RGBA")
+    out.putalpha(alpha)
+    return out

@@ -159,10 +159,15 @@ def test_open_add_slider_render_and_undo(window, qtbot, quick_models):
 
 
 def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick_models, tmp_path):
+    """... and both keep a cut-out's transparency in the files they save."""
     from sae.cli import main
 
     root, images = quick_models
-    pics = sorted(images.glob("*.png"))
+    picture = Image.open(sorted(images.glob("*.png"))[1]).convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, picture.width).astype(np.uint8), (picture.height, 1))
+    picture.putalpha(Image.fromarray(alpha))  # clear on the left, opaque on the right
+    picture.save(tmp_path / "cut-out.png")
+    pics = [None, tmp_path / "cut-out.png"]
     _open(window, qtbot, pics[1])
     latent = window.model.session.fires(1)[0].latent
     window.add_slider(latent)
@@ -193,8 +198,12 @@ def test_exported_preset_replays_bit_identically_in_the_cli(window, qtbot, quick
         )
         == 0
     )
-    cli = np.asarray(Image.open(tmp_path / "out" / pics[1].name).convert("RGB"))
-    assert np.array_equal(gui, cli)
+    cli = Image.open(tmp_path / "out" / pics[1].name)
+    assert np.array_equal(gui, np.asarray(cli.convert("RGB")))
+    window.files.save_result(tmp_path / "saved.png")
+    for saved in (cli, Image.open(tmp_path / "saved.png")):
+        assert saved.mode == "RGBA" and np.array_equal(np.asarray(saved)[..., 3], alpha)
+        assert np.array_equal(np.asarray(saved)[..., :3], gui)
 
 
 def test_a_slider_edits_the_tokens_its_feature_fires_on(window, qtbot, quick_models):

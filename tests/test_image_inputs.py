@@ -16,7 +16,7 @@ from PIL import Image
 
 from sae.cli import main
 from sae.errors import UserError
-from sae.images import MAX_PIXELS, load_image
+from sae.images import ALPHA, MAX_PIXELS, load_image, with_alpha
 
 RED = (200, 30, 40)
 
@@ -98,6 +98,16 @@ def test_pixel_values_survive_the_conversions(tmp_path):
     )
     rotated = load_image(_exif_rotated(tmp_path / "r.jpg"))
     assert rotated.getpixel((10, 2))[1] > 150 and rotated.getpixel((10, 37))[0] > 150  # green edge on top
+
+
+def test_a_picture_keeps_its_transparency_only_when_it_has_some(tmp_path):
+    for name in ("alpha.png", "palette.png"):  # clear everywhere; clear at one pixel
+        im = load_image(KINDS[name][0](tmp_path / name))
+        assert ALPHA in im.info and im.info[ALPHA].size == im.size
+        back = with_alpha(im.resize((4, 4)), im)  # a result at another size gets it resized
+        assert back.mode == "RGBA" and back.size == (4, 4)
+    opaque = load_image(KINDS["gray-alpha.png"][0](tmp_path / "ga.png"))
+    assert ALPHA not in opaque.info and with_alpha(opaque, opaque).mode == "RGB"
 
 
 # Display P3 (phones' photos), a CC0 profile from github.com/saucecontrol/Compact-ICC-Profiles.

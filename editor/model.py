@@ -45,6 +45,7 @@ class EditorModel:
         names none (checked to fit its layer), else on the encoder it names, loaded here, and then
         without a decoder unless this one is the one known to paint that encoder's embeddings."""
         workspace = Workspace.open_beside(folder, self.session.backbone)
+        _ = workspace.index  # read here, off the GUI thread: an index made for another width refuses the SAE
         decoder = self.session.decoder
         if workspace.backbone.model_id != self.session.backbone.model_id and (
             decoder is None or decoder.name != paired_decoder(workspace.backbone.model_id)

@@ -114,6 +114,15 @@ class FeatureIndex:
         med = v.nanmedian(dim=1).values
         return torch.nan_to_num(med, nan=0.0)
 
+    def check_fits(self, d_sae: int, folder: str | Path) -> None:
+        """One sentence when this index was made for an SAE of another width (a copied folder, or
+        weights replaced beside their index)."""
+        if len(self.top_values) != d_sae:
+            raise UserError(
+                f"{Path(folder) / INDEX_DIR} was made for an SAE with {len(self.top_values):,} latents, not this "
+                f"one's {d_sae:,}; delete it and index again."
+            )
+
     def home_tokens(self, latent: int) -> str:
         """The tokens an edit of ``latent`` should touch (``sae.steer.TOKENS``): ``"patches"`` when
         it hardly fires on the class token, else ``"all"``; ``"all"`` too when the index predates
@@ -231,6 +240,7 @@ def build_index(
     sources = [p.relative_to(images).as_posix() for p in paths]
     try:
         index = FeatureIndex.load(sae_folder)
+        index.check_fits(sae.d_sae, sae_folder)
         if Path(index.root) != images.resolve():
             raise UserError(
                 f"The index of {sae_folder} covers {index.root}, not {images}; delete {sae_folder / INDEX_DIR} to "

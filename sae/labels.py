@@ -36,6 +36,7 @@ from sae.features import FeatureIndex, load_evidence
 from sae.model import LABELS_NAME, SparseAutoencoder
 
 FORMAT = "sae-studio-labels"
+MAX_LABEL = 200  # characters: a label is shown in lists and on sliders
 
 
 # -- labels.json ---------------------------------------------------------------------------------
@@ -49,11 +50,11 @@ def read_label_entries(folder: str | Path) -> dict[int, dict]:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); delete it to relabel the SAE.") from e
-    entries = raw.get("labels", {}) if isinstance(raw, dict) else {}
+    entries = raw.get("labels") if isinstance(raw, dict) else None
     out = {}
-    for k, v in entries.items():
+    for k, v in (entries if isinstance(entries, dict) else {}).items():
         if str(k).isdigit() and isinstance(v, dict) and isinstance(v.get("label"), str):
-            out[int(k)] = v
+            out[int(k)] = v | {"label": v["label"][:MAX_LABEL]}  # a label is a name, not a document
     return out
 
 
@@ -83,7 +84,7 @@ def rename(folder: str | Path, latent: int, label: str) -> None:
     if not label:
         raise UserError("A label cannot be empty.")
     entries = read_label_entries(folder)
-    entries[latent] = {"label": label[:200], "source": "user"}
+    entries[latent] = {"label": label[:MAX_LABEL], "source": "user"}
     write_label_entries(folder, entries)
 
 
@@ -296,9 +297,17 @@ def load_directions(folder: str | Path, index: FeatureIndex | None = None) -> Fe
         raise UserError(
             f"{Path(folder)} has no feature directions yet; run sae-studio index --sae {folder} --images DIR."
         )
-    t = load_file(str(path))
+    try:
+        t = load_file(str(path))
+        directions, centre = t["directions"], t.get("text_centre")
+        if directions.ndim != 2 or (centre is not None and centre.shape != directions.shape[1:]):
+            raise ValueError(f"directions of shape {tuple(directions.shape)}")
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise UserError(f"{path} is damaged ({e}); delete it and index again.") from e
+    if index is not None and len(directions) != len(index.top_values):
+        raise UserError(f"{path} holds {len(directions)} latents, not the index's; delete it and index again.")
     evidence = index.evidence if index is not None else load_evidence(folder)
-    return FeatureDirections(t["directions"], t.get("text_centre"), evidence)
+    return FeatureDirections(directions, centre, evidence)
 
 
 def label_sae(

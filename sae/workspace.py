@@ -52,8 +52,9 @@ class Workspace:
         backbone = backbone.for_sae(sae.metadata)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.folder, self.sae, self.backbone = Path(folder), sae, backbone
-        self.labels = read_labels(self.folder)
-        self.named = named_by_people(self.folder)  # latents a person labelled: first when searched by name
+        # (a label for a latent this SAE does not have, from a hand-edited file, is left out)
+        self.labels = {k: v for k, v in read_labels(self.folder).items() if k < sae.d_sae}
+        self.named = {k for k in named_by_people(self.folder) if k < sae.d_sae}  # first when searched by name
         self._directions: FeatureDirections | None = None
         self._ordinary_read = False  # the ordinary pictures were read (none may have been found)
 
@@ -64,7 +65,10 @@ class Workspace:
 
     @cached_property
     def index(self) -> FeatureIndex | None:
-        return FeatureIndex.load(self.folder) if has_index(self.folder) else None
+        index = FeatureIndex.load(self.folder) if has_index(self.folder) else None
+        if index is not None:
+            index.check_fits(self.sae.d_sae, self.folder)
+        return index
 
     @classmethod
     def open(

@@ -398,3 +398,43 @@ def test_causal_preview_paints_the_latent_alone_and_leaves_the_image(quick):
     assert Image.open(root / "prev" / "p.png").size == (64, 64)
     r = _cli("features", "--sae", root / "demo" / "sae", "--preview", 10**6, "--decoder", root / "decoder")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+@pytest.mark.parametrize("damage", ["labels it cannot have", "directions cut short", "index of another width"])
+def test_damaged_or_mismatched_files_beside_an_sae_are_left_out_or_named(tmp_path, damage):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from sae.demo.build import DEMO
+
+    if not (DEMO / "sae" / "index").is_dir():
+        pytest.skip("the shipped demo SAE is not built")
+    folder = tmp_path / "sae"
+    shutil.copytree(DEMO / "sae", folder, ignore=shutil.ignore_patterns("thumbs"))
+    if damage == "labels it cannot have":  # a hand-edited file: a latent past the width, a novel
+        raw = json.loads((folder / "labels.json").read_text())
+        raw["labels"] |= {"99999": {"label": "cat", "source": "user"}, "5": {"label": "x" * 10**5}}
+        (folder / "labels.json").write_text(json.dumps(raw))
+    elif damage == "directions cut short":
+        path = folder / "index" / "directions.safetensors"
+        path.write_bytes(path.read_bytes()[:3000])
+    else:  # weights of another width put beside the index
+        d_in, d_sae = 128, 512
+        save_file(
+            {"W_enc": torch.randn(d_in, d_sae), "b_enc": torch.zeros(d_sae), "W_dec": torch.randn(d_sae, d_in)}
+            | {"b_dec": torch.zeros(d_in)},
+            folder / "sae_weights.safetensors",
+        )
+        cfg = json.loads((folder / "cfg.json").read_text())
+        (folder / "cfg.json").write_text(json.dumps(cfg | {"d_sae": d_sae}))
+    r = _cli("features", "--sae", folder, "--model", f"local-dir:{DEMO / 'clip'}", "--search", "cat", "--top", "3")
+    assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
+    if damage == "labels it cannot have":
+        assert r.returncode == 0, r.stderr
+        from sae.labels import read_labels
+
+        assert "cat" in r.stdout and len(read_labels(folder)[5]) == 200  # a label is cut to a name's length
+    else:
+        sentence = "is damaged" if damage == "directions cut short" else "was made for an SAE with 1,392 latents"
+        assert r.returncode == 2 and sentence in r.stderr and "index again" in r.stderr

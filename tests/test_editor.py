@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import threading
 
@@ -383,7 +384,7 @@ def test_a_slow_full_render_is_announced_from_its_measured_step_time(window, qtb
 
 
 def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot, tmp_path):
-    from sae.model import SaeConfig
+    from sae.model import SaeConfig, SaeMetadata
 
     SparseAutoencoder(SaeConfig(d_in=7, d_sae=28, k=4)).save(tmp_path / "narrow")
     old = window.model
@@ -391,6 +392,14 @@ def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot
     window.switcher.load_sae(tmp_path / "narrow")
     qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
     assert "7" in window._last_error and window.model is old
+    # weights of another width put beside this SAE's index
+    shutil.copytree(old.sae_folder / "index", tmp_path / "stale" / "index")
+    sae, meta = old.workspace.sae, SaeMetadata(layer=old.workspace.sae.metadata.layer)  # on the editor's encoder
+    SparseAutoencoder(SaeConfig(d_in=sae.d_in, d_sae=sae.d_sae + 8, k=4), meta).save(tmp_path / "stale")
+    window._last_error = ""
+    window.switcher.load_sae(tmp_path / "stale")
+    qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
+    assert "was made for an SAE with" in window._last_error and window.model is old
 
 
 def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_cannot_paint_it(

@@ -36,10 +36,19 @@ def safe_load(path: str | Path, data: bytes | None = None) -> Any:
     try:
         return torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for forbidden globals, RuntimeError for damaged storages
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = _why_refused(e)
         raise UserError(
             f"{path} is not a plain file of tensors that can be read safely ({first}); nothing in it was run."
         ) from e
+
+
+def _why_refused(e: Exception) -> str:
+    """torch's reason in a few words: what it found, not its advice to load the file unsafely."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
+    text = str(e).split("WeightsUnpickler error:", 1)[-1]
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    found = [line for line in lines if line and not line.startswith(advice)]
+    return (found[0].split(". Please")[0].rstrip(".") if found else type(e).__name__)[:200]
 
 
 def tensor_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:

@@ -62,11 +62,6 @@ def read_labels(folder: str | Path) -> dict[int, str]:
     return {k: v["label"] for k, v in read_label_entries(folder).items()}
 
 
-def named_by_people(folder: str | Path) -> set[int]:
-    """Latents whose label a person gave (``rename``), not the labelling run."""
-    return {k for k, v in read_label_entries(folder).items() if v.get("source") == "user"}
-
-
 def write_label_entries(folder: str | Path, entries: dict[int, dict]) -> None:
     atomic.write_json(
         Path(folder) / LABELS_NAME,

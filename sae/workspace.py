@@ -36,8 +36,7 @@ from sae.labels import (
     SearchHit,
     label_groups,
     load_directions,
-    named_by_people,
-    read_labels,
+    read_label_entries,
     rename,
     search,
 )
@@ -52,9 +51,10 @@ class Workspace:
         backbone = backbone.for_sae(sae.metadata)
         check_fits_layer(sae, backbone.width, f"{backbone.where} of {backbone.model_id}")
         self.folder, self.sae, self.backbone = Path(folder), sae, backbone
-        # (a label for a latent this SAE does not have, from a hand-edited file, is left out)
-        self.labels = {k: v for k, v in read_labels(self.folder).items() if k < sae.d_sae}
-        self.named = {k for k in named_by_people(self.folder) if k < sae.d_sae}  # first when searched by name
+        # labels.json read once; a label for a latent this SAE lacks (a hand-edited file) is left out
+        entries = {k: v for k, v in read_label_entries(self.folder).items() if k < sae.d_sae}
+        self.labels = {k: v["label"] for k, v in entries.items()}
+        self.named = {k for k, v in entries.items() if v.get("source") == "user"}  # first when searched by name
         self._directions: FeatureDirections | None = None
         self._ordinary_read = False  # the ordinary pictures were read (none may have been found)
 

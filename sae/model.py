@@ -331,28 +331,15 @@ class SparseAutoencoder(nn.Module):
                 raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
             raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}; save the weights as safetensors.")
         raw = read_config(cfg_path, "; restore it or re-save the SAE")
-        arch = _FROM_SAELENS_ARCH.get(raw.get("architecture", "standard"))
-        if arch is None:
-            raise UserError(
-                f"{cfg_path} has architecture '{raw.get('architecture')}', which sae-studio cannot edit "
-                "yet; it reads topk and standard (ReLU) SAEs."
-            )
-        if raw.get("normalize_activations", "none") not in ("none", None):
-            raise UserError(
-                f"{cfg_path} asks for input normalisation '{raw['normalize_activations']}', which "
-                "sae-studio does not apply; fold the scale into the weights and set it to 'none'."
-            )
-        try:
-            cfg = SaeConfig(d_in=int(raw["d_in"]), d_sae=int(raw["d_sae"]), arch=arch, k=int(raw.get("k", 32)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{cfg_path} lacks a valid {e} field; it is not a complete SAE config.") from e
-        meta = SaeMetadata.from_dict(raw.get("metadata", {}).get("sae_studio", {}) or {})
+        cfg = _saelens_config(raw, cfg_path)
+        extra = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+        meta = SaeMetadata.from_dict(extra["sae_studio"] if isinstance(extra.get("sae_studio"), dict) else {})
         if not meta.backbone:
-            meta.backbone = raw.get("metadata", {}).get("model_name") or raw.get("model_name") or ""
+            meta.backbone = extra.get("model_name") or raw.get("model_name") or ""
         if meta.layer < 0:  # another tool's SAE: its hook point says where it was trained
             from sae.hooks import layer_from_hook, sublayer_from_hook
 
-            hook = raw.get("metadata", {}).get("hook_name") or raw.get("hook_name") or ""
+            hook = extra.get("hook_name") or raw.get("hook_name") or ""
             hook = hook if isinstance(hook, str) else ""
             layer, sublayer = layer_from_hook(hook), sublayer_from_hook(hook)
             if sublayer is not None:
@@ -389,6 +376,40 @@ class SparseAutoencoder(nn.Module):
                 param.copy_(t.T if name == "W_enc" else t)
                 del t
         return sae.to(device)
+
+
+def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
+    """The SaeConfig a SAELens cfg.json describes, read as SAELens reads it: older files give a TopK
+    SAE as ``activation_fn_str: topk`` with ``activation_fn_kwargs.k``, and normalisation as a bool."""
+    activation = raw.get("activation_fn_str", raw.get("activation_fn"))
+    kwargs = raw.get("activation_fn_kwargs") if isinstance(raw.get("activation_fn_kwargs"), dict) else {}
+    architecture = raw.get("architecture", "standard")
+    if activation == "topk" and kwargs.get("k") is not None:
+        architecture = "topk"
+    arch = _FROM_SAELENS_ARCH.get(architecture)
+    if arch is None:
+        raise UserError(
+            f"{cfg_path} has architecture '{architecture}', which sae-studio cannot edit yet; it reads topk and "
+            "standard (ReLU) SAEs."
+        )
+    if arch == "relu" and activation not in (None, "relu"):
+        raise UserError(
+            f"{cfg_path} has activation '{activation}', which sae-studio cannot edit yet; it reads topk and "
+            "standard (ReLU) SAEs."
+        )
+    normalise = raw.get("normalize_activations", "none")
+    if normalise not in ("none", None, False):
+        raise UserError(
+            f"{cfg_path} asks for input normalisation '{normalise}', which sae-studio does not apply; fold the "
+            "scale into the weights and set it to 'none'."
+        )
+    k = kwargs.get("k", raw.get("k", 32)) if arch == "topk" else raw.get("k", 32)
+    for name, value in (("d_in", raw.get("d_in")), ("d_sae", raw.get("d_sae")), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+            raise UserError(
+                f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
+            )
+    return SaeConfig(d_in=int(raw["d_in"]), d_sae=int(raw["d_sae"]), arch=arch, k=int(k))
 
 
 @contextlib.contextmanager

@@ -185,3 +185,43 @@ def test_a_config_that_claims_an_enormous_width_is_refused_before_any_memory_is_
     (folder / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="do not belong together"):
         load_any(folder)
+
+
+def test_an_older_saelens_topk_config_is_read_as_saelens_reads_it(tmp_path):
+    """SAELens before 6 wrote a TopK SAE as architecture 'standard' with activation_fn_str 'topk'
+    and its k in activation_fn_kwargs, and normalisation as a bool; SAELens still loads those."""
+    import json
+    import shutil
+
+    sae_lens = pytest.importorskip("sae_lens")
+    sae, x = _sae(k=4)
+    folder = _saved(sae, tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if k not in ("architecture", "k")} | {
+        "architecture": "standard",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 5},
+    }
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    # SAELens' own reading of an older config (its hub loader's), saved in today's format beside it
+    from sae_lens.loading.pretrained_sae_loaders import handle_pre_6_0_config
+
+    shutil.copytree(folder, tmp_path / "converted")
+    (tmp_path / "converted" / "cfg.json").write_text(json.dumps(handle_pre_6_0_config(dict(cfg))))
+    ours, theirs = load_any(folder), sae_lens.SAE.load_from_disk(tmp_path / "converted")
+    assert ours.cfg.arch == "topk" and ours.cfg.k == 5
+    with torch.no_grad():
+        assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-4)
+    for change, sentence in (
+        ({"activation_fn_str": "tanh-relu", "activation_fn_kwargs": {}}, "activation 'tanh-relu'"),
+        ({"activation_fn_kwargs": {"k": "eight"}}, "gives k as 'eight'"),
+        ({"d_sae": -3}, "gives d_sae as -3"),
+        ({"metadata": [1]}, None),  # a metadata that is not an object is read as none
+        ({"normalize_activations": False}, None),  # the older files' bool for "none"
+    ):
+        (folder / "cfg.json").write_text(json.dumps(cfg | change))
+        if sentence is None:
+            assert load_any(folder).cfg.k == 5
+        else:
+            with pytest.raises(UserError, match=sentence):
+                load_any(folder)

@@ -405,7 +405,13 @@ def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
         )
     k = kwargs.get("k", raw.get("k", 32)) if arch == "topk" else raw.get("k", 32)
     for name, value in (("d_in", raw.get("d_in")), ("d_sae", raw.get("d_sae")), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value != int(value)
+            or value < 1
+        ):
             raise UserError(
                 f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
             )

@@ -216,6 +216,7 @@ def test_an_older_saelens_topk_config_is_read_as_saelens_reads_it(tmp_path):
         ({"activation_fn_str": "tanh-relu", "activation_fn_kwargs": {}}, "activation 'tanh-relu'"),
         ({"activation_fn_kwargs": {"k": "eight"}}, "gives k as 'eight'"),
         ({"d_sae": -3}, "gives d_sae as -3"),
+        ({"d_sae": float("inf")}, "gives d_sae as inf"),  # JSON's Infinity, which Python's json reads
         ({"metadata": [1]}, None),  # a metadata that is not an object is read as none
         ({"normalize_activations": False}, None),  # the older files' bool for "none"
     ):

@@ -81,6 +81,7 @@ def load_sparsify(
         sae.b_enc.copy_(t["encoder.bias"].float())
         sae.W_dec.copy_(t["W_dec"].float())
         sae.b_dec.copy_(t["b_dec"].float())
+    sae.check_finite(folder)
     return sae.to(device)
 
 
@@ -117,10 +118,8 @@ def load_any(folder: str | Path, layer: int | None = None, device: str | torch.d
     """An SAE folder of any supported layout (SAELens' and sae-studio's, or sparsify's)."""
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file() and (folder / SPARSIFY_WEIGHTS).is_file():
-        sae = load_sparsify(folder, layer, device)
-    else:
-        sae = SparseAutoencoder.load(folder, device)
-    sae.check_finite(folder)
+        return load_sparsify(folder, layer, device)
+    sae = SparseAutoencoder.load(folder, device)
     if layer is not None:
         sae.metadata.layer = layer
     return sae

@@ -375,6 +375,7 @@ class SparseAutoencoder(nn.Module):
                 t = f.get_tensor(name)
                 param.copy_(t.T if name == "W_enc" else t)
                 del t
+        sae.check_finite(folder)
         return sae.to(device)
 
 

@@ -15,13 +15,21 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sae import atomic
 from sae.errors import UserError
 from sae.hooks import layer_from_hook
-from sae.model import CFG_NAME, WEIGHTS_NAME, SaeConfig, SaeMetadata, SparseAutoencoder, read_config
+from sae.model import (
+    CFG_NAME,
+    WEIGHTS_NAME,
+    SaeConfig,
+    SaeMetadata,
+    SparseAutoencoder,
+    config_size,
+    open_weights,
+    read_config,
+)
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 
@@ -54,16 +62,20 @@ def load_sparsify(
             f"'{raw.get('activation', 'topk')}'{' and a skip connection' if raw.get('skip_connection') else ''}; "
             "sae-studio edits plain TopK SAEs."
         )
-    try:
-        with safe_open(str(folder / SPARSIFY_WEIGHTS), framework="pt") as f:
-            t = {k: f.get_tensor(k) for k in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if k in f.keys()}
-    except Exception as e:
-        raise UserError(f"{folder / SPARSIFY_WEIGHTS} is not a readable safetensors file ({e}).") from e
-    missing = [k for k in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if k not in t]
+    names = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
+    weights = folder / SPARSIFY_WEIGHTS
+    with open_weights(weights) as f:  # shapes from the header, before any memory is taken
+        shapes = {name: tuple(f.get_slice(name).get_shape()) for name in names if name in f.keys()}
+    missing = [name for name in names if name not in shapes]
     if missing:
-        raise UserError(f"{folder / SPARSIFY_WEIGHTS} has no '{missing[0]}'; it is not a complete sparsify SAE.")
-    d_sae, d_in = t["encoder.weight"].shape
-    if int(raw.get("d_in", d_in)) != d_in or tuple(t["W_dec"].shape) != (d_sae, d_in):
+        raise UserError(f"{weights} has no '{missing[0]}'; it is not a complete sparsify SAE.")
+    if len(shapes["encoder.weight"]) != 2:
+        raise UserError(f"{weights}: 'encoder.weight' has shape {shapes['encoder.weight']}; it is not a sparsify SAE.")
+    d_sae, d_in = shapes["encoder.weight"]
+    expected = {"encoder.bias": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if config_size(raw.get("d_in", d_in), "d_in", folder / CFG_NAME) != d_in or any(
+        shapes[name] != shape for name, shape in expected.items()
+    ):
         raise UserError(f"{folder}: the weights' shapes do not match its cfg.json; the folder is damaged.")
     if layer is None:
         layer = layer_from_hook(folder.name)
@@ -72,15 +84,14 @@ def load_sparsify(
             f"Cannot tell which layer the sparsify SAE in {folder} was trained on (its folder name "
             f"'{folder.name}' is not a hookpoint such as layers.12); pass the layer explicitly."
         )
-    sae = SparseAutoencoder(
-        SaeConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=int(raw.get("k", 32))),
-        SaeMetadata(layer=layer, token_set="all"),
-    )
-    with torch.no_grad():
-        sae.W_enc_T.copy_(t["encoder.weight"].float())
-        sae.b_enc.copy_(t["encoder.bias"].float())
-        sae.W_dec.copy_(t["W_dec"].float())
-        sae.b_dec.copy_(t["b_dec"].float())
+    cfg = SaeConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=config_size(raw.get("k", 32), "k", folder / CFG_NAME))
+    sae = SparseAutoencoder.allocate(cfg, SaeMetadata(layer=layer, token_set="all"), folder)
+    params = {"encoder.weight": sae.W_enc_T, "encoder.bias": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+    with open_weights(weights) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
+        for name, param in params.items():
+            t = f.get_tensor(name)
+            param.copy_(t)
+            del t
     sae.check_finite(folder)
     return sae.to(device)
 

@@ -311,6 +311,18 @@ class SparseAutoencoder(nn.Module):
         return folder
 
     @classmethod
+    def allocate(cls, cfg: SaeConfig, meta: SaeMetadata, folder: Path) -> SparseAutoencoder:
+        """An SAE of ``cfg``'s size to read ``folder``'s weights into; one sentence when the machine
+        cannot hold it."""
+        try:
+            return cls(cfg, meta)
+        except (RuntimeError, MemoryError) as e:
+            need = 4 * (2 * cfg.d_in * cfg.d_sae + cfg.d_sae + cfg.d_in) / 1e9
+            raise UserError(
+                f"{folder}'s {cfg.d_sae:,} latents need {need:.1f} GB, more memory than this machine could give."
+            ) from e
+
+    @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
         """Load an SAE folder in SAELens' layout. Never unpickles: JSON and safetensors only."""
         folder = Path(folder)
@@ -352,7 +364,7 @@ class SparseAutoencoder(nn.Module):
             "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,),
         }
-        with _reading(weights_path) as f:
+        with open_weights(weights_path) as f:
             keys = set(f.keys())
             for name, shape in expected.items():  # before any memory is taken for the config's sizes
                 if name not in keys:
@@ -362,15 +374,9 @@ class SparseAutoencoder(nn.Module):
                         f"{weights_path}: '{name}' has shape {tuple(f.get_slice(name).get_shape())} but cfg.json "
                         f"says {shape}; the weights and the config do not belong together."
                     )
-        try:
-            sae = cls(cfg, meta)
-        except (RuntimeError, MemoryError) as e:
-            need = 4 * (2 * cfg.d_in * cfg.d_sae + cfg.d_sae + cfg.d_in) / 1e9
-            raise UserError(
-                f"{folder}'s {cfg.d_sae:,} latents need {need:.1f} GB, more memory than this machine could give."
-            ) from e
+        sae = cls.allocate(cfg, meta, folder)
         params = {"W_enc": sae.W_enc_T, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
-        with _reading(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
+        with open_weights(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
             for name, param in params.items():
                 t = f.get_tensor(name)
                 param.copy_(t.T if name == "W_enc" else t)
@@ -405,22 +411,32 @@ def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
             "scale into the weights and set it to 'none'."
         )
     k = kwargs.get("k", raw.get("k", 32)) if arch == "topk" else raw.get("k", 32)
-    for name, value in (("d_in", raw.get("d_in")), ("d_sae", raw.get("d_sae")), ("k", k)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value != int(value)
-            or value < 1
-        ):
-            raise UserError(
-                f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
-            )
-    return SaeConfig(d_in=int(raw["d_in"]), d_sae=int(raw["d_sae"]), arch=arch, k=int(k))
+    return SaeConfig(
+        d_in=config_size(raw.get("d_in"), "d_in", cfg_path),
+        d_sae=config_size(raw.get("d_sae"), "d_sae", cfg_path),
+        arch=arch,
+        k=config_size(k, "k", cfg_path),
+    )
+
+
+def config_size(value: Any, name: str, cfg_path: Path) -> int:
+    """A size a config file gives, as an int; one sentence when it is not a positive whole number
+    (JSON also allows strings, bools, NaN and Infinity there)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+        or value < 1
+    ):
+        raise UserError(
+            f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
+        )
+    return int(value)
 
 
 @contextlib.contextmanager
-def _reading(weights_path: Path):
+def open_weights(weights_path: Path):
     """``weights_path`` opened with safetensors; a corrupt file becomes one sentence."""
     try:
         with safe_open(str(weights_path), framework="pt") as f:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from helpers import run_cli
@@ -184,6 +186,35 @@ def test_a_config_that_claims_an_enormous_width_is_refused_before_any_memory_is_
     cfg["d_sae"] = 10**12  # 4 PB of weights, were it believed
     (folder / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="do not belong together"):
+        load_any(folder)
+
+
+def test_a_damaged_sparsify_folder_gets_one_sentence(tmp_path):
+    """sparsify's cfg.json and weights read as SAELens' are: sizes checked before memory is taken."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    sparsify = pytest.importorskip("sparsify")
+    folder = tmp_path / "layers.2"
+    sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=16, k=2)).save_to_disk(folder)
+    cfg, tensors = json.loads((folder / "cfg.json").read_text()), load_file(folder / "sae.safetensors")
+    for cfg_change, tensor_change, sentence in (
+        ({"k": "two"}, {}, "gives k as 'two'"),
+        ({"k": float("nan")}, {}, "gives k as nan"),
+        ({"k": 99}, {}, "k must be between 1 and the width 16"),
+        ({"d_in": 9}, {}, "do not match its cfg.json"),
+        ({}, {"W_dec": torch.zeros(16, 9)}, "do not match its cfg.json"),
+        ({}, {"encoder.weight": torch.zeros(16)}, "'encoder.weight' has shape (16,)"),
+        ({}, {"b_dec": None}, "has no 'b_dec'"),
+    ):
+        (folder / "cfg.json").write_text(json.dumps(cfg | cfg_change))
+        changed = {n: t for n, t in (tensors | tensor_change).items() if t is not None}
+        save_file(changed, folder / "sae.safetensors")
+        with pytest.raises(UserError, match=re.escape(sentence)):
+            load_any(folder)
+    (folder / "sae.safetensors").write_bytes(b"\x10" * 64)
+    with pytest.raises(UserError, match="not a readable safetensors file"):
         load_any(folder)
 
 

@@ -422,6 +422,16 @@ def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
 def config_size(value: Any, name: str, cfg_path: Path) -> int:
     """A size a config file gives, as an int; one sentence when it is not a positive whole number
     (JSON also allows strings, bools, NaN and Infinity there)."""
+    size = whole_number(value)
+    if size is None:
+        raise UserError(
+            f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
+        )
+    return size
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a positive whole number (``5`` or ``5.0``), else None."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -429,9 +439,7 @@ def config_size(value: Any, name: str, cfg_path: Path) -> int:
         or value != int(value)
         or value < 1
     ):
-        raise UserError(
-            f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
-        )
+        return None
     return int(value)
 
 

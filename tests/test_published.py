@@ -402,3 +402,52 @@ def test_a_file_written_by_the_saev_package_imports_with_the_activations_saev_co
         z_hat, theirs, _ = model((x - mean) / scalar)  # saev's forward on its loader's normalised inputs
         assert torch.allclose(sae.encode(x), theirs, atol=1e-4) and (theirs > 0).any()
         assert torch.allclose(sae.decode(theirs), z_hat * scalar + mean, atol=1e-4)
+
+
+def _damaged(kind: str, tmp_path: Path) -> Path:
+    """One published file of each layout whose fields hold what their readers did not expect."""
+    if kind == "daujotas integer weights":
+        src, t = _daujotas(tmp_path / "d")
+        torch.save(t | {"encoder.weight": t["encoder.weight"].int()}, src / "sparse_autoencoder_128.pth")
+        return src
+    if kind == "daujotas complex bias":
+        src, t = _daujotas(tmp_path / "d")
+        torch.save(t | {"enc_bias": t["enc_bias"].to(torch.complex64)}, src / "sparse_autoencoder_128.pth")
+        return src
+    if kind == "prisma k as a word":
+        return _prisma(tmp_path / "p", 24, 96, activation_fn_str="topk", activation_fn_kwargs={"k": "eight"})[0]
+    if kind == "prisma one-dimensional encoder":
+        src, t = _prisma(tmp_path / "p", 24, 96)
+        torch.save(t | {"W_enc": t["W_enc"].flatten()}, src / "weights.pt")
+        return src
+    if kind == "saev top_k as a word":
+        header = {"schema": 5, "cfg": {"activation": {"cls": "TopK", "params": {"top_k": "four"}}}}
+        return _saev(tmp_path / "s" / "sae.pt", header, _weights(24, 96, 0))
+    if kind == "saev infinite b_dec":  # folded into b_enc on reading: the sentence names the file's own tensor
+        t = _weights(24, 96, 0) | {"b_dec": torch.full((24,), float("inf"))}
+        return _saev(tmp_path / "s" / "sae.pt", {"schema": 5, "cfg": {}}, t)
+    if kind == "msae scaling factor as a word":
+        src, ckpt = _msae(tmp_path / "m", "96_24_TopKReLU_8_False_False_0.0_cc3m.pth", 24, 96)
+        torch.save(ckpt | {"scaling_factor": "big"}, src)
+        return src
+    assert kind == "msae soft cap nan"
+    return _msae(tmp_path / "m", "96_24_TopKReLU_8_False_False_nan_cc3m.pth", 24, 96)[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("daujotas integer weights", "'encoder.weight' holds int32 values, not weights"),
+        ("daujotas complex bias", "'enc_bias' holds complex64 values"),
+        ("prisma k as a word", "gives no k between 1 and 96"),
+        ("prisma one-dimensional encoder", "do not fit together"),
+        ("saev top_k as a word", "gives no top_k between 1 and 96"),
+        ("saev infinite b_dec", "'b_dec' holds NaN or infinite values"),
+        ("msae scaling factor as a word", "scaling_factor as str, not a number"),
+        ("msae soft cap nan", "configuration in its name"),
+    ],
+)
+def test_published_files_whose_fields_are_damaged_get_one_sentence(kind, says, tmp_path):
+    r = run_cli("import", _damaged(kind, tmp_path), "--layer", "3", "-o", tmp_path / "out")
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()

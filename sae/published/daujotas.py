@@ -16,6 +16,7 @@ from sae.errors import UserError
 from sae.hooks import EMBEDDING
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
 from sae.published.fold import fold_unsubtracted_b_dec
+from sae.published.pickles import as_weights
 
 LAYOUT = "Kandinsky 2.2 embedding SAE (gytdau/clip-sae-128)"
 KEYS = ("encoder.weight", "enc_bias", "decoder.weight", "dec_bias")
@@ -27,7 +28,7 @@ def is_daujotas(t: dict[str, torch.Tensor]) -> bool:
 
 
 def read_daujotas(path: Path, t: dict[str, torch.Tensor], layer: int | None) -> SparseAutoencoder:
-    enc, b_enc, dec, b_dec = (t[k].float() for k in KEYS)
+    enc, b_enc, dec, b_dec = (as_weights(t[k], k, path) for k in KEYS)
     if enc.dim() != 2 or dec.shape != enc.T.shape or b_enc.shape != enc.shape[:1] or b_dec.shape != enc.shape[1:]:
         raise UserError(f"{path}: the shapes of its tensors do not fit together; the file is damaged.")
     d_sae, d_in = enc.shape

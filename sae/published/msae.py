@@ -10,6 +10,7 @@ The state dict has ``pre_bias [D]``, ``encoder [D, F]``, ``latent_bias [F]`` and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from sae.hooks import EMBEDDING
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
 from sae.published.fold import fold_input_affine
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
+from sae.published.pickles import as_weights
 
 LAYOUT = "MSAE"
 # MSAE's activation names -> sae-studio's: TopK keeps the k largest pre-activations, then ReLU
@@ -51,7 +53,10 @@ def parse_name(path: Path) -> MsaeName:
         # the ReLU SAE's L1 weight, a Matryoshka nesting size and _RW/_UW come before the flags
         while rest[0] not in ("True", "False"):
             rest.pop(0)
-        return MsaeName(n_latents, n_inputs, activation, k, rest[0] == "True", rest[1] == "True", float(rest[2]))
+        soft_cap = float(rest[2])
+        if not math.isfinite(soft_cap):
+            raise ValueError(soft_cap)
+        return MsaeName(n_latents, n_inputs, activation, k, rest[0] == "True", rest[1] == "True", soft_cap)
     except (IndexError, ValueError):
         raise UserError(
             f"{path.name} does not carry MSAE's configuration in its name ({NAME_FORM}); "
@@ -74,14 +79,24 @@ def read_msae(path: Path, obj: dict[str, Any], layer: int | None) -> Published:
             "cannot express; sae-studio cannot reproduce its activations."
         )
     state = obj["model"]
-    try:
-        encoder = state["encoder"].float()
-        decoder = encoder.T if name.tied else state["decoder"].float()
-        pre_bias, latent_bias = state["pre_bias"].float(), state["latent_bias"].float()
-        mean = torch.as_tensor(obj.get("mean_center", 0.0)).float()
-        scale = float(obj["scaling_factor"])
-    except (KeyError, AttributeError, TypeError, ValueError) as e:
-        raise UserError(f"{path.name} lacks MSAE's {e} or holds it in another form; it is not a complete MSAE.") from e
+    fields = {"encoder": state, "pre_bias": state, "latent_bias": state, "mean_center": obj}
+    if not name.tied:
+        fields["decoder"] = state
+    for field, holder in fields.items():
+        if field == "mean_center" and field not in holder:
+            continue  # no centring
+        if not isinstance(holder.get(field), torch.Tensor):
+            raise UserError(f"{path.name} lacks MSAE's tensor '{field}'; it is not a complete MSAE.")
+    encoder = as_weights(state["encoder"], "encoder", path.name)
+    decoder = encoder.T if name.tied else as_weights(state["decoder"], "decoder", path.name)
+    pre_bias = as_weights(state["pre_bias"], "pre_bias", path.name)
+    latent_bias = as_weights(state["latent_bias"], "latent_bias", path.name)
+    mean = as_weights(obj["mean_center"], "mean_center", path.name) if "mean_center" in obj else torch.zeros(1)
+    scale = obj["scaling_factor"]
+    if isinstance(scale, torch.Tensor) and scale.numel() == 1:
+        scale = scale.item()
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise UserError(f"{path.name} gives its scaling_factor as {type(scale).__name__}, not a number; it is damaged.")
     d_in, d_sae = name.n_inputs, name.n_latents
     if encoder.shape != (d_in, d_sae) or decoder.shape != (d_sae, d_in) or latent_bias.shape != (d_sae,):
         raise UserError(f"{path.name}: its tensors' shapes do not match the {d_sae} x {d_in} its name gives.")

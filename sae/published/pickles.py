@@ -58,6 +58,16 @@ def tensor_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def as_weights(tensor: torch.Tensor, name: str, path: str | Path) -> torch.Tensor:
+    """``tensor`` in float32; one sentence when it holds integers, booleans, complex numbers, NaN or
+    infinities (checked before a layout's formula mixes one tensor into another)."""
+    if not tensor.is_floating_point():
+        raise UserError(f"{path}: '{name}' holds {str(tensor.dtype).removeprefix('torch.')} values, not weights.")
+    if not all(torch.isfinite(part).all() for part in tensor.reshape(-1).split(1 << 24)):
+        raise UserError(f"{path}: '{name}' holds NaN or infinite values; the file is damaged.")
+    return tensor.float()
+
+
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a pickled state dict, read safely (see ``safe_load``)."""
     return tensor_dict(safe_load(path), path)

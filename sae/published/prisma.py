@@ -17,8 +17,8 @@ import torch
 
 from sae.errors import UserError
 from sae.hooks import RESID, layer_from_hook, sublayer_from_hook
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, read_config
-from sae.published.pickles import read_tensors
+from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, read_config, whole_number
+from sae.published.pickles import as_weights, read_tensors
 
 LAYOUT = "Prisma"
 
@@ -63,12 +63,13 @@ def read_prisma(path: Path, config: Path, layer: int | None) -> SparseAutoencode
     missing = [k for k in KEYS if k not in t]
     if missing:
         raise UserError(f"{path} has no '{missing[0]}'; it is not a complete Prisma SAE.")
-    w_enc, b_enc, w_dec, b_dec = (t[k].float() for k in KEYS)
-    d_in, d_sae = w_enc.shape
+    w_enc, b_enc, w_dec, b_dec = (as_weights(t[k], k, path) for k in KEYS)
+    d_in, d_sae = w_enc.shape if w_enc.dim() == 2 else (0, 0)
     if w_dec.shape != (d_sae, d_in) or b_enc.shape != (d_sae,) or b_dec.shape != (d_in,):
         raise UserError(f"{path}: the shapes of its tensors do not fit together; the file is damaged.")
     model = str(cfg.get("model_name", ""))
-    k = int((cfg.get("activation_fn_kwargs") or {}).get("k", 0) or 0)
+    kwargs = cfg.get("activation_fn_kwargs") if isinstance(cfg.get("activation_fn_kwargs"), dict) else {}
+    k = whole_number(kwargs.get("k")) or 0
     if act == "topk" and not 0 < k <= d_sae:
         raise UserError(f"{config} says topk but gives no k between 1 and {d_sae} in activation_fn_kwargs.")
     tokens = "cls" if cfg.get("cls_token_only") else "patches" if cfg.get("use_patches_only") else "all"

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from sae.errors import UserError
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, whole_number
 from sae.published.fold import fold_unsubtracted_b_dec
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
-from sae.published.pickles import safe_load, tensor_dict
+from sae.published.pickles import as_weights, safe_load, tensor_dict
 
 LAYOUT = "saev"
 KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -65,24 +65,28 @@ def _activation(header: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:
     if "schema" not in header:
         return "Relu", 0
     if header.get("cls") in ("Relu", "TopK", "BatchTopK"):  # schema 1, first form
-        return header["cls"], int(cfg.get("top_k", 32))
+        return header["cls"], whole_number(cfg.get("top_k", 32)) or 0
     act = cfg.get("activation") or {"cls": "Relu", "params": {}}
     if not isinstance(act, dict):
         return str(act), 0
-    return str(act.get("cls", "Relu")), int((act.get("params") or {}).get("top_k", 0) or 0)
+    params = act.get("params") if isinstance(act.get("params"), dict) else {}
+    return str(act.get("cls", "Relu")), whole_number(params.get("top_k")) or 0
 
 
 def read_saev(path: Path, header: dict[str, Any], data: bytes, layer: int | None) -> Published:
     schema = header.get("schema")
     if schema is not None and not isinstance(schema, int):
         raise UserError(f"{path} has a saev header with an unknown schema {schema!r}.")
-    cfg = header if schema is None else header.get("cfg") or {}
+    cfg = header if schema is None else header.get("cfg")
+    cfg = cfg if isinstance(cfg, dict) else {}
     name, k = _activation(header, cfg)
-    if name not in ("Relu", "TopK"):
+    if name == "BatchTopK":
         raise UserError(
-            f"{path} is a saev SAE with the {name} activation, which thresholds against its whole training batch; "
+            f"{path} is a saev SAE with the BatchTopK activation, which thresholds against its whole training batch; "
             "sae-studio edits ReLU and TopK SAEs."
         )
+    if name not in ("Relu", "TopK"):
+        raise UserError(f"{path} is a saev SAE with the activation {name!r}; sae-studio edits ReLU and TopK SAEs.")
     if layer is None:
         raise UserError(
             f"{path} is a saev SAE, whose file does not say which layer it reads: pass --layer L "
@@ -92,7 +96,7 @@ def read_saev(path: Path, header: dict[str, Any], data: bytes, layer: int | None
     missing = [key for key in KEYS if key not in t]
     if missing:
         raise UserError(f"{path} has no '{missing[0]}'; it is not a complete saev SAE.")
-    w_enc, b_enc, w_dec, b_dec = (t[key].float() for key in KEYS)
+    w_enc, b_enc, w_dec, b_dec = (as_weights(t[key], key, path) for key in KEYS)
     d_in, d_sae = w_enc.shape if w_enc.dim() == 2 else (0, 0)
     if w_dec.shape != (d_sae, d_in) or b_enc.shape != (d_sae,) or b_dec.shape != (d_in,):
         raise UserError(f"{path}: the shapes of its tensors do not fit together; the file is damaged.")

@@ -1,4 +1,4 @@
-"""The sparse autoencoder: TopK (default) or ReLU, its encode/decode, and its folder on disk.
+"""The sparse autoencoder: TopK (default), ReLU or JumpReLU, its encode/decode, and its folder on disk.
 
 Shapes: x [B, d_in]; pre-activations and codes [B, d_sae]; a TopK code is also kept sparse as
 ``SparseCode(values [B, k], indices [B, k])``.
@@ -6,11 +6,12 @@ Shapes: x [B, d_in]; pre-activations and codes [B, d_sae]; a TopK code is also k
 Math (``s`` is the input scale that brings activations to mean norm sqrt(d_in)):
     f     = topk(W_enc^T (s x - b_dec) + b_enc)            TopK, then ReLU on the k kept
     f     = relu(W_enc^T (s x - b_dec) + b_enc)            ReLU
+    f     = relu(pre) * (pre > threshold)                  JumpReLU (read and edited, not trained here)
     x_hat = (W_dec^T f + b_dec) / s
 
 On disk the folder is SAELens' layout (``cfg.json`` + ``sae_weights.safetensors`` with
-``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``, ``b_dec``) with ``s`` folded into
-the weights, so SAELens or any other consumer gets the same features with no extra step. The
+``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``, ``b_dec``, a JumpReLU's ``threshold``)
+with ``s`` folded into the weights, so SAELens or any other consumer gets the same features with no extra step. The
 project's own facts (backbone, layer, token set, training metrics) sit in ``cfg.json`` under
 ``metadata.sae_studio``; feature labels live in ``labels.json``.
 """
@@ -38,9 +39,10 @@ from sae.errors import UserError
 CFG_NAME = "cfg.json"
 WEIGHTS_NAME = "sae_weights.safetensors"
 LABELS_NAME = "labels.json"
-ARCHS = ("topk", "relu")
+ARCHS = ("topk", "relu", "jumprelu")
+TRAINABLE = ("topk", "relu")  # a JumpReLU SAE (SAELens' own, or its BatchTopK saved for use) is read, not trained
 # SAELens names the ReLU SAE "standard".
-_SAELENS_ARCH = {"topk": "topk", "relu": "standard"}
+_SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu"}
 _FROM_SAELENS_ARCH = {v: k for k, v in _SAELENS_ARCH.items()}
 # The cfg.json format version we write; SAELens reads >= 6.0 configs without conversion.
 _SAELENS_FORMAT = "6.0.0"
@@ -106,7 +108,7 @@ def read_config(path: Path, fix: str = "") -> dict[str, Any]:
 
 
 class SparseAutoencoder(nn.Module):
-    """A TopK or ReLU SAE. ``W_enc_T`` is stored as [d_sae, d_in] (one row per latent) because
+    """A TopK, ReLU or JumpReLU SAE. ``W_enc_T`` is stored as [d_sae, d_in] (one row per latent) because
     the training kernels gather and scatter whole rows; ``W_enc`` is its [d_in, d_sae] view."""
 
     def __init__(self, cfg: SaeConfig, metadata: SaeMetadata | None = None):
@@ -117,6 +119,8 @@ class SparseAutoencoder(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        if cfg.arch == "jumprelu":  # each latent fires only above its own threshold
+            self.register_buffer("threshold", torch.zeros(cfg.d_sae))
         # Multiply inputs by this before encoding (1.0 once folded, as every saved SAE is).
         self.register_buffer("input_scale", torch.tensor(1.0), persistent=False)
 
@@ -181,6 +185,8 @@ class SparseAutoencoder(nn.Module):
         pre = self.pre_activations(x)
         if self.cfg.arch == "relu":
             return pre.relu()
+        if self.cfg.arch == "jumprelu":
+            return pre.relu() * (pre > self.threshold)
         values, indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, indices, values.relu())
 
@@ -203,12 +209,18 @@ class SparseAutoencoder(nn.Module):
         f = self.encode(x)
         return ForwardOutput(self.decode(f), f)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Its tensors by their names on disk (``W_enc`` as the [d_sae, d_in] rows it keeps)."""
+        out = {"W_enc": self.W_enc_T, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        if self.cfg.arch == "jumprelu":
+            out["threshold"] = self.threshold
+        return out
+
     @torch.no_grad()
     def check_finite(self, source: str | Path) -> None:
         """One sentence when a weight holds NaN or an infinity (a damaged file, or a training run
         that diverged): such an SAE would turn every edit into NaN, which the decoder paints as nothing."""
-        weights = {"W_enc": self.W_enc_T, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
-        for name, t in weights.items():
+        for name, t in self.weights().items():
             if not all(torch.isfinite(block).all() for block in t.split(16384)):  # a wide SAE in blocks
                 raise UserError(
                     f"{source}: its {name} holds NaN or infinite values, so the SAE is damaged (or was saved "
@@ -230,6 +242,35 @@ class SparseAutoencoder(nn.Module):
         self.b_dec.div_(s)
         self.metadata.input_scale = s
         self.input_scale.fill_(1.0)
+
+    # -- other projects' formulas, written into this one map ------------------------------------
+    @torch.no_grad()
+    def fold_unsubtracted_b_dec(self) -> None:
+        """For a layout encoding ``act(x W_enc + b_enc)``: W (x - b_dec) + (b + W b_dec) = W x + b."""
+        self.b_enc.add_(self.W_enc_T @ self.b_dec)
+
+    @torch.no_grad()
+    def fold_input_affine(self, mean: torch.Tensor, scale: float) -> None:
+        """For an SAE that reads ``z = (x - mean) * scale``: afterwards it reads ``x`` itself.
+
+        act(((x - m) s - b) W + c) = act((x - (m + b / s)) (s W) + c), and (f W_dec + b) / s + m
+        = f (W_dec / s) + (m + b / s): so W_enc *= s, W_dec /= s, b_dec = m + b_dec / s.
+        """
+        self.W_enc_T.mul_(scale)
+        self.W_dec.div_(scale)
+        self.b_dec.copy_(mean.to(self.b_dec) + self.b_dec / scale)
+
+    @torch.no_grad()
+    def fold_decoder_norms(self) -> None:
+        """For SAELens' ``rescale_acts_by_decoder_norm``, which scales each pre-activation by its
+        decoder row's norm ``n`` and decodes ``(f / n) W_dec``: W_enc, b_enc and a threshold *= n,
+        W_dec /= n give the same codes and reconstructions."""
+        norms = self.W_dec.norm(dim=-1)
+        self.W_enc_T.mul_(norms[:, None])
+        self.b_enc.mul_(norms)
+        self.W_dec.div_(norms.clamp_min(1e-12)[:, None])
+        if self.cfg.arch == "jumprelu":
+            self.threshold.mul_(norms)
 
     # -- disk --------------------------------------------------------------------------------
     @property
@@ -282,6 +323,8 @@ class SparseAutoencoder(nn.Module):
         out.b_enc.copy_(self.b_enc[keep])
         out.W_dec.copy_(self.W_dec[keep])
         out.b_dec.copy_(self.b_dec)
+        if self.cfg.arch == "jumprelu":
+            out.threshold.copy_(self.threshold[keep])
         out.input_scale.fill_(float(self.input_scale))
         return out
 
@@ -299,6 +342,8 @@ class SparseAutoencoder(nn.Module):
             "W_dec": copy.W_dec.detach().float().contiguous().cpu(),
             "b_dec": copy.b_dec.detach().float().contiguous().cpu(),
         }
+        if self.cfg.arch == "jumprelu":
+            tensors["threshold"] = copy.threshold.float().contiguous().cpu()
         labels = folder / LABELS_NAME
         with atomic.atomic_dir(folder) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_NAME))
@@ -364,6 +409,8 @@ class SparseAutoencoder(nn.Module):
             "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,),
         }
+        if cfg.arch == "jumprelu":
+            expected["threshold"] = (cfg.d_sae,)
         with open_weights(weights_path) as f:
             keys = set(f.keys())
             for name, shape in expected.items():  # before any memory is taken for the config's sizes
@@ -374,14 +421,20 @@ class SparseAutoencoder(nn.Module):
                         f"{weights_path}: '{name}' has shape {tuple(f.get_slice(name).get_shape())} but cfg.json "
                         f"says {shape}; the weights and the config do not belong together."
                     )
+                if not (dtype := f.get_slice(name).get_dtype()).startswith(("F", "BF")):
+                    raise UserError(f"{weights_path}: '{name}' holds {dtype} values, not weights.")
         sae = cls.allocate(cfg, meta, folder)
-        params = {"W_enc": sae.W_enc_T, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
         with open_weights(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
-            for name, param in params.items():
+            for name, param in sae.weights().items():
                 t = f.get_tensor(name)
                 param.copy_(t.T if name == "W_enc" else t)
                 del t
         sae.check_finite(folder)
+        # SAELens' options that change the map, written into sae-studio's one formula
+        if raw.get("apply_b_dec_to_input") is False:
+            sae.fold_unsubtracted_b_dec()
+        if raw.get("rescale_acts_by_decoder_norm") is True:
+            sae.fold_decoder_norms()
         return sae.to(device)
 
 
@@ -393,16 +446,21 @@ def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
     architecture = raw.get("architecture", "standard")
     if activation == "topk" and kwargs.get("k") is not None:
         architecture = "topk"
-    arch = _FROM_SAELENS_ARCH.get(architecture)
+    arch = _FROM_SAELENS_ARCH.get(architecture) if isinstance(architecture, str) else None
     if arch is None:
         raise UserError(
-            f"{cfg_path} has architecture '{architecture}', which sae-studio cannot edit yet; it reads topk and "
-            "standard (ReLU) SAEs."
+            f"{cfg_path} has architecture '{architecture}', which sae-studio cannot edit yet; it reads topk, "
+            "jumprelu and standard (ReLU) SAEs."
         )
     if arch == "relu" and activation not in (None, "relu"):
         raise UserError(
-            f"{cfg_path} has activation '{activation}', which sae-studio cannot edit yet; it reads topk and "
-            "standard (ReLU) SAEs."
+            f"{cfg_path} has activation '{activation}', which sae-studio cannot edit yet; it reads topk, "
+            "jumprelu and standard (ReLU) SAEs."
+        )
+    if raw.get("reshape_activations", "none") not in ("none", None):
+        raise UserError(
+            f"{cfg_path} reshapes its inputs ({raw['reshape_activations']}), as an SAE on attention heads does; "
+            "sae-studio edits SAEs on whole residual, MLP or attention outputs."
         )
     normalise = raw.get("normalize_activations", "none")
     if normalise not in ("none", None, False):

@@ -28,7 +28,7 @@ from sae.activations import ActivationStore
 from sae.configs import TrainConfig
 from sae.device import pick_device
 from sae.errors import UserError
-from sae.model import ARCHS, SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import TRAINABLE, SaeConfig, SaeMetadata, SparseAutoencoder
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -97,7 +97,7 @@ class Trainer:
         progress: bool = True,
         log_every: int = 50,
     ):
-        if cfg.arch not in ARCHS:
+        if cfg.arch not in TRAINABLE:
             raise UserError(f"--arch '{cfg.arch}' is unknown; use topk or relu.")
         if cfg.batch_size <= 0 or cfg.tokens <= 0:
             raise UserError("--batch-size and --tokens must be positive.")

@@ -257,3 +257,97 @@ def test_an_older_saelens_topk_config_is_read_as_saelens_reads_it(tmp_path):
         else:
             with pytest.raises(UserError, match=sentence):
                 load_any(folder)
+
+
+def _random_saelens(sae, thresholds: bool = False):
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.normal_(0.0, 1.0 if name != "W_dec" else 0.3)
+        if thresholds:
+            sae.threshold.uniform_(0.5, 2.0)  # some latents above zero but under their threshold
+    return sae
+
+
+def test_a_saelens_jumprelu_sae_reads_edits_and_saves_as_saelens_reads_it(tiny_clip, tmp_path):
+    """SAELens' JumpReLU (also what its BatchTopK saves for use) with per-latent thresholds."""
+    sae_lens = pytest.importorskip("sae_lens")
+    from PIL import Image
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+
+    from sae.backbone import load_backbone
+    from sae.session import Session
+    from sae.steer import Edit
+
+    cfg = JumpReLUSAEConfig(d_in=32, d_sae=80)
+    cfg.metadata.hook_name = "blocks.2.hook_resid_post"
+    theirs = _random_saelens(JumpReLUSAE(cfg), thresholds=True)
+    theirs.save_model(tmp_path / "theirs")
+    ours = load_any(tmp_path / "theirs")
+    assert (ours.cfg.arch, ours.metadata.layer) == ("jumprelu", 3)
+    x = torch.randn(200, 32) * 2
+    with torch.no_grad():
+        expected = theirs.encode(x)
+        fired = (expected > 0).float().mean()
+        relu_fired = (((x - theirs.b_dec) @ theirs.W_enc + theirs.b_enc) > 0).float().mean()
+        assert 0 < fired < relu_fired  # the thresholds silence latents a ReLU would keep
+        assert torch.allclose(ours.encode(x), expected, atol=1e-4)
+        assert torch.allclose(ours.decode(expected), theirs.decode(expected), atol=1e-4)
+    ours.save(tmp_path / "ours")  # and back: SAELens reads sae-studio's file as the same SAE
+    again = sae_lens.SAE.load_from_disk(tmp_path / "ours")
+    with torch.no_grad():
+        assert torch.allclose(again.encode(x), expected, atol=1e-4)
+    session = Session(load_backbone(str(tiny_clip), layer=3), SparseAutoencoder.load(tmp_path / "ours"))
+    session.set_image(Image.new("RGB", (40, 30), (200, 80, 20)))
+    plain = session.embedding([])
+    assert torch.allclose(plain, session.current.embedding, atol=1e-5)
+    assert not torch.allclose(session.embedding([Edit(3, "add", 5.0)]), plain, atol=1e-3)
+    r = run_cli("train", "--acts", tmp_path, "--out", tmp_path / "t", "--arch", "jumprelu")
+    assert r.returncode == 2 and "use topk or relu" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "arch"),
+    [
+        ({"apply_b_dec_to_input": False}, "topk"),
+        ({"rescale_acts_by_decoder_norm": True}, "topk"),
+        ({"apply_b_dec_to_input": False, "rescale_acts_by_decoder_norm": True}, "topk"),
+        ({"apply_b_dec_to_input": False}, "jumprelu"),
+        ({"apply_b_dec_to_input": False}, "standard"),
+    ],
+)
+def test_saelens_options_that_change_the_map_are_read_as_saelens_reads_them(options, arch, tmp_path):
+    """An SAE that does not subtract b_dec, or scales its pre-activations by its decoder norms, gives
+    SAELens' own activations and reconstructions."""
+    sae_lens = pytest.importorskip("sae_lens")
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+
+    kinds = {
+        "topk": (TopKSAE, TopKSAEConfig, {"k": 6}),
+        "jumprelu": (JumpReLUSAE, JumpReLUSAEConfig, {}),
+        "standard": (StandardSAE, StandardSAEConfig, {}),
+    }
+    model, config, extra = kinds[arch]
+    cfg = config(d_in=16, d_sae=48, **extra, **options)
+    theirs = _random_saelens(model(cfg), thresholds=arch == "jumprelu")
+    theirs.save_model(tmp_path / "theirs")
+    assert all(theirs.cfg.to_dict()[k] == v for k, v in options.items())
+    ours = load_any(tmp_path / "theirs")
+    x = torch.randn(100, 16) * 2
+    with torch.no_grad():
+        expected = theirs.encode(x)
+        assert (expected > 0).any()
+        assert torch.allclose(ours.encode(x), expected, atol=1e-4)
+        assert torch.allclose(ours(x).reconstruction, theirs.decode(expected), atol=1e-4)
+    ours.save(tmp_path / "ours")
+    with torch.no_grad():
+        assert torch.allclose(sae_lens.SAE.load_from_disk(tmp_path / "ours").encode(x), expected, atol=1e-4)
+
+
+def test_an_saelens_sae_on_attention_heads_is_refused_with_a_sentence(tmp_path):
+    import json
+
+    folder = _saved(_sae()[0], tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    (folder / "cfg.json").write_text(json.dumps(cfg | {"reshape_activations": "hook_z"}))
+    with pytest.raises(UserError, match="reshapes its inputs"):
+        load_any(folder)

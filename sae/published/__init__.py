@@ -4,7 +4,8 @@ Pickles are read only through ``sae.published.pickles`` (torch's weights-only lo
 with its CVE fixes). Nothing runs a repository's own ``model.py`` or loader, and
 ``sae-studio import`` converts the file once into safetensors (SAELens' layout), so nothing reads
 the pickle again. One module per layout: ``daujotas`` (the Kandinsky 2.2 embedding SAE),
-``prisma``, ``saev``, ``msae``; ``fold`` writes their encode formulas into sae-studio's one map.
+``prisma``, ``saev``, ``msae``; ``SparseAutoencoder``'s ``fold_*`` methods write their encode formulas
+into sae-studio's one map.
 """
 
 from __future__ import annotations

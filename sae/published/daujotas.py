@@ -15,7 +15,6 @@ import torch
 from sae.errors import UserError
 from sae.hooks import EMBEDDING
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
-from sae.published.fold import fold_unsubtracted_b_dec
 from sae.published.pickles import as_weights
 
 LAYOUT = "Kandinsky 2.2 embedding SAE (gytdau/clip-sae-128)"
@@ -45,5 +44,5 @@ def read_daujotas(path: Path, t: dict[str, torch.Tensor], layer: int | None) -> 
         sae.b_enc.copy_(b_enc)
         sae.W_dec.copy_(dec.T)
         sae.b_dec.copy_(b_dec)
-    fold_unsubtracted_b_dec(sae)
+    sae.fold_unsubtracted_b_dec()
     return sae

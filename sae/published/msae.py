@@ -19,7 +19,6 @@ import torch
 from sae.errors import UserError
 from sae.hooks import EMBEDDING
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
-from sae.published.fold import fold_input_affine
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
 from sae.published.pickles import as_weights
 
@@ -114,6 +113,6 @@ def read_msae(path: Path, obj: dict[str, Any], layer: int | None) -> Published:
         sae.b_enc.copy_(latent_bias)
         sae.W_dec.copy_(decoder)
         sae.b_dec.copy_(pre_bias)
-    fold_input_affine(sae, mean.expand(d_in), scale)
+    sae.fold_input_affine(mean.expand(d_in), scale)
     notes = (f"MSAE's plain {NEGATIVE_TOPK_NOTE}.",) if name.activation == "TopK" else ()
     return Published(LAYOUT, sae, notes)

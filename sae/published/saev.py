@@ -22,7 +22,6 @@ import torch
 
 from sae.errors import UserError
 from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, whole_number
-from sae.published.fold import fold_unsubtracted_b_dec
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
 from sae.published.pickles import as_weights, safe_load, tensor_dict
 
@@ -113,6 +112,6 @@ def read_saev(path: Path, header: dict[str, Any], data: bytes, layer: int | None
         sae.b_dec.copy_(b_dec)
     early = is_early(header)
     if not early:
-        fold_unsubtracted_b_dec(sae)
+        sae.fold_unsubtracted_b_dec()
     notes = (f"saev {NEGATIVE_TOPK_NOTE}.",) if name == "TopK" else ()
     return Published(LAYOUT if not early else f"{LAYOUT} (early format)", sae, notes, needs_statistics=early)

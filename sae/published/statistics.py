@@ -17,7 +17,6 @@ from sae.activations import encode_images
 from sae.backbone import Backbone
 from sae.errors import UserError
 from sae.images import find_images
-from sae.published.fold import fold_input_affine
 from sae.published.layout import Published
 
 MAX_IMAGES = 1000  # enough for a mean and a mean norm to settle to a fraction of a percent
@@ -63,7 +62,7 @@ def apply_statistics(published: Published, backbone: Backbone, images: str | Pat
     sentence that tells the user so (also recorded in the SAE's metadata)."""
     sae = published.sae
     mean, scalar, read = input_statistics(backbone, images, sae.metadata.token_set, **kwargs)
-    fold_input_affine(sae, mean, 1.0 / scalar)
+    sae.fold_input_affine(mean, 1.0 / scalar)
     sae.metadata.imported["normalisation"] = {
         "estimated_from": str(images),
         "pictures": read,

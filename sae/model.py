@@ -429,13 +429,35 @@ class SparseAutoencoder(nn.Module):
                 t = f.get_tensor(name)
                 param.copy_(t.T if name == "W_enc" else t)
                 del t
+            scaling = _finetuning_scaling(f, raw, cfg, weights_path)
         sae.check_finite(folder)
         # SAELens' options that change the map, written into sae-studio's one formula
         if raw.get("apply_b_dec_to_input") is False:
             sae.fold_unsubtracted_b_dec()
         if raw.get("rescale_acts_by_decoder_norm") is True:
             sae.fold_decoder_norms()
+        if scaling is not None:  # SAELens before 6 decoded (f * scaling_factor) W_dec
+            with torch.no_grad():
+                sae.W_dec.mul_(scaling[:, None])
         return sae.to(device)
+
+
+def _finetuning_scaling(f: Any, raw: dict, cfg: SaeConfig, weights_path: Path) -> torch.Tensor | None:
+    """The per-latent ``scaling_factor`` older SAELens files multiply codes by before decoding, when
+    it is there and not all ones (as SAELens' loader reads it); one sentence when it cannot be used."""
+    if "scaling_factor" not in f.keys():
+        return None
+    scaling = f.get_tensor("scaling_factor")
+    if tuple(scaling.shape) != (cfg.d_sae,) or not scaling.is_floating_point() or not torch.isfinite(scaling).all():
+        raise UserError(f"{weights_path}: its scaling_factor is not {cfg.d_sae} finite numbers; the file is damaged.")
+    if torch.allclose(scaling.float(), torch.ones(cfg.d_sae)):
+        return None
+    if not raw.get("finetuning_scaling_factor"):
+        raise UserError(
+            f"{weights_path} holds a scaling_factor but its cfg.json sets no finetuning_scaling_factor; the two "
+            "do not belong together."
+        )
+    return scaling.float()
 
 
 def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:

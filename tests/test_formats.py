@@ -351,3 +351,31 @@ def test_an_saelens_sae_on_attention_heads_is_refused_with_a_sentence(tmp_path):
     (folder / "cfg.json").write_text(json.dumps(cfg | {"reshape_activations": "hook_z"}))
     with pytest.raises(UserError, match="reshapes its inputs"):
         load_any(folder)
+
+
+def test_an_older_saelens_finetuning_scaling_factor_is_folded_into_the_decoder(tmp_path):
+    """SAELens before 6 kept a per-latent scaling_factor and decoded (f * scaling_factor) W_dec + b_dec."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    sae, x = _sae()
+    folder = _saved(sae, tmp_path)
+    tensors, cfg = load_file(folder / "sae_weights.safetensors"), json.loads((folder / "cfg.json").read_text())
+    scaling = torch.rand(64) + 0.5
+    save_file(tensors | {"scaling_factor": scaling}, folder / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="sets no finetuning_scaling_factor"):
+        load_any(folder)  # as SAELens' loader refuses it
+    (folder / "cfg.json").write_text(json.dumps(cfg | {"finetuning_scaling_factor": True}))
+    ours = load_any(folder)
+    with torch.no_grad():
+        f = ours.encode(x)
+        assert torch.allclose(f, sae.encode(x), atol=1e-5)  # the codes are the file's own
+        older = (f * scaling) @ tensors["W_dec"] + tensors["b_dec"]
+        assert torch.allclose(ours.decode(f), older, atol=1e-4)
+    save_file(tensors | {"scaling_factor": torch.ones(64)}, folder / "sae_weights.safetensors")
+    with torch.no_grad():  # all ones: nothing to fold
+        assert torch.allclose(load_any(folder).decode(f), f @ tensors["W_dec"] + tensors["b_dec"], atol=1e-4)
+    save_file(tensors | {"scaling_factor": torch.ones(3)}, folder / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="scaling_factor is not 64 finite numbers"):
+        load_any(folder)

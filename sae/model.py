@@ -43,7 +43,8 @@ ARCHS = ("topk", "relu", "jumprelu")
 TRAINABLE = ("topk", "relu")  # a JumpReLU SAE (SAELens' own, or its BatchTopK saved for use) is read, not trained
 # SAELens names the ReLU SAE "standard".
 _SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu"}
-_FROM_SAELENS_ARCH = {v: k for k, v in _SAELENS_ARCH.items()}
+# A gated SAE is a JumpReLU one once its weights are rewritten (``_read_gated``).
+_FROM_SAELENS_ARCH = {v: k for k, v in _SAELENS_ARCH.items()} | {"gated": "jumprelu"}
 # The cfg.json format version we write; SAELens reads >= 6.0 configs without conversion.
 _SAELENS_FORMAT = "6.0.0"
 
@@ -409,7 +410,11 @@ class SparseAutoencoder(nn.Module):
             "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,),
         }
-        if cfg.arch == "jumprelu":
+        gated = raw.get("architecture") == "gated"
+        if gated:
+            del expected["b_enc"]
+            expected |= {"b_gate": (cfg.d_sae,), "b_mag": (cfg.d_sae,), "r_mag": (cfg.d_sae,)}
+        elif cfg.arch == "jumprelu":
             expected["threshold"] = (cfg.d_sae,)
         with open_weights(weights_path) as f:
             keys = set(f.keys())
@@ -425,7 +430,9 @@ class SparseAutoencoder(nn.Module):
                     raise UserError(f"{weights_path}: '{name}' holds {dtype} values, not weights.")
         sae = cls.allocate(cfg, meta, folder)
         with open_weights(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
-            for name, param in sae.weights().items():
+            if gated:
+                _read_gated(sae, f)
+            for name, param in sae.weights().items() if not gated else ():
                 t = f.get_tensor(name)
                 param.copy_(t.T if name == "W_enc" else t)
                 del t
@@ -440,6 +447,21 @@ class SparseAutoencoder(nn.Module):
             with torch.no_grad():
                 sae.W_dec.mul_(scaling[:, None])
         return sae.to(device)
+
+
+@torch.no_grad()
+def _read_gated(sae: SparseAutoencoder, f: Any) -> None:
+    """A SAELens gated SAE as the JumpReLU SAE it equals. It fires where the gate ``s + b_gate`` is
+    positive (``s = (x - b_dec) W_enc``) with the magnitude ``relu(e s + b_mag)``, ``e = exp(r_mag)``.
+    As e > 0, the gate is open exactly where the magnitude's pre-activation exceeds ``b_mag - e b_gate``:
+    so W_enc *= e, b_enc = b_mag and that is the threshold."""
+    scale = f.get_tensor("r_mag").float().exp()
+    sae.W_enc_T.copy_(f.get_tensor("W_enc").T)
+    sae.W_enc_T.mul_(scale[:, None])
+    sae.b_enc.copy_(f.get_tensor("b_mag"))
+    sae.threshold.copy_(sae.b_enc - scale * f.get_tensor("b_gate").float())
+    sae.W_dec.copy_(f.get_tensor("W_dec"))
+    sae.b_dec.copy_(f.get_tensor("b_dec"))
 
 
 def _finetuning_scaling(f: Any, raw: dict, cfg: SaeConfig, weights_path: Path) -> torch.Tensor | None:
@@ -472,12 +494,12 @@ def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
     if arch is None:
         raise UserError(
             f"{cfg_path} has architecture '{architecture}', which sae-studio cannot edit yet; it reads topk, "
-            "jumprelu and standard (ReLU) SAEs."
+            "jumprelu, gated and standard (ReLU) SAEs."
         )
     if arch == "relu" and activation not in (None, "relu"):
         raise UserError(
             f"{cfg_path} has activation '{activation}', which sae-studio cannot edit yet; it reads topk, "
-            "jumprelu and standard (ReLU) SAEs."
+            "jumprelu, gated and standard (ReLU) SAEs."
         )
     if raw.get("reshape_activations", "none") not in ("none", None):
         raise UserError(

@@ -29,6 +29,7 @@ from sae.model import (
     config_size,
     open_weights,
     read_config,
+    sae_folders_inside,
 )
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
@@ -43,6 +44,8 @@ def detect(folder: str | Path) -> str:
         return "sparsify"
     if (folder / CFG_NAME).is_file():
         return "saelens"  # let the SAELens reader name what is missing
+    if inside := sae_folders_inside(folder):
+        raise UserError(f"{folder} holds SAE folders, not one SAE: {inside}; pass one of them.")
     raise UserError(
         f"{folder} is not an SAE folder: expected cfg.json with sae_weights.safetensors (SAELens, "
         "sae-studio) or sae.safetensors (sparsify)."

@@ -97,6 +97,14 @@ class SaeMetadata:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def sae_folders_inside(folder: Path) -> str:
+    """The SAE folders directly inside ``folder`` (a release or a run holds one per layer), named for a
+    sentence: "a, b, c and 9 more", or "" when there are none."""
+    found = sorted(p.name for p in folder.iterdir() if (p / CFG_NAME).is_file()) if folder.is_dir() else []
+    shown = ", ".join(found[:3])
+    return f"{shown} and {len(found) - 3} more" if len(found) > 3 else shown
+
+
 def read_config(path: Path, fix: str = "") -> dict[str, Any]:
     """A JSON config whose top level is an object; one sentence (ending in ``fix``) otherwise."""
     try:
@@ -385,6 +393,8 @@ class SparseAutoencoder(nn.Module):
                     "unpickles when it opens an SAE; convert it once, safely, with "
                     f"sae-studio import {folder} -o NEW_FOLDER."
                 )
+            if missing == CFG_NAME and (inside := sae_folders_inside(folder)):
+                raise UserError(f"{folder} holds SAE folders, not one SAE: {inside}; pass one of them.")
             if missing == CFG_NAME:
                 raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
             raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}; save the weights as safetensors.")

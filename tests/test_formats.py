@@ -394,3 +394,14 @@ def test_an_older_saelens_finetuning_scaling_factor_is_folded_into_the_decoder(t
     save_file(tensors | {"scaling_factor": torch.ones(3)}, folder / "sae_weights.safetensors")
     with pytest.raises(UserError, match="scaling_factor is not 64 finite numbers"):
         load_any(folder)
+
+
+def test_a_folder_of_sae_folders_names_them(tmp_path):
+    """A SAELens release or a sparsify run holds one SAE folder per layer; the parent is not an SAE."""
+    pytest.importorskip("sparsify")
+    sae, _ = _sae()
+    for name in ("layers.2", "layers.5"):
+        run_cli("export", "--sae", _saved(sae, tmp_path), "--to", "sparsify", "-o", tmp_path / "run" / name)
+    for command in (("features", "--sae", tmp_path / "run", "--search", "cat"), ("import", tmp_path / "run")):
+        r = run_cli(*command, "-o", tmp_path / "out") if command[0] == "import" else run_cli(*command)
+        assert r.returncode == 2 and "holds SAE folders, not one SAE: layers.2, layers.5; pass one" in r.stderr, r.stderr

@@ -404,4 +404,6 @@ def test_a_folder_of_sae_folders_names_them(tmp_path):
         run_cli("export", "--sae", _saved(sae, tmp_path), "--to", "sparsify", "-o", tmp_path / "run" / name)
     for command in (("features", "--sae", tmp_path / "run", "--search", "cat"), ("import", tmp_path / "run")):
         r = run_cli(*command, "-o", tmp_path / "out") if command[0] == "import" else run_cli(*command)
-        assert r.returncode == 2 and "holds SAE folders, not one SAE: layers.2, layers.5; pass one" in r.stderr, r.stderr
+        assert r.returncode == 2 and "holds SAE folders, not one SAE: layers.2, layers.5; pass one" in r.stderr, (
+            r.stderr
+        )

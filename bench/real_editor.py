@@ -39,7 +39,8 @@ def build(work: Path, factor: int = 1) -> tuple[Path, Path, Path]:
     ``factor``), written once into ``work``."""
     import torch
 
-    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.model import SparseAutoencoder
+    from sae.sae_config import SaeConfig, SaeMetadata
     from sae.shapes import save_clip, save_kandinsky
 
     work = work / f"factor-{factor}"

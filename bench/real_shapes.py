@@ -87,7 +87,8 @@ def run_pair(pair: str, a: argparse.Namespace, meter: Meter, tmp: Path) -> float
     from sae.backbone import Backbone
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import load_decoder
-    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.model import SparseAutoencoder
+    from sae.sae_config import SaeConfig, SaeMetadata
     from sae.session import Session
     from sae.shapes import save_kandinsky, save_unclip
     from sae.steer import Edit

@@ -248,7 +248,7 @@ class Backbone:
         return Backbone(self.model, self.model_id, layer, self.preprocess, self.tokenizer, self._fingerprint, site)
 
     def for_sae(self, metadata) -> Backbone:
-        """This model split where an SAE with ``metadata`` (sae.model.SaeMetadata) reads (itself if it does)."""
+        """This model split where an SAE with ``metadata`` (sae.sae_config.SaeMetadata) reads (itself if it does)."""
         if metadata.layer in (-1, self.layer) and metadata.site == self.site:
             return self
         return self.at_layer(self.layer if metadata.layer == -1 else metadata.layer, metadata.site)

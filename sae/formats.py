@@ -20,17 +20,8 @@ from safetensors.torch import save_file
 from sae import atomic
 from sae.errors import UserError
 from sae.hooks import layer_from_hook
-from sae.model import (
-    CFG_NAME,
-    WEIGHTS_NAME,
-    SaeConfig,
-    SaeMetadata,
-    SparseAutoencoder,
-    config_size,
-    open_weights,
-    read_config,
-    sae_folders_inside,
-)
+from sae.model import CFG_NAME, WEIGHTS_NAME, SparseAutoencoder, open_weights, sae_folders_inside
+from sae.sae_config import SaeConfig, SaeMetadata, config_size, read_config
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 

@@ -11,9 +11,11 @@ Math (``s`` is the input scale that brings activations to mean norm sqrt(d_in)):
 
 On disk the folder is SAELens' layout (``cfg.json`` + ``sae_weights.safetensors`` with
 ``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``, ``b_dec``, a JumpReLU's ``threshold``)
-with ``s`` folded into the weights, so SAELens or any other consumer gets the same features with no extra step. The
-project's own facts (backbone, layer, token set, training metrics) sit in ``cfg.json`` under
-``metadata.sae_studio``; feature labels live in ``labels.json``.
+with ``s`` folded into the weights, so SAELens or any other consumer gets the same features with
+no extra step. The project's own facts (backbone, layer, token set, training metrics) sit in
+``cfg.json`` under ``metadata.sae_studio`` (``sae.sae_config`` reads it); feature labels live in
+``labels.json``. Other formulas (SAELens' options, gated SAEs, published layouts) are written into
+this one map by the ``fold_*`` methods.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,18 +37,18 @@ from torch import nn
 
 from sae import atomic
 from sae.errors import UserError
+from sae.sae_config import (
+    SAELENS_ARCH,
+    SAELENS_FORMAT,
+    SaeConfig,
+    SaeMetadata,
+    config_from_saelens,
+    read_config,
+)
 
 CFG_NAME = "cfg.json"
 WEIGHTS_NAME = "sae_weights.safetensors"
 LABELS_NAME = "labels.json"
-ARCHS = ("topk", "relu", "jumprelu")
-TRAINABLE = ("topk", "relu")  # a JumpReLU SAE (SAELens' own, or its BatchTopK saved for use) is read, not trained
-# SAELens names the ReLU SAE "standard".
-_SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu"}
-# A gated SAE is a JumpReLU one once its weights are rewritten (``_read_gated``).
-_FROM_SAELENS_ARCH = {v: k for k, v in _SAELENS_ARCH.items()} | {"gated": "jumprelu"}
-# The cfg.json format version we write; SAELens reads >= 6.0 configs without conversion.
-_SAELENS_FORMAT = "6.0.0"
 
 
 class SparseCode(NamedTuple):
@@ -59,61 +61,12 @@ class ForwardOutput(NamedTuple):
     code: torch.Tensor  # [B, d_sae], dense
 
 
-@dataclass
-class SaeConfig:
-    d_in: int
-    d_sae: int
-    arch: str = "topk"
-    k: int = 32
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise UserError(f"SAE architecture '{self.arch}' is unknown; use one of {', '.join(ARCHS)}.")
-        if self.d_in <= 0 or self.d_sae <= 0:
-            raise UserError(f"SAE sizes must be positive (got d_in={self.d_in}, d_sae={self.d_sae}).")
-        if self.arch == "topk" and not 0 < self.k <= self.d_sae:
-            raise UserError(f"TopK k must be between 1 and the width {self.d_sae} (got {self.k}).")
-
-
-@dataclass
-class SaeMetadata:
-    """What the SAE was trained on and how well it does; saved in cfg.json under sae_studio."""
-
-    backbone: str = ""  # open_clip model id, e.g. "ViT-bigG-14:laion2b_s39b_b160k"
-    backbone_fingerprint: str = ""  # sae.backbone.weights_fingerprint of its weights
-    # residual entering block `layer` (hook blocks.{layer}.hook_resid_pre); -2: the image embedding; -1: unknown
-    layer: int = -1
-    token_set: str = "all"  # all | patches | cls
-    site: str = "resid"  # resid, or block `layer`'s attn_out / mlp_out (sae.hooks.SITES)
-    input_scale: float = 1.0  # the normalisation scale, already folded into the saved weights
-    metrics: dict[str, float] = field(default_factory=dict)
-    train_config: dict[str, Any] = field(default_factory=dict)
-    # for an SAE converted from another project's file: its layout, file and what the conversion assumed
-    imported: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SaeMetadata:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
 def sae_folders_inside(folder: Path) -> str:
     """The SAE folders directly inside ``folder`` (a release or a run holds one per layer), named for a
     sentence: "a, b, c and 9 more", or "" when there are none."""
     found = sorted(p.name for p in folder.iterdir() if (p / CFG_NAME).is_file()) if folder.is_dir() else []
     shown = ", ".join(found[:3])
     return f"{shown} and {len(found) - 3} more" if len(found) > 3 else shown
-
-
-def read_config(path: Path, fix: str = "") -> dict[str, Any]:
-    """A JSON config whose top level is an object; one sentence (ending in ``fix``) otherwise."""
-    try:
-        raw = json.loads(Path(path).read_text())
-        if not isinstance(raw, dict):
-            raise ValueError("top level is not an object")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not a valid JSON config ({e}){fix}.") from e
-    return raw
 
 
 class SparseAutoencoder(nn.Module):
@@ -300,9 +253,9 @@ class SparseAutoencoder(nn.Module):
             "apply_b_dec_to_input": True,
             "normalize_activations": "none",
             "reshape_activations": "none",
-            "architecture": _SAELENS_ARCH[self.cfg.arch],
+            "architecture": SAELENS_ARCH[self.cfg.arch],
             "metadata": {
-                "sae_lens_version": _SAELENS_FORMAT,
+                "sae_lens_version": SAELENS_FORMAT,
                 "sae_lens_training_version": None,
                 "model_name": self.metadata.backbone,
                 "hook_name": self.hook_name,
@@ -399,7 +352,7 @@ class SparseAutoencoder(nn.Module):
                 raise UserError(f"SAE folder {folder} has no {CFG_NAME}; it is not an SAE folder in SAELens' layout.")
             raise UserError(f"SAE folder {folder} has no {WEIGHTS_NAME}; save the weights as safetensors.")
         raw = read_config(cfg_path, "; restore it or re-save the SAE")
-        cfg = _saelens_config(raw, cfg_path)
+        cfg = config_from_saelens(raw, cfg_path)
         extra = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
         meta = SaeMetadata.from_dict(extra["sae_studio"] if isinstance(extra.get("sae_studio"), dict) else {})
         if not meta.backbone:
@@ -490,69 +443,6 @@ def _finetuning_scaling(f: Any, raw: dict, cfg: SaeConfig, weights_path: Path) -
             "do not belong together."
         )
     return scaling.float()
-
-
-def _saelens_config(raw: dict, cfg_path: Path) -> SaeConfig:
-    """The SaeConfig a SAELens cfg.json describes, read as SAELens reads it: older files give a TopK
-    SAE as ``activation_fn_str: topk`` with ``activation_fn_kwargs.k``, and normalisation as a bool."""
-    activation = raw.get("activation_fn_str", raw.get("activation_fn"))
-    kwargs = raw.get("activation_fn_kwargs") if isinstance(raw.get("activation_fn_kwargs"), dict) else {}
-    architecture = raw.get("architecture", "standard")
-    if activation == "topk" and kwargs.get("k") is not None:
-        architecture = "topk"
-    arch = _FROM_SAELENS_ARCH.get(architecture) if isinstance(architecture, str) else None
-    if arch is None:
-        raise UserError(
-            f"{cfg_path} has architecture '{architecture}', which sae-studio cannot edit yet; it reads topk, "
-            "jumprelu, gated and standard (ReLU) SAEs."
-        )
-    if arch == "relu" and activation not in (None, "relu"):
-        raise UserError(
-            f"{cfg_path} has activation '{activation}', which sae-studio cannot edit yet; it reads topk, "
-            "jumprelu, gated and standard (ReLU) SAEs."
-        )
-    if raw.get("reshape_activations", "none") not in ("none", None):
-        raise UserError(
-            f"{cfg_path} reshapes its inputs ({raw['reshape_activations']}), as an SAE on attention heads does; "
-            "sae-studio edits SAEs on whole residual, MLP or attention outputs."
-        )
-    normalise = raw.get("normalize_activations", "none")
-    if normalise not in ("none", None, False):
-        raise UserError(
-            f"{cfg_path} asks for input normalisation '{normalise}', which sae-studio does not apply; fold the "
-            "scale into the weights and set it to 'none'."
-        )
-    k = kwargs.get("k", raw.get("k", 32)) if arch == "topk" else raw.get("k", 32)
-    return SaeConfig(
-        d_in=config_size(raw.get("d_in"), "d_in", cfg_path),
-        d_sae=config_size(raw.get("d_sae"), "d_sae", cfg_path),
-        arch=arch,
-        k=config_size(k, "k", cfg_path),
-    )
-
-
-def config_size(value: Any, name: str, cfg_path: Path) -> int:
-    """A size a config file gives, as an int; one sentence when it is not a positive whole number
-    (JSON also allows strings, bools, NaN and Infinity there)."""
-    size = whole_number(value)
-    if size is None:
-        raise UserError(
-            f"{cfg_path} gives {name} as {value!r}, not a positive whole number; it is not a usable SAE config."
-        )
-    return size
-
-
-def whole_number(value: Any) -> int | None:
-    """``value`` as an int when it is a positive whole number (``5`` or ``5.0``), else None."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value != int(value)
-        or value < 1
-    ):
-        return None
-    return int(value)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,8 @@ from sae.activations import ActivationStore
 from sae.configs import TrainConfig
 from sae.device import pick_device
 from sae.errors import UserError
-from sae.model import TRAINABLE, SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
+from sae.sae_config import TRAINABLE, SaeConfig, SaeMetadata
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"

@@ -97,7 +97,8 @@ def test_a_sublayer_sae_edit_is_added_where_that_output_joins_the_residual(tiny_
     (``ls_2``) output through the SAE; the session's split edit must give the same embedding."""
     from PIL import Image
 
-    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.model import SparseAutoencoder
+    from sae.sae_config import SaeConfig, SaeMetadata
     from sae.session import Session
     from sae.steer import Edit, steer_residual
 

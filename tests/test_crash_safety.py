@@ -38,7 +38,8 @@ while True:
 
 SAE_WRITER = """
 import sys, torch
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
+from sae.sae_config import SaeConfig, SaeMetadata
 saes = []
 for fill in (1.0, 2.0):
     sae = SparseAutoencoder(SaeConfig(64, 1024, "topk", 8), SaeMetadata(backbone="tiny", layer=2))
@@ -105,7 +106,7 @@ build_index(sys.argv[2], bb, sae, sys.argv[3], batch_size=4, chunk=8, progress=F
 def test_kill_9_during_an_index_update_resumes_to_the_same_index(tiny_clip, tmp_path):
     from sae.backbone import load_backbone
     from sae.features import FeatureIndex, build_index
-    from sae.model import SaeConfig, SaeMetadata
+    from sae.sae_config import SaeConfig, SaeMetadata
 
     images = write_images(tmp_path / "images", 160)
     bb = load_backbone(str(tiny_clip), layer=6)

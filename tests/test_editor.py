@@ -384,7 +384,7 @@ def test_a_slow_full_render_is_announced_from_its_measured_step_time(window, qtb
 
 
 def test_an_sae_of_the_wrong_width_is_refused_and_the_old_one_kept(window, qtbot, tmp_path):
-    from sae.model import SaeConfig, SaeMetadata
+    from sae.sae_config import SaeConfig, SaeMetadata
 
     SparseAutoencoder(SaeConfig(d_in=7, d_sae=28, k=4)).save(tmp_path / "narrow")
     old = window.model
@@ -407,7 +407,7 @@ def test_an_sae_on_another_encoder_opens_on_that_encoder_without_a_decoder_that_
 ):
     from editor.collector import tensors_of
     from editor.main_window import NO_DECODER
-    from sae.model import SaeConfig, SaeMetadata
+    from sae.sae_config import SaeConfig, SaeMetadata
 
     _root, images = quick_models
     _open(window, qtbot, sorted(images.glob("*.png"))[0])

@@ -11,7 +11,8 @@ from helpers import run_cli
 from sae.errors import UserError
 from sae.formats import load_any, load_sparsify
 from sae.hooks import layer_from_hook, sublayer_from_hook
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
+from sae.sae_config import SaeConfig, SaeMetadata
 
 
 def _sae(d_in=16, d_sae=64, k=4) -> tuple[SparseAutoencoder, torch.Tensor]:

@@ -54,7 +54,8 @@ def test_latents_that_separate_ten_examples_by_chance_stay_out():
 
 
 def test_an_induced_edit_steers_as_its_latents_added_one_by_one():
-    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.model import SparseAutoencoder
+    from sae.sae_config import SaeConfig, SaeMetadata
 
     sae = SparseAutoencoder(SaeConfig(16, 64, "topk", 4), SaeMetadata(backbone="tiny", layer=1))
     x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))

@@ -76,9 +76,9 @@ def test_no_import_circles():
 
 # The SAE library proper: what trains, stores and runs an SAE on an encoder's layer.
 LIBRARY = {
-    "sae.model", "sae.kernels", "sae.sketch", "sae.train", "sae.activations", "sae.backbone", "sae.view", "sae.formats",
-    "sae.hooks", "sae.distributed", "sae.atomic", "sae.evaluate", "sae.configs", "sae.device", "sae.errors",
-    "sae.images", "sae.download", "sae.assets", "sae.weights", "sae",
+    "sae.model", "sae.sae_config", "sae.kernels", "sae.sketch", "sae.train", "sae.activations", "sae.backbone",
+    "sae.view", "sae.formats", "sae.hooks", "sae.distributed", "sae.atomic", "sae.evaluate", "sae.configs",
+    "sae.device", "sae.errors", "sae.images", "sae.download", "sae.assets", "sae.weights", "sae",
 }  # fmt: skip
 
 

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 
 from sae.errors import UserError
 from sae.kernels import topk_codes
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, check_fits_layer
+from sae.model import SparseAutoencoder, check_fits_layer
+from sae.sae_config import SaeConfig, SaeMetadata
 
 
 def _trained_like(arch: str, d_in=24, d_sae=96, k=6) -> tuple[SparseAutoencoder, torch.Tensor]:

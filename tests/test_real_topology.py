@@ -27,7 +27,8 @@ def _session(clip, decoder, layer: int):
     """An edit session on a 16x SAE (random weights) at ``layer``, the recipe's middle layer."""
     from sae.backbone import load_backbone
     from sae.decoders.registry import load_decoder
-    from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+    from sae.model import SparseAutoencoder
+    from sae.sae_config import SaeConfig, SaeMetadata
     from sae.session import Session
 
     backbone = load_backbone(str(clip), layer=layer)

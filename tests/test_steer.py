@@ -7,7 +7,8 @@ import torch
 
 from sae.backbone import load_backbone
 from sae.errors import UserError
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
+from sae.sae_config import SaeConfig, SaeMetadata
 from sae.steer import Edit, edited_columns, steer_residual
 
 

@@ -14,8 +14,9 @@ import torch
 
 from sae.errors import UserError
 from sae.hooks import EMBEDDING
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
 from sae.published.pickles import as_weights
+from sae.sae_config import SaeConfig, SaeMetadata
 
 LAYOUT = "Kandinsky 2.2 embedding SAE (gytdau/clip-sae-128)"
 KEYS = ("encoder.weight", "enc_bias", "decoder.weight", "dec_bias")

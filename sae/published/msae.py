@@ -18,9 +18,10 @@ import torch
 
 from sae.errors import UserError
 from sae.hooks import EMBEDDING
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder
+from sae.model import SparseAutoencoder
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
 from sae.published.pickles import as_weights
+from sae.sae_config import SaeConfig, SaeMetadata
 
 LAYOUT = "MSAE"
 # MSAE's activation names -> sae-studio's: TopK keeps the k largest pre-activations, then ReLU

@@ -17,8 +17,9 @@ import torch
 
 from sae.errors import UserError
 from sae.hooks import RESID, layer_from_hook, sublayer_from_hook
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, read_config, whole_number
+from sae.model import SparseAutoencoder
 from sae.published.pickles import as_weights, read_tensors
+from sae.sae_config import SaeConfig, SaeMetadata, read_config, whole_number
 
 LAYOUT = "Prisma"
 

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from sae.errors import UserError
-from sae.model import SaeConfig, SaeMetadata, SparseAutoencoder, whole_number
+from sae.model import SparseAutoencoder
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
 from sae.published.pickles import as_weights, safe_load, tensor_dict
+from sae.sae_config import SaeConfig, SaeMetadata, whole_number
 
 LAYOUT = "saev"
 KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")

@@ -94,7 +94,7 @@ class Manifest:
             return cls(**fields)
         except UserError:
             raise
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:
             raise UserError(
                 f"{path} is not a valid activations manifest ({e}); extract again into a new folder."
             ) from e

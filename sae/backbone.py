@@ -344,7 +344,7 @@ def _check_local_dir(path: Path) -> None:
         )
     try:
         json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{path / CONFIG_NAME} is not valid JSON ({e}); restore or re-save the model folder.") from e
 
 

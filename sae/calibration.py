@@ -228,7 +228,7 @@ class CalibrationStore:
     def _read(self) -> dict[int, Calibration]:
         try:
             raw = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}  # none yet, or unreadable: measured again
         if not isinstance(raw, dict) or raw.get("method") != METHOD or not isinstance(raw.get("latents"), dict):
             return {}

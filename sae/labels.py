@@ -48,7 +48,7 @@ def read_label_entries(folder: str | Path) -> dict[int, dict]:
         return {}
     try:
         raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); delete it to relabel the SAE.") from e
     entries = raw.get("labels") if isinstance(raw, dict) else None
     out = {}

@@ -195,7 +195,7 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
         raise UserError(f"{source} is {len(text):,} bytes, too large to be a preset (limit {MAX_BYTES:,}).")
     try:
         raw = json.loads(text, parse_constant=_reject_constants)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise UserError(f"{source} is not valid JSON ({e}).") from e
     if (
         isinstance(raw, dict)

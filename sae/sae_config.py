@@ -69,7 +69,7 @@ def read_config(path: Path, fix: str = "") -> dict[str, Any]:
         raw = json.loads(Path(path).read_text())
         if not isinstance(raw, dict):
             raise ValueError("top level is not an object")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # json recurses into deeply nested arrays
         raise UserError(f"{path} is not a valid JSON config ({e}){fix}.") from e
     return raw
 

@@ -101,7 +101,7 @@ def read_header(path: Path) -> tuple[dict[str, dict], int]:
             raise UserError(f"{path} is not a safetensors file (its header length is {n}).")
         try:
             header = json.loads(f.read(n))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise UserError(f"{path} is not a safetensors file ({e}).") from e
     if not isinstance(header, dict):
         raise UserError(f"{path} is not a safetensors file (its header is not a table).")

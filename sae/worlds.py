@@ -49,7 +49,7 @@ def world_of(backbone) -> World | None:
         return None
     try:
         name = str(json.loads(marker.read_text()).get("world", ""))
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError, AttributeError, RecursionError) as e:
         raise UserError(f"{marker} is not valid JSON ({e}); restore the encoder's folder.") from e
     if name not in _WORLDS:
         raise UserError(

@@ -408,3 +408,18 @@ def test_a_folder_of_sae_folders_names_them(tmp_path):
         assert r.returncode == 2 and "holds SAE folders, not one SAE: layers.2, layers.5; pass one" in r.stderr, (
             r.stderr
         )
+
+
+def test_json_nested_past_the_parsers_recursion_limit_is_one_sentence(tmp_path):
+    """Python's json parser recurses into nested arrays: a hostile cfg.json or labels.json raised
+    RecursionError, which no reader expected."""
+    from sae.labels import read_labels
+
+    folder = _saved(_sae()[0], tmp_path)
+    deep = "[" * 100_000 + "]" * 100_000
+    (folder / "labels.json").write_text(deep)
+    with pytest.raises(UserError, match="labels.json is not valid JSON"):
+        read_labels(folder)
+    (folder / "cfg.json").write_text(deep)
+    r = run_cli("features", "--sae", folder, "--search", "cat")
+    assert r.returncode == 2 and "cfg.json is not a valid JSON config" in r.stderr, r.stderr

@@ -80,12 +80,14 @@ def test_bad_presets_are_refused_with_one_sentence(mutate, message):
         presets.parse(json.dumps(d))
 
 
-def test_nan_infinity_and_truncation_are_refused():
+def test_nan_infinity_truncation_and_deep_nesting_are_refused():
     text = json.dumps(_preset().to_json()).replace('"value": 2.0', '"value": NaN')
     with pytest.raises(UserError, match="not valid JSON"):
         presets.parse(text)
     with pytest.raises(UserError, match="not valid JSON"):
         presets.parse(json.dumps(_preset().to_json())[:-20])
+    with pytest.raises(UserError, match="not valid JSON"):  # json's parser recurses: a RecursionError, caught
+        presets.parse('{"edits": ' + "[" * 100_000 + "]" * 100_000 + "}")
 
 
 def test_preset_for_another_sae_names_both():

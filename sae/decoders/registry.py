@@ -47,7 +47,7 @@ def entry_for_folder(folder: Path) -> DecoderEntry:
         raise UserError(f"Decoder '{folder}' is unknown; use {', '.join(DECODERS)} or a folder with a saved pipeline.")
     try:
         pipeline = json.loads(index.read_text()).get("_class_name", "")
-    except (ValueError, OSError, AttributeError) as e:
+    except (ValueError, OSError, AttributeError, RecursionError) as e:
         raise UserError(f"{index} is not a readable pipeline index ({e}).") from e
     for entry in DECODERS.values():
         if entry.pipeline == pipeline and entry.shipped is None:

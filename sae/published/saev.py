@@ -39,7 +39,7 @@ def _split(path: Path, rest: bool) -> tuple[dict[str, Any], bytes] | None:
         fd.seek(0)
         try:
             header = json.loads(fd.readline(HEADER_LIMIT))
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return (header, fd.read() if rest else b"") if isinstance(header, dict) else None
 

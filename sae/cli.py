@@ -277,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with torch's weights-only loader and nothing in them runs. The layer comes from the hook point "
         "(blocks.9.hook_resid_pre -> 9, blocks.9.hook_resid_post or layers.9 -> 10) unless --layer says.",
     )
-    p.add_argument("source", help="SAE folder, or a published .pt/.pth file (or the folder holding it)")
+    p.add_argument(
+        "source",
+        help="SAE folder, a published .pt/.pth file (or the folder holding it), or a hub SAE hf:OWNER/REPO[/FOLDER] "
+        "(downloaded once into the Hugging Face cache)",
+    )
     p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
     p.add_argument(
         "--layer", default=None, help="residual stream entering block L, or 'embedding' (default: from the hook point)"
@@ -743,10 +747,26 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from sae.backbone import parse_layer
     from sae.importing import import_sae
 
-    done = import_sae(args.source, args.out, parse_layer(args.layer), args.model, args.images)
+    bars: list[tqdm] = []  # made when a hub download reports, so a refusal stays one line
+
+    def downloaded(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(unit="B", unit_scale=True, desc="download"))
+        bars[0].total = total or None  # a hub SAE's size is not known before it arrives
+        bars[0].update(done - bars[0].n)
+
+    try:
+        done = import_sae(
+            args.source, args.out, parse_layer(args.layer), args.model, args.images, on_download=downloaded
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     print(done.summary())
     for note in done.notes:
         print(f"note: {note}")

@@ -8,10 +8,12 @@ them, and saved in sae-studio's own layout (SAELens', safetensors).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sae.backbone import Backbone, load_backbone
+from sae.download import HUB_PREFIX, hub_sae_folder
 from sae.errors import UserError
 from sae.formats import detect, load_any
 from sae.hooks import RESID, SITE_WORDS
@@ -48,11 +50,15 @@ def import_sae(
     model: str | None = None,
     images: str | Path | None = None,
     backbone: Backbone | None = None,
+    on_download: Callable[[int, int], None] | None = None,
 ) -> Imported:
     """Convert ``source`` into a project SAE at ``out``. ``model``/``layer`` override what the
     source says; ``backbone`` (an encoder already loaded, say the editor's) stands in for both
-    when the source names neither. ``images`` feeds the statistics an early saev file lacks."""
+    when the source names neither. ``images`` feeds the statistics an early saev file lacks.
+    ``on_download(done_bytes, total_bytes)`` follows the download of a hub SAE."""
     published = None
+    if str(source).startswith(HUB_PREFIX):  # fetched once into the Hugging Face cache
+        source = hub_sae_folder(str(source), on_progress=on_download)
     try:
         kind = detect(source)
     except UserError:

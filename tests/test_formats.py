@@ -423,3 +423,38 @@ def test_json_nested_past_the_parsers_recursion_limit_is_one_sentence(tmp_path):
     (folder / "cfg.json").write_text(deep)
     r = run_cli("features", "--sae", folder, "--search", "cat")
     assert r.returncode == 2 and "cfg.json is not a valid JSON config" in r.stderr, r.stderr
+
+
+def test_a_hub_sae_imports_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """hf:OWNER/REPO/FOLDER goes through huggingface_hub's own download, which answers from its cache
+    when offline; a release's root names its SAE folders, a repository not at hand is one sentence."""
+    from huggingface_hub import constants
+
+    from sae.download import sae_files
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    sae, x = _sae()
+    sae.metadata.backbone = ""  # no encoder to check the fit against here
+    snapshot = tmp_path / "hub" / "models--lab--vit-saes" / "snapshots" / ("0" * 40)
+    for hook in ("blocks.2.hook_resid_post", "blocks.5.hook_resid_post"):
+        sae.save(snapshot / hook)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    r = run_cli("import", "hf:lab/vit-saes/blocks.5.hook_resid_post", "-o", tmp_path / "mine")
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        assert torch.allclose(load_any(tmp_path / "mine").encode(x), sae.encode(x), atol=1e-6)
+    for source, says in (
+        ("hf:lab/vit-saes", "hf:lab/vit-saes holds SAE folders, not one SAE: blocks.2.hook_resid_post, blocks.5"),
+        ("hf:lab/vit-saes/blocks.9", "has no folder 'blocks.9'"),
+        ("hf:lab/elsewhere", "Could not download lab/elsewhere"),
+        ("hf:lab", "does not name a hub repository"),
+    ):
+        r = run_cli("import", source, "-o", tmp_path / "out")
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # after the download's bar
+        assert r.returncode == 2 and len(errors) == 1 and says in errors[0], r.stderr
+    # online, a repository's listing decides what is fetched: the folder's own files, never the other layers'
+    listing = ["README.md", "a/cfg.json", "a/sae_weights.safetensors", "a/notes.txt", "b/cfg.json", "b/x/cfg.json"]
+    assert sae_files(listing, "a") == (["a/cfg.json", "a/sae_weights.safetensors"], [])
+    assert sae_files(listing, "") == ([], ["a", "b", "b/x"])

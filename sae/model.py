@@ -354,7 +354,7 @@ class SparseAutoencoder(nn.Module):
         raw = read_config(cfg_path, "; restore it or re-save the SAE")
         cfg = config_from_saelens(raw, cfg_path)
         extra = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-        meta = SaeMetadata.from_dict(extra["sae_studio"] if isinstance(extra.get("sae_studio"), dict) else {})
+        meta = SaeMetadata.from_dict(extra["sae_studio"] if isinstance(extra.get("sae_studio"), dict) else {}, cfg_path)
         if not meta.backbone:
             meta.backbone = extra.get("model_name") or raw.get("model_name") or ""
         if meta.layer < 0:  # another tool's SAE: its hook point says where it was trained

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sae.errors import UserError
+from sae.hooks import SITES
 
 ARCHS = ("topk", "relu", "jumprelu")
 TRAINABLE = ("topk", "relu")  # a JumpReLU SAE (SAELens' own, or its BatchTopK saved for use) is read, not trained
@@ -58,9 +59,38 @@ class SaeMetadata:
     imported: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SaeMetadata:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any], source: str | Path = "cfg.json") -> SaeMetadata:
+        """The metadata ``d`` holds. A field that decides where the SAE reads (encoder, layer, site,
+        tokens) and holds something else gets one sentence; a record (metrics, training options) of
+        the wrong kind is left out."""
+        out = cls()
+        for name, default in asdict(out).items():
+            if name not in d:
+                continue
+            value = d[name]
+            if name in _PLACE_CHECKS:
+                fits, wanted = _PLACE_CHECKS[name]
+                if not fits(value):
+                    raise UserError(f"{source}: metadata.sae_studio gives {name} as {value!r}, not {wanted}.")
+            elif not isinstance(value, (int, float) if isinstance(default, float) else type(default)) or isinstance(
+                value, bool
+            ):
+                continue  # a record of the wrong kind: the default says "unknown"
+            setattr(out, name, value)
+        return out
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The metadata fields that decide where an SAE reads, and what each may hold.
+_PLACE_CHECKS = {
+    "backbone": (lambda v: isinstance(v, str), "an encoder name"),
+    "layer": (lambda v: _whole(v) and v >= -2, "a layer (a whole number, -2 for the image embedding)"),
+    "token_set": (lambda v: v in ("all", "patches", "cls"), "all, patches or cls"),  # sae.backbone.TOKEN_SETS
+    "site": (lambda v: v in SITES, "resid, attn_out or mlp_out"),
+}
 
 
 def read_config(path: Path, fix: str = "") -> dict[str, Any]:

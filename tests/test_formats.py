@@ -458,3 +458,33 @@ def test_a_hub_sae_imports_from_the_hugging_face_cache(tmp_path, monkeypatch):
     listing = ["README.md", "a/cfg.json", "a/sae_weights.safetensors", "a/notes.txt", "b/cfg.json", "b/x/cfg.json"]
     assert sae_files(listing, "a") == (["a/cfg.json", "a/sae_weights.safetensors"], [])
     assert sae_files(listing, "") == ([], ["a", "b", "b/x"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("layer", "five", "gives layer as 'five', not a layer"),
+        ("layer", 2.5, "gives layer as 2.5"),
+        ("layer", -7, "gives layer as -7"),
+        ("token_set", "bogus", "gives token_set as 'bogus', not all, patches or cls"),
+        ("site", 3, "gives site as 3"),
+        ("backbone", 7, "gives backbone as 7, not an encoder name"),
+        ("metrics", [1], None),  # a record of the wrong kind is left out
+        ("input_scale", "big", None),
+    ],
+)
+def test_metadata_that_cannot_place_the_sae_is_one_sentence(field, value, says, tmp_path):
+    """sae-studio's own metadata in a hand-edited cfg.json crashed deep inside the edit (a layer
+    compared with an int, a token set looked up) when it held the wrong kind of value."""
+    import json
+
+    folder = _saved(_sae()[0], tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["metadata"]["sae_studio"][field] = value
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    if says is None:
+        meta = load_any(folder).metadata
+        assert getattr(meta, field) == getattr(SaeMetadata(), field) and meta.layer == 3
+    else:
+        with pytest.raises(UserError, match=re.escape(says)):
+            load_any(folder)

@@ -64,6 +64,21 @@ class Manifest:
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
 
+    def checked(self) -> Manifest:
+        """Itself, once every field holds its kind of value (ValueError naming the first that does not)."""
+        sizes = {"layer": self.layer, "d": self.d, "tokens_per_image": self.tokens_per_image}
+        sizes |= {f"shards[{i}].rows": s.rows for i, s in enumerate(self.shards)}
+        for name, value in sizes.items():
+            if not isinstance(value, int) or isinstance(value, bool) or (value < 1 and name != "layer"):
+                raise ValueError(f"{name} is {value!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype is {self.dtype!r}")
+        if self.token_set not in TOKEN_SETS:
+            raise ValueError(f"token_set is {self.token_set!r}")
+        if not all(isinstance(s.file, str) for s in self.shards):
+            raise ValueError("a shard's file is not a name")
+        return self
+
     @property
     def next_image(self) -> int:
         return self.shards[-1].end_image if self.shards else 0
@@ -91,7 +106,7 @@ class Manifest:
                 )
             fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
             fields["shards"] = [ShardInfo(**s) for s in d.get("shards", [])]
-            return cls(**fields)
+            return cls(**fields).checked()
         except UserError:
             raise
         except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:
@@ -236,7 +251,17 @@ def encode_images(
         return None
     with torch.inference_mode():
         resid = backbone.split(torch.stack(pixels).to(backbone.device))[1][:, positions]  # the SAE's input
-    return resid.reshape(-1, backbone.width).float().cpu().numpy().astype(DTYPES[dtype])
+    rows = resid.reshape(-1, backbone.width).float().cpu().numpy()
+    if not np.isfinite(rows).all():
+        raise UserError(f"{backbone.model_id} gives NaN or infinite activations at layer {backbone.layer}.")
+    with np.errstate(over="ignore"):
+        out = rows.astype(DTYPES[dtype])
+    if not np.isfinite(out).all():  # a residual stream's outlier dimensions can pass fp16's 65,504
+        raise UserError(
+            f"{backbone.model_id}'s activations at layer {backbone.layer} reach {np.abs(rows).max():,.0f}, beyond "
+            f"{dtype}'s range; extract with --dtype fp32."
+        )
+    return out
 
 
 def _extract_by_shard(
@@ -343,8 +368,18 @@ class ActivationStore:
         for i in range(len(self.manifest.shards)):
             sel = picks[(picks >= bounds[i]) & (picks < bounds[i + 1])] - bounds[i]
             if len(sel):
-                out.append(np.asarray(self.shard(i)[sel], dtype=np.float32))
+                out.append(self._check_finite(np.asarray(self.shard(i)[sel], dtype=np.float32), i))
         return torch.from_numpy(np.concatenate(out))
+
+    def _check_finite(self, rows: np.ndarray, i: int) -> np.ndarray:
+        """``rows`` of shard ``i``; one sentence when they hold NaN or an infinity, which would turn
+        every weight the trainer touches into NaN."""
+        if not np.isfinite(rows).all():
+            raise UserError(
+                f"{self.folder / self.manifest.shards[i].file} holds NaN or infinite activations; extract again "
+                "(with --dtype fp32 if the encoder's values pass fp16's range)."
+            )
+        return rows
 
     def batches(
         self, batch_size: int, seed: int, start_batch: int = 0, buffer_mb: float = 512.0
@@ -383,6 +418,7 @@ class ActivationStore:
                 for i in group:  # one shard's pages mapped at a time
                     shard = self.shard(i)
                     buf[at : at + len(shard)] = shard
+                    self._check_finite(buf[at : at + len(shard)], i)
                     at += len(shard)
                     del shard
                 perm = np.random.default_rng([seed, epoch, gi]).permutation(len(buf))[offset:]

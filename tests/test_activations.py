@@ -144,3 +144,31 @@ def test_extraction_memory_stays_flat_as_the_image_count_grows(tiny_clip, tmp_pa
         peaks[n] = int(r.stdout.split()[-1]) / 1024  # MB
     # 16x the images (16x the activations written) may not cost more than a few MB more.
     assert peaks[800] - peaks[50] < 25, peaks
+
+
+def test_activations_past_fp16s_range_or_not_finite_are_one_sentence(tiny_clip, image_dir, tmp_path):
+    """A residual stream's outlier dimensions can pass fp16's 65,504: extraction says so instead of
+    writing infinities, and a shard holding NaN stops training before it turns every weight into NaN."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    loud = tmp_path / "loud-clip"
+    shutil.copytree(tiny_clip, loud)
+    weights = next(loud.glob("*.safetensors"))
+    t = load_file(weights)
+    t["visual.ln_pre.weight"] *= 1e6  # the residual stream a million times larger from its start
+    save_file(t, weights)
+    r = run_cli("extract", "--model", loud, "--images", image_dir, "--out", tmp_path / "acts", "--layer", "5")
+    assert r.returncode == 2 and "beyond fp16's range; extract with --dtype fp32" in r.stderr, r.stderr
+    r = run_cli("extract", "--model", loud, "--images", image_dir, "--out", tmp_path / "acts32", "--layer", "5",
+                "--dtype", "fp32")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    store = ActivationStore(tmp_path / "acts32")
+    shard = tmp_path / "acts32" / store.manifest.shards[0].file
+    rows = np.load(shard)
+    rows[3, 2] = np.nan
+    np.save(shard, rows)
+    r = run_cli("train", "--acts", tmp_path / "acts32", "--out", tmp_path / "sae", "--tokens", "512")
+    assert r.returncode == 2 and "holds NaN or infinite activations" in r.stderr, r.stderr
+    assert not (tmp_path / "sae" / "sae_weights.safetensors").exists()

@@ -126,11 +126,14 @@ HUB_PREFIX = "hf:"
 SAE_FILES = (".json", ".safetensors", ".pt", ".pth")  # configs, weights, the published pickles
 
 
-def sae_files(files: list[str], folder: str) -> tuple[list[str], list[str]]:
-    """(the SAE files directly in ``folder`` of a repository listing, the SAE folders inside it)."""
+def sae_files(files: list[str], folder: str, only: str = "") -> tuple[list[str], list[str]]:
+    """(the SAE files directly in ``folder`` of a repository listing, the SAE folders inside it);
+    with ``only`` (one pickle's name), that pickle and the folder's configs."""
     prefix = f"{folder}/" if folder else ""
     inside = [f[len(prefix) :] for f in files if f.startswith(prefix)]
     here = [prefix + f for f in inside if "/" not in f and f.endswith(SAE_FILES)]
+    if only:
+        here = [f for f in here if f in (prefix + only,) or f.endswith(".json")]
     folders = sorted({f.rsplit("/", 1)[0] for f in inside if f.endswith("/cfg.json")})
     return here, folders
 
@@ -141,12 +144,13 @@ def hub_sae_folder(
     should_stop: Callable[[], bool] | None = None,
     endpoint: str | None = None,
 ) -> Path:
-    """The local folder of the hub SAE ``hf:OWNER/REPO[/FOLDER]``. Only the files directly in FOLDER
-    are fetched (a release holds one SAE folder per layer), once, into the Hugging Face cache; with
-    no network, the cached copy is used."""
+    """The local folder of the hub SAE ``hf:OWNER/REPO[/FOLDER]`` (or its file ``.../NAME.pt`` when the
+    folder holds several pickles). Only the files directly in FOLDER are fetched (a release holds one
+    SAE folder per layer), once, into the Hugging Face cache; with no network, the cached copy is used."""
     parts = [p for p in spec.removeprefix(HUB_PREFIX).split("/") if p]
     if len(parts) < 2:
         raise UserError(f"'{spec}' does not name a hub repository: write hf:OWNER/REPO or hf:OWNER/REPO/FOLDER.")
+    only = parts.pop() if len(parts) > 2 and parts[-1].endswith((".pt", ".pth")) else ""
     repo, folder = "/".join(parts[:2]), "/".join(parts[2:])
     wanted = None
     try:
@@ -157,7 +161,7 @@ def hub_sae_folder(
     except Exception:  # offline, or the hub unreachable: the cache (or its sentence) answers below
         listing = None
     if listing is not None:
-        wanted, folders = sae_files(listing, folder)
+        wanted, folders = sae_files(listing, folder, only)
         if not wanted:
             where = f"{repo}/{folder}" if folder else repo
             shown = f"; its SAE folders: {', '.join(folders[:3])}{' …' if len(folders) > 3 else ''}" if folders else ""
@@ -170,8 +174,13 @@ def hub_sae_folder(
         allow_patterns=wanted,
         instead="import a folder you downloaded",
     )
-    if not (root / folder).is_dir():
-        raise UserError(f"The copy of {repo} in the Hugging Face cache has no folder '{folder}'.")
+    if not (root / folder).is_dir() or (only and not (root / folder / only).is_file()):
+        raise UserError(
+            f"The copy of {repo} in the Hugging Face cache has no {'file' if only else 'folder'} "
+            f"'{'/'.join(parts[2:] + ([only] if only else []))}'."
+        )
+    if only:
+        return root / folder / only
     if not (root / folder / "cfg.json").is_file() and (inside := sae_folders_inside(root / folder)):
         raise UserError(f"{spec} holds SAE folders, not one SAE: {inside}; pass one, as {spec.rstrip('/')}/NAME.")
     return root / folder

@@ -60,9 +60,12 @@ def load_sparsify(
     weights = folder / SPARSIFY_WEIGHTS
     with open_weights(weights) as f:  # shapes from the header, before any memory is taken
         shapes = {name: tuple(f.get_slice(name).get_shape()) for name in names if name in f.keys()}
+        dtypes = {name: f.get_slice(name).get_dtype() for name in shapes}
     missing = [name for name in names if name not in shapes]
     if missing:
         raise UserError(f"{weights} has no '{missing[0]}'; it is not a complete sparsify SAE.")
+    if not_weights := [name for name, dtype in dtypes.items() if not dtype.startswith(("F", "BF"))]:
+        raise UserError(f"{weights}: '{not_weights[0]}' holds {dtypes[not_weights[0]]} values, not weights.")
     if len(shapes["encoder.weight"]) != 2:
         raise UserError(f"{weights}: 'encoder.weight' has shape {shapes['encoder.weight']}; it is not a sparsify SAE.")
     d_sae, d_in = shapes["encoder.weight"]

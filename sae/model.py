@@ -355,8 +355,9 @@ class SparseAutoencoder(nn.Module):
         cfg = config_from_saelens(raw, cfg_path)
         extra = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
         meta = SaeMetadata.from_dict(extra["sae_studio"] if isinstance(extra.get("sae_studio"), dict) else {}, cfg_path)
-        if not meta.backbone:
-            meta.backbone = extra.get("model_name") or raw.get("model_name") or ""
+        if not meta.backbone:  # another tool's SAE may name its model; a name is a string
+            named = extra.get("model_name") or raw.get("model_name")
+            meta.backbone = named if isinstance(named, str) else ""
         if meta.layer < 0:  # another tool's SAE: its hook point says where it was trained
             from sae.hooks import layer_from_hook, sublayer_from_hook
 

@@ -208,6 +208,7 @@ def test_a_damaged_sparsify_folder_gets_one_sentence(tmp_path):
         ({}, {"W_dec": torch.zeros(16, 9)}, "do not match its cfg.json"),
         ({}, {"encoder.weight": torch.zeros(16)}, "'encoder.weight' has shape (16,)"),
         ({}, {"b_dec": None}, "has no 'b_dec'"),
+        ({}, {"encoder.bias": torch.zeros(16, dtype=torch.int32)}, "'encoder.bias' holds I32 values, not weights"),
     ):
         (folder / "cfg.json").write_text(json.dumps(cfg | cfg_change))
         changed = {n: t for n, t in (tensors | tensor_change).items() if t is not None}
@@ -448,6 +449,7 @@ def test_a_hub_sae_imports_from_the_hugging_face_cache(tmp_path, monkeypatch):
     for source, says in (
         ("hf:lab/vit-saes", "hf:lab/vit-saes holds SAE folders, not one SAE: blocks.2.hook_resid_post, blocks.5"),
         ("hf:lab/vit-saes/blocks.9", "has no folder 'blocks.9'"),
+        ("hf:lab/vit-saes/blocks.2.hook_resid_post/weights.pt", "has no file 'blocks.2.hook_resid_post/weights.pt'"),
         ("hf:lab/elsewhere", "Could not download lab/elsewhere"),
         ("hf:lab", "does not name a hub repository"),
     ):
@@ -458,6 +460,8 @@ def test_a_hub_sae_imports_from_the_hugging_face_cache(tmp_path, monkeypatch):
     listing = ["README.md", "a/cfg.json", "a/sae_weights.safetensors", "a/notes.txt", "b/cfg.json", "b/x/cfg.json"]
     assert sae_files(listing, "a") == (["a/cfg.json", "a/sae_weights.safetensors"], [])
     assert sae_files(listing, "") == ([], ["a", "b", "b/x"])
+    prisma = ["p/config.json", "p/n_images_100.pt", "p/n_images_200.pt"]  # one pickle of several, and its config
+    assert sae_files(prisma, "p", only="n_images_200.pt") == (["p/config.json", "p/n_images_200.pt"], [])
 
 
 @pytest.mark.parametrize(
@@ -488,3 +492,15 @@ def test_metadata_that_cannot_place_the_sae_is_one_sentence(field, value, says, 
     else:
         with pytest.raises(UserError, match=re.escape(says)):
             load_any(folder)
+
+
+def test_saelens_weights_of_integers_are_refused_with_a_sentence(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _saved(_sae()[0], tmp_path)
+    tensors = load_file(folder / "sae_weights.safetensors")
+    save_file(tensors | {"b_enc": tensors["b_enc"].to(torch.int64)}, folder / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="'b_enc' holds I64 values, not weights"):
+        load_any(folder)
+    save_file(tensors | {"b_enc": tensors["b_enc"].half()}, folder / "sae_weights.safetensors")
+    assert load_any(folder).b_enc.dtype == torch.float32  # half precision is weights, read as float32

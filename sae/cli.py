@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "source",
         help="SAE folder, a published .pt/.pth file (or the folder holding it), or a hub SAE hf:OWNER/REPO[/FOLDER] "
-        "(downloaded once into the Hugging Face cache)",
+        "(or hf:OWNER/REPO/FOLDER/NAME.pt; downloaded once into the Hugging Face cache)",
     )
     p.add_argument("-o", "--out", required=True, help="project SAE folder to write")
     p.add_argument(

@@ -66,10 +66,10 @@ class Manifest:
 
     def checked(self) -> Manifest:
         """Itself, once every field holds its kind of value (ValueError naming the first that does not)."""
-        sizes = {"layer": self.layer, "d": self.d, "tokens_per_image": self.tokens_per_image}
-        sizes |= {f"shards[{i}].rows": s.rows for i, s in enumerate(self.shards)}
-        for name, value in sizes.items():
-            if not isinstance(value, int) or isinstance(value, bool) or (value < 1 and name != "layer"):
+        counts = {"layer": self.layer} | {f"shards[{i}].rows": s.rows for i, s in enumerate(self.shards)}
+        sizes = {"d": self.d, "tokens_per_image": self.tokens_per_image}  # a shard of skipped images has 0 rows
+        for name, value in (counts | sizes).items():
+            if not isinstance(value, int) or isinstance(value, bool) or (name in sizes and value < 1):
                 raise ValueError(f"{name} is {value!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype is {self.dtype!r}")

@@ -396,10 +396,11 @@ class SparseAutoencoder(nn.Module):
         with open_weights(weights_path) as f, torch.no_grad():  # one tensor at a time: a wide SAE is not held twice
             if gated:
                 _read_gated(sae, f)
-            for name, param in sae.weights().items() if not gated else ():
-                t = f.get_tensor(name)
-                param.copy_(t.T if name == "W_enc" else t)
-                del t
+            else:
+                for name, param in sae.weights().items():
+                    t = f.get_tensor(name)
+                    param.copy_(t.T if name == "W_enc" else t)
+                    del t
             scaling = _finetuning_scaling(f, raw, cfg, weights_path)
         sae.check_finite(folder)
         # SAELens' options that change the map, written into sae-studio's one formula

@@ -72,22 +72,21 @@ class SaeMetadata:
                 fits, wanted = _PLACE_CHECKS[name]
                 if not fits(value):
                     raise UserError(f"{source}: metadata.sae_studio gives {name} as {value!r}, not {wanted}.")
-            elif not isinstance(value, (int, float) if isinstance(default, float) else type(default)) or isinstance(
-                value, bool
-            ):
-                continue  # a record of the wrong kind: the default says "unknown"
+            else:
+                kinds = (int, float) if isinstance(default, float) else type(default)
+                if isinstance(value, bool) or not isinstance(value, kinds):
+                    continue  # a record of the wrong kind: the default says "unknown"
             setattr(out, name, value)
         return out
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # The metadata fields that decide where an SAE reads, and what each may hold.
 _PLACE_CHECKS = {
     "backbone": (lambda v: isinstance(v, str), "an encoder name"),
-    "layer": (lambda v: _whole(v) and v >= -2, "a layer (a whole number, -2 for the image embedding)"),
+    "layer": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= -2,
+        "a layer (a whole number, -2 for the image embedding)",
+    ),
     "token_set": (lambda v: v in ("all", "patches", "cls"), "all, patches or cls"),  # sae.backbone.TOKEN_SETS
     "site": (lambda v: v in SITES, "resid, attn_out or mlp_out"),
 }

@@ -79,19 +79,16 @@ def read_msae(path: Path, obj: dict[str, Any], layer: int | None) -> Published:
             "cannot express; sae-studio cannot reproduce its activations."
         )
     state = obj["model"]
-    fields = {"encoder": state, "pre_bias": state, "latent_bias": state, "mean_center": obj}
-    if not name.tied:
-        fields["decoder"] = state
-    for field, holder in fields.items():
-        if field == "mean_center" and field not in holder:
-            continue  # no centring
+
+    def weights(holder: dict[str, Any], field: str) -> torch.Tensor:
         if not isinstance(holder.get(field), torch.Tensor):
             raise UserError(f"{path.name} lacks MSAE's tensor '{field}'; it is not a complete MSAE.")
-    encoder = as_weights(state["encoder"], "encoder", path.name)
-    decoder = encoder.T if name.tied else as_weights(state["decoder"], "decoder", path.name)
-    pre_bias = as_weights(state["pre_bias"], "pre_bias", path.name)
-    latent_bias = as_weights(state["latent_bias"], "latent_bias", path.name)
-    mean = as_weights(obj["mean_center"], "mean_center", path.name) if "mean_center" in obj else torch.zeros(1)
+        return as_weights(holder[field], field, path.name)
+
+    encoder = weights(state, "encoder")
+    decoder = encoder.T if name.tied else weights(state, "decoder")
+    pre_bias, latent_bias = weights(state, "pre_bias"), weights(state, "latent_bias")
+    mean = weights(obj, "mean_center") if "mean_center" in obj else torch.zeros(1)  # absent: no centring
     scale = obj["scaling_factor"]
     if isinstance(scale, torch.Tensor) and scale.numel() == 1:
         scale = scale.item()

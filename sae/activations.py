@@ -97,7 +97,7 @@ class Manifest:
                 f"{folder} has no {MANIFEST_NAME}; it is not an activations folder (make one with sae-studio extract)."
             )
         try:
-            d = json.loads(path.read_text())
+            d = atomic.parse_json(path.read_text())
             if d.get("format") != FORMAT:
                 raise ValueError(f"format is {d.get('format')!r}")
             if int(d.get("version", 0)) > VERSION:
@@ -109,7 +109,7 @@ class Manifest:
             return cls(**fields).checked()
         except UserError:
             raise
-        except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:
+        except (OSError, ValueError, TypeError, KeyError) as e:
             raise UserError(
                 f"{path} is not a valid activations manifest ({e}); extract again into a new folder."
             ) from e

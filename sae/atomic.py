@@ -1,4 +1,5 @@
-"""Atomic writes: a crash leaves the previous version of a file or folder, never half of a new one."""
+"""Atomic writes: a crash leaves the previous version of a file or folder, never half of a new one;
+and the JSON those files hold, read back."""
 
 from __future__ import annotations
 
@@ -80,6 +81,15 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> None:
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def parse_json(text: str | bytes, **kwargs: Any) -> Any:
+    """``json.loads``, with a document nested past the parser's recursion limit (a hostile file) raised
+    as the ValueError any other invalid JSON gives, so every reader's sentence covers it."""
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError as e:
+        raise ValueError("nested too deeply to read") from e
 
 
 @contextlib.contextmanager

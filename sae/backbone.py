@@ -17,7 +17,6 @@ Models load through open_clip itself, by built-in name and pretrained tag
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from contextlib import contextmanager, nullcontext
@@ -30,6 +29,7 @@ import torch
 from open_clip.push_to_hf_hub import save_for_hf
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
+from sae import atomic
 from sae.errors import UserError
 from sae.hooks import ATTN_OUT, EMBEDDING, MLP_OUT, RESID, SITE_WORDS, SITES
 from sae.view import EncoderView
@@ -343,8 +343,8 @@ def _check_local_dir(path: Path) -> None:
             "only and never unpickles .bin or .pth files."
         )
     try:
-        json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, ValueError, RecursionError) as e:
+        atomic.parse_json((path / CONFIG_NAME).read_text())
+    except (OSError, ValueError) as e:
         raise UserError(f"{path / CONFIG_NAME} is not valid JSON ({e}); restore or re-save the model folder.") from e
 
 

@@ -22,7 +22,6 @@ demo world the embedding distance spread the values that remove a concept more t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,8 +226,8 @@ class CalibrationStore:
 
     def _read(self) -> dict[int, Calibration]:
         try:
-            raw = json.loads(self.path.read_text())
-        except (OSError, ValueError, RecursionError):
+            raw = atomic.parse_json(self.path.read_text())
+        except (OSError, ValueError):
             return {}  # none yet, or unreadable: measured again
         if not isinstance(raw, dict) or raw.get("method") != METHOD or not isinstance(raw.get("latents"), dict):
             return {}

@@ -18,7 +18,6 @@ the ranking.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,8 +46,8 @@ def read_label_entries(folder: str | Path) -> dict[int, dict]:
     if not path.is_file():
         return {}
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
+        raw = atomic.parse_json(path.read_text())
+    except (OSError, ValueError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); delete it to relabel the SAE.") from e
     entries = raw.get("labels") if isinstance(raw, dict) else None
     out = {}

@@ -33,7 +33,6 @@ sentence. Writing is atomic.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +193,8 @@ def parse(text: str | bytes, source: str = "preset") -> Preset:
     if len(text) > MAX_BYTES:
         raise UserError(f"{source} is {len(text):,} bytes, too large to be a preset (limit {MAX_BYTES:,}).")
     try:
-        raw = json.loads(text, parse_constant=_reject_constants)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raw = atomic.parse_json(text, parse_constant=_reject_constants)
+    except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{source} is not valid JSON ({e}).") from e
     if (
         isinstance(raw, dict)

@@ -7,12 +7,12 @@ checked before any memory is taken for the sizes it claims.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sae import atomic
 from sae.errors import UserError
 from sae.hooks import SITES
 
@@ -95,10 +95,10 @@ _PLACE_CHECKS = {
 def read_config(path: Path, fix: str = "") -> dict[str, Any]:
     """A JSON config whose top level is an object; one sentence (ending in ``fix``) otherwise."""
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = atomic.parse_json(Path(path).read_text())
         if not isinstance(raw, dict):
             raise ValueError("top level is not an object")
-    except (OSError, ValueError, RecursionError) as e:  # json recurses into deeply nested arrays
+    except (OSError, ValueError) as e:
         raise UserError(f"{path} is not a valid JSON config ({e}){fix}.") from e
     return raw
 

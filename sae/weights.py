@@ -13,7 +13,6 @@ for ViT-bigG-14 on two cores, all of it overwritten) is skipped.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from sae import atomic
 from sae.errors import UserError
 
 DTYPES = {
@@ -100,8 +100,8 @@ def read_header(path: Path) -> tuple[dict[str, dict], int]:
         if not 0 < n <= min(MAX_HEADER, size - 8):
             raise UserError(f"{path} is not a safetensors file (its header length is {n}).")
         try:
-            header = json.loads(f.read(n))
-        except (ValueError, RecursionError) as e:
+            header = atomic.parse_json(f.read(n))
+        except ValueError as e:
             raise UserError(f"{path} is not a safetensors file ({e}).") from e
     if not isinstance(header, dict):
         raise UserError(f"{path} is not a safetensors file (its header is not a table).")

@@ -8,13 +8,13 @@ grey canvases, the everyday vocabulary and the indexed images.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from sae import atomic
 from sae.errors import UserError
 
 MARKER = "demo_world.json"  # in an encoder's folder: {"world": NAME, ...}
@@ -48,8 +48,8 @@ def world_of(backbone) -> World | None:
     if not marker.is_file():
         return None
     try:
-        name = str(json.loads(marker.read_text()).get("world", ""))
-    except (OSError, ValueError, AttributeError, RecursionError) as e:
+        name = str(atomic.parse_json(marker.read_text()).get("world", ""))
+    except (OSError, ValueError, AttributeError) as e:
         raise UserError(f"{marker} is not valid JSON ({e}); restore the encoder's folder.") from e
     if name not in _WORLDS:
         raise UserError(

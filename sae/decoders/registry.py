@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from sae import atomic
 from sae.assets import ASSETS
 from sae.backbone import Backbone
 from sae.decoders.base import Decoder
@@ -46,8 +46,8 @@ def entry_for_folder(folder: Path) -> DecoderEntry:
     if not index.is_file():
         raise UserError(f"Decoder '{folder}' is unknown; use {', '.join(DECODERS)} or a folder with a saved pipeline.")
     try:
-        pipeline = json.loads(index.read_text()).get("_class_name", "")
-    except (ValueError, OSError, AttributeError, RecursionError) as e:
+        pipeline = atomic.parse_json(index.read_text()).get("_class_name", "")
+    except (ValueError, OSError, AttributeError) as e:
         raise UserError(f"{index} is not a readable pipeline index ({e}).") from e
     for entry in DECODERS.values():
         if entry.pipeline == pipeline and entry.shipped is None:

@@ -14,12 +14,12 @@ The header names no encoder or layer: saev hooks the output of block N, sae-stud
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sae import atomic
 from sae.errors import UserError
 from sae.model import SparseAutoencoder
 from sae.published.layout import NEGATIVE_TOPK_NOTE, Published
@@ -38,8 +38,8 @@ def _split(path: Path, rest: bool) -> tuple[dict[str, Any], bytes] | None:
             return None
         fd.seek(0)
         try:
-            header = json.loads(fd.readline(HEADER_LIMIT))
-        except (ValueError, RecursionError):
+            header = atomic.parse_json(fd.readline(HEADER_LIMIT))
+        except ValueError:
             return None
         return (header, fd.read() if rest else b"") if isinstance(header, dict) else None
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sae.errors import UserError
@@ -514,6 +515,29 @@ def cmd_features(args: argparse.Namespace) -> int:
     raise UserError("Say what to do: --search TEXT, --image PATH, --preview LATENT or --rename LATENT LABEL.")
 
 
+@contextlib.contextmanager
+def download_bar() -> Iterator[Callable[[int, int], None]]:
+    """A byte bar for a hub download (a decoder's, an SAE's), shown once files start to arrive: files
+    already in the cache report done at once and show none."""
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    def report(done: int, total: int) -> None:
+        if not bars and total and done >= total:
+            return
+        if not bars:
+            bars.append(tqdm(unit="B", unit_scale=True, desc="download"))
+        bars[0].total = total or None  # a hub SAE's size is not known before it arrives
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def _preview(args: argparse.Namespace, ws) -> int:
     from sae.decoders import DecodeSettings
     from sae.decoders.registry import load_decoder
@@ -524,7 +548,9 @@ def _preview(args: argparse.Namespace, ws) -> int:
     value = args.value
     if value is None:
         value = (PREVIEW_UNITS * ws.unit(latent) if known else 0.0) or 1.0
-    session = ws.session(load_decoder(args.decoder, ws.backbone, device=ws.backbone.device))
+    with download_bar() as on_download:
+        decoder = load_decoder(args.decoder, ws.backbone, device=ws.backbone.device, on_download=on_download)
+    session = ws.session(decoder)
     tokens = ws.tokens_for(args.tokens)(latent) if known else "all"
     settings = DecodeSettings(strength=PREVIEW_STRENGTH, seed=args.seed, decoder=args.decoder)
     image = session.causal_preview(latent, value, settings, tokens=tokens)
@@ -595,9 +621,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
     note = download_note(settings.decoder)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    decoder = load_decoder(
-        settings.decoder, ws.backbone, device=ws.backbone.device, fp16=args.fp16, cpu_offload=args.cpu_offload
-    )
+    with download_bar() as on_download:
+        decoder = load_decoder(
+            settings.decoder,
+            ws.backbone,
+            device=ws.backbone.device,
+            fp16=args.fp16,
+            cpu_offload=args.cpu_offload,
+            on_download=on_download,
+        )
     session = ws.session(decoder)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -640,7 +672,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scale = ws.calibration(args.latent).scale(ws.unit(args.latent))
     if not scale.calibrated:
         print(f"note: latent {args.latent}'s slider is not calibrated ({scale.why}).", file=sys.stderr)
-    decoder = load_decoder(settings.decoder, ws.backbone, device=ws.backbone.device)
+    with download_bar() as on_download:
+        decoder = load_decoder(settings.decoder, ws.backbone, device=ws.backbone.device, on_download=on_download)
     session = ws.session(decoder)
     session.set_image(load_image(args.image))
     tokens = ws.tokens_for(args.tokens)(args.latent)
@@ -747,26 +780,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from sae.backbone import parse_layer
     from sae.importing import import_sae
 
-    bars: list[tqdm] = []  # made when a hub download reports, so a refusal stays one line
-
-    def downloaded(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(unit="B", unit_scale=True, desc="download"))
-        bars[0].total = total or None  # a hub SAE's size is not known before it arrives
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with download_bar() as on_download:
         done = import_sae(
-            args.source, args.out, parse_layer(args.layer), args.model, args.images, on_download=downloaded
+            args.source, args.out, parse_layer(args.layer), args.model, args.images, on_download=on_download
         )
-    finally:
-        for bar in bars:
-            bar.close()
     print(done.summary())
     for note in done.notes:
         print(f"note: {note}")

@@ -295,3 +295,18 @@ def test_the_zero_image_embedding_is_kept_per_encoder_and_made_again_when_damage
         damage()
         assert torch.allclose(open_decoder(folder, bb, "k").negative_embeds, blank)
         assert torch.allclose(load_file(str(kept))["embedding"], blank)  # and written again
+
+
+def test_the_command_lines_download_bar_shows_a_download_and_not_a_cached_copy(capsys):
+    """The bar the CLI gives every hub download (decoders, SAEs): a copy already in the cache
+    reports done at once and shows nothing."""
+    from sae.cli import download_bar
+
+    with download_bar() as report:
+        report(8192, 8192)
+    assert "download" not in capsys.readouterr().err
+    with download_bar() as report:
+        for done in (0, 4096, 8192):
+            report(done, 8192)
+    err = capsys.readouterr().err
+    assert "download" in err and "8.19k/8.19k" in err

@@ -52,6 +52,7 @@ def build_menus(w) -> None:
     mm = w.menuBar().addMenu("&Models")
     _action(w, mm, "&Load SAE folder…", w.switcher.load_sae_dialog, "Ctrl+L")
     _action(w, mm, "&Import published SAE file…", w.switcher.import_sae_dialog)
+    _action(w, mm, "Import SAE from the &hub…", w.switcher.import_hub_dialog)
     _action(w, mm, "&Train SAE…", w.switcher.train_dialog, "Ctrl+T")
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from editor.collector import while_loading
 from editor.decoder_loading import DecoderLoader
+from editor.download_dialog import DownloadDialog
+from sae.download import HUB_PREFIX, DownloadCancelled
 from sae.errors import UserError
 
 
@@ -24,10 +26,11 @@ def imported_folder(path: str | Path) -> Path:
     return root / (f"{stem}-{n}" if n > 1 else stem)
 
 
-def _import(path, out, images, backbone):
+def _import(path, out, images, backbone, download=None):
     from sae.importing import import_sae
 
-    return import_sae(path, out, images=images, backbone=backbone)
+    report, stop = (download.report, download.stop.is_set) if download is not None else (None, None)
+    return import_sae(path, out, images=images, backbone=backbone, on_download=report, should_stop=stop)
 
 
 class ModelSwitcher:
@@ -118,14 +121,28 @@ class ModelSwitcher:
         if path:
             self.import_sae(path)
 
+    def import_hub_dialog(self) -> None:
+        spec, ok = QInputDialog.getText(
+            self.w,
+            "Import an SAE from the Hugging Face hub",
+            "The SAE's folder on the hub, as hf:OWNER/REPO/FOLDER (SAELens, sparsify) or hf:OWNER/REPO "
+            "(a published pickle):",
+            text=HUB_PREFIX,
+        )
+        spec = spec.strip()
+        if ok and spec.removeprefix(HUB_PREFIX):
+            self.import_sae(spec if spec.startswith(HUB_PREFIX) else HUB_PREFIX + spec)
+
     def import_sae(self, path: str | Path, images: str | Path | None = None) -> None:
-        """Convert a published SAE file once into the user's data folder (as ``sae-studio import``
-        does), then load it. A file that names no encoder or layer is placed on the editor's."""
+        """Convert a published SAE file (or a hub SAE, ``hf:...``, downloaded first with a dialog that
+        can cancel) once into the user's data folder, as ``sae-studio import`` does, then load it. A
+        file that names no encoder or layer is placed on the editor's."""
         from sae.published.saev import header_only, is_early
 
-        if self.w.model is None:
+        hub = str(path).startswith(HUB_PREFIX)
+        if self.w.model is None or (hub and self.w.jobs.busy("hub import")):
             return
-        header = header_only(Path(path)) if Path(path).is_file() else None
+        header = header_only(Path(path)) if not hub and Path(path).is_file() else None
         if images is None and header is not None and is_early(header):
             images = QFileDialog.getExistingDirectory(
                 self.w, "Pictures like the SAE's training set, to estimate the input statistics it did not save"
@@ -134,17 +151,23 @@ class ModelSwitcher:
                 return
         backbone = self.w.model.session.backbone
         out = imported_folder(path)
-        self.w.statusBar().showMessage(f"Importing {Path(path).name} into {out}…")
-        self.w.jobs.run(
-            "sae",
-            while_loading(_import),
-            path,
-            out,
-            images,
-            backbone,
-            done=self._imported,
-            failed=lambda e: self.w.show_error(str(e) if isinstance(e, UserError) else f"Could not import: {e}"),
-        )
+        download = DownloadDialog(self.w, str(path)) if hub else None
+        self.w.statusBar().showMessage(f"Importing {path if hub else Path(path).name} into {out}…")
+
+        def finished(result) -> None:
+            if download is not None:
+                download.close()
+            if not isinstance(result, Exception):
+                self._imported(result)
+            elif isinstance(result, DownloadCancelled):
+                self.w.statusBar().showMessage("Download cancelled; what was downloaded stays in the cache.", 8000)
+            else:
+                self.w.show_error(str(result) if isinstance(result, UserError) else f"Could not import: {result}")
+
+        # a hub import is a kind of its own, so no other job supersedes it and leaves its dialog open
+        kind = "hub import" if hub else "sae"
+        job = while_loading(_import)
+        self.w.jobs.run(kind, job, path, out, images, backbone, download, done=finished, failed=finished)
 
     def _imported(self, done) -> None:
         """Open the imported SAE (on the encoder it names, when that is another one)."""

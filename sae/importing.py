@@ -51,14 +51,16 @@ def import_sae(
     images: str | Path | None = None,
     backbone: Backbone | None = None,
     on_download: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Imported:
     """Convert ``source`` into a project SAE at ``out``. ``model``/``layer`` override what the
     source says; ``backbone`` (an encoder already loaded, say the editor's) stands in for both
     when the source names neither. ``images`` feeds the statistics an early saev file lacks.
-    ``on_download(done_bytes, total_bytes)`` follows the download of a hub SAE."""
+    ``on_download(done_bytes, total_bytes)`` follows the download of a hub SAE, which ``should_stop()``
+    cancels (``sae.download.DownloadCancelled``)."""
     published = None
     if str(source).startswith(HUB_PREFIX):  # fetched once into the Hugging Face cache
-        source = hub_sae_folder(str(source), on_progress=on_download)
+        source = hub_sae_folder(str(source), on_progress=on_download, should_stop=should_stop)
     try:
         kind = detect(source)
     except UserError:

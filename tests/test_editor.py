@@ -486,6 +486,37 @@ def test_a_published_sae_file_imports_once_and_loads_on_the_editors_encoder(wind
     assert "not a state dict" in window._last_error and window.model.sae_folder == out
 
 
+def test_an_sae_imports_from_the_hub_with_a_download_dialog(window, qtbot, tmp_path, monkeypatch):
+    """Models > Import SAE from the hub: hf:OWNER/REPO/FOLDER through huggingface_hub's own download
+    (answered from its cache, offline), a dialog while it runs, then the SAE loads on the editor's
+    encoder; a repository not at hand is one sentence and the SAE is kept."""
+    from huggingface_hub import constants
+    from PySide6.QtWidgets import QProgressDialog
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "Import SAE from the &hub…" in [a.text() for a in window.menuBar().actions()[-1].menu().actions()]
+    snapshot = tmp_path / "hub" / "models--lab--clip-saes" / "snapshots" / ("0" * 40)
+    published = window.model.workspace.sae.folded_copy()
+    published.metadata.backbone = ""  # as most hub SAEs: it names no encoder, so the editor's is used
+    published.save(snapshot / "blocks.3.hook_resid_pre")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    window._last_error = ""
+    window.switcher.import_sae("hf:lab/clip-saes/blocks.3.hook_resid_pre")
+    assert [d for d in window.findChildren(QProgressDialog) if d.isVisible()]  # the download's dialog, at once
+    out = tmp_path / "data" / "sae-studio" / "imported" / "blocks.3.hook_resid_pre"
+    qtbot.waitUntil(lambda: window.model.sae_folder == out or window._last_error != "", timeout=30_000)
+    assert window.model.sae_folder == out, window._last_error
+    assert not [d for d in window.findChildren(QProgressDialog) if d.isVisible()]
+    window._last_error = ""
+    window.switcher.import_sae("hf:lab/elsewhere")
+    qtbot.waitUntil(lambda: window._last_error != "", timeout=30_000)
+    assert "Could not download lab/elsewhere" in window._last_error and window.model.sae_folder == out
+    assert not [d for d in window.findChildren(QProgressDialog) if d.isVisible()]
+
+
 def test_train_dialog_charts_cancels_resumes_and_switches_to_the_new_sae(window, qtbot, quick_models, tmp_path):
     _root, images = quick_models
     window.switcher.train_dialog()

@@ -3,12 +3,11 @@ downloads into the Hugging Face cache (once)."""
 
 from __future__ import annotations
 
-import threading
-
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QProgressDialog, QWidget
+from PySide6.QtWidgets import QWidget
 
 from editor.collector import while_loading
+from editor.download_dialog import DownloadDialog
 from sae.download import DownloadCancelled
 from sae.errors import UserError
 
@@ -17,13 +16,11 @@ class DecoderLoader(QObject):
     ready = Signal(str, object)  # name, decoder
     failed = Signal(str)  # one sentence ("" when the user cancelled a download)
     note = Signal(str)  # what is happening, for the status bar
-    _progress = Signal("qlonglong", "qlonglong")  # bytes so far, bytes expected (from the loading thread)
 
     def __init__(self, parent: QWidget, jobs):
         super().__init__(parent)
         self._parent, self._jobs = parent, jobs
-        self.dialog: QProgressDialog | None = None
-        self._progress.connect(self._show_download)
+        self.download: DownloadDialog | None = None
 
     def load(self, name: str, backbone, device: str) -> None:
         from sae.decoders.registry import download_note
@@ -31,22 +28,13 @@ class DecoderLoader(QObject):
         self._close_dialog()  # a download still asked for is superseded by this one
         note = download_note(name)
         self.note.emit(f"Loading the {name} decoder on {device}…" + (f" First use: {note}" if note else ""))
-        stop = threading.Event()
-        if note:
-            self.dialog = QProgressDialog(
-                f"Downloading the {name} decoder into the Hugging Face cache (once)…", "Cancel", 0, 1000, self._parent
-            )
-            self.dialog.setWindowTitle("Downloading")
-            self.dialog.setMinimumDuration(0)
-            self.dialog.setAutoClose(False)
-            self.dialog.setAutoReset(False)
-            self.dialog.canceled.connect(stop.set)
-            self._name = name
+        download = self.download = DownloadDialog(self._parent, f"the {name} decoder") if note else None
+        report, stop = (download.report, download.stop.is_set) if download is not None else (None, None)
 
         def load():
             from sae.decoders.registry import load_decoder
 
-            return load_decoder(name, backbone, device=device, on_download=self._progress.emit, should_stop=stop.is_set)
+            return load_decoder(name, backbone, device=device, on_download=report, should_stop=stop)
 
         def done(decoder) -> None:
             self._close_dialog()
@@ -58,20 +46,10 @@ class DecoderLoader(QObject):
 
         self._jobs.run("decoder", while_loading(load), done=done, failed=failed)
 
-    def _show_download(self, done: int, total: int) -> None:
-        if self.dialog is None:
-            return
-        if total > 0:
-            self.dialog.setValue(min(999, int(1000 * done / total)))
-        self.dialog.setLabelText(
-            f"Downloading the {self._name} decoder into the Hugging Face cache (once): "
-            f"{done / 1e9:.2f} of ~{total / 1e9:.1f} GB"
-        )
-
     def _close_dialog(self) -> None:
-        if self.dialog is not None:
-            self.dialog.close()
-            self.dialog = None
+        if self.download is not None:
+            self.download.close()
+            self.download = None
 
     def _failed(self, error: Exception) -> None:
         if isinstance(error, DownloadCancelled):

@@ -1,5 +1,5 @@
-"""A cancellable dialog that follows a hub download reported from a worker thread (an SAE fetched
-for *Import SAE from the hub…*)."""
+"""A cancellable dialog that follows a hub download reported from a worker thread: a hub decoder's
+first download, an SAE fetched for *Import SAE from the hub…*."""
 
 from __future__ import annotations
 
@@ -33,9 +33,12 @@ class DownloadDialog(QObject):
         if total > 0:
             self.dialog.setMaximum(1000)
             self.dialog.setValue(min(999, int(1000 * done / total)))
-        size = f"{done / 1e6:,.0f} MB" + (f" of ~{total / 1e6:,.0f} MB" if total > 0 else "")
+        unit, scale = ("GB", 1e9) if max(done, total) >= 1e9 else ("MB", 1e6)
+        size = f"{done / scale:,.2f}" if unit == "GB" else f"{done / scale:,.0f}"
+        size += f" of ~{total / scale:,.1f} {unit}" if total > 0 else f" {unit}"
         self.dialog.setLabelText(f"Downloading {self.what} into the Hugging Face cache (once): {size}")
 
     def close(self) -> None:
+        """Closes the dialog. The object stays (with its window) so that a download superseded and
+        still running reports into it harmlessly."""
         self.dialog.close()
-        self.deleteLater()

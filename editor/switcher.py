@@ -48,7 +48,8 @@ class ModelSwitcher:
 
     @property
     def download_dialog(self):
-        return self.loader.dialog
+        """The hub decoder's download dialog while one shows, else None."""
+        return self.loader.download.dialog if self.loader.download is not None else None
 
     def close(self) -> None:
         if self.train is not None:

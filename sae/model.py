@@ -61,6 +61,12 @@ class ForwardOutput(NamedTuple):
     code: torch.Tensor  # [B, d_sae], dense
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds no NaN or infinity, read in blocks so a wide SAE's weights are not copied
+    as booleans at once."""
+    return all(torch.isfinite(block).all() for block in t.reshape(-1).split(1 << 24))
+
+
 def sae_folders_inside(folder: Path) -> str:
     """The SAE folders directly inside ``folder`` (a release or a run holds one per layer), named for a
     sentence: "a, b, c and 9 more", or "" when there are none."""
@@ -183,7 +189,7 @@ class SparseAutoencoder(nn.Module):
         """One sentence when a weight holds NaN or an infinity (a damaged file, or a training run
         that diverged): such an SAE would turn every edit into NaN, which the decoder paints as nothing."""
         for name, t in self.weights().items():
-            if not all(torch.isfinite(block).all() for block in t.split(16384)):  # a wide SAE in blocks
+            if not all_finite(t):
                 raise UserError(
                     f"{source}: its {name} holds NaN or infinite values, so the SAE is damaged (or was saved "
                     "after its training diverged) and cannot be used."
@@ -281,12 +287,9 @@ class SparseAutoencoder(nn.Module):
         keep = torch.as_tensor(keep, dtype=torch.long)
         cfg = SaeConfig(d_in=self.d_in, d_sae=len(keep), arch=self.cfg.arch, k=self.cfg.k)
         out = SparseAutoencoder(cfg, SaeMetadata(**asdict(self.metadata))).to(self.W_dec.device)
-        out.W_enc_T.copy_(self.W_enc_T[keep])
-        out.b_enc.copy_(self.b_enc[keep])
-        out.W_dec.copy_(self.W_dec[keep])
-        out.b_dec.copy_(self.b_dec)
-        if self.cfg.arch == "jumprelu":
-            out.threshold.copy_(self.threshold[keep])
+        theirs = out.weights()
+        for name, mine in self.weights().items():  # every tensor but b_dec holds a row per latent
+            theirs[name].copy_(mine if name == "b_dec" else mine[keep])
         out.input_scale.fill_(float(self.input_scale))
         return out
 
@@ -298,14 +301,10 @@ class SparseAutoencoder(nn.Module):
         """
         folder = Path(folder)
         copy = self.folded_copy()
-        tensors = {
-            "W_enc": copy.W_enc.detach().float().contiguous().cpu(),
-            "b_enc": copy.b_enc.detach().float().contiguous().cpu(),
-            "W_dec": copy.W_dec.detach().float().contiguous().cpu(),
-            "b_dec": copy.b_dec.detach().float().contiguous().cpu(),
+        tensors = {  # W_enc in SAELens' orientation, [d_in, d_sae]
+            name: (t.T if name == "W_enc" else t).detach().float().contiguous().cpu()
+            for name, t in copy.weights().items()
         }
-        if self.cfg.arch == "jumprelu":
-            tensors["threshold"] = copy.threshold.float().contiguous().cpu()
         labels = folder / LABELS_NAME
         with atomic.atomic_dir(folder) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_NAME))
@@ -435,7 +434,7 @@ def _finetuning_scaling(f: Any, raw: dict, cfg: SaeConfig, weights_path: Path) -
     if "scaling_factor" not in f.keys():
         return None
     scaling = f.get_tensor("scaling_factor")
-    if tuple(scaling.shape) != (cfg.d_sae,) or not scaling.is_floating_point() or not torch.isfinite(scaling).all():
+    if tuple(scaling.shape) != (cfg.d_sae,) or not scaling.is_floating_point() or not all_finite(scaling):
         raise UserError(f"{weights_path}: its scaling_factor is not {cfg.d_sae} finite numbers; the file is damaged.")
     if torch.allclose(scaling.float(), torch.ones(cfg.d_sae)):
         return None

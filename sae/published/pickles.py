@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sae.errors import UserError
+from sae.model import all_finite
 
 SAFE_TORCH = (2, 10)  # the first torch whose weights-only loader has both CVE fixes
 
@@ -63,7 +64,7 @@ def as_weights(tensor: torch.Tensor, name: str, path: str | Path) -> torch.Tenso
     infinities (checked before a layout's formula mixes one tensor into another)."""
     if not tensor.is_floating_point():
         raise UserError(f"{path}: '{name}' holds {str(tensor.dtype).removeprefix('torch.')} values, not weights.")
-    if not all(torch.isfinite(part).all() for part in tensor.reshape(-1).split(1 << 24)):
+    if not all_finite(tensor):
         raise UserError(f"{path}: '{name}' holds NaN or infinite values; the file is damaged.")
     return tensor.float()
 
